@@ -1,0 +1,3 @@
+from vcli.cli import main
+
+main()

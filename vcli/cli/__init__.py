@@ -1,0 +1,60 @@
+"""The ``vcli`` command line: a thin skin over ``vcli.engine``.
+
+Each command parses its options, makes one call into the engine and hands the result to
+``vcli.render``. Commands are listed in wrangler's order.
+"""
+
+from __future__ import annotations
+
+import typer
+from typer.core import TyperGroup
+
+from . import indexes, vectors
+
+
+class OrderedGroup(TyperGroup):
+    ORDER = (
+        "create", "delete", "get", "list", "list-vectors", "query", "insert", "upsert",
+        "get-vectors", "delete-vectors", "info", "create-metadata-index", "list-metadata-index",
+        "delete-metadata-index",
+    )
+
+    def list_commands(self, ctx):
+        names = list(self.commands)
+        rank = {n: i for i, n in enumerate(self.ORDER)}
+        return sorted(names, key=lambda n: (rank.get(n, len(rank)), n))
+
+
+app = typer.Typer(
+    name="vcli",
+    cls=OrderedGroup,
+    help="Cloudflare Vectorize on your own disk: the `wrangler vectorize` commands, locally.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+for sub in (indexes.app, vectors.app):
+    for info in sub.registered_commands:
+        app.registered_commands.append(info)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"vcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", "-v", callback=_version, is_eager=True,
+                                 help="Show the version and exit."),
+) -> None:
+    """Cloudflare Vectorize on your own disk: the `wrangler vectorize` commands, locally."""
+
+
+def main() -> None:
+    app(prog_name="vcli")

@@ -1,0 +1,116 @@
+"""What every command shares: option types, the error boundary, and wrangler-style array options.
+
+Options are defined once as ``Annotated`` aliases. ``VectorizeCommand`` lets ``--vector`` and
+``--ids`` take several values after one flag, as wrangler does (``--vector -0.12 0.5 -3e-4``), which
+Click options cannot by themselves. ``run`` is the one place where engine errors become an
+``Error: …`` line and an exit code.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional, TypeVar
+
+import typer
+from typer.core import TyperCommand
+
+from .. import render
+from ..errors import VcliError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Options whose values may follow one flag; True means the values are numbers (so "-0.5" is a
+# value, not an option).
+ARRAY_OPTIONS = {"--vector": True, "--ids": False}
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|[-+]?(inf|infinity|nan)", re.I)
+
+
+def expand_array_options(args: list[str]) -> list[str]:
+    """Rewrite ``--vector 1 -2 3`` as ``--vector=1 --vector=-2 --vector=3``."""
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if arg == "--":
+            out.append(arg)
+            out.extend(args[i:])
+            break
+        if arg not in ARRAY_OPTIONS:
+            out.append(arg)
+            continue
+        numeric = ARRAY_OPTIONS[arg]
+        values = []
+        while i < len(args):
+            nxt = args[i]
+            if nxt.startswith("-") and nxt != "-" and not (numeric and _NUMBER.fullmatch(nxt)):
+                break
+            values.append(nxt)
+            i += 1
+        out.extend(f"{arg}={v}" for v in values) if values else out.append(arg)
+    return out
+
+
+class VectorizeCommand(TyperCommand):
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, expand_array_options(list(args)))
+
+
+def run(fn: F) -> F:
+    """The error boundary: VcliError → ``Error: …`` and its exit code; Ctrl-C → 130; anything
+    unexpected → one line (a traceback only with ``VCLI_DEBUG=1``)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except VcliError as exc:
+            render.error(exc.message)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            render.error("interrupted; the index is as it was before this command")
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except OSError as exc:
+            if os.environ.get("VCLI_DEBUG"):
+                raise
+            where = f"{exc.filename}: " if exc.filename else ""
+            render.error(f"{where}{exc.strerror or exc}")
+            raise typer.Exit(1) from None
+        except Exception as exc:  # noqa: BLE001 - the last line of defence
+            if os.environ.get("VCLI_DEBUG"):
+                raise
+            render.error(f"unexpected {type(exc).__name__}: {exc} (run with VCLI_DEBUG=1 for details)")
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def show_notes(index: Any) -> None:
+    for text in getattr(index, "notes", ()):
+        render.note(f"Note: {text}")
+
+
+def catalog(data_dir: Optional[Path]):
+    from ..config import resolve_data_dir
+    from ..engine.catalog import Catalog
+
+    return Catalog(resolve_data_dir(data_dir))
+
+
+IndexName = Annotated[str, typer.Argument(help="The name of the index.", show_default=False)]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout, nothing else.")]
+DataDir = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--data-dir",
+        help="Folder holding the indexes [default: $VCLI_DATA_DIR, else the user data dir].",
+        show_default=False,
+        file_okay=False,
+    ),
+]

@@ -1,0 +1,188 @@
+"""Where indexes live: the data dir, the name rules, and create / list / open / delete.
+
+An index is a folder ``<data dir>/<name>/`` holding ``index.toml`` (its configuration),
+``store.sqlite`` (the truth) and derived files (see ``index.py``). A folder only ever appears or
+disappears whole: create builds it under a temporary name and renames it into place; delete renames
+it away before removing it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..errors import IndexExists, IndexNotFound, InvalidConfig, InvalidName, StorageError
+from . import fsutil
+from .presets import METRICS, PRESETS
+from .records import IndexConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+NAME_RE = re.compile(r"[a-z](?:[a-z0-9_-]*[a-z0-9])?")
+MAX_NAME_BYTES = 64
+MAX_DIMENSIONS = 1536
+CONFIG_FILE = "index.toml"
+STORE_FILE = "store.sqlite"
+FORMAT = 1
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def check_name(name: str) -> str:
+    """Refuse any index name that is not Vectorize's kebab-style name, before touching the disk."""
+    if not name:
+        raise InvalidName("index name is empty")
+    if len(name.encode()) > MAX_NAME_BYTES:
+        raise InvalidName(f'index name "{name[:70]}" is longer than {MAX_NAME_BYTES} bytes')
+    if not NAME_RE.fullmatch(name):
+        raise InvalidName(
+            f'invalid index name "{name}": use lowercase letters, digits, "-" and "_", '
+            "starting with a letter and ending with a letter or digit"
+        )
+    return name
+
+
+def _toml_str(value: str) -> str:
+    # A JSON string with ASCII escapes is a valid TOML basic string once DEL is escaped too.
+    return json.dumps(value, ensure_ascii=True).replace("\x7f", "\\u007f")
+
+
+def _config_toml(cfg: IndexConfig) -> bytes:
+    lines = [f"format = {FORMAT}", f"name = {_toml_str(cfg.name)}", f"dimensions = {cfg.dimensions}"]
+    lines.append(f"metric = {_toml_str(cfg.metric)}")
+    if cfg.description is not None:
+        lines.append(f"description = {_toml_str(cfg.description)}")
+    if cfg.preset is not None:
+        lines.append(f"preset = {_toml_str(cfg.preset)}")
+    lines += [f"created_on = {_toml_str(cfg.created_on)}", f"modified_on = {_toml_str(cfg.modified_on)}"]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def resolve_config(
+    dimensions: int | None, metric: str | None, preset: str | None
+) -> tuple[int, str]:
+    """Dimensions and metric from either ``preset`` or both of ``dimensions`` and ``metric``."""
+    if preset is not None:
+        if preset not in PRESETS:
+            raise InvalidConfig(f'unknown preset "{preset}"; known presets: {", ".join(PRESETS)}')
+        return PRESETS[preset]
+    if dimensions is None or metric is None:
+        raise InvalidConfig(
+            "you must provide both --dimensions and --metric, or a known model --preset"
+        )
+    if isinstance(dimensions, bool) or not isinstance(dimensions, int):
+        raise InvalidConfig(f"dimensions must be a whole number, got {dimensions!r}")
+    if not 1 <= dimensions <= MAX_DIMENSIONS:
+        raise InvalidConfig(f"dimensions must be between 1 and {MAX_DIMENSIONS}, got {dimensions}")
+    if metric not in METRICS:
+        raise InvalidConfig(f'unknown metric "{metric}"; choose one of {", ".join(METRICS)}')
+    return dimensions, metric
+
+
+class Catalog:
+    """The indexes in one data dir."""
+
+    def __init__(self, data_dir: str | os.PathLike[str]):
+        self.data_dir = Path(data_dir)
+
+    # -- paths -----------------------------------------------------------------------------
+    def path_of(self, name: str) -> Path:
+        """The folder of index ``name``; the name is checked so it can never leave the data dir."""
+        path = self.data_dir / check_name(name)
+        if path.is_symlink():
+            raise StorageError(f'{path} is a symbolic link; vcli does not follow links in its data dir')
+        return path
+
+    def _existing(self, name: str) -> Path:
+        path = self.path_of(name)
+        if not (path / CONFIG_FILE).is_file():
+            raise IndexNotFound(name)
+        return path
+
+    # -- operations ------------------------------------------------------------------------
+    def create(
+        self,
+        name: str,
+        dimensions: int | None = None,
+        metric: str | None = None,
+        *,
+        preset: str | None = None,
+        description: str | None = None,
+    ) -> IndexConfig:
+        from .store import Store
+
+        dims, metric_ = resolve_config(dimensions, metric, preset)
+        final = self.path_of(name)
+        if final.exists():
+            raise IndexExists(name)
+        stamp = now_iso()
+        cfg = IndexConfig(name, dims, metric_, description, stamp, stamp, preset)
+        fsutil.make_dir(self.data_dir)
+        tmp = self.data_dir / f".create-{name}-{secrets.token_hex(4)}"
+        try:
+            tmp.mkdir(mode=fsutil.DIR_MODE)
+            fsutil.write_bytes_atomic(tmp / CONFIG_FILE, _config_toml(cfg))
+            Store.create(tmp / STORE_FILE).close()
+            try:
+                os.rename(tmp, final)
+            except OSError as exc:
+                if final.exists():
+                    raise IndexExists(name) from exc
+                raise
+            fsutil.fsync_dir(self.data_dir)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return cfg
+
+    def config(self, name: str) -> IndexConfig:
+        return read_config(self._existing(name))
+
+    def list(self) -> list[IndexConfig]:
+        if not self.data_dir.is_dir():
+            return []
+        out = []
+        for entry in sorted(self.data_dir.iterdir()):
+            if NAME_RE.fullmatch(entry.name) and not entry.is_symlink() and (entry / CONFIG_FILE).is_file():
+                out.append(read_config(entry))
+        return out
+
+    def open(self, name: str, *, write: bool = False):
+        """Open index ``name`` for reading or (with ``write=True``) for writing."""
+        from .index import VectorIndex
+
+        return VectorIndex(self._existing(name), read_config(self._existing(name)), write=write)
+
+    def delete(self, name: str) -> None:
+        path = self._existing(name)
+        trash = self.data_dir / f".delete-{name}-{secrets.token_hex(4)}"
+        os.rename(path, trash)
+        fsutil.fsync_dir(self.data_dir)
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def read_config(path: Path) -> IndexConfig:
+    try:
+        raw = tomllib.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
+        return IndexConfig(
+            name=raw["name"],
+            dimensions=int(raw["dimensions"]),
+            metric=raw["metric"],
+            description=raw.get("description"),
+            created_on=raw["created_on"],
+            modified_on=raw["modified_on"],
+            preset=raw.get("preset"),
+        )
+    except (OSError, KeyError, ValueError, TypeError, tomllib.TOMLDecodeError) as exc:
+        raise StorageError(f"cannot read {path / CONFIG_FILE}: {exc}") from exc

@@ -1,0 +1,108 @@
+"""The graph: a derived usearch HNSW index over the store's vectors, for large indexes.
+
+File ``graph-<seq>.usearch`` reflects the store as of mutation ``seq``; its keys are the store's
+integer keys. It stores float32 explicitly (usearch 2.26 would default to bf16, which moves scores
+in the fourth digit). A graph is never modified in place: catching up loads it, applies the rows
+added and removed since ``seq``, and saves a new file under the new sequence number (temporary name,
+fsync, rename). Queries open it memory-mapped (``view``), so a query reads only the pages it visits.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from usearch.index import Index, MetricKind
+
+from . import fsutil
+from .matrix import cur_fetch
+from .store import Store
+
+USEARCH_METRIC = {"cosine": MetricKind.Cos, "euclidean": MetricKind.L2sq, "dot-product": MetricKind.IP}
+CONNECTIVITY = 16
+EXPANSION_ADD = 128
+EXPANSION_SEARCH = 128
+CHUNK = 16384
+
+
+def new_index(dimensions: int, metric: str) -> Index:
+    return Index(
+        ndim=dimensions,
+        metric=USEARCH_METRIC[metric],
+        dtype="f32",
+        connectivity=CONNECTIVITY,
+        expansion_add=EXPANSION_ADD,
+        expansion_search=EXPANSION_SEARCH,
+    )
+
+
+def load(path: Path, dimensions: int, metric: str, expected_count: int | None, *, view: bool) -> Index:
+    """Open a graph file, checking that it fits this index; ``ValueError`` if it does not."""
+    meta = Index.metadata(str(path))
+    if meta is None:
+        raise ValueError(f"{path.name} is not a usearch graph")
+    if (
+        meta["dimensions"] != dimensions
+        or meta["kind_metric"] != USEARCH_METRIC[metric]
+        or str(meta["kind_scalar"]).split(".")[-1] != "F32"
+        or (expected_count is not None and meta["count_present"] != expected_count)
+    ):
+        raise ValueError(f"{path.name} does not match this index")
+    index = new_index(dimensions, metric)
+    if view:
+        index.view(str(path))
+    else:
+        index.load(str(path))
+    return index
+
+
+def add_from_store(index: Index, store: Store, where: str = "", params=()) -> int:
+    added = 0
+    cur = store.iter_vectors(where, params)
+    dims = index.ndim
+    while rows := cur_fetch(cur, CHUNK):
+        keys = np.fromiter((r[0] for r in rows), np.uint64, len(rows))
+        block = np.frombuffer(b"".join(r[1] for r in rows), "<f4").reshape(len(rows), dims)
+        index.add(keys, block, threads=os.cpu_count() or 1)
+        added += len(rows)
+    return added
+
+
+def save(index: Index, path: Path) -> None:
+    tmp = fsutil.temp_name(path)
+    try:
+        index.save(str(tmp))
+        os.chmod(tmp, fsutil.FILE_MODE)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsutil.fsync_dir(path.parent)
+
+
+def build(store: Store, path_for_seq, dimensions: int, metric: str) -> Path:
+    """Build a whole new graph from the store."""
+    with store.snapshot():
+        seq = store.last_seq()
+        index = new_index(dimensions, metric)
+        index.reserve(store.count())
+        add_from_store(index, store)
+        path = path_for_seq(seq)
+        save(index, path)
+    return path
+
+
+def catch_up(index: Index, store: Store, old_seq: int, path_for_seq) -> Path:
+    """Apply the store's changes since ``old_seq`` to a loaded graph and save it anew."""
+    with store.snapshot():
+        seq = store.last_seq()
+        gone = store.removed_since(old_seq)
+        if gone:
+            index.remove(np.asarray(gone, np.uint64))
+        add_from_store(index, store, "WHERE seq > ?", (old_seq,))
+        path = path_for_seq(seq)
+        save(index, path)
+    return path

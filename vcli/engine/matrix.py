@@ -1,0 +1,96 @@
+"""The matrix: a derived, memory-mapped float32 copy of every vector, for exact search.
+
+File ``matrix-<seq>.f32`` holds the live vectors of the store as of mutation ``seq``, in key order:
+
+    header  64 bytes: magic b"VCLIMAT1", uint64 seq, uint64 n, uint32 dimensions (little-endian)
+    keys    int64[n]    ascending
+    norms   float32[n]  L2 norm of each vector
+    values  float32[n * dimensions]
+
+It is written to a temporary name, fsynced and renamed, so it is whole or absent. Queries open it
+with ``np.memmap`` (no read of the whole file) and scan rows written since ``seq`` from the store.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import fsutil
+from .store import Store
+
+MAGIC = b"VCLIMAT1"
+HEADER = struct.Struct("<8sQQI")
+HEADER_SIZE = 64
+CHUNK = 8192
+
+
+@dataclass
+class Matrix:
+    seq: int
+    keys: np.ndarray  # int64[n]
+    norms: np.ndarray  # float32[n]
+    values: np.ndarray  # float32[n, d]
+
+    @classmethod
+    def load(cls, path: Path, seq: int, dimensions: int) -> Matrix:
+        with open(path, "rb") as f:
+            magic, file_seq, n, dims = HEADER.unpack(f.read(HEADER.size))
+        size = path.stat().st_size
+        expected = HEADER_SIZE + n * 8 + n * 4 + n * dims * 4
+        if magic != MAGIC or file_seq != seq or dims != dimensions or size != expected:
+            raise ValueError(f"{path.name} is damaged or belongs to another index")
+        if n == 0:
+            return cls(seq, np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros((0, dims), np.float32))
+        raw = np.memmap(path, dtype=np.uint8, mode="r")
+        keys = raw[HEADER_SIZE : HEADER_SIZE + n * 8].view("<i8")
+        off = HEADER_SIZE + n * 8
+        norms = raw[off : off + n * 4].view("<f4")
+        values = raw[off + n * 4 :].view("<f4").reshape(n, dims)
+        return cls(seq, keys, norms, values)
+
+    def rows_of(self, keys: np.ndarray) -> np.ndarray:
+        """Row positions of ``keys`` (which must be present)."""
+        return np.searchsorted(self.keys, keys)
+
+
+def build(store: Store, path_for_seq, dimensions: int) -> Path:
+    """Write a new matrix file from the store's live vectors; return its path."""
+    with store.snapshot():
+        seq = store.last_seq()
+        n = store.count()
+        path = path_for_seq(seq)
+
+        def write(f) -> None:
+            f.write(HEADER.pack(MAGIC, seq, n, dimensions).ljust(HEADER_SIZE, b"\0"))
+            keys = np.empty(n, np.int64)
+            norms = np.empty(n, np.float32)
+            f.seek(HEADER_SIZE + n * 12)
+            done = 0
+            cur = store.iter_vectors()
+            while rows := cur_fetch(cur, CHUNK):
+                block = np.frombuffer(b"".join(r[1] for r in rows), "<f4").reshape(len(rows), dimensions)
+                keys[done : done + len(rows)] = [r[0] for r in rows]
+                norms[done : done + len(rows)] = np.linalg.norm(block, axis=1)
+                f.write(block.tobytes())
+                done += len(rows)
+            if done != n:  # pragma: no cover - the snapshot makes this impossible
+                raise RuntimeError("the store changed while the matrix was written")
+            f.seek(HEADER_SIZE)
+            f.write(keys.astype("<i8").tobytes())
+            f.write(norms.astype("<f4").tobytes())
+
+        fsutil.write_atomic(path, write)
+    return path
+
+
+def cur_fetch(iterator, size: int) -> list:
+    rows = []
+    for row in iterator:
+        rows.append(row)
+        if len(rows) == size:
+            break
+    return rows

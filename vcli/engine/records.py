@@ -1,0 +1,154 @@
+"""What engine calls return: plain dataclasses, turned into SPEC.md's JSON by ``to_json``.
+
+Vector values stay float32 NumPy arrays (or ``array('f')``) so that JSON output prints them as the
+shortest decimal that round-trips in float32, as Vectorize does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    name: str
+    dimensions: int
+    metric: str
+    description: str | None
+    created_on: str
+    modified_on: str
+    preset: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "created_on": self.created_on,
+            "modified_on": self.modified_on,
+            "name": self.name,
+            "description": self.description,
+            "config": {"dimensions": self.dimensions, "metric": self.metric},
+        }
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    vector_count: int
+    dimensions: int
+    processed_up_to_datetime: str | None
+    processed_up_to_mutation: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "vectorCount": self.vector_count,
+            "dimensions": self.dimensions,
+            "processedUpToDatetime": self.processed_up_to_datetime,
+            "processedUpToMutation": self.processed_up_to_mutation,
+        }
+
+
+@dataclass(frozen=True)
+class Mutation:
+    """One write command: its sequence number in the store and its public UUID."""
+
+    seq: int
+    id: str
+    at: str
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What insert/upsert did: ``count`` vectors read, ``written`` of them stored (insert skips
+    ids that already exist)."""
+
+    index: str
+    count: int
+    written: int
+    mutation_id: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "count": self.count}
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    mutation_id: str
+    count: int
+    deleted: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mutationId": self.mutation_id, "count": self.count}
+
+
+@dataclass(frozen=True)
+class Vector:
+    id: str
+    values: Any  # float32 array
+    namespace: str | None = None
+    metadata: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "values": self.values,
+            "namespace": self.namespace,
+            "metadata": self.metadata,
+        }
+
+
+@dataclass(frozen=True)
+class Match:
+    id: str
+    score: float
+    values: Any = None
+    namespace: str | None = None
+    metadata: dict[str, Any] | None = None
+    with_metadata: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "score": self.score}
+        if self.values is not None:
+            out["values"] = self.values
+        if self.namespace is not None:
+            out["namespace"] = self.namespace
+        if self.with_metadata:
+            out["metadata"] = self.metadata if self.metadata is not None else {}
+        return out
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    matches: list[Match] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self.matches)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"count": self.count, "matches": [m.to_json() for m in self.matches]}
+
+
+@dataclass(frozen=True)
+class VectorPage:
+    ids: list[str]
+    total_count: int
+    next_cursor: str | None
+    cursor_expiration: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "count": len(self.ids),
+            "totalCount": self.total_count,
+            "isTruncated": self.next_cursor is not None,
+            "nextCursor": self.next_cursor,
+            "cursorExpirationTimestamp": self.cursor_expiration,
+            "vectors": [{"id": i} for i in self.ids],
+        }
+
+
+@dataclass(frozen=True)
+class MetadataIndex:
+    property_name: str
+    index_type: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"propertyName": self.property_name, "indexType": self.index_type}

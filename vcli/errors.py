@@ -1,0 +1,106 @@
+"""Every failure a user can hit, each with its exit code.
+
+The engine raises these; exactly one layer (``vcli.cli._common.run_command``) turns them into an
+``Error: …`` line on stderr and an exit code. ``code`` is the Vectorize API error code for the same
+situation, so a REST front end can answer as Cloudflare does.
+"""
+
+from __future__ import annotations
+
+
+class VcliError(Exception):
+    """Base class: a failure the user can fix. Exit code 1."""
+
+    exit_code = 1
+    code = 1000  # generic Vectorize "bad request"
+    http_status = 400
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidName(VcliError):
+    code = 3001
+
+
+class IndexNotFound(VcliError):
+    code = 3000
+    http_status = 404
+
+    def __init__(self, name: str):
+        super().__init__(f'index "{name}" not found')
+        self.name = name
+
+
+class IndexExists(VcliError):
+    code = 3002
+    http_status = 409
+
+    def __init__(self, name: str):
+        super().__init__(f'index "{name}" already exists')
+        self.name = name
+
+
+class InvalidConfig(VcliError):
+    """Bad dimensions, metric or preset at create time."""
+
+    code = 3003
+
+
+class BadInput(VcliError):
+    """A bad NDJSON line: names the line number, the id when known, and what is wrong."""
+
+    code = 40023
+
+    def __init__(self, reason: str, line: int | None = None, vector_id: str | None = None):
+        where = []
+        if line is not None:
+            where.append(f"line {line}")
+        if vector_id is not None:
+            where.append(f'id "{vector_id}"')
+        prefix = f"{', '.join(where)}: " if where else ""
+        super().__init__(prefix + reason)
+        self.reason = reason
+        self.line = line
+        self.vector_id = vector_id
+
+
+class DimensionMismatch(BadInput):
+    code = 40012
+
+
+class BadQuery(VcliError):
+    """A bad query vector or option (wrong dimensions, non-finite numbers, unknown vector id)."""
+
+    code = 40006
+
+
+class LimitExceeded(VcliError):
+    code = 40025
+
+
+class BadFilter(VcliError):
+    code = 40003
+
+
+class MetadataIndexError(VcliError):
+    code = 40020
+
+
+class LockTimeout(VcliError):
+    """Another writer held the index for longer than the lock timeout."""
+
+    code = 40029
+    http_status = 409
+
+
+class StorageError(VcliError):
+    """The disk said no: full, read-only, no permission, file too large."""
+
+    code = 1001
+    http_status = 500
+
+
+class ConfigError(VcliError):
+    """A bad config file, key or value."""
