@@ -132,7 +132,6 @@ class Searcher:
             count = min(size, max(want, 2 * k))
             found = g.search(q, count)
             keys = np.asarray(found.keys, np.int64)
-            dists = np.asarray(found.distances, np.float32)
             keep = np.ones(len(keys), bool)
             if skip:
                 keep &= ~np.isin(keys, removed)
