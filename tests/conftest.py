@@ -1,0 +1,102 @@
+"""Shared fixtures: every test gets its own data dir and config dir; nothing touches the real home.
+
+``vcli(...)`` runs the CLI in-process (Typer's CliRunner); ``vcli_proc(...)`` runs the installed
+``vcli`` executable in a subprocess. Both return a ``Run`` with ``code``, ``out``, ``err`` and
+``json`` (stdout parsed as JSON).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import pytest
+from typer.testing import CliRunner
+
+from vcli.cli import app
+
+GOLDEN = [
+    ("1", [32.4, 74.1, 3.2]),
+    ("2", [15.1, 19.2, 15.8]),
+    ("3", [0.16, 1.2, 3.8]),
+    ("4", [75.1, 67.1, 29.9]),
+    ("5", [58.8, 6.7, 3.4]),
+]
+GOLDEN_QUERY = [54.8, 5.5, 3.1]
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def json(self):
+        return orjson.loads(self.out)
+
+
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "data"
+    monkeypatch.setenv("VCLI_DATA_DIR", str(path))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config-home"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data-home"))
+    monkeypatch.delenv("VCLI_DEBUG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    return path
+
+
+@pytest.fixture
+def vcli():
+    runner = CliRunner()
+
+    def run(*args: str, input: str | bytes | None = None) -> Run:
+        result = runner.invoke(app, [str(a) for a in args], input=input, catch_exceptions=True)
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return Run(result.exit_code, result.stdout, result.stderr)
+
+    return run
+
+
+def vcli_executable() -> str:
+    found = Path(sys.executable).with_name("vcli")
+    return str(found) if found.exists() else (shutil.which("vcli") or "vcli")
+
+
+@pytest.fixture
+def vcli_proc():
+    exe = vcli_executable()
+
+    def run(*args: str, input: str | bytes | None = None, env: dict | None = None, timeout: float = 120) -> Run:
+        data = input.encode() if isinstance(input, str) else input
+        proc = subprocess.run(
+            [exe, *map(str, args)], input=data, capture_output=True, timeout=timeout,
+            env={**os.environ, **(env or {})},
+        )
+        return Run(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
+
+    return run
+
+
+def ndjson(records) -> str:
+    return "".join(orjson.dumps(r).decode() + "\n" for r in records)
+
+
+@pytest.fixture
+def golden(vcli, tmp_path):
+    """A cosine index "golden" holding the five vectors of the Vectorize launch post."""
+    def make(metric: str = "cosine", name: str = "golden") -> str:
+        assert vcli("create", name, "--dimensions", "3", "--metric", metric).code == 0
+        path = tmp_path / f"{name}.ndjson"
+        path.write_text(ndjson({"id": i, "values": v} for i, v in GOLDEN))
+        assert vcli("insert", name, "--file", path).code == 0
+        return name
+
+    return make
