@@ -52,8 +52,19 @@ def data_dir(tmp_path, monkeypatch) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def click_app():
+    """The Click command tree, built once: Typer would rebuild it on every invocation."""
+    import typer.main
+
+    return typer.main.get_command(app)
+
+
 @pytest.fixture
-def vcli():
+def vcli(click_app, monkeypatch):
+    import typer.testing
+
+    monkeypatch.setattr(typer.testing, "_get_command", lambda _app: click_app)
     runner = CliRunner()
 
     def run(*args: str, input: str | bytes | None = None) -> Run:

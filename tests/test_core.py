@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import GOLDEN, GOLDEN_QUERY, ndjson
+
 from vcli.engine.presets import PRESETS
 
 
@@ -38,7 +38,7 @@ def test_golden_case_through_the_installed_cli(vcli_proc, tmp_path):
     got = res.json
     assert got["count"] == 3
     assert [m["id"] for m in got["matches"]] == ["5", "4", "2"]
-    for m, want in zip(got["matches"], [0.999909, 0.789848, 0.611976]):
+    for m, want in zip(got["matches"], [0.999909, 0.789848, 0.611976], strict=True):
         assert m["score"] == pytest.approx(want, abs=1e-6)
         assert set(m) == {"id", "score"}
 
@@ -51,7 +51,7 @@ def test_scores_match_numpy_for_every_metric(vcli, golden, metric):
     got = [(m["id"], m["score"]) for m in res.json["matches"]]
     want = numpy_answer(metric, 5)
     assert [g[0] for g in got] == [w[0] for w in want]
-    for (_, g), (_, w) in zip(got, want):
+    for (_, g), (_, w) in zip(got, want, strict=True):
         assert g == pytest.approx(w, abs=1e-6)
 
 

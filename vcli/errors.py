@@ -104,3 +104,16 @@ class StorageError(VcliError):
 
 class ConfigError(VcliError):
     """A bad config file, key or value."""
+
+
+class IndexDamaged(StorageError):
+    """``vcli check`` found problems that were not (or could not be) repaired."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C at a moment when the index is not simply as it was before the command (its write
+    was already saved); carries the sentence to show instead of the usual one."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
@@ -34,6 +35,50 @@ def emit_json(obj: Any, *, indent: bool = True) -> None:
         sys.stdout.flush()
 
 
+def emit_json_lines(objs: Iterable[Any]) -> None:
+    """One compact JSON document a line on stdout, each flushed as soon as it is made (so a
+    program reading the answers of ``vcli query --file -`` gets each without waiting)."""
+    out = sys.stdout.buffer
+    for obj in objs:
+        out.write(json_bytes(obj, indent=False))
+        out.flush()
+
+
+def write_stream(chunks: Iterable[bytes], path: str | os.PathLike[str] | None = None) -> int:
+    """Write ``chunks`` (NDJSON blocks) to stdout as they come, or to ``path`` atomically: into a
+    temporary file beside it, fsynced, then renamed over it, so ``path`` is either untouched or
+    whole, even after an error or Ctrl-C. Returns the number of lines written."""
+    lines = 0
+    if path is None:
+        out = sys.stdout.buffer
+        for chunk in chunks:
+            out.write(chunk)
+            lines += chunk.count(b"\n")
+        out.flush()
+        return lines
+    import secrets
+
+    target = os.fspath(path)
+    folder, base = os.path.split(os.path.abspath(target))
+    tmp = os.path.join(folder, f".{base}.tmp-{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as with >
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for chunk in chunks:
+                f.write(chunk)
+                lines += chunk.count(b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return lines
+
+
 def line(text: str = "") -> None:
     """A sentence for people on stdout."""
     print(text, flush=True)
@@ -46,6 +91,31 @@ def note(text: str) -> None:
 
 def error(text: str) -> None:
     print(f"Error: {text}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def progress(label: str, unit: str = "vectors") -> Iterator[Callable[[int], None] | None]:
+    """A progress line on stderr (spinner, count, rate, elapsed time) while the block runs, when
+    stderr is a terminal; yields the callback to give it the running count. When stderr is not a
+    terminal it yields ``None`` and prints nothing."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import Progress, ProgressColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.text import Text
+
+    class Rate(ProgressColumn):
+        def render(self, task) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text("" if speed is None else f"{speed:,.0f} {unit}/s")
+
+    bar = Progress(
+        SpinnerColumn(), TextColumn(f"{label} [progress.percentage]{{task.completed:,}} {unit}"),
+        Rate(), TimeElapsedColumn(), console=_console(stderr=True), transient=False,
+    )
+    with bar:
+        task = bar.add_task(label, total=None)
+        yield lambda count: bar.update(task, completed=count)
 
 
 def _console(stderr: bool = False):

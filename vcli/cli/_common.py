@@ -71,8 +71,10 @@ def run(fn: F) -> F:
         except VcliError as exc:
             render.error(exc.message)
             raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            render.error("interrupted; the index is as it was before this command")
+        except KeyboardInterrupt as exc:
+            # ``errors.Interrupted`` says so when the write had already been saved.
+            render.error(getattr(exc, "message", None)
+                         or "interrupted; the index is as it was before this command")
             raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort):
             raise
@@ -85,6 +87,9 @@ def run(fn: F) -> F:
         except Exception as exc:  # noqa: BLE001 - the last line of defence
             if os.environ.get("VCLI_DEBUG"):
                 raise
+            if type(exc).__module__ == "sqlite3":  # the store said no outside a write
+                render.error(f"the index store could not be read: {exc} (run `vcli check` on it)")
+                raise typer.Exit(1) from None
             render.error(f"unexpected {type(exc).__name__}: {exc} (run with VCLI_DEBUG=1 for details)")
             raise typer.Exit(1) from None
 
@@ -97,10 +102,10 @@ def show_notes(index: Any) -> None:
 
 
 def catalog(data_dir: Optional[Path]):
-    from ..config import resolve_data_dir
-    from ..engine.catalog import Catalog
+    """The configured catalog (``--data-dir`` > ``VCLI_*`` > vcli.toml > config.toml > defaults)."""
+    from ..engine import open_catalog
 
-    return Catalog(resolve_data_dir(data_dir))
+    return open_catalog(data_dir)
 
 
 IndexName = Annotated[str, typer.Argument(help="The name of the index.", show_default=False)]
@@ -109,7 +114,8 @@ DataDir = Annotated[
     Optional[Path],
     typer.Option(
         "--data-dir",
-        help="Folder holding the indexes [default: $VCLI_DATA_DIR, else the user data dir].",
+        help="Folder holding the indexes (default: $VCLI_DATA_DIR, else data_dir in vcli.toml "
+        "or config.toml, else the user data dir; see vcli config).",
         show_default=False,
         file_okay=False,
     ),

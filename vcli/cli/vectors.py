@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Annotated, BinaryIO, Optional
 
@@ -54,7 +54,8 @@ def _write(mode: str, name: str, file: str, batch_size: int, json: bool, data_di
     with catalog(data_dir).open(name, write=True) as index, open_input(file) as stream:
         vectors = read_vectors(stream, index.dimensions)
         write = index.insert if mode == "insert" else index.upsert
-        result = write(vectors, batch_size=batch_size)
+        with render.progress(f"{mode.capitalize()}ing") as progress:
+            result = write(vectors, batch_size=batch_size, progress=progress)
         show_notes(index)
     if json:
         render.emit_json(result.to_json())
@@ -166,11 +167,21 @@ def query(
         Optional[str], typer.Option(help="Metadata filter as JSON, e.g. '{\"genre\": \"drama\"}'.",
                                     show_default=False)
     ] = None,
+    file: Annotated[
+        Optional[str],
+        typer.Option("--file", show_default=False, help=(
+            "Answer many queries: NDJSON, one query a line ({\"vector\": [...]} or "
+            "{\"vectorId\": \"...\"}, optional topK, filter, namespace, returnValues, "
+            "returnMetadata); - reads stdin. Prints one JSON result a line, in order; the other "
+            "options are defaults for lines that leave them out.")),
+    ] = None,
     json: JsonFlag = False,
     data_dir: DataDir = None,
 ) -> None:
     """Query a Vectorize index."""
-    if (vector is None) == (vector_id is None):
+    if file is not None and (vector is not None or vector_id is not None):
+        raise BadQuery("give either --file or --vector/--vector-id, not both")
+    if file is None and (vector is None) == (vector_id is None):
         raise BadQuery("give either --vector or --vector-id, but not both")
     values = parse_vector(vector) if vector is not None else None
     parsed_filter = None
@@ -181,6 +192,17 @@ def query(
             from ..errors import BadFilter
 
             raise BadFilter(f"--filter is not valid JSON ({exc})") from None
+        if parsed_filter is None:  # JSON null: never a silent unfiltered query
+            from ..errors import BadFilter
+
+            raise BadFilter('the filter must be a JSON object such as {"genre": "drama"}, not null')
+    if file is not None:  # --json or not: the answers are JSON lines
+        from ..ndjson import QueryLine
+
+        defaults = QueryLine(0, None, None, top_k, return_values, return_metadata, namespace or None,
+                             parsed_filter)
+        _query_file(name, file, defaults, data_dir)
+        return
     with catalog(data_dir).open(name) as index:
         result = index.query(
             values, vector_id=vector_id, top_k=top_k, return_values=return_values,
@@ -193,6 +215,17 @@ def query(
         render.note("Could not find any relevant vectors")
     else:
         render.table(*_match_rows(result, return_values, return_metadata))
+
+
+def _query_file(name: str, file: str, defaults, data_dir) -> None:
+    from ..ndjson import lines_with_pauses, read_queries
+
+    with catalog(data_dir).open(name) as index, open_input(file) as stream, \
+            closing(index.query_many(read_queries(lines_with_pauses(stream), defaults))) as results:
+        try:
+            render.emit_json_lines(r.to_json() for r in results)
+        finally:
+            show_notes(index)
 
 
 @app.command("get-vectors", cls=VectorizeCommand)

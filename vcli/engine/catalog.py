@@ -32,6 +32,7 @@ MAX_NAME_BYTES = 64
 MAX_DIMENSIONS = 1536
 CONFIG_FILE = "index.toml"
 STORE_FILE = "store.sqlite"
+OWN_FILES = (CONFIG_FILE, STORE_FILE, STORE_FILE + "-wal", STORE_FILE + "-shm", "lock")
 FORMAT = 1
 
 
@@ -91,10 +92,21 @@ def resolve_config(
 
 
 class Catalog:
-    """The indexes in one data dir."""
+    """The indexes in one data dir.
 
-    def __init__(self, data_dir: str | os.PathLike[str]):
+    ``lock_timeout`` (seconds a write waits for another writer) and ``max_top_k_with_values``
+    (1..50) are handed to every index it opens; ``vcli.engine.open_catalog`` takes them from the
+    configuration files and ``VCLI_*`` variables."""
+
+    def __init__(
+        self, data_dir: str | os.PathLike[str], *, lock_timeout: float | None = None,
+        max_top_k_with_values: int | None = None,
+    ):
         self.data_dir = Path(data_dir)
+        self.index_options = {
+            k: v for k, v in (("lock_timeout", lock_timeout),
+                              ("max_top_k_with_values", max_top_k_with_values)) if v is not None
+        }
 
     # -- paths -----------------------------------------------------------------------------
     def path_of(self, name: str) -> Path:
@@ -108,6 +120,9 @@ class Catalog:
         path = self.path_of(name)
         if not (path / CONFIG_FILE).is_file():
             raise IndexNotFound(name)
+        for part in OWN_FILES:  # a link planted in the index folder would lead reads/writes elsewhere
+            if (path / part).is_symlink():
+                raise StorageError(f"{path / part} is a symbolic link; vcli does not follow links in an index")
         return path
 
     # -- operations ------------------------------------------------------------------------
@@ -128,9 +143,9 @@ class Catalog:
             raise IndexExists(name)
         stamp = now_iso()
         cfg = IndexConfig(name, dims, metric_, description, stamp, stamp, preset)
-        fsutil.make_dir(self.data_dir)
         tmp = self.data_dir / f".create-{name}-{secrets.token_hex(4)}"
         try:
+            fsutil.make_dir(self.data_dir)
             tmp.mkdir(mode=fsutil.DIR_MODE)
             fsutil.write_bytes_atomic(tmp / CONFIG_FILE, _config_toml(cfg))
             Store.create(tmp / STORE_FILE).close()
@@ -141,6 +156,10 @@ class Catalog:
                     raise IndexExists(name) from exc
                 raise
             fsutil.fsync_dir(self.data_dir)
+        except OSError as exc:
+            raise StorageError(
+                f'cannot create index "{name}" in {self.data_dir}: {exc.strerror or exc}'
+            ) from exc
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -154,7 +173,9 @@ class Catalog:
             return []
         out = []
         for entry in sorted(self.data_dir.iterdir()):
-            if NAME_RE.fullmatch(entry.name) and not entry.is_symlink() and (entry / CONFIG_FILE).is_file():
+            config = entry / CONFIG_FILE
+            if NAME_RE.fullmatch(entry.name) and not entry.is_symlink() and config.is_file() \
+                    and not config.is_symlink():
                 out.append(read_config(entry))
         return out
 
@@ -162,12 +183,40 @@ class Catalog:
         """Open index ``name`` for reading or (with ``write=True``) for writing."""
         from .index import VectorIndex
 
-        return VectorIndex(self._existing(name), read_config(self._existing(name)), write=write)
+        path = self._existing(name)
+        return VectorIndex(path, read_config(path), write=write, **self.index_options)
+
+    def open_or_create(
+        self,
+        name: str,
+        dimensions: int | None = None,
+        metric: str | None = None,
+        *,
+        preset: str | None = None,
+        description: str | None = None,
+    ):
+        """Open index ``name`` for writing, creating it first when it does not exist.
+
+        An existing index must have the same dimensions and metric, else ``InvalidConfig``."""
+        dims, metric_ = resolve_config(dimensions, metric, preset)
+        try:
+            self.create(name, dimensions, metric, preset=preset, description=description)
+        except IndexExists:
+            cfg = self.config(name)
+            if (cfg.dimensions, cfg.metric) != (dims, metric_):
+                raise InvalidConfig(
+                    f'index "{name}" exists with {cfg.dimensions} dimensions and metric '
+                    f"{cfg.metric}, not {dims} and {metric_}"
+                ) from None
+        return self.open(name, write=True)
 
     def delete(self, name: str) -> None:
         path = self._existing(name)
         trash = self.data_dir / f".delete-{name}-{secrets.token_hex(4)}"
-        os.rename(path, trash)
+        try:
+            os.rename(path, trash)
+        except OSError as exc:
+            raise StorageError(f'cannot delete index "{name}" from {self.data_dir}: {exc.strerror or exc}') from exc
         fsutil.fsync_dir(self.data_dir)
         shutil.rmtree(trash, ignore_errors=True)
 

@@ -13,8 +13,17 @@ FILE_MODE = 0o600
 
 
 def make_dir(path: Path) -> None:
-    """Create ``path`` (and parents) readable by the owner only."""
-    path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    """Create ``path`` and any missing parents, each readable by the owner only (``mkdir -p``
+    would give the parents the umask's default, e.g. world-readable)."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=DIR_MODE)
+        except FileExistsError:
+            pass
 
 
 def fsync_dir(path: Path) -> None:

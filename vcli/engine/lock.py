@@ -24,9 +24,12 @@ DEFAULT_TIMEOUT = 60.0
 def writer_lock(path: Path, timeout: float = DEFAULT_TIMEOUT) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``path`` (released by the kernel if the process dies)."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, fsutil.FILE_MODE)
+        # O_NOFOLLOW: a link planted in the index folder must not make us create files elsewhere.
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), fsutil.FILE_MODE)
     except OSError as exc:
-        raise StorageError(f"cannot open the lock file {path}: {exc.strerror}") from exc
+        raise StorageError(
+            f"cannot open the lock file {path}: {exc.strerror} (can you write to the index folder?)"
+        ) from exc
     try:
         if fcntl is not None:
             deadline = time.monotonic() + timeout

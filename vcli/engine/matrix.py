@@ -25,7 +25,7 @@ from .store import Store
 MAGIC = b"VCLIMAT1"
 HEADER = struct.Struct("<8sQQI")
 HEADER_SIZE = 64
-CHUNK = 8192
+CHUNK = 2048  # rows per step while writing (small: the float64 copy for norms is 8 bytes a number)
 
 
 @dataclass
@@ -74,7 +74,8 @@ def build(store: Store, path_for_seq, dimensions: int) -> Path:
             while rows := cur_fetch(cur, CHUNK):
                 block = np.frombuffer(b"".join(r[1] for r in rows), "<f4").reshape(len(rows), dimensions)
                 keys[done : done + len(rows)] = [r[0] for r in rows]
-                norms[done : done + len(rows)] = np.linalg.norm(block, axis=1)
+                with np.errstate(over="ignore"):  # in float64: float32 squares overflow at 1.8e19
+                    norms[done : done + len(rows)] = np.linalg.norm(block.astype(np.float64), axis=1)
                 f.write(block.tobytes())
                 done += len(rows)
             if done != n:  # pragma: no cover - the snapshot makes this impossible

@@ -152,3 +152,19 @@ class MetadataIndex:
 
     def to_json(self) -> dict[str, Any]:
         return {"propertyName": self.property_name, "indexType": self.index_type}
+
+
+@dataclass(frozen=True)
+class MetadataIndexResult:
+    """What create/delete-metadata-index did. ``not_covered``: vectors written before the new
+    metadata index (not indexed for it until upserted again); ``with_value``: how many of them hold
+    a value of its type at that property (the ones a filter would miss)."""
+
+    mutation_id: str
+    property_name: str
+    index_type: str
+    not_covered: int = 0
+    with_value: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mutationId": self.mutation_id}

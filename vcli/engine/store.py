@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import StorageError
+from ..errors import Interrupted, StorageError
 from . import fsutil
 from .records import Mutation
 
@@ -52,6 +52,19 @@ CREATE TABLE IF NOT EXISTS metadata_indexes (
     seq INTEGER NOT NULL
 );
 """
+# What each vector held, when it was written, for the metadata indexes that existed then (see
+# filters.py): slot = metadata_indexes.seq; value = a string cut to 64 bytes, a float64 number or
+# 0/1. The primary key serves filters; the second index, lookups by vector.
+METADATA_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS metadata_values (
+    slot INTEGER NOT NULL,
+    value NOT NULL,
+    key INTEGER NOT NULL,
+    PRIMARY KEY (slot, value, key)
+) WITHOUT ROWID;""",
+    "CREATE INDEX IF NOT EXISTS metadata_values_key ON metadata_values (key, slot, value);",
+)
+SCHEMA += "\n".join(METADATA_SCHEMA) + "\n"
 
 # Row written by insert/upsert: (id, namespace, metadata JSON bytes or None, float32 blob)
 Row = tuple[str, "str | None", "bytes | None", bytes]
@@ -60,12 +73,52 @@ BUSY_TIMEOUT_MS = 30_000
 
 
 def _storage_error(exc: BaseException, path: Path) -> StorageError:
+    """One clear line for what SQLite said (``sqlite_errorname`` is set on Python 3.11+)."""
     text = str(exc)
-    if isinstance(exc, sqlite3.OperationalError) and "readonly" in text:
-        text = "the index is read-only (check the permissions of its folder)"
-    elif "disk is full" in text or "database or disk is full" in text:
-        text = "the disk is full"
+    code = getattr(exc, "sqlite_errorname", "") or ""
+    if code.startswith("SQLITE_READONLY") or "readonly" in text:
+        text = "the index is read-only (check the permissions of its folder and files)"
+    elif code == "SQLITE_FULL" or "disk is full" in text:
+        text = "the disk is full (or a file size limit was reached); nothing was written"
+    elif code in ("SQLITE_IOERR_WRITE", "SQLITE_IOERR_FSYNC", "SQLITE_IOERR_TRUNCATE"):
+        text = (f"could not write to the disk ({text}: is it full, or is a file size limit set?); "
+                "nothing was written")
+    elif code.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
+        text = f"cannot open the store ({text}; check the permissions of the index folder)"
+    elif code.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+        text = f"the store is damaged ({text}); run `vcli check` on this index"
     return StorageError(f"{path}: {text}")
+
+
+def _readable(conn: sqlite3.Connection, path: Path) -> sqlite3.Connection:
+    """A reader's connection that works in a read-only folder too.
+
+    In WAL mode even a reader must create ``-shm`` (and ``-wal``) next to the store; in a folder it
+    cannot write to, SQLite then refuses every read. Then: with no ``-wal`` file every committed
+    write is in the store file itself, so it is opened ``immutable`` (no locks, no log); with a
+    ``-wal`` (and its ``-shm``) present it is opened read-only, reading both."""
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.DatabaseError as exc:
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        if not (name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN")) or "readonly" in str(exc)):
+            return conn  # another problem (a damaged store): the reader finds out and says so
+    conn.close()
+    wal = path.with_name(path.name + "-wal")
+    has_log = wal.exists() and wal.stat().st_size > 0
+    uri = path.resolve().as_uri() + ("?mode=ro" if has_log else "?mode=ro&immutable=1")
+    conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                           check_same_thread=False)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError as exc:
+        conn.close()
+        raise StorageError(
+            f"{path}: the index folder is read-only and the store's log ({wal.name}) cannot be read "
+            f"without write access ({exc}); open the index once where it can be written"
+        ) from None
+    return conn
 
 
 class Store:
@@ -79,9 +132,13 @@ class Store:
         # Create the file owner-only first: SQLite gives its -wal and -shm files the same mode.
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, fsutil.FILE_MODE))
         store = cls.open(path)
-        with store.conn:
-            store.conn.executescript(SCHEMA)
-            store.conn.execute("INSERT INTO settings VALUES ('format', 1)")
+        try:
+            with store.conn:
+                store.conn.executescript(SCHEMA)
+                store.conn.execute("INSERT INTO settings VALUES ('format', 1)")
+        except sqlite3.Error as exc:
+            store.close()
+            raise _storage_error(exc, path) from exc
         return store
 
     @classmethod
@@ -91,16 +148,35 @@ class Store:
                 path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
             )
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            # The store is created in WAL mode and stays in it; only a writer sets it again.
+            # (Setting it needs write access, so a reader of a read-only folder must not.)
             if not readonly:
                 conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = OFF")
+            try:
+                conn.execute("PRAGMA synchronous = FULL")
+            except sqlite3.DatabaseError:
+                if not readonly:
+                    raise
+                # a damaged store: let the reader (e.g. ``vcli check``) find out and say so
+            if readonly:
+                conn = _readable(conn, path)
         except sqlite3.Error as exc:
             raise _storage_error(exc, path) from exc
         return cls(conn, path)
 
     def close(self) -> None:
+        # A Ctrl-C can land where no ``except`` runs (e.g. on entry to a context manager's
+        # ``__exit__``): whatever transaction is still open is rolled back here, never committed.
+        self._rollback_quietly()
         self.conn.close()
+
+    def _rollback_quietly(self) -> None:
+        try:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # rolled back already (e.g. after an I/O error), or closed (which rolls back)
 
     # -- transactions ----------------------------------------------------------------------
     @contextmanager
@@ -111,6 +187,7 @@ class Store:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             raise _storage_error(exc, self.path) from exc
+        committed = False
         try:
             mid = str(uuid.uuid4())
             cur = self.conn.execute(
@@ -118,21 +195,28 @@ class Store:
             )
             yield Mutation(cur.lastrowid, mid, at)
             self.conn.execute("COMMIT")
+            committed = True
         except BaseException as exc:
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
+            if not committed:
+                self._rollback_quietly()
             if isinstance(exc, sqlite3.Error):
                 raise _storage_error(exc, self.path) from exc
+            if committed and isinstance(exc, KeyboardInterrupt):
+                raise Interrupted("interrupted just after the write was saved") from None
             raise
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
-        """A consistent read of several statements (a read transaction in WAL mode)."""
+        """A consistent read of several statements (a read transaction in WAL mode). Inside a
+        transaction already (a snapshot or a mutation) it simply joins it."""
+        if self.conn.in_transaction:
+            yield
+            return
         self.conn.execute("BEGIN")
         try:
             yield
         finally:
-            self.conn.execute("COMMIT")
+            self._rollback_quietly()  # a read transaction: ending it changes nothing
 
     # -- writes (inside ``mutation``) ------------------------------------------------------
     def insert_rows(self, seq: int, rows: Sequence[Row]) -> int:
@@ -159,8 +243,15 @@ class Store:
 
     def _remove_where_ids(self, seq: int, ids: list[str]) -> int:
         removed = 0
+        indexed = self.has_metadata_indexes()
         for chunk in _chunks(ids, 500):
             marks = ",".join("?" * len(chunk))
+            if indexed:  # their metadata index values go with them
+                self.conn.execute(
+                    f"DELETE FROM metadata_values WHERE key IN "
+                    f"(SELECT key FROM vectors WHERE id IN ({marks}))",
+                    chunk,
+                )
             self.conn.execute(
                 f"INSERT OR REPLACE INTO removed (key, added_seq, removed_seq) "
                 f"SELECT key, seq, ? FROM vectors WHERE id IN ({marks})",
@@ -170,9 +261,90 @@ class Store:
         return removed
 
     def prune_removed(self, upto_seq: int) -> None:
-        """Forget removals that every derived file already reflects."""
-        with self.conn:
+        """Forget removals that every derived file already reflects, and remember up to where
+        (``pruned_upto``): a derived file older than that can no longer be caught up."""
+        # One transaction: a reader sees both the mark and the deletion, or neither.
+        with self.mutation_free_transaction():
+            self.conn.execute(
+                "INSERT INTO settings VALUES ('pruned_upto', ?) ON CONFLICT (k) "
+                "DO UPDATE SET v = max(v, excluded.v)",
+                (upto_seq,),
+            )
             self.conn.execute("DELETE FROM removed WHERE removed_seq <= ?", (upto_seq,))
+
+    @contextmanager
+    def mutation_free_transaction(self) -> Iterator[None]:
+        """A write transaction that is not a user-visible mutation (housekeeping)."""
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise _storage_error(exc, self.path) from exc
+        try:
+            yield
+            self.conn.execute("COMMIT")
+        except BaseException as exc:
+            self._rollback_quietly()
+            if isinstance(exc, sqlite3.Error):
+                raise _storage_error(exc, self.path) from exc
+            raise
+
+    def pruned_upto(self) -> int:
+        """Removals up to this mutation are forgotten; derived files must be at least this new."""
+        row = self.conn.execute("SELECT v FROM settings WHERE k = 'pruned_upto'").fetchone()
+        return int(row[0]) if row else 0
+
+    # -- metadata indexes (see filters.py) ---------------------------------------------------
+    def has_metadata_indexes(self) -> bool:
+        return self.conn.execute("SELECT 1 FROM metadata_indexes LIMIT 1").fetchone() is not None
+
+    def metadata_indexes(self) -> list[tuple[str, str, int]]:
+        """``(property, type, seq)`` of each metadata index, oldest first."""
+        return self.conn.execute("SELECT property, type, seq FROM metadata_indexes ORDER BY seq").fetchall()
+
+    def add_metadata_index(self, seq: int, prop: str, kind: str) -> None:
+        for statement in METADATA_SCHEMA:  # stores made before metadata_values existed
+            self.conn.execute(statement)
+        self.conn.execute("INSERT INTO metadata_indexes (property, type, seq) VALUES (?, ?, ?)",
+                          (prop, kind, seq))
+
+    def drop_metadata_index(self, prop: str) -> None:
+        row = self.conn.execute("SELECT seq FROM metadata_indexes WHERE property = ?", (prop,)).fetchone()
+        if row is not None:
+            self.conn.execute("DELETE FROM metadata_values WHERE slot = ?", (row[0],))
+            self.conn.execute("DELETE FROM metadata_indexes WHERE property = ?", (prop,))
+
+    def add_metadata_values(self, rows: Sequence[tuple]) -> None:
+        """``(slot, value, key)`` rows for vectors just written."""
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO metadata_values (slot, value, key) VALUES (?, ?, ?)", rows
+        )
+
+    def metadata_values_for(self, keys: Iterable[int]) -> list[tuple[int, str, str, object]]:
+        """``(key, property, type, value)`` indexed for these vectors."""
+        out: list[tuple] = []
+        for chunk in _chunks([int(k) for k in keys], 500):
+            marks = ",".join("?" * len(chunk))
+            out += self.conn.execute(
+                f"SELECT m.key, i.property, i.type, m.value FROM metadata_values m "
+                f"JOIN metadata_indexes i ON i.seq = m.slot WHERE m.key IN ({marks}) ORDER BY i.seq",
+                chunk,
+            ).fetchall()
+        return out
+
+    def max_key(self) -> int:
+        """A key at least as large as any key used so far (new rows get larger ones)."""
+        row = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'vectors'").fetchone()
+        top = self.conn.execute("SELECT max(key) FROM vectors").fetchone()[0]
+        return max(row[0] if row else 0, top or 0)
+
+    def ids_above(self, key: int) -> list[tuple[int, str]]:
+        """``(key, id)`` of the rows with a key above ``key`` (those written since it was read)."""
+        return self.conn.execute("SELECT key, id FROM vectors WHERE key > ?", (key,)).fetchall()
+
+    def metadata_json(self) -> Iterator[bytes]:
+        """The metadata of every vector that has some."""
+        for (meta,) in self.conn.execute("SELECT metadata FROM vectors WHERE metadata IS NOT NULL"):
+            yield meta
 
     # -- reads -----------------------------------------------------------------------------
     def count(self) -> int:
@@ -191,12 +363,13 @@ class Store:
     def get_rows(self, ids: Sequence[str]) -> dict[str, tuple[int, str | None, bytes | None, bytes]]:
         """``id -> (key, namespace, metadata JSON, blob)`` for the ids that exist."""
         out = {}
-        for chunk in _chunks(list(dict.fromkeys(ids)), 500):
-            marks = ",".join("?" * len(chunk))
-            for row in self.conn.execute(
-                f"SELECT id, key, namespace, metadata, vec FROM vectors WHERE id IN ({marks})", chunk
-            ):
-                out[row[0]] = row[1:]
+        with self.snapshot():  # several statements must see one committed state
+            for chunk in _chunks(list(dict.fromkeys(ids)), 500):
+                marks = ",".join("?" * len(chunk))
+                for row in self.conn.execute(
+                    f"SELECT id, key, namespace, metadata, vec FROM vectors WHERE id IN ({marks})", chunk
+                ):
+                    out[row[0]] = row[1:]
         return out
 
     def rows_for_keys(
@@ -222,6 +395,16 @@ class Store:
     def iter_vectors(self, where: str = "", params: Sequence = ()) -> Iterator[tuple[int, bytes]]:
         """``(key, blob)`` in key order, optionally restricted by a WHERE clause."""
         yield from self.conn.execute(f"SELECT key, vec FROM vectors {where} ORDER BY key", params)
+
+    def export_rows(self, namespace: str | None = None) -> sqlite3.Cursor:
+        """A cursor over ``(id, namespace, metadata JSON, blob)`` of every vector (or of one
+        namespace's) in key order, i.e. the order they were written; read it with ``fetchmany``."""
+        if namespace is None:
+            return self.conn.execute("SELECT id, namespace, metadata, vec FROM vectors ORDER BY key")
+        return self.conn.execute(
+            "SELECT id, namespace, metadata, vec FROM vectors WHERE namespace = ? ORDER BY key",
+            (namespace,),
+        )
 
     def count_since(self, seq: int) -> tuple[int, int]:
         """(rows written after ``seq``, rows removed after ``seq`` that existed at ``seq``)."""
