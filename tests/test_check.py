@@ -1,0 +1,270 @@
+"""Damaged, foreign, stale and missing search files are found and repaired from the store, on the
+next query and by `vcli check [--repair]`; store damage is reported, never papered over."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+
+import numpy as np
+import orjson
+import pytest
+
+from vcli.engine import Catalog
+from vcli.engine import index as index_mod
+
+DIMS = 8
+
+
+def make_index(data_dir, name="idx", n=300, seed=0, metric="cosine"):
+    """An index of ``n`` random vectors, built in-process; returns {id: float32 values}."""
+    cat = Catalog(data_dir)
+    cat.create(name, DIMS, metric)
+    rng = np.random.default_rng(seed)
+    vals = rng.standard_normal((n, DIMS)).astype(np.float32)
+    model = {f"v{i}": vals[i] for i in range(n)}
+    with cat.open(name, write=True) as ix:
+        ix.insert([{"id": k, "values": v.tolist()} for k, v in model.items()])
+    return model
+
+
+def brute(model, q, k, metric="cosine"):
+    ids = sorted(model)
+    m = np.stack([model[i] for i in ids]).astype(np.float64)
+    q = np.asarray(q, np.float64)
+    if metric == "cosine":
+        s = m @ q / (np.linalg.norm(m, axis=1) * np.linalg.norm(q))
+        order = sorted(range(len(ids)), key=lambda i: (-s[i], ids[i]))
+    elif metric == "euclidean":
+        s = np.linalg.norm(m - q, axis=1)
+        order = sorted(range(len(ids)), key=lambda i: (s[i], ids[i]))
+    else:
+        s = -(m @ q)
+        order = sorted(range(len(ids)), key=lambda i: (s[i], ids[i]))
+    return [(ids[i], float(s[i])) for i in order[:k]]
+
+
+def assert_query_right(vcli, name, model, seed=1, k=7):
+    q = np.random.default_rng(seed).standard_normal(DIMS).astype(np.float32)
+    res = vcli("query", name, "--vector", *[repr(float(x)) for x in q], "--top-k", k, "--json")
+    assert res.code == 0, res.err
+    got = [(m["id"], m["score"]) for m in res.json["matches"]]
+    want = brute(model, q, k)
+    assert [g[0] for g in got] == [w[0] for w in want]
+    assert np.allclose([g[1] for g in got], [w[1] for w in want], atol=1e-6)
+    return res
+
+
+def derived(data_dir, name="idx"):
+    return sorted(p for p in (data_dir / name).iterdir() if p.suffix in (".f32", ".usearch"))
+
+
+def check_json(vcli, name="idx", *extra):
+    res = vcli("check", name, "--json", *extra)
+    assert "Traceback" not in res.err
+    return res, orjson.loads(res.out)
+
+
+def test_healthy_index_exits_0(vcli, data_dir):
+    make_index(data_dir)
+    res, report = check_json(vcli)
+    assert res.code == 0, res.err
+    assert report["healthy"] is True and report["problems"] == []
+    assert report["vectorCount"] == 300 and report["searchFile"] == "matrix-1.f32"
+    human = vcli("check", "idx")
+    assert human.code == 0 and "healthy" in human.out
+
+
+def test_truncated_matrix_is_repaired_on_the_next_query(vcli, data_dir):
+    model = make_index(data_dir)
+    (path,) = derived(data_dir)
+    path.write_bytes(path.read_bytes()[:1000])
+    res, report = check_json(vcli)
+    assert res.code == 1
+    assert res.err.startswith("Error: ") and res.err.count("\n") == 1 and "--repair" in res.err
+    assert [p["code"] for p in report["problems"]] == ["search-damaged"]
+    q = assert_query_right(vcli, "idx", model)
+    assert "matrix-1.f32" in q.err and "rebuilt it from the store" in q.err
+    assert check_json(vcli)[0].code == 0
+    assert assert_query_right(vcli, "idx", model, seed=2).err == ""
+
+
+def test_check_repair_exits_3_then_0(vcli, data_dir):
+    model = make_index(data_dir)
+    (path,) = derived(data_dir)
+    path.write_bytes(b"\0" * path.stat().st_size)  # right size, wrong bytes
+    (data_dir / "idx" / ".matrix-7.f32.tmp-0badc0de").write_bytes(b"half a file")
+    res, report = check_json(vcli, "idx", "--repair")
+    assert res.code == 3, res.err
+    assert report["repaired"] is True and report["healthy"] is False
+    assert {p["code"] for p in report["problems"]} == {"search-damaged", "temp:.matrix-7.f32.tmp-0badc0de"}
+    assert all(p["repaired"] for p in report["problems"])
+    assert not (data_dir / "idx" / ".matrix-7.f32.tmp-0badc0de").exists()
+    assert check_json(vcli)[0].code == 0
+    assert_query_right(vcli, "idx", model)
+    human = vcli("check", "idx", "--repair")
+    assert human.code == 0
+
+
+def test_missing_search_file_is_rebuilt(vcli, data_dir):
+    model = make_index(data_dir)
+    for p in derived(data_dir):
+        p.unlink()
+    res, report = check_json(vcli)
+    assert res.code == 1 and report["problems"][0]["code"] == "search-missing"
+    q = assert_query_right(vcli, "idx", model)
+    assert "missing" in q.err
+    assert len(derived(data_dir)) == 1
+    assert check_json(vcli)[0].code == 0
+
+
+def test_search_file_from_another_index_is_refused(vcli, data_dir):
+    make_index(data_dir, "other", seed=9)
+    model = make_index(data_dir, "idx", seed=0)
+    # Same dimensions, same number of vectors, same mutation number: only the contents differ.
+    shutil.copy(derived(data_dir, "other")[0], derived(data_dir, "idx")[0])
+    res, report = check_json(vcli)
+    assert res.code == 1 and report["problems"][0]["code"] == "search-damaged"
+    q = assert_query_right(vcli, "idx", model)
+    assert "does not match the store" in q.err
+    assert check_json(vcli)[0].code == 0
+
+
+def test_search_file_newer_than_the_store_is_refused(vcli, data_dir):
+    model = make_index(data_dir)
+    (path,) = derived(data_dir)
+    path.rename(path.with_name("matrix-99.f32"))
+    res, report = check_json(vcli)
+    assert res.code == 1
+    assert "another index" in report["problems"][0]["problem"] or "damaged" in report["problems"][0]["problem"]
+    q = assert_query_right(vcli, "idx", model)
+    assert "rebuilt" in q.err
+    assert [p.name for p in derived(data_dir)] == ["matrix-1.f32"]
+
+
+def test_old_copy_of_a_search_file_is_not_caught_up_wrongly(vcli, data_dir, tmp_path):
+    """A file restored from before removals the store no longer remembers must be rebuilt, or
+    deleted and replaced vectors would come back (or be missing from the answer)."""
+    model = make_index(data_dir, n=2500)
+    (old,) = derived(data_dir)
+    keep = tmp_path / "old-copy"
+    shutil.copy(old, keep)
+    cat = Catalog(data_dir)
+    rng = np.random.default_rng(5)
+    with cat.open("idx", write=True) as ix:  # replace 2100 vectors: the writer refreshes and prunes
+        new = {f"v{i}": rng.standard_normal(DIMS).astype(np.float32) for i in range(2100)}
+        ix.upsert([{"id": k, "values": v.tolist()} for k, v in new.items()])
+        ix.delete([f"v{i}" for i in range(2100, 2200)])
+    model.update(new)
+    for i in range(2100, 2200):
+        del model[f"v{i}"]
+    for p in derived(data_dir):
+        p.unlink()
+    shutil.copy(keep, old)
+    res, report = check_json(vcli)
+    assert res.code == 1 and report["problems"][0]["code"] == "search-damaged"
+    for seed in range(3):
+        assert_query_right(vcli, "idx", model, seed=seed, k=20)
+    assert check_json(vcli)[0].code == 0
+
+
+def test_search_file_far_behind_is_caught_up(vcli, data_dir, monkeypatch):
+    model = make_index(data_dir)
+    # A writer killed before its refresh leaves the file behind: simulate it.
+    monkeypatch.setattr(index_mod.VectorIndex, "_after_write", lambda self: None)
+    rng = np.random.default_rng(3)
+    extra = {f"w{i}": rng.standard_normal(DIMS).astype(np.float32) for i in range(index_mod.FOLD_ROWS + 100)}
+    with Catalog(data_dir).open("idx", write=True) as ix:
+        ix.insert([{"id": k, "values": v.tolist()} for k, v in extra.items()])
+    model.update(extra)
+    res, report = check_json(vcli)
+    assert res.code == 1 and report["problems"][0]["code"] == "search-behind"
+    q = assert_query_right(vcli, "idx", model)
+    assert "changes behind" in q.err and "brought it up to date" in q.err
+    assert [p.name for p in derived(data_dir)] == ["matrix-2.f32"]
+    assert check_json(vcli)[0].code == 0
+
+
+def test_superseded_files_are_tidied_by_repair(vcli, data_dir):
+    make_index(data_dir)
+    (path,) = derived(data_dir)
+    shutil.copy(path, path.with_name("matrix-0.f32"))
+    res, report = check_json(vcli)
+    assert res.code == 1 and report["problems"][0]["code"] == "old:matrix-0.f32"
+    assert check_json(vcli, "idx", "--repair")[0].code == 3
+    assert [p.name for p in derived(data_dir)] == ["matrix-1.f32"]
+
+
+def test_damaged_vectors_are_reported_not_deleted(vcli, data_dir):
+    make_index(data_dir)
+    with sqlite3.connect(data_dir / "idx" / "store.sqlite") as conn:
+        conn.execute("UPDATE vectors SET vec = x'0000' WHERE id = 'v3'")
+        conn.execute("UPDATE vectors SET metadata = x'7b7b' WHERE id = 'v4'")
+        conn.execute("UPDATE vectors SET vec = ? WHERE id = 'v5'",
+                     (np.full(DIMS, np.inf, np.float32).tobytes(),))
+    res, report = check_json(vcli, "idx", "--repair")
+    assert res.code == 1
+    assert "could not be repaired" in res.err
+    codes = {p["code"]: p for p in report["problems"]}
+    assert {"vector-size", "vector-metadata", "vector-not-finite"} <= set(codes)
+    assert '"v3"' in codes["vector-size"]["problem"] and not codes["vector-size"]["repaired"]
+    got = vcli("get-vectors", "idx", "--ids", "v3", "v6", "--json")
+    assert got.code in (0, 1) and "Traceback" not in got.err
+    with sqlite3.connect(data_dir / "idx" / "store.sqlite") as conn:  # still there: the user decides
+        assert conn.execute("SELECT count(*) FROM vectors WHERE id IN ('v3', 'v4', 'v5')").fetchone()[0] == 3
+
+
+def test_key_counter_behind_is_repaired(vcli, data_dir):
+    make_index(data_dir)
+    with sqlite3.connect(data_dir / "idx" / "store.sqlite") as conn:
+        conn.execute("UPDATE sqlite_sequence SET seq = 3 WHERE name = 'vectors'")
+    res, report = check_json(vcli)
+    assert res.code == 1 and report["problems"][0]["code"] == "sequence-vectors"
+    assert check_json(vcli, "idx", "--repair")[0].code == 3
+    assert check_json(vcli)[0].code == 0
+
+
+def test_garbage_store_is_one_clear_error(vcli, data_dir):
+    make_index(data_dir)
+    store = data_dir / "idx" / "store.sqlite"
+    for suffix in ("-wal", "-shm"):
+        store.with_name(store.name + suffix).unlink(missing_ok=True)
+    store.write_bytes(b"this is not a database" * 500)
+    res, report = check_json(vcli)
+    assert res.code == 1 and report["problems"][0]["code"] == "store-unreadable"
+    for args in (("info", "idx"), ("query", "idx", "--vector", *["1"] * DIMS), ("get-vectors", "idx", "--ids", "a"),
+                 ("insert", "idx", "--file", "-")):
+        r = vcli(*args, input='{"id": "a", "values": [1,2,3,4,5,6,7,8]}\n')
+        assert r.code == 1, args
+        assert r.err.startswith("Error: ") and r.err.count("\n") == 1, (args, r.err)
+
+
+def test_unknown_index(vcli):
+    res = vcli("check", "nope")
+    assert res.code == 1 and res.err == 'Error: index "nope" not found\n'
+
+
+@pytest.fixture
+def graph_mode(monkeypatch):
+    """Make every index big enough for a graph (the real threshold is millions of floats)."""
+    monkeypatch.setattr(index_mod, "GRAPH_MIN_FLOATS", 1)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "foreign", "delete"])
+def test_damaged_graph_is_rebuilt(vcli, data_dir, graph_mode, damage):
+    make_index(data_dir, "other", seed=9)
+    model = make_index(data_dir)
+    (path,) = derived(data_dir)
+    assert path.name == "graph-1.usearch"
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif damage == "foreign":
+        shutil.copy(derived(data_dir, "other")[0], path)
+    else:
+        path.unlink()
+    res, _ = check_json(vcli)
+    assert res.code == 1
+    q = assert_query_right(vcli, "idx", model)
+    assert "rebuilt" in q.err or "missing" in q.err
+    assert [p.name for p in derived(data_dir)] == ["graph-1.usearch"]
+    assert check_json(vcli)[0].code == 0

@@ -1,0 +1,307 @@
+"""Crash safety: the installed `vcli insert`, `upsert` and `delete-vectors` are SIGKILLed at random
+moments; after every kill the index holds exactly the state before or after that command.
+
+Each trial runs one real command on thousands of lines and kills it:
+  * at a random moment (the delay is drawn from the durations of the commands that finished);
+  * while SQLite is writing its log (as soon as the ``-wal`` file has grown by a random amount);
+  * during the search-file refresh that follows a large write (as soon as a temporary matrix or
+    graph file appears).
+Then: the index opens, ``info`` works, ``vectorCount`` is the count before or after the command,
+every vector (values, namespace, metadata) equals one of the two states, ``processedUpToMutation``
+agrees, and queries return the same ids and scores as NumPy brute force over that state.
+
+CI runs a short series; ``VCLI_CRASH_TRIALS=500`` (or ``benchmarks/soak.py``) runs a long one.
+``VCLI_SOAK_REPORT=path`` appends the tallies as JSON lines.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import orjson
+from conftest import vcli_executable
+
+from vcli.engine import Catalog
+from vcli.engine import index as index_mod
+
+TRIALS = int(os.environ.get("VCLI_CRASH_TRIALS", "12"))
+GRAPH_TRIALS = int(os.environ.get("VCLI_CRASH_GRAPH_TRIALS", "2"))
+DIMS = 8
+NAME = "crash"
+
+# The CLI in a subprocess, optionally with a graph at any size (the real threshold is millions of
+# floats) and with every fsync of a search file stalled for a moment, so that a kill lands in the
+# middle of a refresh (temporary file written, not yet renamed) and not only by luck.
+def wrapped_vcli(graph: bool, stall: bool) -> list[str]:
+    code = ["import sys"]
+    if graph:
+        code.append("import vcli.engine.index as m; m.GRAPH_MIN_FLOATS = 1")
+    if stall:
+        code.append("import os, time; fsync = os.fsync; "
+                    "os.fsync = lambda fd: (time.sleep(0.25), fsync(fd))[1]")
+    code.append("from vcli.cli import main; sys.argv[0] = 'vcli'; main()")
+    return [sys.executable, "-c", "; ".join(code)]
+
+
+def report(kind: str, tallies: dict) -> None:
+    line = {"test": kind, **tallies}
+    print(f"\n{kind}: {tallies}")
+    path = os.environ.get("VCLI_SOAK_REPORT")
+    if path:
+        with open(path, "ab") as f:
+            f.write(orjson.dumps(line) + b"\n")
+
+
+def size_of(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:  # (SQLite deletes its log when the last connection closes)
+        return 0
+
+
+class Model:
+    """What the index must hold: id -> (float32 bytes, namespace, metadata)."""
+
+    def __init__(self, state=None):
+        self.state: dict[str, tuple[bytes, str | None, dict | None]] = dict(state or {})
+
+    def copy(self) -> Model:
+        return Model(self.state)
+
+    def apply(self, op: str, lines: list[dict] | None, ids: list[str] | None) -> Model:
+        new = self.copy()
+        if op == "delete-vectors":
+            for i in ids:
+                new.state.pop(i, None)
+            return new
+        for rec in lines:
+            row = (np.asarray(rec["values"], "<f4").tobytes(), rec.get("namespace"), rec.get("metadata"))
+            if op == "upsert" or rec["id"] not in new.state:
+                new.state[rec["id"]] = row
+        return new
+
+    def brute(self, q: np.ndarray, k: int) -> list[tuple[str, float]]:
+        ids = sorted(self.state)
+        if not ids:
+            return []
+        m = np.frombuffer(b"".join(self.state[i][0] for i in ids), "<f4").reshape(len(ids), DIMS)
+        m = m.astype(np.float64)
+        q = np.asarray(q, np.float64)
+        s = m @ q / (np.linalg.norm(m, axis=1) * np.linalg.norm(q))
+        order = sorted(range(len(ids)), key=lambda i: (-s[i], ids[i]))[:k]
+        return [(ids[i], float(s[i])) for i in order]
+
+
+class Harness:
+    def __init__(self, data_dir: Path, tmp: Path, seed: int, graph: bool = False):
+        self.data_dir, self.tmp = data_dir, tmp
+        self.rng = random.Random(seed)
+        self.nrng = np.random.default_rng(seed)
+        self.graph = graph
+        self.cmd = wrapped_vcli(graph, stall=False) if graph else [vcli_executable()]
+        self.durations: dict[str, float] = {}
+        self.tally: Counter = Counter()
+        self.serial = 0
+        Catalog(data_dir).create(NAME, DIMS, "cosine")
+        self.model = Model()
+        self.last_mutation = None
+        seed_lines = self.lines(3000, existing=0.0)
+        with Catalog(data_dir).open(NAME, write=True) as ix:
+            res = ix.insert(seed_lines)
+        self.model = self.model.apply("insert", seed_lines, None)
+        self.last_mutation = res.mutation_id
+        self.folder = data_dir / NAME
+
+    # -- inputs ------------------------------------------------------------------------------
+    def vector(self) -> list[float]:
+        v = self.nrng.standard_normal(DIMS).astype(np.float32)
+        return v.tolist()
+
+    def lines(self, n: int, existing: float) -> list[dict]:
+        old = sorted(self.model.state)
+        out = []
+        big = self.rng.random() < 0.3  # large metadata: SQLite spills pages to its log mid-command
+        for _ in range(n):
+            self.serial += 1
+            if old and self.rng.random() < existing:
+                vid = self.rng.choice(old)
+            elif out and self.rng.random() < 0.02:
+                vid = self.rng.choice(out)["id"]  # repeated inside one file
+            else:
+                vid = f"t{self.serial}"
+            rec = {"id": vid, "values": self.vector()}
+            if self.rng.random() < 0.3:
+                rec["namespace"] = self.rng.choice(["a", "b", "ns 'x'"])
+            if big or self.rng.random() < 0.3:
+                rec["metadata"] = {"n": self.serial, "pad": "x" * (self.rng.randrange(1500) if big else 5)}
+            out.append(rec)
+        return out
+
+    def next_op(self) -> tuple[str, list[dict] | None, list[str] | None]:
+        size = len(self.model.state)
+        op = "delete-vectors" if size > 7000 else self.rng.choice(["insert", "upsert", "delete-vectors"])
+        if op == "delete-vectors":
+            ids = self.rng.sample(sorted(self.model.state), min(size, self.rng.choice([300, 2300])))
+            return op, None, ids + [f"missing-{self.serial}", "also 'missing'"]
+        n = self.rng.choice([2100, 2600, 4000])
+        return op, self.lines(n, existing=0.1 if op == "insert" else 0.5), None
+
+    # -- one trial ---------------------------------------------------------------------------
+    def trial(self, mode: str) -> None:
+        op, lines, ids = self.next_op()
+        cmd = wrapped_vcli(self.graph, stall=True) if mode == "refresh" else self.cmd
+        args = [*cmd, op, NAME, "--json"]
+        stdin = None
+        if op == "delete-vectors":
+            args += ["--ids", *ids]
+        else:
+            src = self.tmp / "input.ndjson"
+            src.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in lines))
+            args += ["--file", str(src), "--batch-size", str(self.rng.choice([100, 1000, 5000]))]
+        before, after = self.model, self.model.apply(op, lines, ids)
+        wal = self.folder / "store.sqlite-wal"
+        wal_start = size_of(wal)
+        wal_goal = wal_start + self.rng.randrange(1, 400_000)
+        guess = self.durations.get(op, 1.0)
+        delay = self.rng.uniform(0.0, 1.15 * guess)
+        started = time.monotonic()
+        proc = subprocess.Popen(args, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        killed_in = None
+        while proc.poll() is None:
+            now = time.monotonic() - started
+            if mode == "random" and now >= delay:
+                killed_in = "random"
+            elif mode == "wal" and size_of(wal) >= wal_goal:
+                killed_in = "wal"
+            elif mode == "refresh" and any(".tmp-" in n for n in os.listdir(self.folder)):
+                time.sleep(self.rng.uniform(0, 0.4))  # before the rename, after it, or not at all
+                killed_in = "refresh"
+            if killed_in:
+                proc.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.0005)
+        out, err = proc.communicate(timeout=120)
+        if proc.returncode == 0:
+            self.durations[op] = 0.7 * self.durations.get(op, 1.0) + 0.3 * (time.monotonic() - started)
+            self.tally["finished"] += 1
+        else:
+            assert proc.returncode == -signal.SIGKILL, (proc.returncode, err.decode())
+            self.tally[f"killed ({killed_in})"] += 1
+        assert b"Traceback" not in err
+        self.verify(before, after, finished=proc.returncode == 0)
+
+    # -- after it ----------------------------------------------------------------------------
+    def verify(self, before: Model, after: Model, finished: bool) -> None:
+        with Catalog(self.data_dir).open(NAME) as ix:
+            info = ix.info()
+            assert info.vector_count in (len(before.state), len(after.state))
+            everyone = sorted(set(before.state) | set(after.state))
+            got = {v.id: (np.asarray(v.values, "<f4").tobytes(), v.namespace, v.metadata)
+                   for v in ix.get(everyone)}
+            moved = info.processed_up_to_mutation != self.last_mutation
+            if got == after.state and (got != before.state or moved):
+                state, outcome = after, "after"
+            else:
+                assert got == before.state, "the index holds neither the state before nor after"
+                state, outcome = before, "before"
+            assert moved == (outcome == "after"), "processedUpToMutation disagrees with the vectors"
+            assert outcome == "after" or not finished
+            assert info.vector_count == len(state.state)
+            self.tally[f"state {outcome}"] += 1
+            if any(".tmp-" in n for n in os.listdir(self.folder)):
+                self.tally["temporary file left"] += 1
+            for _ in range(2):
+                q = self.nrng.standard_normal(DIMS).astype(np.float32)
+                res = ix.query(q.tolist(), top_k=10)
+                want = state.brute(q, 10)
+                assert [m.id for m in res.matches] == [w[0] for w in want]
+                assert np.allclose([m.score for m in res.matches], [w[1] for w in want], atol=1e-6)
+            self.tally["notes"] += len(ix.notes)
+        self.model = state
+        self.last_mutation = info.processed_up_to_mutation
+
+
+def test_sigkill_at_random_moments(data_dir, tmp_path, vcli_proc):
+    h = Harness(data_dir, tmp_path, seed=int(os.environ.get("VCLI_CRASH_SEED", "1")))
+    modes = ["random", "random", "wal", "refresh"]
+    done = 0
+    try:
+        for i in range(TRIALS):
+            h.trial(modes[i % len(modes)])
+            done += 1
+    finally:
+        report("sigkill", dict(h.tally, trials=done, **({} if done == TRIALS else {"FAILED at trial": done})))
+    # The installed CLI agrees, and `check --repair` leaves a healthy index.
+    info = vcli_proc("info", NAME, "--json")
+    assert info.code == 0 and info.json["vectorCount"] == len(h.model.state)
+    repaired = vcli_proc("check", NAME, "--repair", "--json")
+    assert repaired.code in (0, 3), repaired.err
+    assert vcli_proc("check", NAME).code == 0
+    some = sorted(h.model.state)[:50]
+    got = vcli_proc("get-vectors", NAME, "--ids", *some, "--json")
+    assert got.code == 0
+    assert {v["id"]: np.asarray(v["values"], "<f4").tobytes() for v in got.json} == {
+        i: h.model.state[i][0] for i in some}
+    assert h.tally["killed (random)"] + h.tally["killed (wal)"] + h.tally["killed (refresh)"] > 0
+
+
+def test_sigkill_during_graph_refresh(data_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(index_mod, "GRAPH_MIN_FLOATS", 1)  # the verifying reader uses graphs too
+    h = Harness(data_dir, tmp_path, seed=7, graph=True)
+    with Catalog(data_dir).open(NAME, write=True) as ix:  # the first graph
+        with ix._writing():
+            ix.refresh()
+    assert any(n.startswith("graph-") for n in os.listdir(h.folder))
+    done = 0
+    try:
+        for i in range(GRAPH_TRIALS):
+            h.trial("refresh" if i % 3 != 2 else "random")
+            done += 1
+    finally:
+        report("sigkill-graph", dict(h.tally, trials=done,
+                                     **({} if done == GRAPH_TRIALS else {"FAILED at trial": done})))
+    assert h.tally["killed (refresh)"] > 0
+
+
+def test_killed_writer_releases_the_lock(data_dir, tmp_path, vcli_proc):
+    """The next writer does not wait for a dead one (flock dies with its process)."""
+    import fcntl
+
+    h = Harness(data_dir, tmp_path, seed=3)
+    proc = subprocess.Popen([vcli_executable(), "upsert", NAME, "--file", "-", "--batch-size", "10"],
+                            stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdin.write(b"".join(orjson.dumps(r) + b"\n" for r in h.lines(500, existing=0.5)))
+    proc.stdin.flush()
+
+    def held() -> bool:
+        fd = os.open(h.folder / "lock", os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
+    end = time.monotonic() + 60
+    while not held():  # inside its transaction, waiting for more input
+        assert time.monotonic() < end
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait()
+    line = {"id": "after-kill", "values": [1.0] * DIMS}
+    started = time.monotonic()
+    res = vcli_proc("upsert", NAME, "--file", "-", "--json", input=orjson.dumps(line).decode(),
+                    env={"VCLI_LOCK_TIMEOUT": "30"})
+    assert res.code == 0, res.err
+    assert time.monotonic() - started < 30
+    with Catalog(data_dir).open(NAME) as ix:
+        assert ix.info().vector_count == len(h.model.state) + 1

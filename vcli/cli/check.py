@@ -1,0 +1,72 @@
+"""``vcli check``: verify an index and optionally repair it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .. import render
+from ..errors import IndexDamaged
+from ._common import DataDir, IndexName, JsonFlag, VectorizeCommand, catalog, run
+
+app = typer.Typer()
+
+HELP = """Check an index and, with --repair, repair what can be rebuilt from its store.
+
+Checks the store (SQLite integrity, vector sizes and values, mutation records) and its search file
+(keys, values and mutation against the store). Repair rebuilds the search file and the store's
+bookkeeping; vectors themselves are never changed.
+
+Exit codes: 0 healthy. 1 problems found and not all repaired (or any other error).
+3 problems found and all repaired.
+"""
+
+
+@app.command("check", cls=VectorizeCommand, help=HELP)
+@run
+def check(
+    name: IndexName,
+    repair: Annotated[bool, typer.Option("--repair", help="Repair what can be repaired.")] = False,
+    json: JsonFlag = False,
+    data_dir: DataDir = None,
+) -> None:
+    from ..engine.check import EXIT_REPAIRED, check_index
+
+    with catalog(data_dir).open(name) as index:
+        report = check_index(index, repair=repair)
+    for text in report.notes:
+        render.note(f"Note: {text}")
+    if json:
+        render.emit_json(report.to_json())
+    else:
+        _show(report)
+    if report.remaining:
+        n = len(report.remaining)
+        if repair:
+            raise IndexDamaged(f"{n} problem{'s' * (n != 1)} in index '{name}' could not be repaired")
+        fixable = " (run 'vcli check " + name + " --repair')" if any(p.repairable for p in report.problems) else ""
+        raise IndexDamaged(f"{n} problem{'s' * (n != 1)} found in index '{name}'{fixable}")
+    if report.problems:
+        raise typer.Exit(EXIT_REPAIRED)
+
+
+def _show(report) -> None:
+    what = f"{report.vector_count} vectors" if report.vector_count is not None else "store unreadable"
+    where = f", search file {report.search_file}" if report.search_file else ""
+    if report.healthy:
+        render.line(f"Index '{report.name}' is healthy: {what}{where}.")
+        return
+    render.line(f"Index '{report.name}': {what}{where}.")
+
+    def status(p) -> str:
+        if p.repaired:
+            return "repaired"
+        if p.repairable:
+            return "not repaired" if report.repair else "repairable with --repair"
+        return "cannot be repaired"
+
+    render.table(("area", "problem", "status"), [(p.area, p.text, status(p)) for p in report.problems])
+    if not report.remaining:
+        n = len(report.problems)
+        render.line(f"Repaired {n} problem{'s' * (n != 1)}; the index is healthy now.")
