@@ -1,0 +1,465 @@
+"""vcli's speed and scale benchmark: every figure of issue 4 beside its baseline, in one run.
+
+    python benchmarks/run.py --quick      # about 2 minutes: every figure, at smaller sizes
+    python benchmarks/run.py              # the full run: loads of 20k, 60k and 200k vectors
+    python benchmarks/run.py --scale      # also 1,000,000 x 384 (many minutes, GBs of disk)
+
+Data comes from ``datagen.py`` (deterministic clustered vectors that behave roughly like 384-dim
+text embeddings). vcli runs as the installed ``vcli`` executable in fresh processes, as a user
+would run it; each baseline runs beside it in the same run, measured the same way (wall time of
+the process, peak memory from ``wait4``'s ``ru_maxrss``). The figures:
+
+* load      ``vcli insert`` of an NDJSON file vs orjson parse + usearch f32 graph build
+            (target: >= 4x faster under 100k vectors, <= 1.2x the baseline's time above;
+            peak memory < 2 x float32 size + a constant, the peak of a one-vector insert)
+* recall    recall@10 of ``vcli query`` against exact search, at every size (>= 0.99)
+* one-shot  ``vcli query`` in a fresh process on 60k x 384 vs ``python -c "import numpy, usearch"``,
+            median of several runs (target: at most 150 ms more)
+* imports   ``vcli list``, ``info``, ``get`` and ``--help`` import neither numpy nor usearch
+* batch     ``vcli query --file`` on 60k x 384 (>= 1,000 queries/s) vs NumPy exact search in-process
+* writes    upserting one vector into the 60k index vs ``vcli info`` (<= 1.2x)
+* export    ``vcli export`` (>= 50,000 vectors/s) vs orjson writing the same vectors from NumPy, and
+            ``vcli export a | vcli insert b --file -`` gives the same index
+* scale     (``--scale``) 1,000,000 x 384: load time and peak memory, one-shot query (<= 500 ms),
+            recall@10 (>= 0.98)
+
+Exit status 0 when every target is met, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import datagen  # noqa: E402
+
+DIMS = 384
+HERE = Path(__file__).resolve().parent
+PY = sys.executable
+VCLI = str(Path(PY).with_name("vcli")) if Path(PY).with_name("vcli").exists() else shutil.which("vcli")
+MB = 1024 * 1024
+
+
+# == running children =========================================================================
+@dataclass
+class Child:
+    seconds: float
+    peak: int  # bytes (ru_maxrss)
+    cpu: float  # user + system seconds (less sensitive than wall time to other load on the machine)
+    code: int
+    out: bytes
+    err: bytes
+
+
+def child(argv: list[str], *, stdin: str | bytes | Path | None = None, env: dict | None = None,
+          check: bool = True) -> Child:
+    """Run ``argv``; its wall time and peak resident memory (from ``wait4``) and its output."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        inp = subprocess.DEVNULL
+        if isinstance(stdin, Path):
+            inp = open(stdin, "rb")
+        elif stdin is not None:
+            inp = subprocess.PIPE
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, stdin=inp, stdout=out, stderr=err, env=env)
+        if inp is subprocess.PIPE:
+            proc.stdin.write(stdin.encode() if isinstance(stdin, str) else stdin)
+            proc.stdin.close()
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if isinstance(stdin, Path):
+            inp.close()
+        out.seek(0)
+        err.seek(0)
+        result = Child(seconds, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime, proc.returncode,
+                       out.read(), err.read())
+    if check and result.code != 0:
+        raise SystemExit(f"failed ({result.code}): {' '.join(argv[:4])} ...\n{result.err.decode()[-2000:]}")
+    return result
+
+
+class Bench:
+    def __init__(self, work: Path, quick: bool):
+        self.work = work
+        self.quick = quick
+        self.data = work / "data"
+        self.env = {
+            **os.environ,
+            "VCLI_DATA_DIR": str(self.data),
+            "XDG_CONFIG_HOME": str(work / "config"),  # no user config.toml
+            "NO_COLOR": "1",
+        }
+        self.gen = datagen.Generator(DIMS)
+        self.results: list[Row] = []
+
+    def vcli(self, *args: str, stdin=None, check: bool = True) -> Child:
+        return child([VCLI, *args], stdin=stdin, env=self.env, check=check)
+
+    def py(self, *args: str, check: bool = True) -> Child:
+        return child([PY, *args], env=self.env, check=check)
+
+    # -- data ---------------------------------------------------------------------------------
+    def ndjson(self, n: int) -> Path:
+        path = self.work / f"vectors-{n}.ndjson"
+        if not path.exists():
+            tmp = path.with_suffix(".tmp")
+            opt = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
+            with open(tmp, "wb") as f:
+                for start, block in self.gen.chunks(n):
+                    f.write(b"".join(
+                        orjson.dumps({"id": datagen.vector_id(start + i), "values": row}, option=opt)
+                        for i, row in enumerate(block)))
+            tmp.rename(path)
+        return path
+
+    def queries(self, count: int) -> np.ndarray:
+        return self.gen.queries(count)
+
+    def exact_top(self, n: int, queries: np.ndarray, k: int = 10) -> list[list[int]]:
+        """Exact top-k row numbers (cosine rescored in float64, ties by id) of each query: a
+        float32 pass keeps the 4k best of each query, then those are rescored."""
+        wide = 4 * k
+        nq = len(queries)
+        best_s = np.full((nq, 0), -np.inf, np.float32)
+        best_i = np.zeros((nq, 0), np.int64)
+        best_v = np.zeros((nq, 0, DIMS), np.float32)
+        qn = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+        for start, block in self.gen.chunks(n, 50_000):
+            s = qn @ (block / np.linalg.norm(block, axis=1, keepdims=True)).T
+            take = np.argpartition(-s, wide, axis=1)[:, :wide] if s.shape[1] > wide else np.argsort(-s, axis=1)
+            best_s = np.concatenate([best_s, np.take_along_axis(s, take, 1)], axis=1)
+            best_i = np.concatenate([best_i, take + start], axis=1)
+            best_v = np.concatenate([best_v, block[take]], axis=1)
+            keep = np.argsort(-best_s, axis=1)[:, :wide]
+            best_s, best_i = np.take_along_axis(best_s, keep, 1), np.take_along_axis(best_i, keep, 1)
+            best_v = np.take_along_axis(best_v, keep[:, :, None], 1)
+        out = []
+        for qi in range(nq):
+            vecs = best_v[qi].astype(np.float64)
+            q = queries[qi].astype(np.float64)
+            score = vecs @ q / (np.linalg.norm(vecs, axis=1) * np.linalg.norm(q))
+            rows = best_i[qi]
+            order = sorted(range(len(rows)), key=lambda j: (-score[j], int(rows[j])))
+            out.append([int(rows[j]) for j in order[:k]])
+        return out
+
+    # -- reporting ----------------------------------------------------------------------------
+    def report(self, section: str, what: str, vcli: str, baseline: str, target: str, ok: bool | None) -> None:
+        row = Row(section, what, vcli, baseline, target, ok)
+        self.results.append(row)
+        mark = {True: "ok", False: "MISSED", None: "-"}[ok]
+        print(f"{section:<9} {what:<34} {vcli:>18}   {baseline:>22}   {target:<24} {mark}", flush=True)
+
+
+@dataclass
+class Row:
+    section: str
+    what: str
+    vcli: str
+    baseline: str
+    target: str
+    ok: bool | None
+    extra: dict = field(default_factory=dict)
+
+
+def fmt_s(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def median_time(run, times: int) -> float:
+    return statistics.median(run().seconds for _ in range(times))
+
+
+# == the benchmarks ==========================================================================
+def bench_imports_constant(b: Bench) -> int:
+    """Peak memory of a one-vector insert: the 'constant' of the memory target."""
+    b.vcli("create", "tiny", "--dimensions", str(DIMS), "--metric", "cosine")
+    line = orjson.dumps({"id": "x", "values": b.queries(1)[0].tolist()}) + b"\n"
+    return b.vcli("insert", "tiny", "--file", "-", stdin=line).peak
+
+
+def bench_load(b: Bench, n: int, constant: int, baseline: bool = True) -> str:
+    name = f"load-{n}"
+    path = b.ndjson(n)
+    b.vcli("create", name, "--dimensions", str(DIMS), "--metric", "cosine")
+    v = b.vcli("insert", name, "--file", str(path), "--json")
+    f32 = n * DIMS * 4
+    limit = 2 * f32 + constant
+    files = sorted(p.name.split("-")[0] for p in (b.data / name).iterdir() if p.name.startswith(("matrix-", "graph-")))
+    plan = "/".join(files) or "none"
+    if baseline:
+        graph = b.work / f"baseline-{n}.usearch"
+        base = b.py(str(HERE / "baseline.py"), "load", str(path), str(graph))
+        ratio = v.seconds / base.seconds
+        if n < 100_000:
+            target, ok = ">= 4x faster", base.seconds / v.seconds >= 4
+        else:
+            target, ok = "<= 1.2x baseline", ratio <= 1.2
+        b.report("load", f"{n:,} x {DIMS} ({plan})", fmt_s(v.seconds), f"{fmt_s(base.seconds)} ({base.seconds / v.seconds:.1f}x)",
+                 target, ok)
+        b.report("load", f"{n:,}: vectors/s", f"{n / v.seconds:,.0f}/s", f"{n / base.seconds:,.0f}/s", "", None)
+        b.report("memory", f"{n:,}: peak RSS", f"{v.peak / MB:,.0f} MB", f"{base.peak / MB:,.0f} MB",
+                 f"< {limit / MB:,.0f} MB (2xf32+c)", v.peak < limit)
+        calibrate(b, n, graph)
+        graph.unlink(missing_ok=True)
+    else:
+        b.report("load", f"{n:,} x {DIMS} ({plan})", fmt_s(v.seconds), "", f"{n / v.seconds:,.0f} vectors/s", None)
+        b.report("memory", f"{n:,}: peak RSS", f"{v.peak / MB:,.0f} MB", "", f"< {limit / MB:,.0f} MB (2xf32+c)",
+                 v.peak < limit)
+    return name
+
+
+def calibrate(b: Bench, n: int, graph: Path) -> None:
+    """Raw usearch recall of the baseline graph at ef 64 / 128: how hard the data is (real text
+    embeddings, 59k x 384: 0.978 / 0.991)."""
+    from usearch.index import Index
+
+    index = Index.restore(str(graph), view=True)
+    queries = b.queries(200)
+    exact = b.exact_top(n, queries)
+    found = []
+    for ef in (64, 128):
+        index.expansion_search = ef
+        keys = index.search(queries, 10, threads=os.cpu_count() or 1).keys
+        found.append(np.mean([len(set(map(int, keys[i])) & set(exact[i])) / 10 for i in range(len(queries))]))
+    b.report("data", f"{n:,}: raw usearch recall@10 ef64/128", "", f"{found[0]:.3f} / {found[1]:.3f}",
+             "real text: 0.978 / 0.991", None)
+
+
+def query_file(queries: np.ndarray, k: int = 10) -> bytes:
+    return b"".join(orjson.dumps({"vector": q, "topK": k}, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
+                    for q in queries)
+
+
+def batch_answers(b: Bench, name: str, queries: np.ndarray, k: int = 10) -> tuple[Child, list[list[int]]]:
+    path = b.work / f"queries-{len(queries)}.ndjson"
+    path.write_bytes(query_file(queries, k))
+    run = b.vcli("query", name, "--file", str(path))
+    lines = run.out.splitlines()
+    if len(lines) != len(queries):
+        raise SystemExit(f"vcli query --file gave {len(lines)} lines for {len(queries)} queries")
+    found = [[int(m["id"][4:]) for m in orjson.loads(line)["matches"]] for line in lines]
+    return run, found
+
+
+def bench_recall(b: Bench, name: str, n: int, count: int, target: float = 0.99) -> None:
+    queries = b.queries(count)
+    exact = b.exact_top(n, queries)
+    _run, found = batch_answers(b, name, queries)
+    recall = np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact, strict=True)])
+    same = np.mean([f == e for f, e in zip(found, exact, strict=True)])
+    plan = "/".join(sorted(p.name.split("-")[0] for p in (b.data / name).iterdir()
+                           if p.name.startswith(("matrix-", "graph-")))) or "none"
+    b.report("recall", f"{n:,} ({plan}) recall@10", f"{recall:.4f}", f"exact 1.0000 ({same:.0%} same)",
+             f">= {target}", recall >= target)
+
+
+def bench_one_shot(b: Bench, name: str, runs: int, limit_ms: float = 150) -> None:
+    q = orjson.dumps(b.queries(1)[0].tolist()).decode()
+    b.vcli("query", name, "--vector", q, "--json")  # warm the page cache, as a second query would
+    commands = {
+        "query": [VCLI, "query", name, "--vector", q, "--top-k", "10", "--json"],
+        "base": [PY, "-c", "import numpy, usearch"],
+        "info": [VCLI, "info", name, "--json"],
+    }
+    done: dict[str, list[Child]] = {k: [] for k in commands}
+    for _ in range(runs):  # interleaved, so that other load on the machine hits all alike
+        for key, argv in commands.items():
+            done[key].append(child(argv, env=b.env))
+    wall = {k: statistics.median(r.seconds for r in v) for k, v in done.items()}
+    cpu = {k: statistics.median(r.cpu for r in v) for k, v in done.items()}
+    extra = (wall["query"] - wall["base"]) * 1000
+    b.report("one-shot", f"query {name} (median of {runs})", fmt_s(wall["query"]),
+             f"{fmt_s(wall['base'])} numpy+usearch", f"<= +{limit_ms:.0f} ms", extra <= limit_ms)
+    b.report("one-shot", "  difference (wall)", f"+{extra:.0f} ms", f"vcli info {fmt_s(wall['info'])}", "", None)
+    b.report("one-shot", "  difference (cpu time)", f"+{(cpu['query'] - cpu['base']) * 1000:.0f} ms",
+             f"cpu {fmt_s(cpu['query'])} / {fmt_s(cpu['base'])}", "", None)
+
+
+def bench_imports(b: Bench, name: str) -> None:
+    for args in (("list",), ("info", name), ("get", name), ("--help",)):
+        run = child([PY, "-X", "importtime", VCLI, *args], env=b.env)
+        mods = {line.rsplit("|", 1)[-1].strip() for line in run.err.decode().splitlines()
+                if line.startswith("import time:")}
+        heavy = sorted(m for m in mods if m.split(".")[0] in ("numpy", "usearch"))
+        b.report("imports", f"vcli {' '.join(a for a in args if a != name)}", "none" if not heavy else ",".join(heavy[:2]),
+                 "", "no numpy, no usearch", not heavy)
+
+
+def bench_batch(b: Bench, name: str, n: int, count: int, target: float | None = 1000) -> None:
+    queries = b.queries(count)
+    run, _found = batch_answers(b, name, queries)
+    # Baseline: NumPy exact search of the same queries, in-process (matrix already in memory).
+    x = b.gen.rows(0, n)
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    start = time.perf_counter()
+    for i in range(0, count, 256):
+        s = queries[i : i + 256] @ xn.T
+        np.argpartition(-s, 10, axis=1)[:, :10]
+    base = time.perf_counter() - start
+    rate = count / run.seconds
+    b.report("batch", f"query --file, {count:,} on {n // 1000}k", f"{rate:,.0f} q/s",
+             f"{count / base:,.0f} q/s numpy exact", f">= {target:,.0f} q/s" if target else "",
+             rate >= target if target else None)
+
+
+def bench_writes(b: Bench, name: str, runs: int) -> None:
+    line = orjson.dumps({"id": "upserted", "values": b.queries(2)[1].tolist()}) + b"\n"
+    path = b.work / "one.ndjson"
+    path.write_bytes(line)
+    ups, infos = [], []
+    for _ in range(runs):  # interleaved, so that other load on the machine hits both alike
+        ups.append(b.vcli("upsert", name, "--file", str(path)))
+        infos.append(b.vcli("info", name))
+    up, info = statistics.median(r.seconds for r in ups), statistics.median(r.seconds for r in infos)
+    b.report("writes", f"upsert 1 vector (median of {runs})", fmt_s(up), f"info {fmt_s(info)}",
+             "<= 1.2x info", up <= 1.2 * info)
+    b.report("writes", "  cpu time; slowest upsert", fmt_s(statistics.median(r.cpu for r in ups)),
+             f"info {fmt_s(statistics.median(r.cpu for r in infos))}; slowest {fmt_s(max(r.seconds for r in ups))}",
+             "", None)
+
+
+def bench_export(b: Bench, name: str, n: int) -> None:
+    out = b.work / "export.ndjson"
+    v = b.vcli("export", name, "--output", str(out))
+    lines = out.read_bytes().count(b"\n")
+    x = b.gen.rows(0, n)
+    opt = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
+    start = time.perf_counter()
+    with open(b.work / "export-baseline.ndjson", "wb") as f:
+        for i in range(n):
+            f.write(orjson.dumps({"id": datagen.vector_id(i), "values": x[i]}, option=opt))
+    base = time.perf_counter() - start
+    (b.work / "export-baseline.ndjson").unlink()
+    b.report("export", f"export {lines:,} vectors", f"{lines / v.seconds:,.0f}/s", f"{n / base:,.0f}/s orjson",
+             ">= 50,000 vectors/s", lines / v.seconds >= 50_000)
+    # The copy: export | insert, then both exports must be the same bytes.
+    b.vcli("create", "copy", "--dimensions", str(DIMS), "--metric", "cosine")
+    pipe = subprocess.run(f'"{VCLI}" export {name} | "{VCLI}" insert copy --file - --json', shell=True,
+                          env=b.env, capture_output=True)
+    again = b.vcli("export", "copy").out
+    ids = [datagen.vector_id(i) for i in (0, n // 2, n - 1)]
+    same_get = (b.vcli("get-vectors", name, "--ids", *ids, "--json").out
+                == b.vcli("get-vectors", "copy", "--ids", *ids, "--json").out)
+    ok = pipe.returncode == 0 and again == out.read_bytes() and same_get
+    b.report("export", "export a | insert b: same vectors", "yes" if ok else "NO", "", "get-vectors equal", ok)
+    out.unlink()
+
+
+def bench_graph_forced(b: Bench, n: int) -> None:
+    """The graph plan on a small index (the threshold lowered in-process), for --quick."""
+    import vcli.engine.index as index_mod
+    from vcli.engine import Catalog
+
+    saved = index_mod.GRAPH_MIN_FLOATS
+    index_mod.GRAPH_MIN_FLOATS = 1
+    try:
+        cat = Catalog(b.data)
+        cat.create("graph-forced", dimensions=DIMS, metric="cosine")
+        ids = [datagen.vector_id(i) for i in range(n)]
+        start = time.perf_counter()
+        with cat.open("graph-forced", write=True) as ix:
+            ix.insert_arrays(ids, b.gen.rows(0, n), batch_size=5000)
+        build = time.perf_counter() - start
+        assert any(p.name.startswith("graph-") for p in (b.data / "graph-forced").iterdir())
+        b.report("load", f"{n:,} in-process, graph forced", fmt_s(build), "", "", None)
+        queries = b.queries(200)
+        exact = b.exact_top(n, queries)
+        with cat.open("graph-forced") as ix:
+            found = [[int(m.id[4:]) for m in r.matches]
+                     for r in ix.query_many({"vector": q.tolist(), "topK": 10} for q in queries)]
+        recall = np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact, strict=True)])
+        b.report("recall", f"{n:,} (graph, forced) recall@10", f"{recall:.4f}", "exact 1.0000", ">= 0.99", recall >= 0.99)
+    finally:
+        index_mod.GRAPH_MIN_FLOATS = saved
+
+
+def bench_scale(b: Bench, n: int, constant: int, baseline: bool) -> None:
+    name = bench_load(b, n, constant, baseline=baseline)
+    q = orjson.dumps(b.queries(1)[0].tolist()).decode()
+    b.vcli("query", name, "--vector", q, "--json")  # first touch of the graph's pages
+    v = median_time(lambda: b.vcli("query", name, "--vector", q, "--top-k", "10", "--json"), 5)
+    base = median_time(lambda: b.py("-c", "import numpy, usearch"), 5)
+    b.report("scale", f"one-shot query on {n:,} (median of 5)", fmt_s(v), f"{fmt_s(base)} numpy+usearch",
+             "<= 500 ms", v <= 0.5)
+    bench_recall(b, name, n, 300, target=0.98)
+    bench_batch(b, name, n, 2000, target=None)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="about 2 minutes: smaller sizes, fewer runs")
+    parser.add_argument("--scale", action="store_true", help="also load and query 1,000,000 x 384")
+    parser.add_argument("--scale-size", type=int, default=1_000_000)
+    parser.add_argument("--scale-baseline", action="store_true", help="also time the baseline at scale")
+    parser.add_argument("--scale-only", action="store_true", help="run only the scale figures")
+    parser.add_argument("--sizes", help="load sizes, comma-separated (default 20000,60000,200000)")
+    parser.add_argument("--work", type=Path, help="work folder (kept; data files are reused)")
+    args = parser.parse_args()
+    if VCLI is None:
+        raise SystemExit("vcli is not installed next to this Python")
+    work = args.work or Path(tempfile.mkdtemp(prefix="vcli-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    if (work / "data").exists():
+        shutil.rmtree(work / "data")
+    # pip compiles a package's bytecode when it installs it; an editable install in an
+    # environment with PYTHONDONTWRITEBYTECODE set would compile vcli in every process (~80 ms).
+    subprocess.run([PY, "-m", "compileall", "-q", str(Path(__import__("vcli").__file__).parent)],
+                   check=True)
+    b = Bench(work, args.quick)
+    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else ([20_000] if args.quick else [20_000, 60_000, 200_000])
+    print(f"vcli benchmark: {os.cpu_count()} cores, {'quick' if args.quick else 'full'} run, work {work}")
+    print(f"{'':<9} {'':<34} {'vcli':>18}   {'baseline':>22}   {'target':<24}")
+    started = time.perf_counter()
+    try:
+        constant = bench_imports_constant(b)
+        b.report("memory", "constant: 1-vector insert", f"{constant / MB:,.0f} MB", "", "", None)
+        if args.scale_only:
+            sizes = []
+        loaded = {n: bench_load(b, n, constant) for n in sizes}
+        main_n = 60_000
+        if args.scale_only:
+            bench_scale(b, args.scale_size, constant, args.scale_baseline)
+            return report_end(b, started)
+        main_name = loaded.get(main_n) or bench_load(b, main_n, constant, baseline=False)
+        for n, name in loaded.items():
+            bench_recall(b, name, n, 200 if args.quick else 500)
+        if main_n not in loaded:
+            bench_recall(b, main_name, main_n, 200 if args.quick else 500)
+        if args.quick:
+            bench_graph_forced(b, 20_000)
+        bench_one_shot(b, main_name, 5 if args.quick else 9)
+        bench_imports(b, main_name)
+        bench_batch(b, main_name, main_n, 1000 if args.quick else 5000)
+        bench_writes(b, main_name, 5 if args.quick else 11)
+        bench_export(b, main_name, main_n)
+        if args.scale:
+            bench_scale(b, args.scale_size, constant, args.scale_baseline)
+    finally:
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
+    return report_end(b, started)
+
+
+def report_end(b: Bench, started: float) -> int:
+    missed = [r for r in b.results if r.ok is False]
+    print(f"\n{len(b.results)} figures in {time.perf_counter() - started:.0f} s; "
+          f"{'all targets met' if not missed else f'{len(missed)} targets missed'}")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

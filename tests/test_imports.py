@@ -1,0 +1,96 @@
+"""What each command imports decides how fast it starts: NumPy and usearch take longer to import
+than the rest of vcli together. ``list``, ``info``, ``get``, ``--help`` and a small write into an
+index that needs no refresh must import neither (checked with ``python -X importtime`` on the
+installed ``vcli``)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import ndjson, vcli_executable
+
+HEAVY = ("numpy", "usearch")
+# typer 0.29 converts option values with pydantic, which costs as much to import as NumPy and
+# usearch together; vcli converts its plain options itself (vcli/cli/_fastparams.py).
+SLOW = ("pydantic",)
+
+
+def imported(*args: str, input: str | None = None) -> set[str]:
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", vcli_executable(), *args], input=input, text=True,
+        capture_output=True, env=dict(os.environ), timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+
+
+def heavy(modules: set[str], names: tuple[str, ...] = HEAVY + SLOW) -> list[str]:
+    return sorted(m for m in modules if m.split(".")[0] in names)
+
+
+@pytest.fixture
+def index(vcli):
+    assert vcli("create", "imp", "--dimensions", "3", "--metric", "cosine").code == 0
+    rows = [{"id": str(i), "values": [i, 1.0, 2.0]} for i in range(50)]
+    assert vcli("insert", "imp", "--file", "-", input=ndjson(rows)).code == 0
+    return "imp"
+
+
+def test_reading_commands_import_neither_numpy_nor_usearch(index):
+    for args in (["list"], ["info", index], ["get", index], ["--help"], ["list-vectors", index]):
+        modules = imported(*args)
+        assert "vcli.cli" in modules  # the check sees vcli's own imports
+        assert heavy(modules) == [], args
+
+
+def test_a_small_write_imports_neither(index):
+    """A one-vector upsert decides from SQLite alone that the matrix need not change."""
+    modules = imported("upsert", index, "--file", "-", input=ndjson([{"id": "x", "values": [1, 2, 3]}]))
+    assert heavy(modules) == []
+
+
+def test_the_engine_library_imports_neither():
+    code = f"import sys, vcli.engine; print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_a_query_imports_what_it_needs_and_not_pydantic(index):
+    modules = imported("query", index, "--vector", "1", "2", "3", "--top-k", "2", "--json")
+    assert heavy(modules, SLOW) == []
+    assert "numpy" in modules  # the check sees the search's imports
+
+
+@pytest.mark.parametrize(
+    "text", ["2", " 2 ", "+2", "-3", "1_0", "2.0", "00012", "2.5", "1e3", "", "0x10", "\uff10", "\u0663", "abc"]
+)
+def test_plain_int_options_convert_as_typer_would(text):
+    from pydantic import TypeAdapter, ValidationError
+
+    from vcli.cli import _fastparams
+
+    class Info:
+        min = max = None
+
+    class Descriptor:
+        is_choice = False
+
+    got = _fastparams.convert(int, Info, Descriptor, text)
+    try:
+        want = TypeAdapter(int).validate_python(text)
+    except ValidationError as exc:
+        assert exc.errors()[0]["msg"] == _fastparams.INT_ERROR
+        want = _fastparams._INVALID_INT
+    assert got == want
+
+
+def test_bad_numbers_and_paths_are_still_usage_errors(vcli, index, tmp_path):
+    bad = vcli("query", index, "--vector", "1", "2", "3", "--top-k", "abc")
+    assert bad.code == 2 and "Input should be a valid integer" in bad.err
+    (tmp_path / "a-file").write_text("")
+    not_a_dir = vcli("list", "--data-dir", tmp_path / "a-file")  # a path check: typer's own
+    assert not_a_dir.code == 2
+    assert vcli("query", index, "--vector-id", "1", "--top-k", "2.0", "--json").json["count"] == 2

@@ -1,0 +1,176 @@
+"""Every way an index can answer a query gives the same matches: ids, order and scores (to 1e-6).
+
+The plans: exact search over the memory-mapped matrix; the usearch graph (forced on a small index
+by lowering ``GRAPH_MIN_FLOATS``); either of them with a delta of rows written or removed since the
+file was made (``FOLD_ROWS`` raised so that writes do not fold it in); the delta folded in; and
+after deletes. Each state is checked against a brute-force answer computed here in float64 from
+the float32 values, with ties broken by id, through ``vcli query --vector``, ``--vector-id`` and
+``--file`` (batch). The vectors are clustered and include exact duplicates and scaled copies, so
+ties are exercised.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+import pytest
+from conftest import ndjson
+
+import vcli.engine.index as index_mod
+
+DIMS = 16
+QUERIES = 12
+
+
+def vectors(rng: np.random.Generator, n: int, prefix: str) -> dict[str, np.ndarray]:
+    centres = rng.standard_normal((8, DIMS)) * 3
+    out = {}
+    for i in range(n):
+        out[f"{prefix}{i:04d}"] = (centres[i % 8] + rng.standard_normal(DIMS)).astype(np.float32)
+    first = next(iter(out.values()))
+    out[f"{prefix}dup-b"] = first.copy()  # same values: ties, broken by id
+    out[f"{prefix}dup-a"] = first.copy()
+    out[f"{prefix}scaled"] = (first * 2).astype(np.float32)  # same cosine as the two above
+    return out
+
+
+def reference(stored: dict[str, np.ndarray], metric: str, q: np.ndarray, k: int) -> list[tuple[str, float]]:
+    ids = sorted(stored)
+    v = np.array([stored[i] for i in ids], np.float64)
+    q = np.asarray(q, np.float32).astype(np.float64)
+    dots = v @ q
+    if metric == "cosine":
+        scores = dots / (np.linalg.norm(v, axis=1) * np.linalg.norm(q))
+        order = sorted(range(len(ids)), key=lambda i: (-scores[i], ids[i]))
+    elif metric == "euclidean":
+        scores = np.sqrt(((v - q) ** 2).sum(axis=1))
+        order = sorted(range(len(ids)), key=lambda i: (scores[i], ids[i]))
+    else:
+        scores = -dots
+        order = sorted(range(len(ids)), key=lambda i: (scores[i], ids[i]))
+    return [(ids[i], float(scores[i])) for i in order[:k]]
+
+
+def same(got: list[dict], want: list[tuple[str, float]]) -> None:
+    assert [m["id"] for m in got] == [w[0] for w in want]
+    for m, (_id, score) in zip(got, want, strict=True):
+        assert m["score"] == pytest.approx(score, rel=1e-9, abs=1e-6)
+
+
+class Checker:
+    def __init__(self, vcli, tmp_path, metric: str):
+        self.vcli, self.tmp, self.metric = vcli, tmp_path, metric
+        self.name = f"plans-{metric}"
+        self.stored: dict[str, np.ndarray] = {}
+        rng = np.random.default_rng(7)
+        self.queries = [rng.standard_normal(DIMS).astype(np.float32) * 3 for _ in range(QUERIES)]
+        assert vcli("create", self.name, "--dimensions", DIMS, "--metric", metric).code == 0
+
+    def write(self, mode: str, vecs: dict[str, np.ndarray]) -> None:
+        path = self.tmp / "in.ndjson"
+        path.write_text(ndjson({"id": i, "values": v.tolist()} for i, v in vecs.items()))
+        assert self.vcli(mode, self.name, "--file", path).code == 0
+        for i, v in vecs.items():
+            if mode == "upsert" or i not in self.stored:
+                self.stored[i] = v
+
+    def delete(self, ids: list[str]) -> None:
+        assert self.vcli("delete-vectors", self.name, "--ids", *ids).code == 0
+        for i in ids:
+            self.stored.pop(i, None)
+
+    def files(self, data_dir) -> list[str]:
+        return sorted(p.name for p in (data_dir / self.name).iterdir() if p.name.startswith(("matrix-", "graph-")))
+
+    def check(self) -> None:
+        """Batch, one-shot and by-id queries all give the brute-force answer."""
+        lines = [{"vector": q.tolist(), "topK": k} for q in self.queries for k in (1, 10)]
+        ids = sorted(self.stored)[:: max(1, len(self.stored) // 5)]
+        lines += [{"vectorId": i, "topK": 6} for i in ids]
+        run = self.vcli("query", self.name, "--file", "-", input=ndjson(lines))
+        assert run.code == 0, run.err
+        answers = [orjson.loads(x) for x in run.out.splitlines()]
+        assert len(answers) == len(lines)
+        for line, answer in zip(lines, answers, strict=True):
+            q = line["vector"] if "vector" in line else self.stored[line["vectorId"]]
+            same(answer["matches"], reference(self.stored, self.metric, q, line["topK"]))
+        for q in self.queries[:1]:  # one-shot takes the same path as the batch (a block of one)
+            one = self.vcli("query", self.name, "--vector", orjson.dumps(q.tolist()).decode(),
+                            "--top-k", "10", "--json")
+            assert one.code == 0, one.err
+            same(one.json["matches"], reference(self.stored, self.metric, q, 10))
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean", "dot-product"])
+def test_every_plan_gives_the_same_matches(vcli, tmp_path, data_dir, monkeypatch, metric):
+    rng = np.random.default_rng(1)
+    c = Checker(vcli, tmp_path, metric)
+
+    # 1. Small index: exact search over the matrix.
+    c.write("insert", vectors(rng, 300, "a"))
+    assert c.files(data_dir) == ["matrix-1.f32"]
+    c.check()
+
+    # 2. Matrix plus a delta (upserts replacing some rows, new rows, deletes).
+    monkeypatch.setattr(index_mod, "FOLD_ROWS", 10**6)
+    c.write("upsert", {**{f"a{i:04d}": rng.standard_normal(DIMS).astype(np.float32) for i in range(0, 40, 2)},
+                       **vectors(rng, 25, "b")})
+    c.delete([f"a{i:04d}" for i in range(1, 30, 3)] + ["adup-a"])
+    assert c.files(data_dir) == ["matrix-1.f32"]
+    c.check()
+
+    # 3. Past the threshold: the next write builds the graph, which answers from then on.
+    monkeypatch.setattr(index_mod, "GRAPH_MIN_FLOATS", 1)
+    c.write("insert", vectors(rng, 10, "c"))
+    graph = c.files(data_dir)
+    assert len(graph) == 1 and graph[0].startswith("graph-")
+    c.check()
+
+    # 4. Graph plus a delta: rows written and removed since the graph was saved.
+    c.write("upsert", {**{f"a{i:04d}": rng.standard_normal(DIMS).astype(np.float32) for i in range(100, 140)},
+                       **vectors(rng, 30, "d")})
+    c.delete([f"a{i:04d}" for i in range(150, 200, 2)] + ["bdup-b", "cscaled"])
+    assert c.files(data_dir) == graph  # not folded in yet
+    c.check()
+
+    # 5. The delta folded into a new graph (the graph catches up), then deletes on top of it.
+    monkeypatch.setattr(index_mod, "FOLD_ROWS", 5)
+    c.write("upsert", vectors(rng, 8, "e"))
+    folded = c.files(data_dir)
+    assert len(folded) == 1 and folded[0].startswith("graph-") and folded != graph
+    c.check()
+    monkeypatch.setattr(index_mod, "FOLD_ROWS", 10**6)
+    c.delete([f"a{i:04d}" for i in range(200, 260)])
+    c.check()
+
+    # 6. Back under the threshold: the next fold makes a matrix again.
+    monkeypatch.setattr(index_mod, "GRAPH_MIN_FLOATS", 64 * 2**20)
+    monkeypatch.setattr(index_mod, "FOLD_ROWS", 5)
+    c.delete([f"a{i:04d}" for i in range(260, 290)])
+    assert c.files(data_dir)[0].startswith("matrix-")
+    c.check()
+
+
+def test_batch_and_single_queries_agree_on_a_graph_with_many_removed(vcli, tmp_path, data_dir, monkeypatch):
+    """More removed keys than a graph search returns: the query widens and still finds top k."""
+    monkeypatch.setattr(index_mod, "GRAPH_MIN_FLOATS", 1)
+    rng = np.random.default_rng(3)
+    c = Checker(vcli, tmp_path, "cosine")
+    c.write("insert", vectors(rng, 400, "a"))
+    monkeypatch.setattr(index_mod, "FOLD_ROWS", 10**6)
+    c.delete([f"a{i:04d}" for i in range(0, 400) if i % 10])  # 360 of 403 removed
+    assert c.files(data_dir)[0].startswith("graph-")
+    c.check()
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean", "dot-product"])
+def test_huge_and_tiny_values_are_still_exact(vcli, tmp_path, metric):
+    """float32 holds values up to 3.4e38; squares of values over ~1.8e19 overflow float32, so such
+    searches run in float64 and still find the right matches."""
+    rng = np.random.default_rng(11)
+    c = Checker(vcli, tmp_path, metric)
+    scale = 10.0 ** rng.integers(-30, 30, (60, 1))
+    c.write("insert", {f"h{i:02d}": (v * s).astype(np.float32)
+                       for i, (v, s) in enumerate(zip(rng.standard_normal((60, DIMS)), scale, strict=True))})
+    c.queries = [q * 1e20 for q in c.queries[:4]] + c.queries[:4]
+    c.check()
