@@ -1,0 +1,34 @@
+"""``vcli serve``: the Vectorize v2 REST API on the local indexes, for wrangler and other clients."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from .. import render
+from ._common import DataDir, catalog, run
+
+app = typer.Typer()
+
+
+@app.command("serve")
+@run
+def serve(
+    host: Annotated[
+        str, typer.Option(help="Address to listen on. Other than loopback, --token is required.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free port).")] = 8787,
+    token: Annotated[
+        Optional[str],
+        typer.Option(envvar="VCLI_SERVE_TOKEN", show_default=False,
+                     help="Require Authorization: Bearer TOKEN on every request."),
+    ] = None,
+    access_log: Annotated[bool, typer.Option("--access-log", help="Log every request on stderr.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Serve the Vectorize v2 REST API on your indexes (point wrangler's CLOUDFLARE_API_BASE_URL here)."""
+    from ..server.run import serve as serve_api
+
+    serve_api(catalog(data_dir), host=host, port=port, token=token or None,
+              access_log=access_log, notify=render.note)

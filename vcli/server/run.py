@@ -1,0 +1,114 @@
+"""Binding and running the server: loopback unless a token guards it, clean stop on SIGINT/SIGTERM.
+
+The socket is bound before uvicorn starts, so a port in use or an unknown host is a clear error,
+``--port 0`` picks a free port, and the address printed is the one really bound.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import signal
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import VcliError
+from .app import MAX_BODY_BYTES, create_app
+
+
+class ServeError(VcliError):
+    """The server cannot start: an address it may not or cannot listen on."""
+
+
+def resolve(host: str, port: int) -> list[tuple]:
+    try:
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ServeError(f'cannot listen on "{host}": {getattr(exc, "strerror", None) or exc}') from None
+
+
+def is_loopback(infos: list[tuple]) -> bool:
+    """True when every address of ``infos`` (from ``resolve``) is a loopback address."""
+    return bool(infos) and all(
+        ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]).is_loopback for info in infos
+    )
+
+
+def bind(infos: list[tuple], host: str, port: int) -> socket.socket:
+    family, kind, proto, _, addr = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(1024)
+    except OSError as exc:
+        sock.close()
+        raise ServeError(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from None
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def serve(
+    catalog: Any,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8787,
+    token: str | None = None,
+    access_log: bool = False,
+    max_body: int = MAX_BODY_BYTES,
+    notify: Callable[[str], None] = print,
+) -> None:
+    """Serve the Vectorize API over ``catalog`` (a ``Catalog`` or a data dir) on ``host:port``
+    until SIGINT or SIGTERM, then return."""
+    import uvicorn
+
+    infos = resolve(host, port)
+    if not token and not is_loopback(infos):
+        raise ServeError(
+            f"refusing to listen on {host} without --token: anyone who can reach it could read and "
+            "change your indexes. Pass --token T (or set VCLI_SERVE_TOKEN); clients then send "
+            "Authorization: Bearer T (wrangler: CLOUDFLARE_API_TOKEN=T)"
+        )
+    sock = bind(infos, host, port)
+    import numpy  # noqa: F401 - loaded once here rather than inside the first query
+
+    app = create_app(catalog, token=token, max_body=max_body)
+    config = uvicorn.Config(
+        app, lifespan="off", log_level="warning", access_log=access_log, server_header=False,
+        timeout_graceful_shutdown=10,
+        # Longer than clients keep idle connections (httpx 5 s, undici 4 s), so a client never
+        # sends a request on a connection the server is closing at that moment.
+        timeout_keep_alive=75,
+    )
+    if access_log:  # one line a request, without uvicorn's other info lines
+        logging.getLogger("uvicorn.access").setLevel(logging.INFO)
+    server = uvicorn.Server(config)
+    url = url_of(sock)
+    notify(f"vcli serve: the Vectorize v2 API for the indexes in {app.catalog.data_dir}")
+    notify(f"Listening on {url} (Ctrl-C to stop)")
+    notify(
+        f"  wrangler: CLOUDFLARE_API_BASE_URL={url}/client/v4 CLOUDFLARE_API_TOKEN="
+        f"{'<token>' if token else 'any'} CLOUDFLARE_ACCOUNT_ID=<any id> wrangler vectorize list"
+    )
+    # uvicorn stops on SIGINT/SIGTERM, then raises the signal again for the handler that was in
+    # place before it. That handler only asks the server to stop (which also covers a signal that
+    # comes before uvicorn's handlers are in place), so a stop is a clean return.
+    def stop(_sig: int, _frame: object) -> None:
+        server.should_exit = True
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.run(sockets=[sock])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        sock.close()
+    notify("Stopped.")
