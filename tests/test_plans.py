@@ -174,3 +174,25 @@ def test_huge_and_tiny_values_are_still_exact(vcli, tmp_path, metric):
                        for i, (v, s) in enumerate(zip(rng.standard_normal((60, DIMS)), scale, strict=True))})
     c.queries = [q * 1e20 for q in c.queries[:4]] + c.queries[:4]
     c.check()
+
+
+def test_a_batch_mixing_namespaces_and_plain_queries_on_a_graph(vcli, tmp_path, data_dir, monkeypatch):
+    """Namespaced queries are answered one by one while the plain ones around them are searched
+    as a block in the background: both kinds keep their answers and their order."""
+    monkeypatch.setattr(index_mod, "GRAPH_MIN_FLOATS", 1)
+    rng = np.random.default_rng(5)
+    vecs = vectors(rng, 300, "a")
+    rows = [{"id": i, "values": v.tolist(), **({"namespace": "even"} if n % 2 == 0 else {})}
+            for n, (i, v) in enumerate(vecs.items())]
+    assert vcli("create", "mixed", "--dimensions", DIMS, "--metric", "cosine").code == 0
+    assert vcli("insert", "mixed", "--file", "-", input=ndjson(rows)).code == 0
+    assert any(p.name.startswith("graph-") for p in (data_dir / "mixed").iterdir())
+    even = {r["id"]: vecs[r["id"]] for r in rows if "namespace" in r}
+    queries = [rng.standard_normal(DIMS).astype(np.float32) for _ in range(40)]
+    lines = [{"vector": q.tolist(), "topK": 5, **({"namespace": "even"} if n % 3 == 0 else {})}
+             for n, q in enumerate(queries)]
+    run = vcli("query", "mixed", "--file", "-", input=ndjson(lines))
+    assert run.code == 0, run.err
+    for line, out, q in zip(lines, run.out.splitlines(), queries, strict=True):
+        want = reference(even if "namespace" in line else vecs, "cosine", q, 5)
+        same(orjson.loads(out)["matches"], want)

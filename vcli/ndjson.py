@@ -51,9 +51,11 @@ def json_type(value: Any) -> str:
         return "a number"
     if isinstance(value, str):
         return "a string"
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return "an array"
-    return "an object"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
 
 
 def pack_values(

@@ -33,6 +33,7 @@ from typing import Any
 import orjson
 
 from ..errors import BadFilter, BadQuery, MetadataIndexError
+from ..ndjson import json_type as _kind
 
 MAX_FILTER_BYTES = 2048
 MAX_KEY_CHARS = 512
@@ -177,22 +178,6 @@ def _jsonable(value: Any) -> bool:
     except TypeError:
         return False
     return True
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, (list, tuple)):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
 
 
 def _check_number(prop: str, op: str, value: Any) -> None:

@@ -148,6 +148,11 @@ class Searcher:
         self._removed_keys: np.ndarray | None = None
         self._removed_rows: np.ndarray | None = None
         self._pool = None  # a thread for the heavy part of batch queries (see ``begin``)
+        # usearch keeps per-thread search contexts indexed from 0 in every call, so two searches
+        # of one graph must not overlap (the background block and a filtered query of a batch).
+        import threading
+
+        self._graph_lock = threading.Lock()
         self._delta_cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     # -- opening ----------------------------------------------------------------------------
@@ -382,7 +387,8 @@ class Searcher:
         need = _search_count(k) if filtered else k
         while True:
             count = min(size, want)
-            found = g.search(q, count)
+            with self._graph_lock:
+                found = g.search(q, count)
             keys = np.asarray(found.keys, np.int64)
             keep = np.ones(len(keys), bool)
             if skip:
@@ -501,7 +507,10 @@ class Searcher:
         size = len(g)
         wanted = _search_count(max(ks))
         count = min(size, wanted + min(wanted, 0 if removed is None else len(removed)))
-        return g.search(queries, count, threads=os.cpu_count() or 1) if size and count else None
+        if not size or not count:
+            return None
+        with self._graph_lock:
+            return g.search(queries, count, threads=os.cpu_count() or 1)
 
     def _graph_finish(self, queries: np.ndarray, ks: list[int], found) -> list[list[int]]:
         """Graph candidates for a block of queries, found in one search on all cores; a query
