@@ -96,6 +96,20 @@ def vcli_proc():
     return run
 
 
+def writer_lock_held(index_dir: Path) -> bool:
+    """Whether some process holds the writer lock of the index in ``index_dir``."""
+    import fcntl
+
+    fd = os.open(index_dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
 def ndjson(records) -> str:
     return "".join(orjson.dumps(r).decode() + "\n" for r in records)
 

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 import numpy as np
 import orjson
-from conftest import vcli_executable
+from conftest import vcli_executable, writer_lock_held
 from test_crash import report
 
 from vcli.engine import Catalog
@@ -62,14 +62,7 @@ def hold_lock(data_dir):
 
 
 def lock_is_held(data_dir) -> bool:
-    fd = os.open(data_dir / NAME / "lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
+    return writer_lock_held(data_dir / NAME)
 
 
 def wait_until(cond, timeout=60.0):

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import orjson
-from conftest import vcli_executable
+from conftest import vcli_executable, writer_lock_held
 
 from vcli.engine import Catalog
 from vcli.engine import index as index_mod
@@ -273,7 +273,6 @@ def test_sigkill_during_graph_refresh(data_dir, tmp_path, monkeypatch):
 
 def test_killed_writer_releases_the_lock(data_dir, tmp_path, vcli_proc):
     """The next writer does not wait for a dead one (flock dies with its process)."""
-    import fcntl
 
     h = Harness(data_dir, tmp_path, seed=3)
     proc = subprocess.Popen([vcli_executable(), "upsert", NAME, "--file", "-", "--batch-size", "10"],
@@ -281,18 +280,8 @@ def test_killed_writer_releases_the_lock(data_dir, tmp_path, vcli_proc):
     proc.stdin.write(b"".join(orjson.dumps(r) + b"\n" for r in h.lines(500, existing=0.5)))
     proc.stdin.flush()
 
-    def held() -> bool:
-        fd = os.open(h.folder / "lock", os.O_RDWR)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return False
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)
-
     end = time.monotonic() + 60
-    while not held():  # inside its transaction, waiting for more input
+    while not writer_lock_held(h.folder):  # inside its transaction, waiting for more input
         assert time.monotonic() < end
         time.sleep(0.01)
     proc.kill()

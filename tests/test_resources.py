@@ -20,7 +20,7 @@ import time
 import numpy as np
 import orjson
 import pytest
-from conftest import vcli_executable
+from conftest import vcli_executable, writer_lock_held
 
 from vcli.engine import Catalog
 from vcli.engine import index as index_mod
@@ -102,16 +102,7 @@ def one_error_line(err: str) -> bool:
 
 
 def lock_is_held(data_dir) -> bool:
-    import fcntl
-
-    fd = os.open(data_dir / NAME / "lock", os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
+    return writer_lock_held(data_dir / NAME)
 
 
 # -- Ctrl-C ----------------------------------------------------------------------------------
