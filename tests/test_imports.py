@@ -94,3 +94,13 @@ def test_bad_numbers_and_paths_are_still_usage_errors(vcli, index, tmp_path):
     not_a_dir = vcli("list", "--data-dir", tmp_path / "a-file")  # a path check: typer's own
     assert not_a_dir.code == 2
     assert vcli("query", index, "--vector-id", "1", "--top-k", "2.0", "--json").json["count"] == 2
+
+
+def test_only_the_command_run_is_built_and_the_others_stay_reachable(vcli_proc, index):
+    """``main`` builds only the command it runs; help, typos and completion still see all."""
+    assert "Usage: vcli query [OPTIONS]" in vcli_proc("query", "--help").out
+    typo = vcli_proc("qeury", index)
+    assert typo.code == 2 and "Did you mean 'query'?" in typo.err
+    listing = vcli_proc("--help").out
+    assert "export" in listing and "create-metadata-index" in listing
+    assert vcli_proc("info", index, "--json").json["vectorCount"] == 50

@@ -66,9 +66,11 @@ def main() -> None:
     # run, ~30 ms of CPU at start. A run of one known command needs only that one. (Shell
     # completion and `vcli --help` or a mistyped name still see them all.)
     name = sys.argv[1] if len(sys.argv) > 1 else ""
+    every = app.registered_commands
     if not os.environ.get("_VCLI_COMPLETE"):
-        only = [c for c in app.registered_commands
-                if (c.name or c.callback.__name__.replace("_", "-")) == name]
-        if only:
-            app.registered_commands = only
-    app(prog_name="vcli")
+        only = [c for c in every if (c.name or c.callback.__name__.replace("_", "-")) == name]
+        app.registered_commands = only or every
+    try:
+        app(prog_name="vcli")
+    finally:
+        app.registered_commands = every

@@ -28,9 +28,19 @@ USEARCH_METRIC = {"cosine": MetricKind.Cos, "euclidean": MetricKind.L2sq, "dot-p
 # where it is cheap for a one-shot query (a few ms against ~0.3 s of process start).
 CONNECTIVITY = 16
 EXPANSION_ADD = 128
-# ef at search: recall@10 on 200k x 384 was 0.9875 at ef 64, 0.9968 at 128, 0.9980 at 256; larger
-# graphs need more for the same recall (real 768-dim embeddings: 0.976 at ef 128 on 200k), so 256.
+# ef at search, by graph size (``search_ef``). Recall@10 measured (benchmarks/run.py data):
+#   200k x 384: 0.9875 at ef 64, 0.9968 at 128, 0.9980 at 256
+#   1M x 384:   0.9727 at ef 128, 0.9843 at 256, 0.9917 at 384, 0.9953 at 512 (5 ms a query), 0.9960 at 768
+# (real 768-dim embeddings gave 0.976 at ef 128 on 200k). 256 up to half a million vectors, 512
+# above keeps recall@10 >= 0.99 at every size measured, for a few ms of a one-shot query.
 EXPANSION_SEARCH = 256
+EXPANSION_SEARCH_LARGE = 512
+LARGE_GRAPH = 500_000
+
+
+def search_ef(size: int) -> int:
+    return EXPANSION_SEARCH if size < LARGE_GRAPH else EXPANSION_SEARCH_LARGE
+
 CHUNK = 16384  # rows read from the store and added per call while building
 PARALLEL_MIN_SIZE = 20_000  # graphs smaller than this are built on one thread (see add_threads)
 # Candidates asked of the graph per query (at least k), all rescored exactly. Asking for more than
@@ -80,6 +90,7 @@ def load(path: Path, dimensions: int, metric: str, expected_count: int | None, *
         index.view(str(path))
     else:
         index.load(str(path))
+    index.expansion_search = search_ef(len(index))
     return index
 
 

@@ -78,7 +78,10 @@ def verify_derived(kind: str, seq: int, obj, store, *, samples: int = 8) -> None
         if n:
             pos = np.array(sorted({0, n - 1, *(rng.randrange(n) for _ in range(samples))}))
             _check_file_keys(store, seq, obj.keys[pos], obj.values[pos])
-    lo, hi = store.conn.execute("SELECT min(key), max(key) FROM vectors").fetchone()
+    # (Two subqueries: SQLite answers min() or max() alone from the rowid b-tree, but scans the
+    # whole table for both in one SELECT: 175 ms at 1M vectors.)
+    lo, hi = store.conn.execute(
+        "SELECT (SELECT min(key) FROM vectors), (SELECT max(key) FROM vectors)").fetchone()
     if lo is None:
         return
     for pivot in {lo, hi, *(rng.randint(lo, hi) for _ in range(samples))}:

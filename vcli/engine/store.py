@@ -416,8 +416,10 @@ class Store:
 
     def count_at(self, seq: int) -> int:
         """How many vectors were live just after mutation ``seq``."""
-        live = self.conn.execute("SELECT count(*) FROM vectors WHERE seq <= ?", (seq,)).fetchone()[0]
-        return live + self.count_since(seq)[1]
+        # All rows minus those written since: counting a range of the seq index costs ~70 ms at
+        # 1M rows, the whole of it ~5 ms, and the rows since are few.
+        added, removed = self.count_since(seq)
+        return self.count() - added + removed
 
     def removed_since(self, seq: int) -> list[int]:
         """Keys that existed at ``seq`` and are gone now."""
