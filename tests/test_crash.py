@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -294,3 +295,36 @@ def test_killed_writer_releases_the_lock(data_dir, tmp_path, vcli_proc):
     assert time.monotonic() - started < 30
     with Catalog(data_dir).open(NAME) as ix:
         assert ix.info().vector_count == len(h.model.state) + 1
+
+
+def kill_when(cmd: list[str], appears: Callable[[], list[Path]]) -> list[Path]:
+    """Run ``cmd`` (with fsyncs stalled) and SIGKILL it as soon as ``appears()`` finds something."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    end = time.monotonic() + 60
+    while not (found := appears()):
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < end
+        time.sleep(0.002)
+    proc.kill()
+    proc.wait()
+    return found
+
+
+def test_killed_create_and_delete_leave_nothing_for_long(data_dir, vcli_proc):
+    """A create or delete killed half-way leaves a hidden folder; the next create or delete removes
+    a delete's at once and a create's once it is stale (never one a live create may still use)."""
+    wrapped = wrapped_vcli(graph=False, stall=True)
+    assert vcli_proc("create", "doomed", "--dimensions", "3", "--metric", "cosine").code == 0
+    trash = kill_when([*wrapped, "delete", "doomed", "--force"], lambda: list(data_dir.glob(".delete-*")))
+    assert trash[0].is_dir() and vcli_proc("list", "--json").json == []  # hidden, and not an index
+    half = kill_when([*wrapped, "create", "half", "--dimensions", "3", "--metric", "cosine"],
+                     lambda: list(data_dir.glob(".create-*")))
+    assert not trash[0].exists()  # that create removed the deleted index's files first
+    assert half[0].is_dir() and vcli_proc("list", "--json").json == []
+    assert vcli_proc("create", "next", "--dimensions", "3", "--metric", "cosine").code == 0
+    assert half[0].is_dir()  # young: it could be another process's create in progress
+    old = time.time() - 3600
+    os.utime(half[0], (old, old))
+    assert vcli_proc("delete", "next", "--force").code == 0
+    assert sorted(p.name for p in data_dir.iterdir()) == []
+    assert vcli_proc("create", "half", "--dimensions", "3", "--metric", "cosine").code == 0

@@ -14,6 +14,7 @@ import re
 import secrets
 import shutil
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -34,6 +35,11 @@ CONFIG_FILE = "index.toml"
 STORE_FILE = "store.sqlite"
 OWN_FILES = (CONFIG_FILE, STORE_FILE, STORE_FILE + "-wal", STORE_FILE + "-shm", "lock")
 FORMAT = 1
+# A create killed half-way leaves its ``.create-*`` folder behind, a delete its ``.delete-*`` one.
+# The next create or delete in the data dir removes them: a ``.delete-*`` folder at once (its
+# index is already gone), a ``.create-*`` one once it is this old (a create in progress in another
+# process takes milliseconds, and must not lose its folder).
+STALE_CREATE_SECONDS = 600
 
 
 def now_iso() -> str:
@@ -144,6 +150,7 @@ class Catalog:
         stamp = now_iso()
         cfg = IndexConfig(name, dims, metric_, description, stamp, stamp, preset)
         tmp = self.data_dir / f".create-{name}-{secrets.token_hex(4)}"
+        self._sweep()
         try:
             fsutil.make_dir(self.data_dir)
             tmp.mkdir(mode=fsutil.DIR_MODE)
@@ -219,6 +226,26 @@ class Catalog:
             raise StorageError(f'cannot delete index "{name}" from {self.data_dir}: {exc.strerror or exc}') from exc
         fsutil.fsync_dir(self.data_dir)
         shutil.rmtree(trash, ignore_errors=True)
+        self._sweep()
+
+    def _sweep(self) -> None:
+        """Remove what killed creates and deletes left behind (see ``STALE_CREATE_SECONDS``)."""
+        try:
+            entries = list(os.scandir(self.data_dir))
+        except OSError:
+            return
+        now = time.time()
+        for entry in entries:
+            try:
+                if not entry.is_dir(follow_symlinks=False):
+                    continue
+                if entry.name.startswith(".delete-") or (
+                    entry.name.startswith(".create-")
+                    and now - entry.stat(follow_symlinks=False).st_mtime > STALE_CREATE_SECONDS
+                ):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+            except OSError:
+                continue
 
 
 def read_config(path: Path) -> IndexConfig:
