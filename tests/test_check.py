@@ -44,12 +44,12 @@ def brute(model, q, k, metric="cosine"):
     return [(ids[i], float(s[i])) for i in order[:k]]
 
 
-def assert_query_right(vcli, name, model, seed=1, k=7):
+def assert_query_right(vcli, name, model, seed=1, k=7, metric="cosine"):
     q = np.random.default_rng(seed).standard_normal(DIMS).astype(np.float32)
     res = vcli("query", name, "--vector", *[repr(float(x)) for x in q], "--top-k", k, "--json")
     assert res.code == 0, res.err
     got = [(m["id"], m["score"]) for m in res.json["matches"]]
-    want = brute(model, q, k)
+    want = brute(model, q, k, metric)
     assert [g[0] for g in got] == [w[0] for w in want]
     assert np.allclose([g[1] for g in got], [w[1] for w in want], atol=1e-6)
     return res
@@ -250,10 +250,11 @@ def graph_mode(monkeypatch):
     monkeypatch.setattr(index_mod, "GRAPH_MIN_FLOATS", 1)
 
 
+@pytest.mark.parametrize("metric", ["cosine", "euclidean", "dot-product"])
 @pytest.mark.parametrize("damage", ["truncate", "foreign", "delete"])
-def test_damaged_graph_is_rebuilt(vcli, data_dir, graph_mode, damage):
-    make_index(data_dir, "other", seed=9)
-    model = make_index(data_dir)
+def test_damaged_graph_is_rebuilt(vcli, data_dir, graph_mode, damage, metric):
+    make_index(data_dir, "other", seed=9, metric=metric)
+    model = make_index(data_dir, metric=metric)
     (path,) = derived(data_dir)
     assert path.name == "graph-1.usearch"
     if damage == "truncate":
@@ -264,7 +265,23 @@ def test_damaged_graph_is_rebuilt(vcli, data_dir, graph_mode, damage):
         path.unlink()
     res, _ = check_json(vcli)
     assert res.code == 1
-    q = assert_query_right(vcli, "idx", model)
+    q = assert_query_right(vcli, "idx", model, metric=metric)
     assert "rebuilt" in q.err or "missing" in q.err
     assert [p.name for p in derived(data_dir)] == ["graph-1.usearch"]
     assert check_json(vcli)[0].code == 0
+
+
+def test_sound_graph_of_equal_vectors_is_trusted(vcli, data_dir, graph_mode):
+    """A one-shot query opens the graph without its key table and checks it by searching it for
+    some of the store's vectors; many keys sharing one vector must not make it look foreign."""
+    cat = Catalog(data_dir)
+    cat.create("idx", DIMS, "cosine")
+    same = np.ones(DIMS, np.float32)
+    model = {f"same{i:03}": same for i in range(60)}
+    model |= {f"v{i}": v for i, v in enumerate(np.random.default_rng(3).standard_normal((240, DIMS)).astype(np.float32))}
+    with cat.open("idx", write=True) as ix:
+        ix.insert([{"id": k, "values": v.tolist()} for k, v in model.items()])
+    for _ in range(3):
+        q = assert_query_right(vcli, "idx", model)
+        assert q.err == ""  # no repair, no note
+    assert [p.name for p in derived(data_dir)] == ["graph-1.usearch"]

@@ -204,26 +204,29 @@ def dump_line(obj: dict[str, Any]) -> bytes:
 _DUMP_LINE = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
 
 
-def export_lines(rows: list[tuple], dimensions: int) -> bytes:
+def export_lines(rows: list[tuple], dimensions: int, values: Any = None) -> bytes:
     """Vector lines in exactly the insert format for ``(id, namespace, metadata JSON, float32
     blob)`` rows: ``id``, ``values`` (shortest float32 decimals, so they read back bit for bit),
-    ``metadata`` and ``namespace`` when set. The stored metadata JSON is spliced in as it is."""
+    ``metadata`` and ``namespace`` when set. The stored metadata JSON is spliced in as it is.
+    ``values``, when given, is the rows' vectors as one float32 array (and the blobs unused)."""
     import numpy as np
 
     if not rows:
         return b""
-    values = np.frombuffer(b"".join(r[3] for r in rows), "<f4").reshape(len(rows), dimensions)
+    if values is None:
+        values = np.frombuffer(b"".join(r[3] for r in rows), "<f4").reshape(len(rows), dimensions)
     if _BIG_ENDIAN:  # pragma: no cover - orjson wants native floats
         values = values.astype("=f4")
     fragment = orjson.Fragment
+    dumps = orjson.dumps
     out = []
-    for (vid, ns, meta, _blob), vec in zip(rows, values, strict=True):
-        obj: dict[str, Any] = {"id": vid, "values": vec}
-        if meta is not None:
-            obj["metadata"] = fragment(meta)
-        if ns is not None:
-            obj["namespace"] = ns
-        out.append(orjson.dumps(obj, option=_DUMP_LINE))
+    for row, vec in zip(rows, values, strict=True):
+        obj: dict[str, Any] = {"id": row[0], "values": vec}
+        if row[2] is not None:
+            obj["metadata"] = fragment(row[2])
+        if row[1] is not None:
+            obj["namespace"] = row[1]
+        out.append(dumps(obj, option=_DUMP_LINE))
     return b"".join(out)
 
 
@@ -460,11 +463,13 @@ class _ForkPool:
         import pickle
 
         _pid, down, _up, values, _text = self.workers[w]
-        blob = b"".join(r[3] for r in rows)
-        if len(blob) <= len(values):
-            values[: len(blob)] = blob
+        step = self.dimensions * 4
+        size = len(rows) * step
+        if size <= len(values):
+            for i, r in enumerate(rows):  # straight into shared memory: no joined copy
+                values[i * step : (i + 1) * step] = r[3]
             head = pickle.dumps([r[:3] for r in rows], protocol=pickle.HIGHEST_PROTOCOL)
-            _write_all(down, _FRAME.pack(len(head), len(blob)) + head)
+            _write_all(down, _FRAME.pack(len(head), size) + head)
         else:  # pragma: no cover - blocks are sized to fit
             head = pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL)
             _write_all(down, _FRAME.pack(len(head), -1) + head)
@@ -508,17 +513,18 @@ def _serve(down: int, up: int, values, text, dimensions: int) -> None:  # pragma
     import pickle
     import signal
 
+    import numpy as np
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     while (head := _read_exactly(down, _FRAME.size)) is not None:
         size, blob_size = _FRAME.unpack(head)
         meta = pickle.loads(_read_exactly(down, size) or b"")
         if blob_size < 0:
-            rows = meta
-        else:
-            step = blob_size // max(1, len(meta))
-            blob = values[:blob_size]
-            rows = [(*m, blob[i * step : (i + 1) * step]) for i, m in enumerate(meta)]
-        out = export_lines(rows, dimensions)
+            out = export_lines(meta, dimensions)
+        else:  # the block's vectors, read in place from shared memory
+            shared = np.frombuffer(values, "<f4", count=blob_size // 4).reshape(len(meta), dimensions)
+            out = export_lines(meta, dimensions, shared)
+            del shared
         if len(out) <= len(text):
             text[: len(out)] = out
             _write_all(up, _FRAME.pack(len(out), 1))

@@ -10,14 +10,46 @@ fsync, rename). Queries open it memory-mapped (``view``), so a query reads only 
 from __future__ import annotations
 
 import os
+import sys
+import types
 from pathlib import Path
 
 import numpy as np
-from usearch.index import Index, MetricKind
 
 from . import fsutil
 from .matrix import cur_fetch
 from .store import Store
+
+
+def _import_usearch():
+    """``usearch.index`` imports tqdm at its top, for progress bars vcli never asks for, and
+    tqdm costs a one-shot query ~50 ms. Import it with a stand-in that loads the real tqdm only if
+    it is ever called; the stand-in leaves ``sys.modules`` at once, so nobody else sees it."""
+    if "tqdm" in sys.modules or "usearch.index" in sys.modules:
+        from usearch import index
+        return index
+
+    def tqdm(*args, **kwargs):
+        from tqdm import tqdm as real
+
+        return real(*args, **kwargs)
+
+    stand_in = types.ModuleType("tqdm")
+    stand_in.tqdm = tqdm
+    sys.modules["tqdm"] = stand_in
+    try:
+        from usearch import index
+    except ImportError:  # a usearch that wants more of tqdm: import it the ordinary way
+        sys.modules.pop("tqdm", None)
+        from usearch import index
+    finally:
+        if sys.modules.get("tqdm") is stand_in:
+            del sys.modules["tqdm"]
+    return index
+
+
+_usearch = _import_usearch()
+Index, MetricKind = _usearch.Index, _usearch.MetricKind
 
 USEARCH_METRIC = {"cosine": MetricKind.Cos, "euclidean": MetricKind.L2sq, "dot-product": MetricKind.IP}
 # Build settings: usearch's defaults (connectivity 16, expansion_add 128), the same as the "raw
@@ -62,7 +94,7 @@ def search_count(k: int) -> int:
     return max(k, SEARCH_CANDIDATES)
 
 
-def new_index(dimensions: int, metric: str) -> Index:
+def new_index(dimensions: int, metric: str, lookups: bool = True) -> Index:
     return Index(
         ndim=dimensions,
         metric=USEARCH_METRIC[metric],
@@ -70,11 +102,19 @@ def new_index(dimensions: int, metric: str) -> Index:
         connectivity=CONNECTIVITY,
         expansion_add=EXPANSION_ADD,
         expansion_search=EXPANSION_SEARCH,
+        enable_key_lookups=lookups,
     )
 
 
-def load(path: Path, dimensions: int, metric: str, expected_count: int | None, *, view: bool) -> Index:
-    """Open a graph file, checking that it fits this index; ``ValueError`` if it does not."""
+def load(
+    path: Path, dimensions: int, metric: str, expected_count: int | None, *, view: bool, lookups: bool = True,
+) -> Index:
+    """Open a graph file, checking that it fits this index; ``ValueError`` if it does not.
+
+    ``lookups=False`` skips building the key -> node table, which costs a view ~0.1 s per million
+    vectors (every node's key is read and hashed): then search works, but ``get``, ``contains``
+    and ``remove`` do not (they answer None/False silently), so only a searcher that reads
+    vectors from the store may open a graph so."""
     meta = Index.metadata(str(path))
     if meta is None:
         raise ValueError(f"{path.name} is not a usearch graph")
@@ -85,7 +125,7 @@ def load(path: Path, dimensions: int, metric: str, expected_count: int | None, *
         or (expected_count is not None and meta["count_present"] != expected_count)
     ):
         raise ValueError(f"{path.name} does not match this index")
-    index = new_index(dimensions, metric)
+    index = new_index(dimensions, metric, lookups)
     if view:
         index.view(str(path))
     else:

@@ -384,7 +384,7 @@ class VectorIndex:
                                 filter)
         from . import search
 
-        with search.Searcher(self) as searcher:
+        with search.Searcher(self, lookups=False) as searcher:
             return self._answer(searcher, request)
 
     def query_many(

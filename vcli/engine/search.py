@@ -31,6 +31,11 @@ MAX_EXTRA_TIES = 1000
 # BLOCK_FLOATS distances at a time (64 MiB), at most MAX_BLOCK_QUERIES queries a block.
 BLOCK_FLOATS = 16 * 2**20
 MAX_BLOCK_QUERIES = 256
+# A graph opened without its key table is checked by searching it for this many of the store's
+# vectors (see ``_check_graph_finds``), each for this many results at this ef.
+SEARCH_SAMPLES = 4
+SEARCH_SAMPLE_COUNT = 16
+SEARCH_SAMPLE_EF = 64
 SAFE_NORM = 1e18  # above this, candidate distances are computed in float64 (see ``_huge``)
 GROUPS = 1024  # column groups whose minima bound the k-th distance (see ``group_bounds``)
 
@@ -46,19 +51,23 @@ class StaleFile(ValueError):
     (or it was restored from an old copy), so it cannot be caught up any more."""
 
 
-def load_derived(kind: str, seq: int, path: Path, dims: int, metric: str, *, view: bool = True):
-    """Open a matrix or graph file; ``ValueError``/``RuntimeError``/``OSError`` if it is damaged."""
+def load_derived(
+    kind: str, seq: int, path: Path, dims: int, metric: str, *, view: bool = True, lookups: bool = True,
+):
+    """Open a matrix or graph file; ``ValueError``/``RuntimeError``/``OSError`` if it is damaged.
+    ``lookups=False`` opens a graph without its key table (see ``graph.load``)."""
     if kind == "matrix":
         return Matrix.load(path, seq, dims)
     from . import graph as graph_mod  # usearch: only for indexes that have a graph
 
-    return graph_mod.load(path, dims, metric, None, view=view)
+    return graph_mod.load(path, dims, metric, None, view=view, lookups=lookups)
 
 
-def verify_derived(kind: str, seq: int, obj, store, *, samples: int = 8) -> None:
+def verify_derived(kind: str, seq: int, obj, store, *, samples: int = 8, lookups: bool = True) -> None:
     """Cheap checks, inside a store snapshot, that a loaded derived file fits this store: not newer
     than it, still catchable (``StaleFile`` otherwise), the graph's size, and ``samples`` vectors
-    from each side equal in both. Raises ``ValueError`` saying what is wrong."""
+    from each side equal in both (for a graph opened without its key table, ``lookups=False``: a
+    few of the store's vectors found in it by search). Raises ``ValueError`` saying what is wrong."""
     last = store.last_seq()
     if seq > last:
         raise ValueError(f"it is from mutation {seq} but the store has only {last}: "
@@ -84,13 +93,21 @@ def verify_derived(kind: str, seq: int, obj, store, *, samples: int = 8) -> None
         "SELECT (SELECT min(key) FROM vectors), (SELECT max(key) FROM vectors)").fetchone()
     if lo is None:
         return
-    for pivot in {lo, hi, *(rng.randint(lo, hi) for _ in range(samples))}:
+    if kind == "graph" and not lookups:
+        samples = min(samples, SEARCH_SAMPLES)
+    pivots = {}
+    for pivot in sorted({lo, hi, *(rng.randint(lo, hi) for _ in range(samples))}):
         row = store.conn.execute(
             "SELECT key, vec FROM vectors WHERE key >= ? AND seq <= ? ORDER BY key LIMIT 1",
             (int(pivot), seq),
         ).fetchone()
         if row is not None:
-            _check_file_has(kind, obj, row[0], row[1])
+            pivots[row[0]] = row[1]
+    if kind == "graph" and not lookups:
+        _check_graph_finds(obj, pivots, store)
+        return
+    for key, blob in pivots.items():
+        _check_file_has(kind, obj, key, blob)
 
 
 def _check_file_keys(store, seq: int, keys: np.ndarray, values: np.ndarray) -> None:
@@ -108,6 +125,43 @@ def _check_file_keys(store, seq: int, keys: np.ndarray, values: np.ndarray) -> N
                 raise ValueError(f"its vector {key} differs from the store's: it belongs to another index")
         elif key not in gone:
             raise ValueError(f"it holds vector {key}, which the store did not have at mutation {seq}")
+
+
+def _check_graph_finds(g, pivots: dict[int, bytes], store) -> None:
+    """For a graph opened without its key table (which ``get`` needs): search it for each of the
+    store's ``pivots`` (key -> vector). A graph of this index holds each at distance ~0 from itself
+    (or, when several keys share a vector, an equal one), found unless the approximate search
+    misses it; another index's graph holds none (its vectors under these keys differ). One found
+    is enough, so an unlucky search can never make a sound graph look foreign."""
+    wanted = {k: b for k, b in pivots.items() if any(b)}  # zero vectors have no cosine direction
+    if not wanted or not len(g):
+        return
+    queries = np.frombuffer(b"".join(wanted.values()), "<f4").reshape(len(wanted), -1)
+    # usearch's distance of a vector to itself: 0, except 1 - |v|^2 for the inner product
+    from .graph import MetricKind
+
+    own = 1 - np.einsum("ij,ij->i", queries.astype(np.float64), queries) \
+        if g.metric_kind == MetricKind.IP else np.zeros(len(wanted))
+    ef = g.expansion_search
+    g.expansion_search = SEARCH_SAMPLE_EF  # an exact copy is found at once; no need to look wide
+    try:
+        found = g.search(queries, SEARCH_SAMPLE_COUNT)
+    finally:
+        g.expansion_search = ef
+    close: dict[int, set[int]] = {}  # pivot -> keys found at its own distance
+    for i, key in enumerate(wanted):
+        n = found.counts[i]
+        near = np.abs(found.distances[i][:n] - own[i]) <= 1e-4 * max(1.0, abs(own[i]))
+        close[key] = {int(k) for k in found.keys[i][:n][near]}
+        if key in close[key]:
+            return
+    others = sorted(set().union(*close.values()))
+    if others:  # the equal-vector case: a key at distance ~0 whose vector is the pivot's
+        vecs = dict(store.conn.execute(
+            f"SELECT key, vec FROM vectors WHERE key IN ({','.join('?' * len(others))})", others))
+        if any(vecs.get(k) == wanted[key] for key, keys in close.items() for k in keys):
+            return
+    raise ValueError(f"none of {len(wanted)} of the store's vectors is in it")
 
 
 def _check_file_has(kind: str, obj, key: int, blob: bytes) -> None:
@@ -137,10 +191,15 @@ class Searcher:
     A derived file that is damaged, foreign or missing (while the store has vectors), or more than
     ``index.FOLD_ROWS`` changes behind, is repaired from the store when this process can take the
     writer lock at once (``index.repair_search_files``), with a note; otherwise this query is
-    answered from the store alone, still exactly right."""
+    answered from the store alone, still exactly right.
 
-    def __init__(self, index):
+    ``lookups=False`` opens a graph without its key table: ~0.1 s less per million vectors, which a
+    one-shot query saves, while the vectors of its candidates come from the store instead (the
+    same bytes: a key's vector never changes). Many queries (``query_many``) want the table."""
+
+    def __init__(self, index, *, lookups: bool = True):
         self.index = index
+        self.lookups = lookups
         self.store = index.store
         self.metric = index.metric
         self.dims = index.dimensions
@@ -195,7 +254,7 @@ class Searcher:
         if files:
             kind, seq, path = files[0]
             try:
-                obj = load_derived(kind, seq, path, self.dims, self.metric)
+                obj = load_derived(kind, seq, path, self.dims, self.metric, lookups=self.lookups)
             except (ValueError, OSError, RuntimeError) as exc:
                 if not path.exists():
                     return _RETRY
@@ -205,7 +264,7 @@ class Searcher:
         try:
             if problem is None and files:
                 try:
-                    verify_derived(kind, seq, obj, self.store)
+                    verify_derived(kind, seq, obj, self.store, lookups=self.lookups)
                 except StaleFile:
                     problem = _RETRY if self.index.derived_files()[:1] != files[:1] else _Problem(
                         "damaged", f"the search file {path.name} is too old to catch up")
@@ -378,9 +437,10 @@ class Searcher:
         skip = 0 if removed is None else len(removed)
         if allowed is not None and len(allowed) <= max(4 * k, 2048):
             keys = allowed[np.isin(allowed, removed, invert=True)] if skip else allowed
-            keys = keys[np.asarray(g.contains(keys.astype(np.uint64)), bool)] if len(keys) else keys
-            vecs = g.get(keys.astype(np.uint64)) if len(keys) else np.zeros((0, self.dims), np.float32)
-            return keys, self._distances(q, np.asarray(vecs, np.float32).reshape(-1, self.dims), None)
+            # those the graph holds: the rest are in the delta
+            keys = keys[np.isin(keys, self._delta_arrays()[0], invert=True)]
+            keys, vecs = self._graph_vectors(keys)
+            return keys, self._distances(q, vecs, None)
         want = _search_count(k) + min(skip, _search_count(k))
         size = len(g)
         # A filtered search widens until as many candidates pass as an unfiltered search looks
@@ -402,9 +462,8 @@ class Searcher:
                 keep[keep] = accept(keys[keep])
             passing = int(keep.sum())
             if passing >= need or count >= size:
-                vecs = g.get(keys[keep].astype(np.uint64))
-                vecs = np.asarray(vecs, np.float32).reshape(-1, self.dims)
-                return keys[keep], self._distances(q, vecs, None)
+                keys, vecs = self._graph_vectors(keys[keep])
+                return keys, self._distances(q, vecs, None)
             # go straight to the depth the pass rate seen so far calls for (at least twice as deep)
             want = max(count * 2, int(need * count / max(passing, 1) * 1.25)) if filtered else count * 4
 
@@ -515,6 +574,18 @@ class Searcher:
         with self._graph_lock:
             return g.search(queries, count, threads=os.cpu_count() or 1)
 
+    def _graph_vectors(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(keys, float32 vectors)`` of keys the graph holds: read from the graph, or from the
+        store when the graph was opened without its key table (then in the store's order)."""
+        if not len(keys):
+            return keys, np.zeros((0, self.dims), np.float32)
+        if self.lookups:
+            vecs = self.graph.get(keys.astype(np.uint64))
+            return keys, np.asarray(vecs, np.float32).reshape(-1, self.dims)
+        rows = self.store.rows_for_keys(keys, "key, vec")
+        found = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+        return found, np.frombuffer(b"".join(r[1] for r in rows), "<f4").reshape(len(rows), self.dims)
+
     def _graph_finish(self, queries: np.ndarray, ks: list[int], found) -> list[list[int]]:
         """Graph candidates for a block of queries, found in one search on all cores; a query
         that loses too many of its candidates to removed keys widens alone (``_candidates_one``)."""
@@ -536,8 +607,7 @@ class Searcher:
             if len(keys) < min(k, size - (0 if removed is None else len(removed))):
                 out.append(self._candidates_one(queries[i], k))  # widens until k are found
                 continue
-            vecs = np.asarray(g.get(keys.astype(np.uint64)), np.float32).reshape(-1, self.dims) if len(keys) \
-                else np.zeros((0, self.dims), np.float32)
+            keys, vecs = self._graph_vectors(keys)
             self.max_norm = float(d_norms.max()) if len(d_norms) else 0.0
             g_dists = self._distances(queries[i], vecs, None)
             keys = np.concatenate([d_keys, keys])
