@@ -328,6 +328,12 @@ def test_vectorize_error_codes(http):
     fails(http.get("/indexes/golden/list", params={"cursor": "%%%"}), 400, 40006, "cursor")
     fails(http.post("/indexes/golden/get_by_ids", json={"ids": [1, 2]}), 400, 40006, "ids")
     fails(http.post("/indexes/golden/delete_by_ids", json={"ids": []}), 400, 40006)
+    # Vectorize's caps per request: 20 ids to get, 100 to delete
+    assert len(ok(http.post("/indexes/golden/get_by_ids", json={"ids": [str(i) for i in range(20)]}))) == 5
+    fails(http.post("/indexes/golden/get_by_ids", json={"ids": [str(i) for i in range(21)]}), 400, 40007,
+          "max id count is 20, got 21")
+    fails(http.post("/indexes/golden/delete_by_ids", json={"ids": [f"x{i}" for i in range(101)]}), 400, 40007,
+          "max id count is 100, got 101")
     # nothing of the failed writes landed
     assert ok(http.get("/indexes/golden/info"))["vectorCount"] == 5
 

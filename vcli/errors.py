@@ -80,6 +80,12 @@ class LimitExceeded(VcliError):
     code = 40025
 
 
+class TooManyIds(VcliError):
+    """More ids in one get_by_ids / delete_by_ids request than Vectorize takes (``vcli serve``)."""
+
+    code = 40007
+
+
 class BadFilter(VcliError):
     code = 40003
 

@@ -42,6 +42,7 @@ from ..errors import (
     IndexNotFound,
     InvalidConfig,
     InvalidName,
+    TooManyIds,
     VcliError,
 )
 
@@ -262,14 +263,24 @@ def query(cat, name, body, params):
     return result.to_json()
 
 
+# Ids per request that Vectorize takes (more fail with 40007), kept so that a program tested
+# against vcli serve fails here as it would in production. The CLI takes any number.
+MAX_GET_IDS = 20
+MAX_DELETE_IDS = 100
+
+
 def get_by_ids(cat, name, body, params):
     ids = _ids(body)
+    if len(ids) > MAX_GET_IDS:
+        raise TooManyIds(f"too many ids in payload; max id count is {MAX_GET_IDS}, got {len(ids)}")
     with cat.open(name) as index:
         return [v.to_json() for v in index.get(ids)]
 
 
 def delete_by_ids(cat, name, body, params):
     ids = _ids(body)
+    if len(ids) > MAX_DELETE_IDS:
+        raise TooManyIds(f"too many ids in payload; max id count is {MAX_DELETE_IDS}, got {len(ids)}")
     with cat.open(name, write=True) as index:
         return _mutation(index.delete(ids))
 
