@@ -30,6 +30,25 @@ GOLDEN = [
 GOLDEN_QUERY = [54.8, 5.5, 3.1]
 
 
+def exact_order(vectors: dict[str, list[float]], query, metric: str = "cosine") -> list[tuple[str, float]]:
+    """Every id with its Vectorize score, best first, ties by id (float64 from float32)."""
+    import numpy as np
+
+    q = np.asarray(np.float32(query), np.float64)
+    out = []
+    for vid, values in vectors.items():
+        v = np.asarray(np.float32(values), np.float64)
+        if metric == "cosine":
+            score = float(v @ q / (np.linalg.norm(v) * np.linalg.norm(q)))
+        elif metric == "euclidean":
+            score = float(np.linalg.norm(v - q))
+        else:
+            score = float(-(v @ q))
+        out.append((vid, score))
+    out.sort(key=lambda t: (-t[1] if metric == "cosine" else t[1], t[0]))
+    return out
+
+
 @dataclass
 class Run:
     code: int

@@ -9,6 +9,7 @@ import sqlite3
 import numpy as np
 import orjson
 import pytest
+from conftest import exact_order
 
 from vcli.engine import Catalog
 from vcli.engine import index as index_mod
@@ -29,19 +30,7 @@ def make_index(data_dir, name="idx", n=300, seed=0, metric="cosine"):
 
 
 def brute(model, q, k, metric="cosine"):
-    ids = sorted(model)
-    m = np.stack([model[i] for i in ids]).astype(np.float64)
-    q = np.asarray(q, np.float64)
-    if metric == "cosine":
-        s = m @ q / (np.linalg.norm(m, axis=1) * np.linalg.norm(q))
-        order = sorted(range(len(ids)), key=lambda i: (-s[i], ids[i]))
-    elif metric == "euclidean":
-        s = np.linalg.norm(m - q, axis=1)
-        order = sorted(range(len(ids)), key=lambda i: (s[i], ids[i]))
-    else:
-        s = -(m @ q)
-        order = sorted(range(len(ids)), key=lambda i: (s[i], ids[i]))
-    return [(ids[i], float(s[i])) for i in order[:k]]
+    return exact_order(model, q, metric)[:k]
 
 
 def assert_query_right(vcli, name, model, seed=1, k=7, metric="cosine"):

@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-from conftest import GOLDEN, GOLDEN_QUERY, ndjson
+from conftest import GOLDEN, GOLDEN_QUERY, exact_order, ndjson
 
 from vcli.engine.presets import PRESETS
 
 
 def numpy_answer(metric: str, top_k: int):
     """Scores from float32-stored vectors, computed independently in float64."""
-    q = np.asarray(np.float32(GOLDEN_QUERY), np.float64)
-    out = []
-    for vid, values in GOLDEN:
-        v = np.asarray(np.float32(values), np.float64)
-        if metric == "cosine":
-            score = float(v @ q / (np.linalg.norm(v) * np.linalg.norm(q)))
-        elif metric == "euclidean":
-            score = float(np.linalg.norm(v - q))
-        else:
-            score = float(-(v @ q))
-        out.append((vid, score))
-    out.sort(key=lambda t: (-t[1] if metric == "cosine" else t[1], t[0]))
-    return out[:top_k]
+    return exact_order(dict(GOLDEN), GOLDEN_QUERY, metric)[:top_k]
 
 
 def test_golden_case_through_the_installed_cli(vcli_proc, tmp_path):

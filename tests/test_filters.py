@@ -12,7 +12,7 @@ import shlex
 import numpy as np
 import orjson
 import pytest
-from conftest import GOLDEN, GOLDEN_QUERY, ndjson
+from conftest import GOLDEN, GOLDEN_QUERY, exact_order, ndjson
 
 INDEXED_BYTES = 64
 
@@ -85,23 +85,6 @@ def reference_match(view: dict, flt: dict) -> bool:
             if not ok:
                 return False
     return True
-
-
-def exact_order(vectors: dict[str, list[float]], query, metric: str = "cosine") -> list[tuple[str, float]]:
-    """Every id with its Vectorize score, best first, ties by id (float64 from float32)."""
-    q = np.asarray(np.float32(query), np.float64)
-    out = []
-    for vid, values in vectors.items():
-        v = np.asarray(np.float32(values), np.float64)
-        if metric == "cosine":
-            score = float(v @ q / (np.linalg.norm(v) * np.linalg.norm(q)))
-        elif metric == "euclidean":
-            score = float(np.linalg.norm(v - q))
-        else:
-            score = float(-(v @ q))
-        out.append((vid, score))
-    out.sort(key=lambda t: (-t[1] if metric == "cosine" else t[1], t[0]))
-    return out
 
 
 def reference_matches(records, views: dict[str, dict], flt: dict | None, query, top_k: int,

@@ -157,8 +157,7 @@ def _check_graph_finds(g, pivots: dict[int, bytes], store) -> None:
             return
     others = sorted(set().union(*close.values()))
     if others:  # the equal-vector case: a key at distance ~0 whose vector is the pivot's
-        vecs = dict(store.conn.execute(
-            f"SELECT key, vec FROM vectors WHERE key IN ({','.join('?' * len(others))})", others))
+        vecs = dict(store.rows_for_keys(others, "key, vec"))
         if any(vecs.get(k) == wanted[key] for key, keys in close.items() for k in keys):
             return
     raise ValueError(f"none of {len(wanted)} of the store's vectors is in it")
