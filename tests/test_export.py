@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import os
+import stat
+import threading
+
 import numpy as np
 import orjson
 import pytest
@@ -85,7 +89,7 @@ def test_output_is_whole_or_untouched(vcli, source, tmp_path, monkeypatch):
     out.write_text("before\n")
 
     def broken(self, namespace=None, *, progress=None, block_rows=1):
-        yield b'{"id":"b","values":[1,2,3]}\n'
+        yield b'{"id":"b","values":[1,2,3]}\n', 1
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(index_mod.VectorIndex, "export", broken)
@@ -93,6 +97,29 @@ def test_output_is_whole_or_untouched(vcli, source, tmp_path, monkeypatch):
     assert run.code == 1 and run.err.startswith("Error: ") and "No space left" in run.err
     assert out.read_text() == "before\n"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
+
+
+def test_output_through_a_symlink_or_into_a_named_pipe(vcli, source, tmp_path):
+    # A symlink is written through (as `>` would), not replaced by a file; a device or a named
+    # pipe is written straight: `-o /dev/null` must never put a regular file in place of it.
+    expected = vcli("export", source).out
+    real = tmp_path / "real.ndjson"
+    real.write_text("old\n")
+    link = tmp_path / "link.ndjson"
+    link.symlink_to(real)
+    assert vcli("export", source, "-o", link).code == 0
+    assert link.is_symlink() and real.read_text() == expected
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
+    reader.start()
+    run = vcli("export", source, "-o", fifo)
+    reader.join(timeout=30)
+    assert run.code == 0 and got == [expected]
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
 def test_errors(vcli, source, tmp_path):

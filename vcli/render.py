@@ -8,10 +8,11 @@ decimals. Tables use a console made per call, so tests can set width and colour.
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -44,30 +45,30 @@ def emit_json_lines(objs: Iterable[Any]) -> None:
         out.flush()
 
 
-def write_stream(chunks: Iterable[bytes], path: str | os.PathLike[str] | None = None) -> int:
-    """Write ``chunks`` (NDJSON blocks) to stdout as they come, or to ``path`` atomically: into a
-    temporary file beside it, fsynced, then renamed over it, so ``path`` is either untouched or
-    whole, even after an error or Ctrl-C. Returns the number of lines written."""
-    lines = 0
+def write_stream(
+    blocks: Iterable[tuple[bytes, int]], path: str | os.PathLike[str] | None = None
+) -> int:
+    """Write NDJSON ``blocks`` (``(text, lines in it)``) to stdout as they come, or to ``path``.
+    A regular file is written atomically: into a temporary file beside it, fsynced, then renamed
+    over it, so ``path`` is either untouched or whole, even after an error or Ctrl-C. A symlink is
+    followed, as ``>`` would; a device or named pipe (``/dev/null``, a FIFO) is written straight,
+    never replaced. Returns the number of lines written."""
     if path is None:
-        out = sys.stdout.buffer
-        for chunk in chunks:
-            out.write(chunk)
-            lines += chunk.count(b"\n")
-        out.flush()
-        return lines
-    import secrets
-
-    target = os.fspath(path)
-    folder, base = os.path.split(os.path.abspath(target))
-    tmp = os.path.join(folder, f".{base}.tmp-{secrets.token_hex(4)}")
+        return _write_blocks(sys.stdout.buffer, blocks)
+    target = os.path.realpath(path)
+    try:
+        regular = stat.S_ISREG(os.stat(target).st_mode)
+    except FileNotFoundError:
+        regular = True  # a new file
+    if not regular:
+        with open(target, "wb") as f:
+            return _write_blocks(f, blocks)
+    folder, base = os.path.split(target)
+    tmp = os.path.join(folder, f".{base}.tmp-{os.urandom(4).hex()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as with >
     try:
         with os.fdopen(fd, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-                lines += chunk.count(b"\n")
-            f.flush()
+            lines = _write_blocks(f, blocks)
             os.fsync(f.fileno())
         os.replace(tmp, target)
     except BaseException:
@@ -76,6 +77,15 @@ def write_stream(chunks: Iterable[bytes], path: str | os.PathLike[str] | None = 
         except OSError:
             pass
         raise
+    return lines
+
+
+def _write_blocks(out: BinaryIO, blocks: Iterable[tuple[bytes, int]]) -> int:
+    lines = 0
+    for text, n in blocks:
+        out.write(text)
+        lines += n
+    out.flush()
     return lines
 
 

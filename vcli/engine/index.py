@@ -343,16 +343,19 @@ class VectorIndex:
     def export(
         self, namespace: str | None = None, *, progress: Progress | None = None,
         block_rows: int | None = None,
-    ) -> Iterator[bytes]:
+    ) -> Iterator[tuple[bytes, int]]:
         """The vectors (of one namespace, or all) as NDJSON in exactly the insert format, in the
-        order they were written, as blocks of ``block_rows`` lines, read from one snapshot (later
-        writes do not show up half-way). ``progress(n)`` is called with the lines done so far."""
+        order they were written, as ``(text, lines)`` blocks of up to ``block_rows`` lines, read
+        from one snapshot (later writes do not show up half-way). ``progress(n)`` is called with
+        the lines done so far."""
         from . import filters
 
         namespace = filters.check_namespace(namespace)
         return self._export(namespace, progress, block_rows or EXPORT_BLOCK_ROWS)
 
-    def _export(self, namespace: str | None, progress: Progress | None, block_rows: int) -> Iterator[bytes]:
+    def _export(
+        self, namespace: str | None, progress: Progress | None, block_rows: int
+    ) -> Iterator[tuple[bytes, int]]:
         from ..ndjson import format_blocks
 
         done = 0
@@ -363,7 +366,7 @@ class VectorIndex:
             cur = self.store.export_rows(namespace)
             for data, n in format_blocks(iter(lambda: cur.fetchmany(block_rows), []), self.dimensions,
                                          workers):
-                yield data
+                yield data, n
                 done += n
                 if progress:
                     progress(done)
