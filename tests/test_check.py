@@ -239,6 +239,20 @@ def graph_mode(monkeypatch):
     monkeypatch.setattr(index_mod, "GRAPH_MIN_FLOATS", 1)
 
 
+def test_graph_of_one_vector_is_trusted(vcli, data_dir, graph_mode):
+    """The check searches the graph for one vector only (usearch answers a batch of one in
+    another shape): a sound graph passes, a foreign one is still caught."""
+    cat = Catalog(data_dir)
+    for name, seed in (("idx", 1), ("other", 2)):
+        cat.create(name, DIMS, "cosine")
+        with cat.open(name, write=True) as ix:
+            ix.insert([{"id": "only", "values": np.random.default_rng(seed).standard_normal(DIMS).tolist()}])
+    model = {"only": np.asarray(cat.open("idx").get(["only"])[0].values)}
+    assert assert_query_right(vcli, "idx", model).err == ""
+    shutil.copy(derived(data_dir, "other")[0], derived(data_dir)[0])
+    assert "rebuilt" in assert_query_right(vcli, "idx", model).err
+
+
 @pytest.mark.parametrize("metric", ["cosine", "euclidean", "dot-product"])
 @pytest.mark.parametrize("damage", ["truncate", "foreign", "delete"])
 def test_damaged_graph_is_rebuilt(vcli, data_dir, graph_mode, damage, metric):

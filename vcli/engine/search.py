@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -150,9 +150,9 @@ def _check_graph_finds(g, pivots: dict[int, bytes], store) -> None:
         g.expansion_search = ef
     close: dict[int, set[int]] = {}  # pivot -> keys found at its own distance
     for i, key in enumerate(wanted):
-        n = found.counts[i]
-        near = np.abs(found.distances[i][:n] - own[i]) <= 1e-4 * max(1.0, abs(own[i]))
-        close[key] = {int(k) for k in found.keys[i][:n][near]}
+        keys, distances = _matches(found, i)
+        near = np.abs(distances - own[i]) <= 1e-4 * max(1.0, abs(own[i]))
+        close[key] = {int(k) for k in keys[near]}
         if key in close[key]:
             return
     others = sorted(set().union(*close.values()))
@@ -161,6 +161,15 @@ def _check_graph_finds(g, pivots: dict[int, bytes], store) -> None:
         if any(vecs.get(k) == wanted[key] for key, keys in close.items() for k in keys):
             return
     raise ValueError(f"none of {len(wanted)} of the store's vectors is in it")
+
+
+def _matches(found, i: int) -> tuple[np.ndarray, np.ndarray]:
+    """Keys and distances found for query ``i`` of a usearch search (whose answer to a batch of
+    one query is a ``Matches``, not a ``BatchMatches``)."""
+    if hasattr(found, "counts"):
+        n = found.counts[i]
+        return found.keys[i][:n], found.distances[i][:n]
+    return found.keys, found.distances
 
 
 def _check_file_has(kind: str, obj, key: int, blob: bytes) -> None:
@@ -175,8 +184,7 @@ def _check_file_has(kind: str, obj, key: int, blob: bytes) -> None:
         raise ValueError(f"its vector {key} differs from the store's: it belongs to another index")
 
 
-@dataclass
-class _Problem:
+class _Problem(NamedTuple):
     kind: str  # "damaged" (or foreign, or too old), "missing", "behind"
     text: str
 
@@ -595,12 +603,7 @@ class Searcher:
         size = len(g)
         out = []
         for i, k in enumerate(ks):
-            if found is None:
-                keys = np.zeros(0, np.int64)
-            elif hasattr(found, "counts"):  # BatchMatches
-                keys = np.asarray(found.keys[i][: found.counts[i]], np.int64)
-            else:  # one query gives Matches
-                keys = np.asarray(found.keys, np.int64)
+            keys = np.zeros(0, np.int64) if found is None else np.asarray(_matches(found, i)[0], np.int64)
             if removed is not None and len(removed) and len(keys):
                 keys = keys[~np.isin(keys, removed)]
             if len(keys) < min(k, size - (0 if removed is None else len(removed))):
