@@ -20,9 +20,8 @@ import math
 import os
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import ConfigError
 
@@ -37,8 +36,7 @@ PROJECT_FILE = "vcli.toml"
 MAX_TOP_K_WITH_VALUES = 50  # the live service's cap; its docs say 20
 
 
-@dataclass(frozen=True)
-class Key:
+class Key(NamedTuple):
     """One setting: its name in the files, its ``VCLI_*`` variable, its flag, and what it means."""
 
     name: str
@@ -60,8 +58,7 @@ KEYS: tuple[Key, ...] = (
 KEY_NAMES = tuple(k.name for k in KEYS)
 
 
-@dataclass(frozen=True)
-class Setting:
+class Setting(NamedTuple):
     """An effective value and where it came from: ``source`` is default, user, project, env or
     flag; ``origin`` is the file, variable or flag that set it (``None`` for a default)."""
 
@@ -75,8 +72,7 @@ class Setting:
         return f"{self.source} ({self.origin})"
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     """The effective configuration. ``settings`` maps each key of ``KEYS`` to its ``Setting``."""
 
     settings: dict[str, Setting]

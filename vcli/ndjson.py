@@ -16,8 +16,7 @@ import struct
 import sys
 from array import array
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import orjson
 
@@ -32,8 +31,7 @@ _BIG_ENDIAN = sys.byteorder == "big"
 _INF_PATTERNS = (b"\x00\x00\x80\x7f", b"\x00\x00\x80\xff")
 
 
-@dataclass(slots=True)
-class VectorLine:
+class VectorLine(NamedTuple):
     line: int
     id: str
     blob: bytes  # float32 little-endian

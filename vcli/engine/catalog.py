@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import shutil
 import sys
 import time
@@ -149,7 +148,7 @@ class Catalog:
             raise IndexExists(name)
         stamp = now_iso()
         cfg = IndexConfig(name, dims, metric_, description, stamp, stamp, preset)
-        tmp = self.data_dir / f".create-{name}-{secrets.token_hex(4)}"
+        tmp = self.data_dir / f".create-{name}-{os.urandom(4).hex()}"
         self._sweep()
         try:
             fsutil.make_dir(self.data_dir)
@@ -219,7 +218,7 @@ class Catalog:
 
     def delete(self, name: str) -> None:
         path = self._existing(name)
-        trash = self.data_dir / f".delete-{name}-{secrets.token_hex(4)}"
+        trash = self.data_dir / f".delete-{name}-{os.urandom(4).hex()}"
         try:
             os.rename(path, trash)
         except OSError as exc:

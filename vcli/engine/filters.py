@@ -27,8 +27,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -154,16 +153,14 @@ def check_index_type(kind: Any) -> str:
 
 
 # == parsing =================================================================================
-@dataclass(frozen=True)
-class Condition:
+class Condition(NamedTuple):
     """One key of the filter with its operators, e.g. ``("price", {"$gte": 10, "$lt": 20})``."""
 
     prop: str
     ops: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class Filter:
+class Filter(NamedTuple):
     conditions: tuple[Condition, ...]
 
 
@@ -284,8 +281,7 @@ def _parse_ops(prop: str, spec: Any) -> dict[str, Any]:
 
 
 # == planning ================================================================================
-@dataclass(frozen=True)
-class MetadataIndexInfo:
+class MetadataIndexInfo(NamedTuple):
     """A metadata index as the store keeps it: ``slot`` is the mutation that created it (its id in
     ``metadata_values``; never reused)."""
 
@@ -294,8 +290,7 @@ class MetadataIndexInfo:
     slot: int
 
 
-@dataclass(frozen=True)
-class Clause:
+class Clause(NamedTuple):
     """``[NOT] EXISTS`` a row of ``metadata_values`` for ``slot`` whose value passes ``test``."""
 
     slot: int
@@ -307,15 +302,15 @@ class Clause:
         return self.test.format(v=column)
 
 
-@dataclass
 class Plan:
     """A filter and namespace bound to an index's metadata indexes, as SQL over the store."""
 
-    conn: sqlite3.Connection
-    clauses: list[Clause] = field(default_factory=list)
-    namespace: str | None = None
-    nothing: bool = False  # some condition can never hold: no vector matches
-    notes: list[str] = field(default_factory=list)
+    def __init__(self, conn: sqlite3.Connection, namespace: str | None = None):
+        self.conn = conn
+        self.clauses: list[Clause] = []
+        self.namespace = namespace
+        self.nothing = False  # some condition can never hold: no vector matches
+        self.notes: list[str] = []
 
     # -- building ------------------------------------------------------------------------------
     @classmethod

@@ -22,10 +22,12 @@ from .store import Store
 
 
 def _import_usearch():
-    """``usearch.index`` imports tqdm at its top, for progress bars vcli never asks for, and
-    tqdm costs a one-shot query ~50 ms. Import it with a stand-in that loads the real tqdm only if
-    it is ever called; the stand-in leaves ``sys.modules`` at once, so nobody else sees it."""
-    if "tqdm" in sys.modules or "usearch.index" in sys.modules:
+    """Import ``usearch.index`` without what it imports for features vcli never uses: tqdm (for
+    progress bars, ~50 ms) and ``urllib.request`` (for downloading binaries; with ``http``,
+    ``email`` and ``ssl``, ~30 ms). Each is replaced by a stand-in while usearch is imported, which
+    loads the real module only if it is ever used; the stand-ins leave ``sys.modules`` at once, so
+    nobody else sees them."""
+    if "usearch" in sys.modules:
         from usearch import index
         return index
 
@@ -34,17 +36,26 @@ def _import_usearch():
 
         return real(*args, **kwargs)
 
-    stand_in = types.ModuleType("tqdm")
-    stand_in.tqdm = tqdm
-    sys.modules["tqdm"] = stand_in
+    def request_attribute(name):
+        import importlib
+
+        return getattr(importlib.import_module("urllib.request"), name)
+
+    stand_ins = {"tqdm": types.ModuleType("tqdm"), "urllib.request": types.ModuleType("urllib.request")}
+    stand_ins["tqdm"].tqdm = tqdm
+    stand_ins["urllib.request"].__getattr__ = request_attribute
+    placed = [name for name in stand_ins if name not in sys.modules]
+    sys.modules.update({name: stand_ins[name] for name in placed})
     try:
         from usearch import index
-    except ImportError:  # a usearch that wants more of tqdm: import it the ordinary way
-        sys.modules.pop("tqdm", None)
+    except ImportError:  # a usearch that wants more of them: import it the ordinary way
+        for name in placed:
+            sys.modules.pop(name, None)
         from usearch import index
     finally:
-        if sys.modules.get("tqdm") is stand_in:
-            del sys.modules["tqdm"]
+        for name in placed:
+            if sys.modules.get(name) is stand_ins[name]:
+                del sys.modules[name]
     return index
 
 

@@ -14,8 +14,8 @@ with ``np.memmap`` (no read of the whole file) and scan rows written since ``seq
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -28,8 +28,7 @@ HEADER_SIZE = 64
 CHUNK = 2048  # rows per step while writing (small: the float64 copy for norms is 8 bytes a number)
 
 
-@dataclass
-class Matrix:
+class Matrix(NamedTuple):
     seq: int
     keys: np.ndarray  # int64[n]
     norms: np.ndarray  # float32[n]
