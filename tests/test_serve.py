@@ -355,6 +355,25 @@ def test_routes_and_methods(http, server):
     fails(http.delete("/indexes"), 405, 7001)
 
 
+def test_the_account_wrangler_finds_without_an_account_id(server):
+    """wrangler without CLOUDFLARE_ACCOUNT_ID asks GET /memberships (newer ones /accounts too)
+    and takes the only account; its id then works in every path, like any other id."""
+    for prefix in ("/client/v4", "", "/client/v4/"):
+        body = httpx.get(f"{server.url}{prefix}/memberships", params={"page": 1}).json()
+        assert body["success"] is True and body["result_info"] == {
+            "page": 1, "per_page": 20, "count": 1, "total_count": 1, "total_pages": 1}
+        (member,) = body["result"]
+        assert member["status"] == "accepted"
+        account = member["account"]
+        assert re.fullmatch(r"[0-9a-f]{32}", account["id"]) and account["name"]
+    accounts = httpx.get(f"{server.url}/client/v4/accounts").json()
+    assert [(a["id"], a["name"]) for a in accounts["result"]] == [(account["id"], account["name"])]
+    assert httpx.get(f"{server.url}/accounts", params={"page": 2}).json()["result"] == []
+    fails(httpx.get(f"{server.url}/accounts", params={"per_page": "x"}), 400, 40006, "per_page")
+    fails(httpx.post(f"{server.url}/memberships"), 405, 7001, "GET")
+    ok(httpx.get(f"{server.url}/client/v4/accounts/{account['id']}/vectorize/v2/indexes"))
+
+
 def test_malformed_bodies_get_4xx_envelopes(http, server):
     create(http)
     fails(http.post("/indexes", content=b"{not json", headers=JSON_CT), 400, 1000, "not valid JSON")

@@ -308,3 +308,18 @@ def test_all_fourteen_wrangler_commands(wrangler_cmd, tmp_path, vcli):
         assert [i["name"] for i in listed] == ["alpha", "beta", "delta"]
         res = w("list")
         assert res.code == 0 and all(n in res.out for n in ("alpha", "beta", "delta", "euclidean")), res.out
+
+
+def test_wrangler_finds_the_local_account_without_an_account_id(wrangler_cmd, tmp_path):
+    """Without CLOUDFLARE_ACCOUNT_ID wrangler asks the server's /memberships, takes its only
+    account and caches it; later runs use the cache."""
+    with serve_process(tmp_path, "--access-log") as server:
+        w = Wrangler(wrangler_cmd, server.url, tmp_path)
+        del w.env["CLOUDFLARE_ACCOUNT_ID"]
+        made = w("create", "acct", "--dimensions", "3", "--metric", "cosine")
+        assert made.code == 0, f"{made.out}\n{made.err}"
+        assert "GET /client/v4/memberships?page=1" in server.output()
+        cached = json.loads((tmp_path / "cache" / "wrangler-account.json").read_text())
+        assert cached["account"]["id"] == "0" * 32
+        assert [i["name"] for i in as_json(w("list", "--json"), "list")] == ["acct"]
+        assert f"/accounts/{'0' * 32}/vectorize/v2/indexes" in server.output()

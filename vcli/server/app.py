@@ -2,7 +2,9 @@
 
 Routes (``wrangler-vectorize.md`` §4), under ``/client/v4/accounts/{account_id}/vectorize/v2`` or
 the same without ``/client/v4`` (wrangler joins its base URL and the path verbatim, so ``//`` is
-collapsed). The account id is accepted and ignored: one data dir is one account.
+collapsed). The account id is accepted and ignored: one data dir is one account. ``GET /memberships`` and
+``GET /accounts`` name that account (``LOCAL_ACCOUNT``), which is how wrangler finds its account when
+``CLOUDFLARE_ACCOUNT_ID`` is not set.
 
     GET    /indexes                         list            POST /indexes/{name}/query
     POST   /indexes                         create          POST /indexes/{name}/get_by_ids
@@ -27,7 +29,7 @@ import re
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from starlette.concurrency import run_in_threadpool
@@ -59,6 +61,8 @@ NDJSON_TYPES = frozenset({
     "application/json", "application/octet-stream", "text/plain",
 })
 _JSON_OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+# The one account a server is (any account id in a path is accepted all the same).
+LOCAL_ACCOUNT = {"id": "0" * 32, "name": "vcli serve (local)"}
 
 
 # == request errors (the engine's errors cover everything about indexes) ====================
@@ -98,10 +102,18 @@ def api_message(exc: VcliError) -> str:
     return exc.message
 
 
+class Paged(NamedTuple):
+    """A page of a list, answered with Cloudflare's ``result_info`` beside the result."""
+
+    result: list
+    info: dict[str, int]
+
+
 def envelope(result: Any) -> bytes:
-    return orjson.dumps(
-        {"success": True, "errors": [], "messages": [], "result": result}, option=_JSON_OPTS
-    )
+    body = {"success": True, "errors": [], "messages": [], "result": result}
+    if isinstance(result, Paged):
+        body["result"], body["result_info"] = result
+    return orjson.dumps(body, option=_JSON_OPTS)
 
 
 def error_body(code: int, message: str) -> bytes:
@@ -314,6 +326,32 @@ def delete_metadata_index(cat, name, body, params):
         return _mutation(index.delete_metadata_index(prop))
 
 
+def _page(items: list, params: Mapping[str, str]) -> Paged:
+    """Cloudflare's page/per_page paging (20 a page unless asked, at most 50)."""
+    numbers = {}
+    for key, default, top in (("page", 1, None), ("per_page", 20, 50)):
+        raw = params.get(key) or str(default)
+        if not raw.isdigit() or int(raw) < 1 or (top and int(raw) > top):
+            raise BadQuery(f"{key} must be a whole number from 1{f' to {top}' if top else ''}, got \"{raw[:40]}\"")
+        numbers[key] = int(raw)
+    page, per = numbers["page"], numbers["per_page"]
+    chunk = items[(page - 1) * per : page * per]
+    return Paged(chunk, {"page": page, "per_page": per, "count": len(chunk), "total_count": len(items),
+                         "total_pages": max(1, -(-len(items) // per))})
+
+
+def list_accounts(cat, name, body, params):
+    return _page([{**LOCAL_ACCOUNT, "type": "standard", "settings": {"enforce_twofactor": False},
+                   "created_on": "2000-01-01T00:00:00.000000Z"}], params)
+
+
+def list_memberships(cat, name, body, params):
+    return _page([{"id": "1" * 32, "status": "accepted", "account": LOCAL_ACCOUNT,
+                   "roles": ["Administrator"]}], params)
+
+
+ACCOUNT_ROUTES: dict[str, Handler] = {"/accounts": list_accounts, "/memberships": list_memberships}
+
 # route key (None: the collection, "": one index, else the action) -> method -> (handler, body)
 ROUTES: dict[str | None, dict[str, tuple[Handler, str | None]]] = {
     None: {"GET": (list_indexes, None), "POST": (create_index, "json")},
@@ -334,6 +372,10 @@ ROUTES: dict[str | None, dict[str, tuple[Handler, str | None]]] = {
 def route(method: str, path: str) -> tuple[Handler, str | None, str | None]:
     """``(handler, body kind, index name)`` for a request, or ``NoRoute``/``MethodNotAllowed``."""
     path = normalize_path(path)
+    if path in ACCOUNT_ROUTES:
+        if method != "GET":
+            raise MethodNotAllowed(f"Method not allowed: {method} {path} (use GET)")
+        return ACCOUNT_ROUTES[path], None, None
     m = INDEXES.fullmatch(path)
     if m is None:
         if OTHER_VECTORIZE.fullmatch(path):

@@ -94,7 +94,7 @@ def serve(
     notify(f"Listening on {url} (Ctrl-C to stop)")
     notify(
         f"  wrangler: CLOUDFLARE_API_BASE_URL={url}/client/v4 CLOUDFLARE_API_TOKEN="
-        f"{'<token>' if token else 'any'} CLOUDFLARE_ACCOUNT_ID=<any id> wrangler vectorize list"
+        f"{'<token>' if token else 'any'} wrangler vectorize list"
     )
     # uvicorn stops on SIGINT/SIGTERM, then raises the signal again for the handler that was in
     # place before it. That handler only asks the server to stop (which also covers a signal that
