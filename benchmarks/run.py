@@ -302,8 +302,8 @@ def bench_one_shot(b: Bench, name: str, runs: int, limit_ms: float = 150) -> Non
     extra = (wall["query"] - wall["base"]) * 1000
     b.report("one-shot", f"query {name} (median of {runs})", fmt_s(wall["query"]),
              f"{fmt_s(wall['base'])} numpy+usearch", f"<= +{limit_ms:.0f} ms", extra <= limit_ms)
-    b.report("one-shot", "  difference (wall)", f"+{extra:.0f} ms", f"vcli info {fmt_s(wall['info'])}", "", None)
-    b.report("one-shot", "  difference (cpu time)", f"+{(cpu['query'] - cpu['base']) * 1000:.0f} ms",
+    b.report("one-shot", "  difference (wall)", f"{extra:+.0f} ms", f"vcli info {fmt_s(wall['info'])}", "", None)
+    b.report("one-shot", "  difference (cpu time)", f"{(cpu['query'] - cpu['base']) * 1000:+.0f} ms",
              f"cpu {fmt_s(cpu['query'])} / {fmt_s(cpu['base'])}", "", None)
 
 
