@@ -2,9 +2,9 @@
 
 Routes (``wrangler-vectorize.md`` §4), under ``/client/v4/accounts/{account_id}/vectorize/v2`` or
 the same without ``/client/v4`` (wrangler joins its base URL and the path verbatim, so ``//`` is
-collapsed). The account id is accepted and ignored: one data dir is one account. ``GET /memberships`` and
-``GET /accounts`` name that account (``LOCAL_ACCOUNT``), which is how wrangler finds its account when
-``CLOUDFLARE_ACCOUNT_ID`` is not set.
+collapsed). The account id is accepted and ignored: one data dir is one account. ``GET /memberships``
+and ``GET /accounts`` name that account (``LOCAL_ACCOUNT``): that is how wrangler finds its account
+when ``CLOUDFLARE_ACCOUNT_ID`` is not set.
 
     GET    /indexes                         list            POST /indexes/{name}/query
     POST   /indexes                         create          POST /indexes/{name}/get_by_ids
@@ -332,7 +332,8 @@ def _page(items: list, params: Mapping[str, str]) -> Paged:
     for key, default, top in (("page", 1, None), ("per_page", 20, 50)):
         raw = params.get(key) or str(default)
         if not raw.isdigit() or int(raw) < 1 or (top and int(raw) > top):
-            raise BadQuery(f"{key} must be a whole number from 1{f' to {top}' if top else ''}, got \"{raw[:40]}\"")
+            span = f"1 to {top}" if top else "1 up"
+            raise BadQuery(f'{key} must be a whole number from {span}, got "{raw[:40]}"')
         numbers[key] = int(raw)
     page, per = numbers["page"], numbers["per_page"]
     chunk = items[(page - 1) * per : page * per]
