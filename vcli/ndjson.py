@@ -194,12 +194,12 @@ def read_vectors(stream: BinaryIO | Iterable[bytes], dimensions: int) -> Iterato
         yield parse_line(raw, lineno, dimensions)
 
 
+_DUMP_LINE = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
+
+
 def dump_line(obj: dict[str, Any]) -> bytes:
     """One compact NDJSON line; float32 arrays print as their shortest decimals."""
-    return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE)
-
-
-_DUMP_LINE = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
+    return orjson.dumps(obj, option=_DUMP_LINE)
 
 
 def export_lines(rows: list[tuple], dimensions: int, values: Any = None) -> bytes:

@@ -6,6 +6,9 @@ Each command parses its options, makes one call into the engine and hands the re
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 from typing import NoReturn
 
 import typer
@@ -61,9 +64,6 @@ def _root(
 
 
 def main() -> NoReturn:
-    import os
-    import sys
-
     # Typer builds the Click command of every registered command (signatures, type hints) on each
     # run, ~30 ms of CPU at start. A run of one known command needs only that one. (Shell
     # completion and `vcli --help` or a mistyped name still see them all.)
@@ -87,10 +87,6 @@ def _leave(code: object) -> NoReturn:
     closed by then, and freeing NumPy, usearch's mapped graph and every module cost a query of a
     1M-vector index ~50 ms. The ordinary exit is kept when something may still need it: another
     thread still running, or coverage measuring."""
-    import os
-    import sys
-    import threading
-
     if code is None:
         code = 0
     elif not isinstance(code, int):

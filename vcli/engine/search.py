@@ -93,7 +93,8 @@ def verify_derived(kind: str, seq: int, obj, store, *, samples: int = 8, lookups
         "SELECT (SELECT min(key) FROM vectors), (SELECT max(key) FROM vectors)").fetchone()
     if lo is None:
         return
-    if kind == "graph" and not lookups:
+    by_search = kind == "graph" and not lookups
+    if by_search:
         samples = min(samples, SEARCH_SAMPLES)
     pivots = {}
     for pivot in sorted({lo, hi, *(rng.randint(lo, hi) for _ in range(samples))}):
@@ -103,7 +104,7 @@ def verify_derived(kind: str, seq: int, obj, store, *, samples: int = 8, lookups
         ).fetchone()
         if row is not None:
             pivots[row[0]] = row[1]
-    if kind == "graph" and not lookups:
+    if by_search:
         _check_graph_finds(obj, pivots, store)
         return
     for key, blob in pivots.items():
