@@ -13,7 +13,7 @@ reports, over a set of query vectors:
   index - target <= 2x.
 
 It measures both search paths: first the exact memory-mapped matrix (what an index of this size
-uses), then the usearch HNSW graph, forced by lowering ``GRAPH_MIN_FLOATS`` in this process. This
+uses), then the usearch HNSW graph, forced by lowering ``Tuning.graph_min_floats``. This
 is a script, not a timed test: figures depend on the machine.
 """
 
@@ -31,8 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vcli.engine import Catalog  # noqa: E402
-from vcli.engine import index as index_mod  # noqa: E402
+from vcli.engine import Catalog, Tuning  # noqa: E402
 
 DIMS = 384
 TOP_K = 10
@@ -162,19 +161,17 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{n:,} x {DIMS} vectors with metadata, built in {time.perf_counter() - t0:.1f} s; "
               f"{len(queries)} queries, top-k {TOP_K}")
         with catalog.open("bench") as index:
-            kinds = [k for k, _, _ in index.derived_files()]
+            kinds = [f.kind for f in index.folder.search_files()]
             report(f"exact path ({', '.join(kinds) or 'delta only'})",
                    measure(index, queries, data64, norms, meta, repeat))
         if args.no_graph:
             return
-        index_mod.GRAPH_MIN_FLOATS = 1  # force the HNSW graph for this process
+        graphs = Catalog(Path(tmp), tuning=Tuning(graph_min_floats=1))  # force the HNSW graph
         t1 = time.perf_counter()
-        with catalog.open("bench", write=True) as index:
-            from vcli.engine.lock import writer_lock
-
-            with writer_lock(index.path / "lock"):
+        with graphs.open("bench", write=True) as index:
+            with index.writing():
                 index.refresh(force=True)
-            kinds = [k for k, _, _ in index.derived_files()]
+            kinds = [f.kind for f in index.folder.search_files()]
             print(f"\n(graph built in {time.perf_counter() - t1:.1f} s)")
             report(f"graph path ({', '.join(kinds)}, forced)",
                    measure(index, queries, data64, norms, meta, repeat))

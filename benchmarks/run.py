@@ -402,30 +402,24 @@ def bench_export(b: Bench, name: str, n: int) -> None:
 
 def bench_graph_forced(b: Bench, n: int) -> None:
     """The graph plan on a small index (the threshold lowered in-process), for --quick."""
-    import vcli.engine.index as index_mod
-    from vcli.engine import Catalog
+    from vcli.engine import Catalog, Tuning
 
-    saved = index_mod.GRAPH_MIN_FLOATS
-    index_mod.GRAPH_MIN_FLOATS = 1
-    try:
-        cat = Catalog(b.data)
-        cat.create("graph-forced", dimensions=DIMS, metric="cosine")
-        ids = [datagen.vector_id(i) for i in range(n)]
-        start = time.perf_counter()
-        with cat.open("graph-forced", write=True) as ix:
-            ix.insert_arrays(ids, b.gen.rows(0, n), batch_size=5000)
-        build = time.perf_counter() - start
-        assert any(p.name.startswith("graph-") for p in (b.data / "graph-forced").iterdir())
-        b.report("load", f"{n:,} in-process, graph forced", fmt_s(build), "", "", None)
-        queries = b.queries(200)
-        exact = b.exact_top(n, queries)
-        with cat.open("graph-forced") as ix:
-            found = [[int(m.id[4:]) for m in r.matches]
-                     for r in ix.query_many({"vector": q.tolist(), "topK": 10} for q in queries)]
-        recall = np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact, strict=True)])
-        b.report("recall", f"{n:,} (graph, forced) recall@10", f"{recall:.4f}", "exact 1.0000", ">= 0.99", recall >= 0.99)
-    finally:
-        index_mod.GRAPH_MIN_FLOATS = saved
+    cat = Catalog(b.data, tuning=Tuning(graph_min_floats=1))
+    cat.create("graph-forced", dimensions=DIMS, metric="cosine")
+    ids = [datagen.vector_id(i) for i in range(n)]
+    start = time.perf_counter()
+    with cat.open("graph-forced", write=True) as ix:
+        ix.insert_arrays(ids, b.gen.rows(0, n), batch_size=5000)
+    build = time.perf_counter() - start
+    assert any(p.name.startswith("graph-") for p in (b.data / "graph-forced").iterdir())
+    b.report("load", f"{n:,} in-process, graph forced", fmt_s(build), "", "", None)
+    queries = b.queries(200)
+    exact = b.exact_top(n, queries)
+    with cat.open("graph-forced") as ix:
+        found = [[int(m.id[4:]) for m in r.matches]
+                 for r in ix.query_many({"vector": q.tolist(), "topK": 10} for q in queries)]
+    recall = np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact, strict=True)])
+    b.report("recall", f"{n:,} (graph, forced) recall@10", f"{recall:.4f}", "exact 1.0000", ">= 0.99", recall >= 0.99)
 
 
 def bench_scale(b: Bench, n: int, constant: int, baseline: bool) -> None:

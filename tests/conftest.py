@@ -1,8 +1,9 @@
 """Shared fixtures: every test gets its own data dir and config dir; nothing touches the real home.
 
-``vcli(...)`` runs the CLI in-process (Typer's CliRunner); ``vcli_proc(...)`` runs the installed
-``vcli`` executable in a subprocess. Both return a ``Run`` with ``code``, ``out``, ``err`` and
-``json`` (stdout parsed as JSON).
+``vcli(...)`` runs the CLI in-process (Typer's CliRunner; ``tuning=Tuning(...)`` gives the engine
+other thresholds, as a program running the CLI may); ``vcli_proc(...)`` runs the installed ``vcli``
+executable in a subprocess. Both return a ``Run`` with ``code``, ``out``, ``err`` and ``json``
+(stdout parsed as JSON). Programs that tests run in a subprocess are in ``tests/programs/``.
 """
 
 from __future__ import annotations
@@ -86,13 +87,21 @@ def vcli(click_app, monkeypatch):
     monkeypatch.setattr(typer.testing, "_get_command", lambda _app: click_app)
     runner = CliRunner()
 
-    def run(*args: str, input: str | bytes | None = None) -> Run:
-        result = runner.invoke(app, [str(a) for a in args], input=input, catch_exceptions=True)
+    def run(*args: str, input: str | bytes | None = None, tuning=None) -> Run:
+        result = runner.invoke(app, [str(a) for a in args], input=input, catch_exceptions=True, obj=tuning)
         if result.exception is not None and not isinstance(result.exception, SystemExit):
             raise result.exception
         return Run(result.exit_code, result.stdout, result.stderr)
 
     return run
+
+
+PROGRAMS = Path(__file__).parent / "programs"
+
+
+def program(name: str, *args: str) -> list[str]:
+    """The command line that runs ``tests/programs/<name>.py`` with this Python."""
+    return [sys.executable, str(PROGRAMS / f"{name}.py"), *map(str, args)]
 
 
 def vcli_executable() -> str:

@@ -102,7 +102,7 @@ def test_open_catalog_honours_the_configuration(vcli, data_dir, monkeypatch):
 
 def test_open_catalog_takes_an_explicit_environment(tmp_path):
     catalog = open_catalog(env={"VCLI_DATA_DIR": str(tmp_path / "x"), "VCLI_LOCK_TIMEOUT": "1.5"}, cwd=tmp_path)
-    assert catalog.data_dir == tmp_path / "x" and catalog.index_options["lock_timeout"] == 1.5
+    assert catalog.data_dir == tmp_path / "x" and catalog.lock_timeout == 1.5
 
 
 def test_errors_carry_a_message():

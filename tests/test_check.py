@@ -11,15 +11,15 @@ import orjson
 import pytest
 from conftest import exact_order
 
-from vcli.engine import Catalog
-from vcli.engine import index as index_mod
+from vcli.engine import Catalog, Tuning
 
 DIMS = 8
+GRAPHS = Tuning(graph_min_floats=1)  # every index big enough for a graph (really: millions of floats)
 
 
-def make_index(data_dir, name="idx", n=300, seed=0, metric="cosine"):
+def make_index(data_dir, name="idx", n=300, seed=0, metric="cosine", tuning=None):
     """An index of ``n`` random vectors, built in-process; returns {id: float32 values}."""
-    cat = Catalog(data_dir)
+    cat = Catalog(data_dir, tuning=tuning)
     cat.create(name, DIMS, metric)
     rng = np.random.default_rng(seed)
     vals = rng.standard_normal((n, DIMS)).astype(np.float32)
@@ -157,13 +157,13 @@ def test_old_copy_of_a_search_file_is_not_caught_up_wrongly(vcli, data_dir, tmp_
     assert check_json(vcli)[0].code == 0
 
 
-def test_search_file_far_behind_is_caught_up(vcli, data_dir, monkeypatch):
+def test_search_file_far_behind_is_caught_up(vcli, data_dir):
     model = make_index(data_dir)
-    # A writer killed before its refresh leaves the file behind: simulate it.
-    monkeypatch.setattr(index_mod.VectorIndex, "_after_write", lambda self: None)
+    # A writer killed before its refresh leaves the file behind: simulate it with a writer that
+    # never folds the delta in.
     rng = np.random.default_rng(3)
-    extra = {f"w{i}": rng.standard_normal(DIMS).astype(np.float32) for i in range(index_mod.FOLD_ROWS + 100)}
-    with Catalog(data_dir).open("idx", write=True) as ix:
+    extra = {f"w{i}": rng.standard_normal(DIMS).astype(np.float32) for i in range(Tuning().fold_rows + 100)}
+    with Catalog(data_dir, tuning=Tuning(fold_rows=10**9)).open("idx", write=True) as ix:
         ix.insert([{"id": k, "values": v.tolist()} for k, v in extra.items()])
     model.update(extra)
     res, report = check_json(vcli)
@@ -234,15 +234,16 @@ def test_unknown_index(vcli):
 
 
 @pytest.fixture
-def graph_mode(monkeypatch):
-    """Make every index big enough for a graph (the real threshold is millions of floats)."""
-    monkeypatch.setattr(index_mod, "GRAPH_MIN_FLOATS", 1)
+def graph_mode(vcli):
+    """The CLI with ``GRAPHS`` (build indexes in-process with ``tuning=GRAPHS`` too)."""
+    return lambda *args, **kw: vcli(*args, tuning=GRAPHS, **kw)
 
 
-def test_graph_of_one_vector_is_trusted(vcli, data_dir, graph_mode):
+def test_graph_of_one_vector_is_trusted(data_dir, graph_mode):
     """The check searches the graph for one vector only (usearch answers a batch of one in
     another shape): a sound graph passes, a foreign one is still caught."""
-    cat = Catalog(data_dir)
+    vcli = graph_mode
+    cat = Catalog(data_dir, tuning=GRAPHS)
     for name, seed in (("idx", 1), ("other", 2)):
         cat.create(name, DIMS, "cosine")
         with cat.open(name, write=True) as ix:
@@ -255,9 +256,10 @@ def test_graph_of_one_vector_is_trusted(vcli, data_dir, graph_mode):
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean", "dot-product"])
 @pytest.mark.parametrize("damage", ["truncate", "foreign", "delete"])
-def test_damaged_graph_is_rebuilt(vcli, data_dir, graph_mode, damage, metric):
-    make_index(data_dir, "other", seed=9, metric=metric)
-    model = make_index(data_dir, metric=metric)
+def test_damaged_graph_is_rebuilt(data_dir, graph_mode, damage, metric):
+    vcli = graph_mode
+    make_index(data_dir, "other", seed=9, metric=metric, tuning=GRAPHS)
+    model = make_index(data_dir, metric=metric, tuning=GRAPHS)
     (path,) = derived(data_dir)
     assert path.name == "graph-1.usearch"
     if damage == "truncate":
@@ -274,10 +276,11 @@ def test_damaged_graph_is_rebuilt(vcli, data_dir, graph_mode, damage, metric):
     assert check_json(vcli)[0].code == 0
 
 
-def test_sound_graph_of_equal_vectors_is_trusted(vcli, data_dir, graph_mode):
+def test_sound_graph_of_equal_vectors_is_trusted(data_dir, graph_mode):
     """A one-shot query opens the graph without its key table and checks it by searching it for
     some of the store's vectors; many keys sharing one vector must not make it look foreign."""
-    cat = Catalog(data_dir)
+    vcli = graph_mode
+    cat = Catalog(data_dir, tuning=GRAPHS)
     cat.create("idx", DIMS, "cosine")
     same = np.ones(DIMS, np.float32)
     model = {f"same{i:03}": same for i in range(60)}

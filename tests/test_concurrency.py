@@ -10,14 +10,13 @@ from __future__ import annotations
 import fcntl
 import os
 import subprocess
-import sys
 import threading
 import time
 from contextlib import contextmanager
 
 import numpy as np
 import orjson
-from conftest import vcli_executable, writer_lock_held
+from conftest import program, vcli_executable, writer_lock_held
 from test_crash import report
 
 from vcli.engine import Catalog
@@ -160,33 +159,13 @@ def test_writer_waiting_past_the_timeout_gives_up_cleanly(data_dir, vcli_proc):
     assert count(data_dir) == 60
 
 
-READER = r"""
-import sys, time, orjson, numpy as np
-from vcli.engine import Catalog
-data_dir, name, plan_file, stop_file = sys.argv[1:5]
-plan = orjson.loads(open(plan_file, "rb").read())
-rng = np.random.default_rng(0)
-cat = Catalog(data_dir)
-import os
-while not os.path.exists(stop_file):
-    j = int(rng.integers(len(plan["probes"])))
-    with cat.open(name) as ix:
-        info = ix.info()
-        res = ix.query(plan["probes"][j], top_k=40)
-        hits = sum(1 for m in res.matches if m.score > 0.9999)
-        present = len(ix.get(plan["ids"][j]))
-        notes = len(ix.notes)
-    print(orjson.dumps({"count": info.vector_count, "batch": j, "hits": hits, "present": present,
-                        "notes": notes}).decode(), flush=True)
-    time.sleep(0.05)
-"""
-
-
 def test_readers_never_fail_nor_see_half_a_command(data_dir, tmp_path):
     """A writer runs upsert and delete-vectors commands one after the other (each big enough for
     the search file to be refreshed often); an engine reader polls in a tight loop and the CLI
     answers info and query, all at the same time. Every count seen is a committed count, every
-    batch is seen whole or not at all, and no reader ever fails."""
+    batch is seen whole or not at all, and no reader ever fails. The writer goes on (upserting a
+    deleted batch again and deleting it) until both readers have seen enough, however slow the
+    machine: only a hang reaches the deadline."""
     create(data_dir, 1000)
     batch, probes = 1100, 20
     commands = 6 * ROUNDS
@@ -201,13 +180,18 @@ def test_readers_never_fail_nor_see_half_a_command(data_dir, tmp_path):
             plan.append(("upsert", j))
             c += batch
         counts.add(c)
+    again = plan[3][1]  # a batch the plan deleted: upserted and deleted again while readers need more
+    counts.add(c + batch)
     ids = [[f"b{j}-{i}" for i in range(batch)] for j in range(commands)]
     plan_file = tmp_path / "plan.json"
     plan_file.write_bytes(orjson.dumps({"probes": [d.tolist() for d in dirs], "ids": ids},
                                        option=orjson.OPT_SERIALIZE_NUMPY))
     stop = tmp_path / "stop"
-    reader = subprocess.Popen([sys.executable, "-c", READER, str(data_dir), NAME, str(plan_file), str(stop)],
+    reader = subprocess.Popen(program("poll_reader", data_dir, NAME, plan_file, stop),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    seen: list[dict] = []
+    reading = threading.Thread(target=lambda: seen.extend(orjson.loads(x) for x in reader.stdout))
+    reading.start()
     cli_seen, cli_fail = [], []
     stop_cli = threading.Event()
 
@@ -225,27 +209,35 @@ def test_readers_never_fail_nor_see_half_a_command(data_dir, tmp_path):
             hits = sum(1 for m in orjson.loads(r.stdout)["matches"] if m["score"] > 0.9999)
             cli_seen.append((orjson.loads(i.stdout)["vectorCount"], hits))
 
+    def run(op: str, j: int) -> None:
+        if op == "upsert":
+            src = tmp_path / "in.ndjson"
+            src.write_bytes(payload(lines(f"b{j}", batch, 100 + j, dirs[j], probes)))
+            res = subprocess.run([exe, "upsert", NAME, "--file", str(src), "--batch-size", "50"],
+                                 capture_output=True)
+        else:
+            res = subprocess.run([exe, "delete-vectors", NAME, "--ids", *ids[j]], capture_output=True)
+        assert res.returncode == 0, res.stderr
+
     t = threading.Thread(target=cli_reader)
     t.start()
     exe = vcli_executable()
+    deadline = time.monotonic() + 900
     try:
-        for j, (op, target) in enumerate(plan):
-            if op == "upsert":
-                src = tmp_path / "in.ndjson"
-                recs = lines(f"b{j}", batch, 100 + j, dirs[j], probes)
-                src.write_bytes(payload(recs))
-                res = subprocess.run([exe, "upsert", NAME, "--file", str(src), "--batch-size", "50"],
-                                     capture_output=True)
-            else:
-                res = subprocess.run([exe, "delete-vectors", NAME, "--ids", *ids[target]], capture_output=True)
-            assert res.returncode == 0, res.stderr
+        for op, target in plan:
+            run(op, target)
+        while len(seen) <= 20 or len(cli_seen) < 2:
+            assert reader.poll() is None, reader.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, (len(seen), len(cli_seen))
+            run("upsert", again)
+            run("delete-vectors", again)
     finally:
         stop.write_text("")
         stop_cli.set()
         t.join(120)
-        out, err = reader.communicate(timeout=120)
-    assert reader.returncode == 0, err.decode()[-2000:]
-    seen = [orjson.loads(x) for x in out.splitlines()]
+        reader.wait(120)
+        reading.join(120)
+    assert reader.returncode == 0, reader.stderr.read().decode()[-2000:]
     assert len(seen) > 20
     for s in seen:
         assert s["count"] in counts, s

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from vcli.config import load_settings
+from vcli.engine.settings import load_settings
 from vcli.errors import ConfigError
 
 

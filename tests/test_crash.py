@@ -20,7 +20,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -28,28 +27,22 @@ from pathlib import Path
 
 import numpy as np
 import orjson
-from conftest import vcli_executable, writer_lock_held
+from conftest import program, vcli_executable, writer_lock_held
 
-from vcli.engine import Catalog
-from vcli.engine import index as index_mod
+from vcli.engine import Catalog, Tuning
 
 TRIALS = int(os.environ.get("VCLI_CRASH_TRIALS", "12"))
 GRAPH_TRIALS = int(os.environ.get("VCLI_CRASH_GRAPH_TRIALS", "2"))
 DIMS = 8
 NAME = "crash"
 
-# The CLI in a subprocess, optionally with a graph at any size (the real threshold is millions of
-# floats) and with every fsync of a search file stalled for a moment, so that a kill lands in the
-# middle of a refresh (temporary file written, not yet renamed) and not only by luck.
+GRAPHS = Tuning(graph_min_floats=1)
+
+
 def wrapped_vcli(graph: bool, stall: bool) -> list[str]:
-    code = ["import sys"]
-    if graph:
-        code.append("import vcli.engine.index as m; m.GRAPH_MIN_FLOATS = 1")
-    if stall:
-        code.append("import os, time; fsync = os.fsync; "
-                    "os.fsync = lambda fd: (time.sleep(0.25), fsync(fd))[1]")
-    code.append("from vcli.cli import main; sys.argv[0] = 'vcli'; main()")
-    return [sys.executable, "-c", "; ".join(code)]
+    """The CLI in a subprocess, optionally with a graph at any size and with every fsync stalled
+    (tests/programs/vcli_tuned.py)."""
+    return program("vcli_tuned", *(["--graphs"] if graph else []), *(["--stall-fsync"] if stall else []), "--")
 
 
 def report(kind: str, tallies: dict) -> None:
@@ -107,6 +100,7 @@ class Harness:
         self.rng = random.Random(seed)
         self.nrng = np.random.default_rng(seed)
         self.graph = graph
+        self.tuning = GRAPHS if graph else Tuning()  # the verifying reader uses graphs too
         self.cmd = wrapped_vcli(graph, stall=False) if graph else [vcli_executable()]
         self.durations: dict[str, float] = {}
         self.tally: Counter = Counter()
@@ -115,7 +109,7 @@ class Harness:
         self.model = Model()
         self.last_mutation = None
         seed_lines = self.lines(3000, existing=0.0)
-        with Catalog(data_dir).open(NAME, write=True) as ix:
+        with Catalog(data_dir, tuning=self.tuning).open(NAME, write=True) as ix:
             res = ix.insert(seed_lines)
         self.model = self.model.apply("insert", seed_lines, None)
         self.last_mutation = res.mutation_id
@@ -201,7 +195,7 @@ class Harness:
 
     # -- after it ----------------------------------------------------------------------------
     def verify(self, before: Model, after: Model, finished: bool) -> None:
-        with Catalog(self.data_dir).open(NAME) as ix:
+        with Catalog(self.data_dir, tuning=self.tuning).open(NAME) as ix:
             info = ix.info()
             assert info.vector_count in (len(before.state), len(after.state))
             everyone = sorted(set(before.state) | set(after.state))
@@ -225,7 +219,7 @@ class Harness:
                 want = state.brute(q, 10)
                 assert [m.id for m in res.matches] == [w[0] for w in want]
                 assert np.allclose([m.score for m in res.matches], [w[1] for w in want], atol=1e-6)
-            self.tally["notes"] += len(ix.notes)
+                self.tally["notes"] += len(res.notes)
         self.model = state
         self.last_mutation = info.processed_up_to_mutation
 
@@ -254,12 +248,10 @@ def test_sigkill_at_random_moments(data_dir, tmp_path, vcli_proc):
     assert h.tally["killed (random)"] + h.tally["killed (wal)"] + h.tally["killed (refresh)"] > 0
 
 
-def test_sigkill_during_graph_refresh(data_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(index_mod, "GRAPH_MIN_FLOATS", 1)  # the verifying reader uses graphs too
+def test_sigkill_during_graph_refresh(data_dir, tmp_path):
     h = Harness(data_dir, tmp_path, seed=7, graph=True)
-    with Catalog(data_dir).open(NAME, write=True) as ix:  # the first graph
-        with ix._writing():
-            ix.refresh()
+    with Catalog(data_dir, tuning=GRAPHS).open(NAME, write=True) as ix, ix.writing():  # the first graph
+        ix.refresh()
     assert any(n.startswith("graph-") for n in os.listdir(h.folder))
     done = 0
     try:

@@ -13,6 +13,7 @@ import pytest
 from conftest import GOLDEN, ndjson
 
 import vcli.engine.index as index_mod
+from vcli.engine import Tuning
 
 ROWS = [
     {"id": "b", "values": [58.8, 6.7, 3.4]},
@@ -148,11 +149,10 @@ def test_export_through_a_pipe(vcli_proc, golden):
         vcli_proc("get-vectors", "golden", "--ids", *ids, "--json").json
 
 
-def test_large_exports_use_worker_processes_and_give_the_same_bytes(vcli, source, monkeypatch):
+def test_large_exports_use_worker_processes_and_give_the_same_bytes(vcli, source):
     sequential = vcli("export", source, "--output", "one.ndjson")
-    monkeypatch.setattr(index_mod, "EXPORT_PARALLEL_FLOATS", 1)
-    monkeypatch.setattr(index_mod, "EXPORT_BLOCK_ROWS", 1)  # one block per vector, in order
-    parallel = vcli("export", source)
+    # workers at any size, one block per vector, in order
+    parallel = vcli("export", source, tuning=Tuning(export_parallel_floats=1, export_block_rows=1))
     assert sequential.code == parallel.code == 0
     with open("one.ndjson") as f:
         assert parallel.out == f.read()

@@ -14,6 +14,8 @@ import orjson
 import pytest
 from conftest import GOLDEN, GOLDEN_QUERY, exact_order, ndjson
 
+from vcli.engine import Tuning
+
 INDEXED_BYTES = 64
 
 
@@ -566,13 +568,14 @@ def test_metadata_index_commands_through_the_installed_cli(vcli_proc, tmp_path):
 
 # == many matches: the search widens instead of listing every match =============================
 @pytest.mark.parametrize("path", ["matrix", "graph"])
-def test_broad_and_narrow_filters_on_a_bigger_index(vcli, tmp_path, monkeypatch, path):
-    import vcli.engine.index as index_mod
-
-    if path == "graph":
-        monkeypatch.setattr(index_mod, "GRAPH_MIN_FLOATS", 1)
+def test_broad_and_narrow_filters_on_a_bigger_index(vcli, tmp_path, path):
     # Score every match exactly only when at most 50 match (else 2048): most filters here widen.
-    monkeypatch.setattr(index_mod.VectorIndex, "filter_exact_rows", 50)
+    tuning = Tuning(filter_exact_rows=50, **({"graph_min_floats": 1} if path == "graph" else {}))
+    cli = vcli
+
+    def vcli(*args, **kw):
+        return cli(*args, tuning=tuning, **kw)
+
     rng = np.random.default_rng(11)
     n = 2000
     values = rng.standard_normal((n, 8)).astype(np.float32).round(4)

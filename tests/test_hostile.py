@@ -22,8 +22,9 @@ from test_crash import report
 
 from vcli.engine import Catalog
 from vcli.engine import store as store_mod
+from vcli.engine.records import VectorLine
 from vcli.errors import BadInput, VcliError
-from vcli.ndjson import VectorLine, parse_line, read_vectors
+from vcli.ndjson import parse_line, read_vectors
 
 SCALE = int(os.environ.get("VCLI_FUZZ_SCALE", "1"))
 RAN: Counter = Counter()  # examples run per fuzz test, reported at the end of the module

@@ -14,7 +14,7 @@ from conftest import ndjson, vcli_executable
 
 HEAVY = ("numpy", "usearch")
 # typer 0.29 converts option values with pydantic, which costs as much to import as NumPy and
-# usearch together; vcli converts its plain options itself (vcli/cli/_fastparams.py).
+# usearch together; vcli converts its plain options itself (vcli/startup.py).
 SLOW = ("pydantic",)
 
 
@@ -70,7 +70,7 @@ def test_a_query_imports_what_it_needs_and_not_pydantic(index):
 def test_plain_int_options_convert_as_typer_would(text):
     from pydantic import TypeAdapter, ValidationError
 
-    from vcli.cli import _fastparams
+    from vcli import startup
 
     class Info:
         min = max = None
@@ -78,12 +78,12 @@ def test_plain_int_options_convert_as_typer_would(text):
     class Descriptor:
         is_choice = False
 
-    got = _fastparams.convert(int, Info, Descriptor, text)
+    got = startup.convert(int, Info, Descriptor, text)
     try:
         want = TypeAdapter(int).validate_python(text)
     except ValidationError as exc:
-        assert exc.errors()[0]["msg"] == _fastparams.INT_ERROR
-        want = _fastparams._INVALID_INT
+        assert exc.errors()[0]["msg"] == startup.INT_ERROR
+        want = startup._INVALID_INT
     assert got == want
 
 

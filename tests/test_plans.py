@@ -1,8 +1,9 @@
 """Every way an index can answer a query gives the same matches: ids, order and scores (to 1e-6).
 
 The plans: exact search over the memory-mapped matrix; the usearch graph (forced on a small index
-by lowering ``GRAPH_MIN_FLOATS``); either of them with a delta of rows written or removed since the
-file was made (``FOLD_ROWS`` raised so that writes do not fold it in); the delta folded in; and
+by lowering ``Tuning.graph_min_floats``); either of them with a delta of rows written or removed
+since the file was made (``Tuning.fold_rows`` raised so that writes do not fold it in); the delta
+folded in; and
 after deletes. Each state is checked against a brute-force answer computed here in float64 from
 the float32 values, with ties broken by id, through ``vcli query --vector``, ``--vector-id`` and
 ``--file`` (batch). The vectors are clustered and include exact duplicates and scaled copies, so
@@ -16,7 +17,7 @@ import orjson
 import pytest
 from conftest import ndjson
 
-import vcli.engine.index as index_mod
+from vcli.engine import Tuning
 
 DIMS = 16
 QUERIES = 12
@@ -58,24 +59,33 @@ def same(got: list[dict], want: list[tuple[str, float]]) -> None:
 
 
 class Checker:
+    """An index and what it must hold; every command runs with the tuning of the moment."""
+
     def __init__(self, vcli, tmp_path, metric: str):
         self.vcli, self.tmp, self.metric = vcli, tmp_path, metric
+        self.tuning = Tuning()
         self.name = f"plans-{metric}"
         self.stored: dict[str, np.ndarray] = {}
         rng = np.random.default_rng(7)
         self.queries = [rng.standard_normal(DIMS).astype(np.float32) * 3 for _ in range(QUERIES)]
         assert vcli("create", self.name, "--dimensions", DIMS, "--metric", metric).code == 0
 
+    def run(self, *args, **kw):
+        return self.vcli(*args, tuning=self.tuning, **kw)
+
+    def tune(self, **thresholds) -> None:
+        self.tuning = self.tuning._replace(**thresholds)
+
     def write(self, mode: str, vecs: dict[str, np.ndarray]) -> None:
         path = self.tmp / "in.ndjson"
         path.write_text(ndjson({"id": i, "values": v.tolist()} for i, v in vecs.items()))
-        assert self.vcli(mode, self.name, "--file", path).code == 0
+        assert self.run(mode, self.name, "--file", path).code == 0
         for i, v in vecs.items():
             if mode == "upsert" or i not in self.stored:
                 self.stored[i] = v
 
     def delete(self, ids: list[str]) -> None:
-        assert self.vcli("delete-vectors", self.name, "--ids", *ids).code == 0
+        assert self.run("delete-vectors", self.name, "--ids", *ids).code == 0
         for i in ids:
             self.stored.pop(i, None)
 
@@ -87,7 +97,7 @@ class Checker:
         lines = [{"vector": q.tolist(), "topK": k} for q in self.queries for k in (1, 10)]
         ids = sorted(self.stored)[:: max(1, len(self.stored) // 5)]
         lines += [{"vectorId": i, "topK": 6} for i in ids]
-        run = self.vcli("query", self.name, "--file", "-", input=ndjson(lines))
+        run = self.run("query", self.name, "--file", "-", input=ndjson(lines))
         assert run.code == 0, run.err
         answers = [orjson.loads(x) for x in run.out.splitlines()]
         assert len(answers) == len(lines)
@@ -95,14 +105,14 @@ class Checker:
             q = line["vector"] if "vector" in line else self.stored[line["vectorId"]]
             same(answer["matches"], reference(self.stored, self.metric, q, line["topK"]))
         for q in self.queries[:1]:  # one-shot takes the same path as the batch (a block of one)
-            one = self.vcli("query", self.name, "--vector", orjson.dumps(q.tolist()).decode(),
+            one = self.run("query", self.name, "--vector", orjson.dumps(q.tolist()).decode(),
                             "--top-k", "10", "--json")
             assert one.code == 0, one.err
             same(one.json["matches"], reference(self.stored, self.metric, q, 10))
 
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean", "dot-product"])
-def test_every_plan_gives_the_same_matches(vcli, tmp_path, data_dir, monkeypatch, metric):
+def test_every_plan_gives_the_same_matches(vcli, tmp_path, data_dir, metric):
     rng = np.random.default_rng(1)
     c = Checker(vcli, tmp_path, metric)
 
@@ -112,7 +122,7 @@ def test_every_plan_gives_the_same_matches(vcli, tmp_path, data_dir, monkeypatch
     c.check()
 
     # 2. Matrix plus a delta (upserts replacing some rows, new rows, deletes).
-    monkeypatch.setattr(index_mod, "FOLD_ROWS", 10**6)
+    c.tune(fold_rows=10**6)
     c.write("upsert", {**{f"a{i:04d}": rng.standard_normal(DIMS).astype(np.float32) for i in range(0, 40, 2)},
                        **vectors(rng, 25, "b")})
     c.delete([f"a{i:04d}" for i in range(1, 30, 3)] + ["adup-a"])
@@ -120,7 +130,7 @@ def test_every_plan_gives_the_same_matches(vcli, tmp_path, data_dir, monkeypatch
     c.check()
 
     # 3. Past the threshold: the next write builds the graph, which answers from then on.
-    monkeypatch.setattr(index_mod, "GRAPH_MIN_FLOATS", 1)
+    c.tune(graph_min_floats=1)
     c.write("insert", vectors(rng, 10, "c"))
     graph = c.files(data_dir)
     assert len(graph) == 1 and graph[0].startswith("graph-")
@@ -134,30 +144,29 @@ def test_every_plan_gives_the_same_matches(vcli, tmp_path, data_dir, monkeypatch
     c.check()
 
     # 5. The delta folded into a new graph (the graph catches up), then deletes on top of it.
-    monkeypatch.setattr(index_mod, "FOLD_ROWS", 5)
+    c.tune(fold_rows=5)
     c.write("upsert", vectors(rng, 8, "e"))
     folded = c.files(data_dir)
     assert len(folded) == 1 and folded[0].startswith("graph-") and folded != graph
     c.check()
-    monkeypatch.setattr(index_mod, "FOLD_ROWS", 10**6)
+    c.tune(fold_rows=10**6)
     c.delete([f"a{i:04d}" for i in range(200, 260)])
     c.check()
 
     # 6. Back under the threshold: the next fold makes a matrix again.
-    monkeypatch.setattr(index_mod, "GRAPH_MIN_FLOATS", 64 * 2**20)
-    monkeypatch.setattr(index_mod, "FOLD_ROWS", 5)
+    c.tune(graph_min_floats=Tuning().graph_min_floats, fold_rows=5)
     c.delete([f"a{i:04d}" for i in range(260, 290)])
     assert c.files(data_dir)[0].startswith("matrix-")
     c.check()
 
 
-def test_batch_and_single_queries_agree_on_a_graph_with_many_removed(vcli, tmp_path, data_dir, monkeypatch):
+def test_batch_and_single_queries_agree_on_a_graph_with_many_removed(vcli, tmp_path, data_dir):
     """More removed keys than a graph search returns: the query widens and still finds top k."""
-    monkeypatch.setattr(index_mod, "GRAPH_MIN_FLOATS", 1)
     rng = np.random.default_rng(3)
     c = Checker(vcli, tmp_path, "cosine")
+    c.tune(graph_min_floats=1)
     c.write("insert", vectors(rng, 400, "a"))
-    monkeypatch.setattr(index_mod, "FOLD_ROWS", 10**6)
+    c.tune(fold_rows=10**6)
     c.delete([f"a{i:04d}" for i in range(0, 400) if i % 10])  # 360 of 403 removed
     assert c.files(data_dir)[0].startswith("graph-")
     c.check()
@@ -176,10 +185,14 @@ def test_huge_and_tiny_values_are_still_exact(vcli, tmp_path, metric):
     c.check()
 
 
-def test_a_batch_mixing_namespaces_and_plain_queries_on_a_graph(vcli, tmp_path, data_dir, monkeypatch):
+def test_a_batch_mixing_namespaces_and_plain_queries_on_a_graph(vcli, tmp_path, data_dir):
     """Namespaced queries are answered one by one while the plain ones around them are searched
     as a block in the background: both kinds keep their answers and their order."""
-    monkeypatch.setattr(index_mod, "GRAPH_MIN_FLOATS", 1)
+    cli = vcli
+
+    def vcli(*args, **kw):
+        return cli(*args, tuning=Tuning(graph_min_floats=1), **kw)
+
     rng = np.random.default_rng(5)
     vecs = vectors(rng, 300, "a")
     rows = [{"id": i, "values": v.tolist(), **({"namespace": "even"} if n % 2 == 0 else {})}

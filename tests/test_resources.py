@@ -22,8 +22,7 @@ import orjson
 import pytest
 from conftest import vcli_executable, writer_lock_held
 
-from vcli.engine import Catalog
-from vcli.engine import index as index_mod
+from vcli.engine import Catalog, Tuning
 from vcli.engine.check import check_index
 
 DIMS = 16
@@ -163,7 +162,7 @@ def test_file_size_limit_during_the_refresh_keeps_the_write(data_dir, tmp_path, 
     with Catalog(data_dir).open(NAME, write=True) as ix:
         ix.insert([{"id": f"s{i}", "values": v} for i, v in
                    enumerate(rng.standard_normal((8000, 64)).astype(np.float32).tolist())])
-    new = rng.standard_normal((index_mod.FOLD_ROWS + 100, 64)).astype(np.float32)
+    new = rng.standard_normal((Tuning().fold_rows + 100, 64)).astype(np.float32)
     src = tmp_path / "new.ndjson"
     src.write_bytes(payload({"id": f"n{i}", "values": v} for i, v in enumerate(new.tolist())))
     proc = subprocess.run([vcli_executable(), "upsert", NAME, "--file", str(src), "--json"],
@@ -279,17 +278,17 @@ def all_modes(root):
     return out
 
 
-def test_files_and_folders_are_owner_only_even_with_umask_0(data_dir, monkeypatch):
+def test_files_and_folders_are_owner_only_even_with_umask_0(data_dir):
     old = os.umask(0)
     try:
         cat = Catalog(data_dir / "deeper")
         cat.create(NAME, DIMS, "cosine")
         with cat.open(NAME, write=True) as ix:
-            ix.insert(vectors("s", index_mod.FOLD_ROWS + 10, 7))  # a matrix file
+            ix.insert(vectors("s", Tuning().fold_rows + 10, 7))  # a matrix file
             ix.create_metadata_index("k", "string")
             ix.query(vectors("q", 1, 8)[0]["values"])
-        monkeypatch.setattr(index_mod, "GRAPH_MIN_FLOATS", 1)
-        with cat.open(NAME, write=True) as ix, ix._writing():  # a graph file
+        graphs = Catalog(data_dir / "deeper", tuning=Tuning(graph_min_floats=1))
+        with graphs.open(NAME, write=True) as ix, ix.writing():  # a graph file
             ix.refresh(force=True)
     finally:
         os.umask(old)

@@ -1,6 +1,6 @@
 """Every failure a user can hit, each with its exit code.
 
-The engine raises these; exactly one layer (``vcli.cli._common.run_command``) turns them into an
+The engine raises these; exactly one layer of the CLI (``vcli.cli._common.run``) turns them into an
 ``Error: …`` line on stderr and an exit code. ``code`` is the Vectorize API error code for the same
 situation, so a REST front end can answer as Cloudflare does.
 """
@@ -14,6 +14,7 @@ class VcliError(Exception):
     exit_code = 1
     code = 1000  # generic Vectorize "bad request"
     http_status = 400
+    notes: tuple[str, ...] = ()  # things worth telling the user that arose before the failure
 
     def __init__(self, message: str):
         super().__init__(message)

@@ -1,18 +1,20 @@
 """Output: JSON for machines, rich tables for people, and everything else on stderr.
 
-JSON never goes through rich (it would wrap lines and eat ``[bold]``-like text): it is written with
-orjson straight to stdout, 2-space indented like wrangler's, float32 values as their shortest
-decimals. Tables use a console made per call, so tests can set width and colour.
+A command hands its answer to ``show`` as a ``Reply``: the data (an engine record, a list of
+them, or plain JSON) and how people see it (``Table``s and ``Text``s). With ``--json`` the data
+is printed as JSON and nothing else goes to stdout; notes (the record's own and the reply's) go to
+stderr either way. JSON never goes through rich (it would wrap lines and eat ``[bold]``-like text):
+it is written with orjson straight to stdout, 2-space indented like wrangler's, float32 values as
+their shortest decimals. Tables use a console made per call, so tests can set width and colour.
 """
 
 from __future__ import annotations
 
 import os
-import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, BinaryIO
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -36,57 +38,67 @@ def emit_json(obj: Any, *, indent: bool = True) -> None:
         sys.stdout.flush()
 
 
-def emit_json_lines(objs: Iterable[Any]) -> None:
+def as_json(data: Any) -> Any:
+    """What ``--json`` prints for ``data``: a record's ``to_json()``, a list of them, or the data."""
+    if hasattr(data, "to_json"):
+        return data.to_json()
+    if isinstance(data, list):
+        return [as_json(item) for item in data]
+    return data
+
+
+class Table(NamedTuple):
+    """A boxed table on stdout, with a rule between rows, like wrangler's."""
+
+    columns: Sequence[str]
+    rows: Iterable[Sequence[Any]]
+
+
+class Text(NamedTuple):
+    """A sentence for people: on stdout, or on stderr (``err``) when it says there is nothing."""
+
+    text: str
+    err: bool = False
+
+
+class Reply(NamedTuple):
+    """What a command shows. ``data`` is what ``--json`` prints (``None``: nothing); ``human`` is
+    what people see instead; ``notes`` go to stderr in both cases, after the data's own notes."""
+
+    data: Any
+    human: Sequence[Table | Text] = ()
+    notes: Sequence[str] = ()
+
+
+def show(reply: Reply, json: bool) -> None:
+    show_notes((*getattr(reply.data, "notes", ()), *reply.notes))
+    if json:
+        if reply.data is not None:
+            emit_json(as_json(reply.data))
+        return
+    for piece in reply.human:
+        if isinstance(piece, Table):
+            table(piece.columns, piece.rows)
+        elif piece.err:
+            note(piece.text)
+        else:
+            line(piece.text)
+
+
+def show_lines(results: Iterable[Any]) -> None:
     """One compact JSON document a line on stdout, each flushed as soon as it is made (so a
-    program reading the answers of ``vcli query --file -`` gets each without waiting)."""
+    program reading the answers of ``vcli query --file -`` gets each without waiting), each
+    result's notes on stderr before it."""
     out = sys.stdout.buffer
-    for obj in objs:
-        out.write(json_bytes(obj, indent=False))
+    for result in results:
+        show_notes(getattr(result, "notes", ()))
+        out.write(json_bytes(as_json(result), indent=False))
         out.flush()
 
 
-def write_stream(
-    blocks: Iterable[tuple[bytes, int]], path: str | os.PathLike[str] | None = None
-) -> int:
-    """Write NDJSON ``blocks`` (``(text, lines in it)``) to stdout as they come, or to ``path``.
-    A regular file is written atomically: into a temporary file beside it, fsynced, then renamed
-    over it, so ``path`` is either untouched or whole, even after an error or Ctrl-C. A symlink is
-    followed, as ``>`` would; a device or named pipe (``/dev/null``, a FIFO) is written straight,
-    never replaced. Returns the number of lines written."""
-    if path is None:
-        return _write_blocks(sys.stdout.buffer, blocks)
-    target = os.path.realpath(path)
-    try:
-        regular = stat.S_ISREG(os.stat(target).st_mode)
-    except FileNotFoundError:
-        regular = True  # a new file
-    if not regular:
-        with open(target, "wb") as f:
-            return _write_blocks(f, blocks)
-    folder, base = os.path.split(target)
-    tmp = os.path.join(folder, f".{base}.tmp-{os.urandom(4).hex()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as with >
-    try:
-        with os.fdopen(fd, "wb") as f:
-            lines = _write_blocks(f, blocks)
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return lines
-
-
-def _write_blocks(out: BinaryIO, blocks: Iterable[tuple[bytes, int]]) -> int:
-    lines = 0
-    for text, n in blocks:
-        out.write(text)
-        lines += n
-    out.flush()
-    return lines
+def show_notes(notes: Iterable[str]) -> None:
+    for text in notes:
+        note(f"Note: {text}")
 
 
 def line(text: str = "") -> None:

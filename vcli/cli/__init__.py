@@ -1,22 +1,21 @@
 """The ``vcli`` command line: a thin skin over ``vcli.engine``.
 
 Each command parses its options, makes one call into the engine and hands the result to
-``vcli.render``. Commands are listed in wrangler's order.
+``vcli.render.show``. Commands are listed in wrangler's order. How it starts fast: ``vcli.startup``.
 """
 
 from __future__ import annotations
 
-import os
 import sys
-import threading
 from typing import NoReturn
 
 import typer
 from typer.core import TyperGroup
 
-from . import _fastparams, check, config_cmd, export, indexes, metadata, serve, vectors
+from .. import startup
+from . import _common, check, config_cmd, export, indexes, metadata, serve, vectors
 
-_fastparams.install()  # plain option values without pydantic: see _fastparams.py
+startup.install_fast_params()  # plain option values without pydantic
 
 
 class OrderedGroup(TyperGroup):
@@ -57,21 +56,17 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: bool = typer.Option(False, "--version", "-v", callback=_version, is_eager=True,
                                  help="Show the version and exit."),
 ) -> None:
     """Cloudflare Vectorize on your own disk: the `wrangler vectorize` commands, locally."""
+    _common.TUNING.set(ctx.obj)  # a program running the CLI in-process may give the engine's tuning
 
 
 def main() -> NoReturn:
-    # Typer builds the Click command of every registered command (signatures, type hints) on each
-    # run, ~30 ms of CPU at start. A run of one known command needs only that one. (Shell
-    # completion and `vcli --help` or a mistyped name still see them all.)
-    name = sys.argv[1] if len(sys.argv) > 1 else ""
     every = app.registered_commands
-    if not os.environ.get("_VCLI_COMPLETE"):
-        only = [c for c in every if (c.name or c.callback.__name__.replace("_", "-")) == name]
-        app.registered_commands = only or every
+    app.registered_commands = startup.only_the_command(every, sys.argv)
     try:
         app(prog_name="vcli")
         code: object = 0
@@ -79,24 +74,4 @@ def main() -> NoReturn:
         code = exc.code
     finally:
         app.registered_commands = every
-    _leave(code)
-
-
-def _leave(code: object) -> NoReturn:
-    """Exit once the output is out, without the interpreter's teardown: every file and lock is
-    closed by then, and freeing NumPy, usearch's mapped graph and every module cost a query of a
-    1M-vector index ~50 ms. The ordinary exit is kept when something may still need it: another
-    thread still running, or coverage measuring."""
-    if code is None:
-        code = 0
-    elif not isinstance(code, int):
-        print(code, file=sys.stderr)
-        code = 1
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except OSError:  # e.g. the reader of stdout went away: what was written may be lost
-        code = code or 1
-    if threading.active_count() > 1 or "coverage" in sys.modules:
-        sys.exit(code)
-    os._exit(code)
+    startup.leave(code)

@@ -1,4 +1,5 @@
-"""What every command shares: option types, the error boundary, and wrangler-style array options.
+"""What every command shares: option types, the error boundary, wrangler-style array options, and
+the catalog a command works on.
 
 Options are defined once as ``Annotated`` aliases. ``VectorizeCommand`` lets ``--vector`` and
 ``--ids`` take several values after one flag, as wrangler does (``--vector -0.12 0.5 -3e-4``), which
@@ -12,14 +13,19 @@ import functools
 import os
 import re
 from collections.abc import Callable
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any, Optional, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
 
 import typer
 from typer.core import TyperCommand
 
 from .. import render
+from ..engine import open_catalog
 from ..errors import VcliError
+
+if TYPE_CHECKING:
+    from ..engine.tuning import Tuning
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -69,6 +75,7 @@ def run(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except VcliError as exc:
+            render.show_notes(exc.notes)
             render.error(exc.message)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt as exc:
@@ -96,16 +103,14 @@ def run(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def show_notes(index: Any) -> None:
-    for text in getattr(index, "notes", ()):
-        render.note(f"Note: {text}")
+# The engine's tuning for this run: the Click context object when a program that runs the CLI
+# in-process gives one (``app(obj=Tuning(...))``, as tests do), else the defaults.
+TUNING: ContextVar[Tuning | None] = ContextVar("vcli_tuning", default=None)  # set by the root callback
 
 
 def catalog(data_dir: Optional[Path]):
     """The configured catalog (``--data-dir`` > ``VCLI_*`` > vcli.toml > config.toml > defaults)."""
-    from ..engine import open_catalog
-
-    return open_catalog(data_dir)
+    return open_catalog(data_dir, tuning=TUNING.get())
 
 
 IndexName = Annotated[str, typer.Argument(help="The name of the index.", show_default=False)]

@@ -8,6 +8,7 @@ import typer
 
 from .. import render
 from ..errors import IndexDamaged
+from ..render import Reply, Table, Text
 from ._common import DataDir, IndexName, JsonFlag, VectorizeCommand, catalog, run
 
 app = typer.Typer()
@@ -31,16 +32,11 @@ def check(
     json: JsonFlag = False,
     data_dir: DataDir = None,
 ) -> None:
-    from ..engine.check import EXIT_REPAIRED, check_index
+    from ..engine.check import EXIT_REPAIRED, check_index  # lazy: NumPy, for this command only
 
     with catalog(data_dir).open(name) as index:
         report = check_index(index, repair=repair)
-    for text in report.notes:
-        render.note(f"Note: {text}")
-    if json:
-        render.emit_json(report.to_json())
-    else:
-        _show(report)
+    render.show(Reply(report, _human(report)), json)
     if report.remaining:
         n = len(report.remaining)
         if repair:
@@ -51,13 +47,11 @@ def check(
         raise typer.Exit(EXIT_REPAIRED)
 
 
-def _show(report) -> None:
+def _human(report) -> list:
     what = f"{report.vector_count} vectors" if report.vector_count is not None else "store unreadable"
     where = f", search file {report.search_file}" if report.search_file else ""
     if report.healthy:
-        render.line(f"Index '{report.name}' is healthy: {what}{where}.")
-        return
-    render.line(f"Index '{report.name}': {what}{where}.")
+        return [Text(f"Index '{report.name}' is healthy: {what}{where}.")]
 
     def status(p) -> str:
         if p.repaired:
@@ -66,7 +60,9 @@ def _show(report) -> None:
             return "not repaired" if report.repair else "repairable with --repair"
         return "cannot be repaired"
 
-    render.table(("area", "problem", "status"), [(p.area, p.text, status(p)) for p in report.problems])
+    human = [Text(f"Index '{report.name}': {what}{where}."),
+             Table(("area", "problem", "status"), [(p.area, p.text, status(p)) for p in report.problems])]
     if not report.remaining:
         n = len(report.problems)
-        render.line(f"Repaired {n} problem{'s' * (n != 1)}; the index is healthy now.")
+        human.append(Text(f"Repaired {n} problem{'s' * (n != 1)}; the index is healthy now."))
+    return human

@@ -12,7 +12,9 @@ import typer
 
 from .. import render
 from ..errors import BadInput, VcliError
-from ._common import DataDir, IndexName, JsonFlag, VectorizeCommand, catalog, run, show_notes
+from ..ndjson import write_blocks
+from ..render import Reply, Text
+from ._common import DataDir, IndexName, JsonFlag, VectorizeCommand, catalog, run
 
 app = typer.Typer()
 
@@ -44,16 +46,12 @@ def export(
     with catalog(data_dir).open(name) as index, render.progress("Exporting") as bar, \
             closing(index.export(namespace, progress=bar)) as chunks:
         try:
-            count = render.write_stream(chunks, output)
+            count = write_blocks(chunks, output)
         except BrokenPipeError:
             # The reader went away (`vcli export a | head`): say so once, without a traceback.
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             raise VcliError("the output pipe was closed before the export finished") from None
-        show_notes(index)
-    if output is None:
-        return
-    if json:
-        render.emit_json({"index": name, "count": count, "output": str(output)})
-    else:
-        render.line(f"Exported {count} vectors from index '{name}' to {output}.")
+    if output is not None:  # (on stdout, the vectors are all there is)
+        render.show(Reply({"index": name, "count": count, "output": str(output)},
+                          [Text(f"Exported {count} vectors from index '{name}' to {output}.")]), json)

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from .. import render
+from ..render import Reply, Table, Text
 from ._common import DataDir, IndexName, JsonFlag, VectorizeCommand, catalog, run
 
 app = typer.Typer()
@@ -17,14 +18,10 @@ PRESET_HELP = (
 )
 
 
-def _index_rows(configs):
-    return [
-        (c.name, c.dimensions, c.metric, c.description or "", c.created_on, c.modified_on)
-        for c in configs
-    ]
-
-
-INDEX_COLUMNS = ("name", "dimensions", "metric", "description", "created", "modified")
+def _index_table(configs) -> Table:
+    return Table(("name", "dimensions", "metric", "description", "created", "modified"), [
+        (c.name, c.dimensions, c.metric, c.description or "", c.created_on, c.modified_on) for c in configs
+    ])
 
 
 @app.command("create", cls=VectorizeCommand)
@@ -47,15 +44,10 @@ def create(
 ) -> None:
     """Create a Vectorize index."""
     cfg = catalog(data_dir).create(name, dimensions, metric, preset=preset, description=description)
-    if json:
-        render.emit_json(cfg.to_json())
-        return
-    if preset:
-        render.line(f"Configuring index based on the embedding model {preset}.")
-    render.line(
-        f"Successfully created a new Vectorize index: '{cfg.name}' "
-        f"({cfg.dimensions} dimensions, {cfg.metric})."
-    )
+    human = [Text(f"Configuring index based on the embedding model {preset}.")] if preset else []
+    human.append(Text(f"Successfully created a new Vectorize index: '{cfg.name}' "
+                      f"({cfg.dimensions} dimensions, {cfg.metric})."))
+    render.show(Reply(cfg, human), json)
 
 
 @app.command("list", cls=VectorizeCommand)
@@ -63,15 +55,10 @@ def create(
 def list_(json: JsonFlag = False, data_dir: DataDir = None) -> None:
     """List your Vectorize indexes."""
     configs = catalog(data_dir).list()
-    if json:
-        render.emit_json([c.to_json() for c in configs])
-    elif not configs:
-        render.note(
-            "You haven't created any indexes yet.\n"
-            "Use 'vcli create <name> --dimensions N --metric cosine' to create one."
-        )
-    else:
-        render.table(INDEX_COLUMNS, _index_rows(configs))
+    human = [_index_table(configs) if configs else Text(
+        "You haven't created any indexes yet.\n"
+        "Use 'vcli create <name> --dimensions N --metric cosine' to create one.", err=True)]
+    render.show(Reply(configs, human), json)
 
 
 @app.command("get", cls=VectorizeCommand)
@@ -79,10 +66,7 @@ def list_(json: JsonFlag = False, data_dir: DataDir = None) -> None:
 def get(name: IndexName, json: JsonFlag = False, data_dir: DataDir = None) -> None:
     """Get a Vectorize index by name."""
     cfg = catalog(data_dir).config(name)
-    if json:
-        render.emit_json(cfg.to_json())
-    else:
-        render.table(INDEX_COLUMNS, _index_rows([cfg]))
+    render.show(Reply(cfg, [_index_table([cfg])]), json)
 
 
 @app.command("info", cls=VectorizeCommand)
@@ -91,14 +75,11 @@ def info(name: IndexName, json: JsonFlag = False, data_dir: DataDir = None) -> N
     """Get additional details about the index."""
     with catalog(data_dir).open(name) as index:
         result = index.info()
-    if json:
-        render.emit_json(result.to_json())
-    else:
-        render.table(
-            ("dimensions", "vectorCount", "processedUpToMutation", "processedUpToDatetime"),
-            [(result.dimensions, result.vector_count, result.processed_up_to_mutation,
-              result.processed_up_to_datetime)],
-        )
+    render.show(Reply(result, [Table(
+        ("dimensions", "vectorCount", "processedUpToMutation", "processedUpToDatetime"),
+        [(result.dimensions, result.vector_count, result.processed_up_to_mutation,
+          result.processed_up_to_datetime)],
+    )]), json)
 
 
 @app.command("delete", cls=VectorizeCommand)
@@ -117,7 +98,4 @@ def delete(
             render.note("Deletion cancelled.")
             return
     cat.delete(name)
-    if json:
-        render.emit_json({"deleted": name})
-    else:
-        render.line(f"Deleted index {name}")
+    render.show(Reply({"deleted": name}, [Text(f"Deleted index {name}")]), json)

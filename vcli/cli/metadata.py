@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from .. import render
-from ._common import DataDir, IndexName, JsonFlag, VectorizeCommand, catalog, run, show_notes
+from ..render import Reply, Table, Text
+from ._common import DataDir, IndexName, JsonFlag, VectorizeCommand, catalog, run
 
 app = typer.Typer()
 
@@ -34,22 +35,17 @@ def create_metadata_index(
     """Enable metadata filtering on the specified property."""
     with catalog(data_dir).open(name, write=True) as index:
         result = index.create_metadata_index(property_name, index_type)
-        show_notes(index)
-    if result.not_covered:
-        n = result.not_covered
-        render.note(
-            f"Note: vectors written before a metadata index are not indexed for it: the {n} "
-            f"vector{'s' if n != 1 else ''} already in '{name}' will not match a filter on "
-            f"'{property_name}' ({result.with_value} of them hold a {result.index_type} there) "
-            f"until they are upserted again."
-        )
-    if json:
-        render.emit_json(result.to_json())
-    else:
-        render.line(
-            f"Successfully created a {result.index_type} metadata index on '{property_name}' in "
-            f"index '{name}'. Mutation changeset identifier: {result.mutation_id}."
-        )
+    n = result.not_covered
+    notes = [
+        f"vectors written before a metadata index are not indexed for it: the {n} "
+        f"vector{'s' if n != 1 else ''} already in '{name}' will not match a filter on "
+        f"'{property_name}' ({result.with_value} of them hold a {result.index_type} there) "
+        f"until they are upserted again."
+    ] if n else []
+    render.show(Reply(result, [Text(
+        f"Successfully created a {result.index_type} metadata index on '{property_name}' in "
+        f"index '{name}'. Mutation changeset identifier: {result.mutation_id}."
+    )], notes), json)
 
 
 @app.command("list-metadata-index", cls=VectorizeCommand)
@@ -58,16 +54,11 @@ def list_metadata_index(name: IndexName, json: JsonFlag = False, data_dir: DataD
     """List metadata properties on which metadata filtering is enabled."""
     with catalog(data_dir).open(name) as index:
         found = index.list_metadata_indexes()
-    if json:
-        render.emit_json([m.to_json() for m in found])
-    elif not found:
-        render.note(
-            f"You haven't created any metadata indexes on index '{name}'.\n\n"
-            f"Use 'vcli create-metadata-index {name} --property-name P --type string|number|boolean' "
-            f"to create one."
-        )
-    else:
-        render.table(("propertyName", "type"), [(m.property_name, m.index_type) for m in found])
+    human = [Table(("propertyName", "type"), [(m.property_name, m.index_type) for m in found]) if found else Text(
+        f"You haven't created any metadata indexes on index '{name}'.\n\n"
+        f"Use 'vcli create-metadata-index {name} --property-name P --type string|number|boolean' "
+        f"to create one.", err=True)]
+    render.show(Reply(found, human), json)
 
 
 @app.command("delete-metadata-index", cls=VectorizeCommand)
@@ -78,11 +69,7 @@ def delete_metadata_index(
     """Delete metadata indexes."""
     with catalog(data_dir).open(name, write=True) as index:
         result = index.delete_metadata_index(property_name)
-        show_notes(index)
-    if json:
-        render.emit_json(result.to_json())
-    else:
-        render.line(
-            f"Successfully deleted the metadata index on '{property_name}' from index '{name}'. "
-            f"Mutation changeset identifier: {result.mutation_id}."
-        )
+    render.show(Reply(result, [Text(
+        f"Successfully deleted the metadata index on '{property_name}' from index '{name}'. "
+        f"Mutation changeset identifier: {result.mutation_id}."
+    )]), json)

@@ -4,17 +4,18 @@ list-vectors."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
-from pathlib import Path
-from typing import Annotated, BinaryIO, Optional
+from contextlib import closing
+from typing import Annotated, Optional
 
 import orjson
 import typer
 
 from .. import render
-from ..errors import BadInput, BadQuery
-from ._common import DataDir, IndexName, JsonFlag, VectorizeCommand, catalog, run, show_notes
+from ..engine.records import Query
+from ..errors import BadFilter, BadQuery
+from ..ndjson import lines_with_pauses, open_input, read_queries, read_vectors
+from ..render import Reply, Table, Text
+from ._common import DataDir, IndexName, JsonFlag, VectorizeCommand, catalog, run
 
 app = typer.Typer()
 
@@ -29,44 +30,19 @@ IdsArg = Annotated[
 ]
 
 
-@contextmanager
-def open_input(path: str) -> Iterator[BinaryIO]:
-    """The NDJSON source: stdin for ``-``, else the file, with a clear error if it cannot be read."""
-    import sys
-
-    if path == "-":
-        yield sys.stdin.buffer
-        return
-    p = Path(path)
-    if p.is_dir():
-        raise BadInput(f"cannot read {path}: it is a directory")
-    try:
-        f = open(p, "rb")
-    except OSError as exc:
-        raise BadInput(f"cannot read {path}: {exc.strerror}") from None
-    with f:
-        yield f
-
-
 def _write(mode: str, name: str, file: str, batch_size: int, json: bool, data_dir) -> None:
-    from ..ndjson import read_vectors
-
     with catalog(data_dir).open(name, write=True) as index, open_input(file) as stream:
         vectors = read_vectors(stream, index.dimensions)
         write = index.insert if mode == "insert" else index.upsert
         with render.progress(f"{mode.capitalize()}ing") as progress:
             result = write(vectors, batch_size=batch_size, progress=progress)
-        show_notes(index)
-    if json:
-        render.emit_json(result.to_json())
-        return
     done = "inserted" if mode == "insert" else "upserted"
     kept = result.count - result.written
     extra = f" ({kept} already existed and were kept as they were)" if mode == "insert" and kept else ""
-    render.line(
+    render.show(Reply(result, [Text(
         f"Successfully {done} {result.count} vectors into index '{name}'{extra}. "
         f"Mutation changeset identifier: {result.mutation_id}"
-    )
+    )]), json)
 
 
 @app.command("insert", cls=VectorizeCommand)
@@ -119,7 +95,18 @@ def parse_vector(tokens: list[str]) -> list[float]:
     return out
 
 
-def _match_rows(result, return_values: bool, return_metadata: str):
+def parse_filter(text: str) -> dict:
+    """``--filter`` JSON; its content is the engine's to check (``filters.parse``)."""
+    try:
+        parsed = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise BadFilter(f"--filter is not valid JSON ({exc})") from None
+    if parsed is None:  # JSON null: never a silent unfiltered query
+        raise BadFilter('the filter must be a JSON object such as {"genre": "drama"}, not null')
+    return parsed
+
+
+def _match_table(result, return_values: bool, return_metadata: str) -> Table:
     columns = ["rank", "id", "score", "namespace"]
     if return_metadata != "none":
         columns.append("metadata")
@@ -133,7 +120,7 @@ def _match_rows(result, return_values: bool, return_metadata: str):
         if return_values:
             row.append(render.values_text(m.values))
         rows.append(row)
-    return columns, rows
+    return Table(columns, rows)
 
 
 @app.command("query", cls=VectorizeCommand)
@@ -184,48 +171,21 @@ def query(
     if file is None and (vector is None) == (vector_id is None):
         raise BadQuery("give either --vector or --vector-id, but not both")
     values = parse_vector(vector) if vector is not None else None
-    parsed_filter = None
-    if filter is not None:
-        try:
-            parsed_filter = orjson.loads(filter)
-        except orjson.JSONDecodeError as exc:
-            from ..errors import BadFilter
-
-            raise BadFilter(f"--filter is not valid JSON ({exc})") from None
-        if parsed_filter is None:  # JSON null: never a silent unfiltered query
-            from ..errors import BadFilter
-
-            raise BadFilter('the filter must be a JSON object such as {"genre": "drama"}, not null')
+    parsed_filter = parse_filter(filter) if filter is not None else None
     if file is not None:  # --json or not: the answers are JSON lines
-        from ..ndjson import QueryLine
-
-        defaults = QueryLine(0, None, None, top_k, return_values, return_metadata, namespace or None,
-                             parsed_filter)
-        _query_file(name, file, defaults, data_dir)
+        defaults = Query(None, None, top_k, return_values, return_metadata, namespace or None, parsed_filter)
+        with catalog(data_dir).open(name) as index, open_input(file) as stream, \
+                closing(index.query_many(read_queries(lines_with_pauses(stream), defaults))) as results:
+            render.show_lines(results)
         return
     with catalog(data_dir).open(name) as index:
         result = index.query(
             values, vector_id=vector_id, top_k=top_k, return_values=return_values,
             return_metadata=return_metadata, namespace=namespace or None, filter=parsed_filter,
         )
-        show_notes(index)
-    if json:
-        render.emit_json(result.to_json())
-    elif not result.matches:
-        render.note("Could not find any relevant vectors")
-    else:
-        render.table(*_match_rows(result, return_values, return_metadata))
-
-
-def _query_file(name: str, file: str, defaults, data_dir) -> None:
-    from ..ndjson import lines_with_pauses, read_queries
-
-    with catalog(data_dir).open(name) as index, open_input(file) as stream, \
-            closing(index.query_many(read_queries(lines_with_pauses(stream), defaults))) as results:
-        try:
-            render.emit_json_lines(r.to_json() for r in results)
-        finally:
-            show_notes(index)
+    human = [_match_table(result, return_values, return_metadata) if result.matches
+             else Text("Could not find any relevant vectors", err=True)]
+    render.show(Reply(result, human), json)
 
 
 @app.command("get-vectors", cls=VectorizeCommand)
@@ -234,15 +194,10 @@ def get_vectors(name: IndexName, ids: IdsArg, json: JsonFlag = False, data_dir: 
     """Get vectors from a Vectorize index."""
     with catalog(data_dir).open(name) as index:
         vectors = index.get(ids)
-    if json:
-        render.emit_json([v.to_json() for v in vectors])
-    elif not vectors:
-        render.note("The index does not contain vectors with the given ids")
-    else:
-        render.table(
-            ("id", "namespace", "metadata", "values"),
-            [(v.id, v.namespace, render.compact(v.metadata), render.values_text(v.values)) for v in vectors],
-        )
+    rows = [(v.id, v.namespace, render.compact(v.metadata), render.values_text(v.values)) for v in vectors]
+    human = [Table(("id", "namespace", "metadata", "values"), rows) if vectors
+             else Text("The index does not contain vectors with the given ids", err=True)]
+    render.show(Reply(vectors, human), json)
 
 
 @app.command("delete-vectors", cls=VectorizeCommand)
@@ -251,14 +206,10 @@ def delete_vectors(name: IndexName, ids: IdsArg, json: JsonFlag = False, data_di
     """Delete vectors in a Vectorize index."""
     with catalog(data_dir).open(name, write=True) as index:
         result = index.delete(ids)
-        show_notes(index)
-    if json:
-        render.emit_json(result.to_json())
-    else:
-        render.line(
-            f"Successfully deleted {result.deleted} of the {result.count} given vectors from index "
-            f"'{name}'. Mutation changeset identifier: {result.mutation_id}."
-        )
+    render.show(Reply(result, [Text(
+        f"Successfully deleted {result.deleted} of the {result.count} given vectors from index "
+        f"'{name}'. Mutation changeset identifier: {result.mutation_id}."
+    )]), json)
 
 
 @app.command("list-vectors", cls=VectorizeCommand)
@@ -275,14 +226,11 @@ def list_vectors(
     """List vector identifiers in a Vectorize index."""
     with catalog(data_dir).open(name) as index:
         page = index.list_ids(count, cursor or None)
-    if json:
-        render.emit_json(page.to_json())
-        return
     if not page.ids:
-        render.note("No vectors found in this index.")
-        return
-    start = 1
-    render.table(("#", "Vector ID"), [(start + i, vid) for i, vid in enumerate(page.ids)])
-    render.line(f"\nShowing {len(page.ids)} of {page.total_count} total vectors")
-    if page.next_cursor:
-        render.line(f"\nTo get the next page, run:\n   vcli list-vectors {name} --cursor {page.next_cursor}")
+        human = [Text("No vectors found in this index.", err=True)]
+    else:
+        human = [Table(("#", "Vector ID"), [(i, vid) for i, vid in enumerate(page.ids, 1)]),
+                 Text(f"\nShowing {len(page.ids)} of {page.total_count} total vectors")]
+        if page.next_cursor:
+            human.append(Text(f"\nTo get the next page, run:\n   vcli list-vectors {name} --cursor {page.next_cursor}"))
+    render.show(Reply(page, human), json)

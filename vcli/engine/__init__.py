@@ -25,20 +25,25 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from .catalog import Catalog, check_name
+from .catalog import Catalog
 from .index import VectorIndex
-from .presets import METRICS, PRESETS
+from .limits import METRICS
+from .presets import PRESETS
 from .records import (
     DeleteResult,
     IndexConfig,
     IndexInfo,
     Match,
     MetadataIndex,
+    Query,
     QueryResult,
     Vector,
     VectorPage,
     WriteResult,
 )
+from .settings import load_settings
+from .tuning import Tuning
+from .validate import check_name
 
 
 def open_catalog(
@@ -46,18 +51,18 @@ def open_catalog(
     *,
     env: Mapping[str, str] | None = None,
     cwd: str | os.PathLike[str] | None = None,
+    tuning: Tuning | None = None,
 ) -> Catalog:
     """The catalog of indexes as the CLI sees it, with the configured settings.
 
     ``data_dir`` wins as ``--data-dir`` does; without it the data dir comes from ``VCLI_DATA_DIR``,
     a project ``vcli.toml`` (searched from ``cwd`` upwards), the user ``config.toml``, or the
     platform's user data dir. ``lock_timeout`` and ``max_top_k_with_values`` come from the same
-    places. ``env`` defaults to ``os.environ``. Raises ``ConfigError`` for a bad config file."""
-    from ..config import load_settings
-
+    places. ``env`` defaults to ``os.environ``; ``tuning`` to ``Tuning()``. Raises ``ConfigError``
+    for a bad config file."""
     settings = load_settings({"data_dir": data_dir}, env, cwd)
     return Catalog(settings.data_dir, lock_timeout=settings.lock_timeout,
-                   max_top_k_with_values=settings.max_top_k_with_values)
+                   max_top_k_with_values=settings.max_top_k_with_values, tuning=tuning)
 
 
 __all__ = [
@@ -69,7 +74,9 @@ __all__ = [
     "Match",
     "MetadataIndex",
     "PRESETS",
+    "Query",
     "QueryResult",
+    "Tuning",
     "Vector",
     "VectorIndex",
     "VectorPage",

@@ -1,62 +1,40 @@
-"""Where indexes live: the data dir, the name rules, and create / list / open / delete.
+"""Where indexes live: the data dir, and create / list / open / delete (names: ``validate.check_name``).
 
-An index is a folder ``<data dir>/<name>/`` holding ``index.toml`` (its configuration),
-``store.sqlite`` (the truth) and derived files (see ``index.py``). A folder only ever appears or
-disappears whole: create builds it under a temporary name and renames it into place; delete renames
-it away before removing it.
+An index is a folder ``<data dir>/<name>/`` (``layout.py`` names its files) holding
+``index.toml`` (its configuration, written here), ``store.sqlite`` (the truth) and a search file.
+A folder only ever appears or disappears whole: create builds it under a temporary name and renames
+it into place; delete renames it away before removing it.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-from ..errors import IndexExists, IndexNotFound, InvalidConfig, InvalidName, StorageError
-from . import fsutil
-from .presets import METRICS, PRESETS
+from ..errors import IndexExists, IndexNotFound, InvalidConfig, StorageError
+from . import fsutil, limits
+from .index import VectorIndex
+from .layout import CONFIG_FILE, OWN_FILES, Folder, now_iso
 from .records import IndexConfig
+from .store import Store
+from .tuning import DEFAULT, Tuning
+from .validate import NAME_RE, check_config, check_name
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-NAME_RE = re.compile(r"[a-z](?:[a-z0-9_-]*[a-z0-9])?")
-MAX_NAME_BYTES = 64
-MAX_DIMENSIONS = 1536
-CONFIG_FILE = "index.toml"
-STORE_FILE = "store.sqlite"
-OWN_FILES = (CONFIG_FILE, STORE_FILE, STORE_FILE + "-wal", STORE_FILE + "-shm", "lock")
-FORMAT = 1
+FORMAT = 1  # of index.toml
 # A create killed half-way leaves its ``.create-*`` folder behind, a delete its ``.delete-*`` one.
 # The next create or delete in the data dir removes them: a ``.delete-*`` folder at once (its
 # index is already gone), a ``.create-*`` one once it is this old (a create in progress in another
 # process takes milliseconds, and must not lose its folder).
 STALE_CREATE_SECONDS = 600
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def check_name(name: str) -> str:
-    """Refuse any index name that is not Vectorize's kebab-style name, before touching the disk."""
-    if not name:
-        raise InvalidName("index name is empty")
-    if len(name.encode()) > MAX_NAME_BYTES:
-        raise InvalidName(f'index name "{name[:70]}" is longer than {MAX_NAME_BYTES} bytes')
-    if not NAME_RE.fullmatch(name):
-        raise InvalidName(
-            f'invalid index name "{name}": use lowercase letters, digits, "-" and "_", '
-            "starting with a letter and ending with a letter or digit"
-        )
-    return name
 
 
 def _toml_str(value: str) -> str:
@@ -75,43 +53,23 @@ def _config_toml(cfg: IndexConfig) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def resolve_config(
-    dimensions: int | None, metric: str | None, preset: str | None
-) -> tuple[int, str]:
-    """Dimensions and metric from either ``preset`` or both of ``dimensions`` and ``metric``."""
-    if preset is not None:
-        if preset not in PRESETS:
-            raise InvalidConfig(f'unknown preset "{preset}"; known presets: {", ".join(PRESETS)}')
-        return PRESETS[preset]
-    if dimensions is None or metric is None:
-        raise InvalidConfig(
-            "you must provide both --dimensions and --metric, or a known model --preset"
-        )
-    if isinstance(dimensions, bool) or not isinstance(dimensions, int):
-        raise InvalidConfig(f"dimensions must be a whole number, got {dimensions!r}")
-    if not 1 <= dimensions <= MAX_DIMENSIONS:
-        raise InvalidConfig(f"dimensions must be between 1 and {MAX_DIMENSIONS}, got {dimensions}")
-    if metric not in METRICS:
-        raise InvalidConfig(f'unknown metric "{metric}"; choose one of {", ".join(METRICS)}')
-    return dimensions, metric
-
-
 class Catalog:
     """The indexes in one data dir.
 
-    ``lock_timeout`` (seconds a write waits for another writer) and ``max_top_k_with_values``
-    (1..50) are handed to every index it opens; ``vcli.engine.open_catalog`` takes them from the
-    configuration files and ``VCLI_*`` variables."""
+    ``lock_timeout`` (seconds a write waits for another writer), ``max_top_k_with_values``
+    (1..50) and ``tuning`` (``tuning.py``) are handed to every index it opens;
+    ``vcli.engine.open_catalog`` takes the first two from the configuration files and ``VCLI_*``
+    variables."""
 
     def __init__(
         self, data_dir: str | os.PathLike[str], *, lock_timeout: float | None = None,
-        max_top_k_with_values: int | None = None,
+        max_top_k_with_values: int | None = None, tuning: Tuning | None = None,
     ):
         self.data_dir = Path(data_dir)
-        self.index_options = {
-            k: v for k, v in (("lock_timeout", lock_timeout),
-                              ("max_top_k_with_values", max_top_k_with_values)) if v is not None
-        }
+        self.lock_timeout = limits.DEFAULT_LOCK_TIMEOUT if lock_timeout is None else lock_timeout
+        self.max_top_k_with_values = (limits.MAX_TOP_K_WITH_DATA if max_top_k_with_values is None
+                                      else max_top_k_with_values)
+        self.tuning = tuning or DEFAULT
 
     # -- paths -----------------------------------------------------------------------------
     def path_of(self, name: str) -> Path:
@@ -140,9 +98,7 @@ class Catalog:
         preset: str | None = None,
         description: str | None = None,
     ) -> IndexConfig:
-        from .store import Store
-
-        dims, metric_ = resolve_config(dimensions, metric, preset)
+        dims, metric_ = check_config(dimensions, metric, preset)
         final = self.path_of(name)
         if final.exists():
             raise IndexExists(name)
@@ -154,7 +110,7 @@ class Catalog:
             fsutil.make_dir(self.data_dir)
             tmp.mkdir(mode=fsutil.DIR_MODE)
             fsutil.write_bytes_atomic(tmp / CONFIG_FILE, _config_toml(cfg))
-            Store.create(tmp / STORE_FILE).close()
+            Store.create(Folder(tmp).store).close()
             try:
                 os.rename(tmp, final)
             except OSError as exc:
@@ -185,12 +141,11 @@ class Catalog:
                 out.append(read_config(entry))
         return out
 
-    def open(self, name: str, *, write: bool = False):
+    def open(self, name: str, *, write: bool = False) -> VectorIndex:
         """Open index ``name`` for reading or (with ``write=True``) for writing."""
-        from .index import VectorIndex
-
         path = self._existing(name)
-        return VectorIndex(path, read_config(path), write=write, **self.index_options)
+        return VectorIndex(Folder(path), read_config(path), write=write, lock_timeout=self.lock_timeout,
+                           max_top_k_with_values=self.max_top_k_with_values, tuning=self.tuning)
 
     def open_or_create(
         self,
@@ -200,11 +155,11 @@ class Catalog:
         *,
         preset: str | None = None,
         description: str | None = None,
-    ):
+    ) -> VectorIndex:
         """Open index ``name`` for writing, creating it first when it does not exist.
 
         An existing index must have the same dimensions and metric, else ``InvalidConfig``."""
-        dims, metric_ = resolve_config(dimensions, metric, preset)
+        dims, metric_ = check_config(dimensions, metric, preset)
         try:
             self.create(name, dimensions, metric, preset=preset, description=description)
         except IndexExists:

@@ -31,18 +31,15 @@ import numpy as np
 import orjson
 
 from ..errors import LockTimeout, StorageError
-from . import search
-from .lock import writer_lock
+from .limits import MAX_ID_BYTES, MAX_NAMESPACE_BYTES
+from .searchfiles import FILE_ERRORS
+from .store import audit
+from .validate import utf8_size
+from .verify import check_contents
 
 MAX_EXAMPLES = 5  # ids named in one problem
-VALUE_SAMPLE = 2000  # graph vectors compared with the store
-CHUNK = 8192
-MAX_ID_BYTES = 64
-
-# Exit codes of ``vcli check`` (also documented in its help)
-EXIT_HEALTHY = 0
-EXIT_PROBLEMS = 1
-EXIT_REPAIRED = 3
+CHECK_SAMPLES = 64  # store vectors compared with the search file (a query compares 8)
+EXIT_REPAIRED = 3  # ``vcli check``'s exit code when every problem found was repaired
 
 
 @dataclass
@@ -79,12 +76,6 @@ class CheckReport:
     def remaining(self) -> list[Problem]:
         return [p for p in self.problems if not p.repaired]
 
-    @property
-    def exit_code(self) -> int:
-        if self.healthy:
-            return EXIT_HEALTHY
-        return EXIT_PROBLEMS if self.remaining else EXIT_REPAIRED
-
     def to_json(self) -> dict:
         return {
             "index": self.name,
@@ -101,9 +92,9 @@ def check_index(index, *, repair: bool = False) -> CheckReport:
     """Check ``index`` (a ``VectorIndex``); with ``repair`` fix what can be fixed, then check again
     and mark each problem that is gone as repaired."""
     with ExitStack() as stack:
-        notes = []
+        notes: list[str] = []
         try:
-            stack.enter_context(writer_lock(index.path / "lock", index.lock_timeout))
+            stack.enter_context(index.writing())
             locked = True
         except LockTimeout:
             raise
@@ -117,7 +108,7 @@ def check_index(index, *, repair: bool = False) -> CheckReport:
             if not locked:
                 report.notes.append("cannot repair without the writer lock")
                 return report
-            _repair(index, report.problems)
+            report.notes += _repair(index, report.problems)
             after = _inspect(index)
             still = {p.code for p in after.problems}
             for p in report.problems:
@@ -125,7 +116,6 @@ def check_index(index, *, repair: bool = False) -> CheckReport:
             known = {p.code for p in report.problems}
             report.problems += [p for p in after.problems if p.code not in known]
             report.vector_count, report.search_file = after.vector_count, after.search_file
-    report.notes += index.notes
     return report
 
 
@@ -163,9 +153,8 @@ def _examples(ids: list[str], total: int) -> str:
 
 
 def _store_problems(store, dims: int) -> list[Problem]:
-    conn = store.conn
     out: list[Problem] = []
-    messages = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()]
+    messages = audit.integrity_messages(store)
     if messages != ["ok"]:
         # Index entries that disagree with their table are rebuilt by REINDEX; other damage is not.
         fixable = all((" index " in m or m.startswith("wrong # of entries")) and "non-unique" not in m
@@ -174,26 +163,27 @@ def _store_problems(store, dims: int) -> list[Problem]:
                            f"SQLite integrity check failed: {'; '.join(messages[:3])}", fixable))
         if not fixable:
             return out
-    fmt = conn.execute("SELECT v FROM settings WHERE k = 'format'").fetchone()
-    if fmt is None or fmt[0] != 1:
-        out.append(Problem("store", "store-format",
-                           f"the store's format is {fmt[0] if fmt else 'missing'}, expected 1", False))
+    wrong_format = audit.format_problem(store)
+    if wrong_format:
+        out.append(Problem("store", "store-format", wrong_format, False))
+    return out + _row_problems(store, dims) + _bookkeeping_problems(store)
 
-    # Values, ids, namespaces and metadata, row by row.
+
+def _row_problems(store, dims: int) -> list[Problem]:
+    """Values, ids, namespaces and metadata, row by row."""
+    out: list[Problem] = []
     bad_size: list[str] = []
     not_finite: list[str] = []
     bad_meta: list[str] = []
     bad_id: list[str] = []
     bad_ns: list[str] = []
     size = dims * 4
-    cur = conn.execute("SELECT id, namespace, metadata, vec FROM vectors")
-    while rows := cur.fetchmany(CHUNK):
+    for rows in audit.row_blocks(store):
         good = []
         for vid, ns, meta, vec in rows:
-            if not isinstance(vid, str) or not 1 <= len(vid.encode("utf-8", "surrogatepass")) <= MAX_ID_BYTES:
+            if not isinstance(vid, str) or not 1 <= utf8_size(vid) <= MAX_ID_BYTES:
                 bad_id.append(str(vid))
-            if ns is not None and (not isinstance(ns, str)
-                                   or not 1 <= len(ns.encode("utf-8", "surrogatepass")) <= MAX_ID_BYTES):
+            if ns is not None and (not isinstance(ns, str) or not 1 <= utf8_size(ns) <= MAX_NAMESPACE_BYTES):
                 bad_ns.append(str(vid))
             if not isinstance(vec, bytes) or len(vec) != size:
                 bad_size.append(str(vid))
@@ -221,33 +211,25 @@ def _store_problems(store, dims: int) -> list[Problem]:
             out.append(Problem("store", code,
                                f"{len(ids)} vectors have {what} ({_examples(ids, len(ids))}); "
                                "upsert them again or delete them", False))
+    return out
 
-    orphans = conn.execute(
-        "SELECT count(*) FROM vectors v WHERE NOT EXISTS (SELECT 1 FROM mutations m WHERE m.seq = v.seq)"
-    ).fetchone()[0]
+
+def _bookkeeping_problems(store) -> list[Problem]:
+    """Mutation records, removal records and key counters."""
+    out: list[Problem] = []
+    orphans = audit.orphan_vectors(store)
     if orphans:
         out.append(Problem("store", "vector-mutation",
-                           f"{orphans} vectors were written by a mutation the store has no record of",
-                           False))
-    dup = conn.execute("SELECT count(*) - count(DISTINCT uuid) FROM mutations").fetchone()[0]
+                           f"{orphans} vectors were written by a mutation the store has no record of", False))
+    dup = audit.repeated_mutation_ids(store)
     if dup:
         out.append(Problem("store", "mutation-ids", f"{dup} mutation ids are used twice", False))
-    bad_removed = conn.execute(
-        "SELECT count(*) FROM removed r WHERE r.added_seq > r.removed_seq "
-        "OR NOT EXISTS (SELECT 1 FROM mutations m WHERE m.seq = r.removed_seq) "
-        "OR EXISTS (SELECT 1 FROM vectors v WHERE v.key = r.key)"
-    ).fetchone()[0]
+    bad_removed = audit.inconsistent_removals(store)
     if bad_removed:
-        out.append(Problem("store", "removed-rows",
-                           f"{bad_removed} records of removed vectors are inconsistent", True))
-    for table, used_sql in (
-        ("vectors", "SELECT max(k) FROM (SELECT max(key) AS k FROM vectors "
-                    "UNION ALL SELECT max(key) FROM removed)"),
-        ("mutations", "SELECT max(seq) FROM mutations"),
-    ):
-        used = conn.execute(used_sql).fetchone()[0] or 0
-        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)).fetchone()
-        counter = row[0] if row else 0
+        out.append(Problem("store", "removed-rows", f"{bad_removed} records of removed vectors are inconsistent",
+                           True))
+    for table in audit.COUNTERS:
+        counter, used = audit.counter(store, table)
         if counter < used:
             out.append(Problem("store", f"sequence-{table}",
                                f"the {table} counter ({counter}) is behind the largest number in use "
@@ -256,125 +238,57 @@ def _store_problems(store, dims: int) -> list[Problem]:
 
 
 def _search_file_problems(index, count: int) -> tuple[list[Problem], str | None]:
-    from .index import FOLD_ROWS
-
-    store = index.store
+    files = index.search_files
     out: list[Problem] = []
-    for path in index.temp_files():
+    for path in index.folder.search_temp_files():
         out.append(Problem("search files", f"temp:{path.name}",
                            f"leftover temporary file {path.name} from an interrupted refresh", True))
-    files = index.derived_files()
-    for _kind, _seq, path in files[1:]:
-        out.append(Problem("search files", f"old:{path.name}",
-                           f"superseded search file {path.name} (the newest is {files[0][2].name})", True))
-    if not files:
+    found = index.folder.search_files()
+    for old in found[1:]:
+        out.append(Problem("search files", f"old:{old.path.name}",
+                           f"superseded search file {old.path.name} (the newest is {found[0].path.name})", True))
+    if not found:
         if count:
             out.append(Problem("search files", "search-missing",
-                               "the search file is missing (queries read every vector from the store)",
-                               True))
+                               "the search file is missing (queries read every vector from the store)", True))
         return out, None
-    kind, seq, path = files[0]
-
-    def damaged(text: str) -> tuple[list[Problem], str]:
-        out.append(Problem("search files", "search-damaged", f"the search file {path.name} {text}", True))
-        return out, path.name
-
+    file = found[0]
+    name = file.path.name
     try:
-        obj = search.load_derived(kind, seq, path, index.dimensions, index.metric)
-        search.verify_derived(kind, seq, obj, store, samples=64)
-    except (ValueError, OSError, RuntimeError) as exc:
-        return damaged(f"is unusable ({exc})")
-    expected = np.fromiter(
-        (r[0] for r in store.conn.execute(
-            "SELECT key FROM vectors WHERE seq <= ? UNION "
-            "SELECT key FROM removed WHERE added_seq <= ? AND removed_seq > ? ORDER BY 1",
-            (seq, seq, seq))),
-        np.int64,
-    )
-    if kind == "matrix":
-        keys = np.asarray(obj.keys, np.int64)
-    else:
-        keys = np.sort(np.asarray(obj.keys, np.uint64).astype(np.int64))
-    if len(keys) != len(expected) or not np.array_equal(keys, expected):
-        missing = np.setdiff1d(expected, keys).size
-        extra = np.setdiff1d(keys, expected).size
-        return damaged(f"does not hold the vectors the store had at mutation {seq} "
-                       f"({missing} missing, {extra} extra)")
-    if kind == "matrix":
-        bad = _matrix_differences(obj, store, seq)
-    else:
-        bad = _graph_differences(obj, store, seq)
-    if bad:
-        return damaged(bad)
-    added, removed = store.count_since(seq)
-    if added + removed > FOLD_ROWS:
+        obj = files.load(file)
+        files.verify(file, obj, samples=CHECK_SAMPLES)
+        wrong = check_contents(index.store, file, obj)
+    except FILE_ERRORS as exc:
+        wrong = f"is unusable ({exc})"
+    if wrong:
+        out.append(Problem("search files", "search-damaged", f"the search file {name} {wrong}", True))
+        return out, name
+    added, removed = index.store.count_since(file.seq)
+    if files.tuning.due((added, removed)):
         out.append(Problem("search files", "search-behind",
-                           f"the search file {path.name} is {added + removed} changes behind the store "
+                           f"the search file {name} is {added + removed} changes behind the store "
                            "(queries scan them one by one until a refresh folds them in)", True))
-    return out, path.name
-
-
-def _matrix_differences(m, store, seq: int) -> str | None:
-    """Every vector still live since the matrix was written must be equal, with its norm."""
-    n_bad = 0
-    cur = store.conn.execute("SELECT key, vec FROM vectors WHERE seq <= ? ORDER BY key", (seq,))
-    size = m.values.shape[1] * 4
-    while rows := cur.fetchmany(CHUNK):
-        rows = [r for r in rows if isinstance(r[1], bytes) and len(r[1]) == size]  # others: reported
-        if not rows:
-            continue
-        keys = np.fromiter((r[0] for r in rows), np.int64, len(rows))
-        pos = np.searchsorted(m.keys, keys)
-        mine = np.asarray(m.values[pos])
-        stored = np.frombuffer(b"".join(r[1] for r in rows), "<f4").reshape(len(rows), -1)
-        n_bad += int((mine != stored).any(axis=1).sum())
-        norms = np.linalg.norm(stored, axis=1)
-        n_bad += int((~np.isclose(np.asarray(m.norms[pos]), norms, rtol=1e-5, atol=1e-30)).sum())
-    return f"holds {n_bad} vectors or norms that differ from the store" if n_bad else None
-
-
-def _graph_differences(g, store, seq: int) -> str | None:
-    rows = store.conn.execute(
-        "SELECT key, vec FROM vectors WHERE seq <= ? ORDER BY random() LIMIT ?", (seq, VALUE_SAMPLE)
-    ).fetchall()
-    n_bad = 0
-    for key, blob in rows:
-        got = g.get(key) if g.contains(key) else None
-        if got is None or np.asarray(got, "<f4").tobytes() != blob:
-            n_bad += 1
-    return f"holds {n_bad} of {len(rows)} sampled vectors that differ from the store" if n_bad else None
+    return out, name
 
 
 # -- repair ----------------------------------------------------------------------------------
-def _repair(index, problems: list[Problem]) -> None:
+def _repair(index, problems: list[Problem]) -> list[str]:
+    """Repair what ``problems`` say can be; the notes of what did not go as planned."""
+    notes: list[str] = []
     store = index.store
     codes = {p.code for p in problems if p.repairable}
     if "store-integrity" in codes:
-        try:
-            store.conn.execute("REINDEX")
-        except sqlite3.DatabaseError as exc:
-            index.notes.append(f"REINDEX failed: {exc}")
-    if codes & {"removed-rows", "sequence-vectors", "sequence-mutations"}:
-        with store.mutation_free_transaction():
-            if "removed-rows" in codes:
-                store.conn.execute(
-                    "DELETE FROM removed WHERE added_seq > removed_seq "
-                    "OR NOT EXISTS (SELECT 1 FROM mutations m WHERE m.seq = removed.removed_seq) "
-                    "OR EXISTS (SELECT 1 FROM vectors v WHERE v.key = removed.key)"
-                )
-            for table, used_sql in (
-                ("vectors", "SELECT max(k) FROM (SELECT max(key) AS k FROM vectors "
-                            "UNION ALL SELECT max(key) FROM removed)"),
-                ("mutations", "SELECT max(seq) FROM mutations"),
-            ):
-                if f"sequence-{table}" in codes:
-                    used = store.conn.execute(used_sql).fetchone()[0] or 0
-                    store.conn.execute("DELETE FROM sqlite_sequence WHERE name = ?", (table,))
-                    store.conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (table, used))
+        failed = audit.reindex(store)
+        if failed:
+            notes.append(f"REINDEX failed: {failed}")
+    counters = tuple(t for t in audit.COUNTERS if f"sequence-{t}" in codes)
+    if "removed-rows" in codes or counters:
+        audit.repair_bookkeeping(store, removals="removed-rows" in codes, counters=counters)
     # The search file: rebuild it whole when it was wrong (or when the store's bookkeeping that
     # catching up relies on was); otherwise a refresh folds in what it lacks and tidies up.
     rebuild = bool(codes & {"search-damaged", "store-integrity", "removed-rows"})
     try:
-        index.refresh(force=rebuild, verify=True)
+        notes += index.refresh(force=rebuild, verify=True)
     except (OSError, ValueError, RuntimeError, StorageError, sqlite3.DatabaseError) as exc:
-        index.notes.append(f"could not rebuild the search file: {exc}")
+        notes.append(f"could not rebuild the search file: {exc}")
+    return notes

@@ -1,6 +1,6 @@
-"""Metadata indexes and filters: check the filter JSON, then run it as SQL over the snapshot table.
+"""Metadata indexes and filters: check the filter JSON, then bind it to the index's metadata indexes.
 
-The rules (SPEC.md §4, as Vectorize does):
+The rules (docs/contract.md, "Metadata filters"; as Vectorize does):
 
 * A filter is a non-empty JSON object, at most ``MAX_FILTER_BYTES`` as compact JSON. Each key is a
   property (``"a.b"`` reaches ``{"a": {"b": …}}``); several keys are ANDed. A value is a scalar
@@ -17,37 +17,29 @@ The rules (SPEC.md §4, as Vectorize does):
   and nothing else (``{"k": null}`` matches nothing; ``{"k": {"$ne": null}}`` matches every vector).
 
 ``parse`` checks the JSON without looking at the index; ``Plan`` binds a parsed filter (and a
-namespace) to the index's metadata indexes and builds parameterised SQL (no value is ever put into
-the SQL text). ``VectorIndex.query`` uses the plan in two ways: ``matching_keys(limit)`` lists the
-matching keys when there are at most ``limit`` of them (score them all exactly), and ``accept``
-tells which of a batch of candidate keys pass (when many match: the search widens instead).
+namespace) to the index's metadata indexes as ``Clause``s, which ``store/filtering.py`` runs as
+SQL. A query uses the plan in two ways (``query.py``): ``matching_keys(limit)`` lists the matching
+keys when there are at most ``limit`` of them (score them all exactly), and ``accept`` tells which
+of a batch of candidate keys pass (when many match: the search widens instead).
 """
 
 from __future__ import annotations
 
 import math
-import sqlite3
 from typing import Any, NamedTuple
 
 import orjson
 
-from ..errors import BadFilter, BadQuery, MetadataIndexError
-from ..ndjson import json_type as _kind
+from ..errors import BadFilter, MetadataIndexError
+from .limits import INDEX_TYPES, INDEXED_STRING_BYTES, MAX_FILTER_BYTES, MAX_PROPERTY_CHARS
+from .store import filtering
+from .validate import json_type as _kind
 
-MAX_FILTER_BYTES = 2048
-MAX_KEY_CHARS = 512
-MAX_METADATA_INDEXES = 10
-INDEXED_STRING_BYTES = 64
-INDEX_TYPES = ("string", "number", "boolean")
 EQUALITY_OPS = ("$eq", "$ne", "$in", "$nin")
 LOWER_OPS = ("$gt", "$gte")
 UPPER_OPS = ("$lt", "$lte")
 ALL_OPS = EQUALITY_OPS + LOWER_OPS + UPPER_OPS
-_SQL_OP = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
-CHUNK = 500  # keys per IN (...) list
-# A filtered query lists the matching keys and scores them all exactly when at most this many
-# match; beyond that the search widens and checks its candidates against the filter.
-EXACT_ROWS = 2048
+_COMPARE = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 
 
 # == values ==================================================================================
@@ -128,8 +120,8 @@ def property_problem(name: Any) -> str | None:
         return "must be a string"
     if not name:
         return "is empty"
-    if len(name) > MAX_KEY_CHARS:
-        return f"is {len(name)} characters long; the limit is {MAX_KEY_CHARS}"
+    if len(name) > MAX_PROPERTY_CHARS:
+        return f"is {len(name)} characters long; the limit is {MAX_PROPERTY_CHARS}"
     if '"' in name:
         return "may not contain '\"'"
     if name.startswith("$"):
@@ -271,7 +263,7 @@ def _parse_ops(prop: str, spec: Any) -> dict[str, Any]:
             if value_type(value) not in ("string", "number"):
                 raise BadFilter(f'filter key "{prop}": {op} takes a string or a number, not {_kind(value)}')
             _check_number(prop, op, value)
-    bounds = [spec[op] for op in spec if op in _SQL_OP]
+    bounds = [spec[op] for op in spec if op in _COMPARE]
     if len(bounds) == 2 and value_type(bounds[0]) != value_type(bounds[1]):
         raise BadFilter(
             f'filter key "{prop}": the lower and upper bounds must both be numbers or both strings, '
@@ -291,34 +283,30 @@ class MetadataIndexInfo(NamedTuple):
 
 
 class Clause(NamedTuple):
-    """``[NOT] EXISTS`` a row of ``metadata_values`` for ``slot`` whose value passes ``test``."""
+    """A vector must have (``positive``) or must not have a value in metadata index ``slot`` that
+    passes ``test``: ``(operator, value)`` pairs, all of which hold (see ``store/filtering.py``)."""
 
     slot: int
     positive: bool
-    test: str  # SQL on the column "{v}", with ? placeholders
-    params: tuple
-
-    def sql(self, column: str) -> str:
-        return self.test.format(v=column)
+    test: tuple[tuple[str, Any], ...]
 
 
 class Plan:
-    """A filter and namespace bound to an index's metadata indexes, as SQL over the store."""
+    """A filter and namespace bound to an index's metadata indexes."""
 
-    def __init__(self, conn: sqlite3.Connection, namespace: str | None = None):
-        self.conn = conn
+    def __init__(self, store, namespace: str | None = None):
+        self.store = store
         self.clauses: list[Clause] = []
         self.namespace = namespace
         self.nothing = False  # some condition can never hold: no vector matches
         self.notes: list[str] = []
 
-    # -- building ------------------------------------------------------------------------------
     @classmethod
     def build(
-        cls, conn: sqlite3.Connection, index_name: str, indexes: list[MetadataIndexInfo],
-        filter: Filter | None, namespace: str | None,
+        cls, store, index_name: str, indexes: list[MetadataIndexInfo], filter: Filter | None,
+        namespace: str | None,
     ) -> Plan:
-        plan = cls(conn, namespace=namespace)
+        plan = cls(store, namespace=namespace)
         by_prop = {m.property_name: m for m in indexes}
         for cond in filter.conditions if filter else ():
             meta = by_prop.get(cond.prop)
@@ -348,22 +336,17 @@ class Plan:
         if "$eq" in ops or "$ne" in ops:
             op = "$eq" if "$eq" in ops else "$ne"
             value = ops[op]
-            if op == "$eq":
-                if not fits(value):
+            if not fits(value):
+                if op == "$eq":
                     self.nothing = True
-                    mismatch([value], "matches no vector")
-                    return
-                self.clauses.append(Clause(meta.slot, True, "{v} = ?", (key(value),)))
-            else:
-                if not fits(value):
-                    mismatch([value], "differs from every vector")
-                    return
-                self.clauses.append(Clause(meta.slot, False, "{v} = ?", (key(value),)))
+                mismatch([value], "matches no vector" if op == "$eq" else "differs from every vector")
+                return
+            self.clauses.append(Clause(meta.slot, op == "$eq", (("=", key(value)),)))
             return
         if "$in" in ops or "$nin" in ops:
             op = "$in" if "$in" in ops else "$nin"
             values = list(ops[op])
-            kept = list(dict.fromkeys(key(v) for v in values if fits(v)))
+            kept = tuple(dict.fromkeys(key(v) for v in values if fits(v)))
             wrong = [v for v in values if not fits(v)]
             if wrong:
                 mismatch(wrong, "never equals a vector's value" if kept else
@@ -372,8 +355,7 @@ class Plan:
                 if op == "$in":
                     self.nothing = True
                 return
-            marks = ",".join("?" * len(kept))  # at most ~1000 values fit in 2048 bytes
-            self.clauses.append(Clause(meta.slot, op == "$in", f"{{v}} IN ({marks})", tuple(kept)))
+            self.clauses.append(Clause(meta.slot, op == "$in", (("in", kept),)))
             return
         # range: one or two bounds of one type
         bounds = [(op, ops[op]) for op in ops]
@@ -381,59 +363,12 @@ class Plan:
             self.nothing = True
             mismatch([b[1] for b in bounds], "matches no vector")
             return
-        test = " AND ".join(f"{{v}} {_SQL_OP[op]} ?" for op, _ in bounds)
-        self.clauses.append(Clause(meta.slot, True, test, tuple(key(v) for _, v in bounds)))
+        self.clauses.append(Clause(meta.slot, True, tuple((_COMPARE[op], key(v)) for op, v in bounds)))
 
     @property
     def active(self) -> bool:
         """Whether the plan restricts the candidates at all."""
         return self.nothing or bool(self.clauses) or self.namespace is not None
-
-    # -- SQL -----------------------------------------------------------------------------------
-    # Every statement reads covering indexes only: metadata_values' primary key (slot, value, key)
-    # and its (key, slot, value) index, and vectors_namespace (namespace, key). The vectors table
-    # itself (a float32 blob per row) is read only when there is nothing else to start from.
-    _NAMESPACE = "SELECT {k} FROM vectors n INDEXED BY vectors_namespace WHERE n.namespace = ?"
-
-    def _exists(self, key_column: str, skip: Clause | None, with_namespace: bool) -> tuple[list[str], list[Any]]:
-        parts: list[str] = []
-        params: list[Any] = []
-        if with_namespace and self.namespace is not None:
-            parts.append(f"EXISTS ({self._NAMESPACE.format(k='1')} AND n.key = {key_column})")
-            params.append(self.namespace)
-        for clause in self.clauses:
-            if clause is not skip:
-                parts.append(
-                    f"{'' if clause.positive else 'NOT '}EXISTS (SELECT 1 FROM metadata_values m "
-                    f"WHERE m.key = {key_column} AND m.slot = ? AND {clause.sql('m.value')})"
-                )
-                params += [clause.slot, *clause.params]
-        return parts, params
-
-    def _count(self, sql: str, params: list[Any], limit: int) -> int:
-        return self.conn.execute(f"SELECT count(*) FROM ({sql} LIMIT ?)", (*params, limit)).fetchone()[0]
-
-    def _matching_sql(self, limit: int) -> tuple[str, list[Any]]:
-        """SQL selecting the key of every matching vector, entered the most selective way: a
-        positive clause (a range of metadata_values' primary key) or the namespace, picking the
-        one with the fewest rows (counted up to ``limit``); all vectors only when neither exists."""
-        options: list[tuple[str, list[Any], Clause | None]] = []
-        for clause in self.clauses:
-            if clause.positive:
-                sql = f"SELECT d.key FROM metadata_values d WHERE d.slot = ? AND {clause.sql('d.value')}"
-                options.append((sql, [clause.slot, *clause.params], clause))
-        if self.namespace is not None:
-            options.append((self._NAMESPACE.format(k="n.key AS key"), [self.namespace], None))
-        if not options:
-            parts, params = self._exists("v.key", None, with_namespace=False)
-            return "SELECT v.key FROM vectors v WHERE " + " AND ".join(parts), params
-        if len(options) > 1:
-            options.sort(key=lambda o: self._count(o[0], o[1], limit + 1))
-        sql, params, skip = options[0]
-        parts, more = self._exists("n.key" if skip is None else "d.key", skip, with_namespace=skip is not None)
-        if parts:
-            sql += " AND " + " AND ".join(parts)
-        return sql, params + more
 
     def matching_keys(self, limit: int):
         """The sorted int64 keys of every matching vector if there are at most ``limit`` of them,
@@ -442,11 +377,10 @@ class Plan:
 
         if self.nothing:
             return np.zeros(0, np.int64)
-        sql, params = self._matching_sql(limit)
-        if self._count(sql, params, limit + 1) > limit:
+        found = filtering.matching_keys(self.store, self.clauses, self.namespace, limit)
+        if found is None:
             return None
-        rows = self.conn.execute(sql, params).fetchall()
-        keys = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+        keys = np.asarray(found, np.int64)
         keys.sort()
         return keys
 
@@ -455,28 +389,10 @@ class Plan:
         import numpy as np
 
         keys = np.asarray(keys, np.int64)
-        ok = np.full(len(keys), not self.nothing)
-        # (positive, SQL with {marks} for the keys, parameters before the keys, after them)
-        checks: list[tuple[bool, str, list[Any], list[Any]]] = [
-            (c.positive, f"SELECT key FROM metadata_values WHERE key IN ({{marks}}) AND slot = ? "
-                         f"AND {c.sql('value')}", [], [c.slot, *c.params])
-            for c in sorted(self.clauses, key=lambda c: not c.positive)
-        ]
-        if self.namespace is not None:
-            checks.append((True, self._NAMESPACE.format(k="n.key") + " AND n.key IN ({marks})",
-                           [self.namespace], []))
-        for positive, sql, before, after in checks:
-            todo = np.unique(keys[ok]).tolist()
-            if not todo:
-                break
-            found: list[int] = []
-            for start in range(0, len(todo), CHUNK):
-                chunk = todo[start : start + CHUNK]
-                statement = sql.format(marks=",".join("?" * len(chunk)))
-                found += [r[0] for r in self.conn.execute(statement, (*before, *chunk, *after))]
-            hit = np.isin(keys, np.asarray(found, np.int64))
-            ok &= hit if positive else ~hit
-        return ok
+        if self.nothing:
+            return np.zeros(len(keys), bool)
+        passing = filtering.passing(self.store, np.unique(keys).tolist(), self.clauses, self.namespace)
+        return np.isin(keys, np.fromiter(passing, np.int64, len(passing)))
 
 
 def _no_index_message(index_name: str, cond: Condition, indexes: list[MetadataIndexInfo]) -> str:
@@ -491,17 +407,6 @@ def _no_index_message(index_name: str, cond: Condition, indexes: list[MetadataIn
         f"--property-name {cond.prop} --type {kind}`, then upsert the vectors again so they are "
         f"indexed for it"
     )
-
-
-def check_namespace(namespace: Any) -> str | None:
-    if namespace is None:
-        return None
-    from ..ndjson import check_namespace as check
-
-    try:
-        return check(namespace)
-    except ValueError as exc:
-        raise BadQuery(str(exc)) from None
 
 
 def snapshot_rows(metadata: dict | None, indexes: list[MetadataIndexInfo], key: int) -> list[tuple]:

@@ -1,9 +1,15 @@
-"""Small file-system helpers: owner-only permissions and atomic replacement."""
+"""File-system helpers: owner-only permissions, fsync, and the one way vcli replaces a file.
+
+Every file vcli writes whole (index.toml, search files, ``export --output``) goes through
+``replacing``: it is written under a temporary name beside its place, fsynced, then renamed over
+it, so a reader or a crash sees the old file or the new one, never half of one.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -43,21 +49,33 @@ def temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.urandom(4).hex()}")
 
 
-def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write a file through ``write(fileobj)`` to a temporary name, fsync it, then rename it into
-    place, so a reader or a crash sees the old file or the new one, never half of one."""
+@contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` for the caller to write a file at. When the block ends
+    normally the file is fsynced and renamed onto ``path`` (and the folder fsynced); when it
+    raises (Ctrl-C included) the temporary file is removed and ``path`` is untouched."""
     tmp = temp_name(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def write_atomic(path: Path, write: Callable[[BinaryIO], object], mode: int = FILE_MODE) -> None:
+    """Write ``path`` through ``write(fileobj)``, atomically (``replacing``). ``mode`` is the new
+    file's permissions before the umask."""
+    with replacing(path) as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

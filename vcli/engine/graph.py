@@ -10,56 +10,16 @@ fsync, rename). Queries open it memory-mapped (``view``), so a query reads only 
 from __future__ import annotations
 
 import os
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
 
+from ..startup import import_usearch
 from . import fsutil
-from .matrix import cur_fetch
+from .layout import Folder
 from .store import Store
 
-
-def _import_usearch():
-    """Import ``usearch.index`` without what it imports for features vcli never uses: tqdm (for
-    progress bars, ~50 ms) and ``urllib.request`` (for downloading binaries; with ``http``,
-    ``email`` and ``ssl``, ~30 ms). Each is replaced by a stand-in while usearch is imported, which
-    loads the real module only if it is ever used; the stand-ins leave ``sys.modules`` at once, so
-    nobody else sees them."""
-    if "usearch" in sys.modules:
-        from usearch import index
-        return index
-
-    def tqdm(*args, **kwargs):
-        from tqdm import tqdm as real
-
-        return real(*args, **kwargs)
-
-    def request_attribute(name):
-        import importlib
-
-        return getattr(importlib.import_module("urllib.request"), name)
-
-    stand_ins = {"tqdm": types.ModuleType("tqdm"), "urllib.request": types.ModuleType("urllib.request")}
-    stand_ins["tqdm"].tqdm = tqdm
-    stand_ins["urllib.request"].__getattr__ = request_attribute
-    placed = [name for name in stand_ins if name not in sys.modules]
-    sys.modules.update({name: stand_ins[name] for name in placed})
-    try:
-        from usearch import index
-    except ImportError:  # a usearch that wants more of them: import it the ordinary way
-        for name in placed:
-            sys.modules.pop(name, None)
-        from usearch import index
-    finally:
-        for name in placed:
-            if sys.modules.get(name) is stand_ins[name]:
-                del sys.modules[name]
-    return index
-
-
-_usearch = _import_usearch()
+_usearch = import_usearch()
 Index, MetricKind = _usearch.Index, _usearch.MetricKind
 
 USEARCH_METRIC = {"cosine": MetricKind.Cos, "euclidean": MetricKind.L2sq, "dot-product": MetricKind.IP}
@@ -145,14 +105,14 @@ def load(
     return index
 
 
-def add_from_store(index: Index, store: Store, where: str = "", params=()) -> int:
-    """Add the store's vectors (in key order, ``CHUNK`` rows at a time, so memory holds the graph
-    plus one chunk) on all cores. Reading a chunk from SQLite takes ~1% of the time usearch
-    takes to insert it, so the build runs at usearch's own speed."""
+def add_from_store(index: Index, store: Store, after_seq: int | None = None) -> int:
+    """Add the store's vectors (all, or those written after ``after_seq``; in key order, ``CHUNK``
+    rows at a time, so memory holds the graph plus one chunk) on all cores. Reading a chunk from
+    SQLite takes ~1% of the time usearch takes to insert it, so the build runs at usearch's speed."""
     added = 0
-    cur = store.iter_vectors(where, params)
+    cur = store.vectors(after_seq=after_seq)
     dims = index.ndim
-    while rows := cur_fetch(cur, CHUNK):
+    while rows := cur.fetchmany(CHUNK):
         keys = np.fromiter((r[0] for r in rows), np.uint64, len(rows))
         block = np.frombuffer(b"".join(r[1] for r in rows), "<f4").reshape(len(rows), dims)
         index.add(keys, block, threads=add_threads(len(index) + len(rows)))
@@ -161,39 +121,31 @@ def add_from_store(index: Index, store: Store, where: str = "", params=()) -> in
 
 
 def save(index: Index, path: Path) -> None:
-    tmp = fsutil.temp_name(path)
-    try:
+    with fsutil.replacing(path) as tmp:
         index.save(str(tmp))
         os.chmod(tmp, fsutil.FILE_MODE)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsutil.fsync_dir(path.parent)
 
 
-def build(store: Store, path_for_seq, dimensions: int, metric: str) -> Path:
+def build(store: Store, folder: Folder, dimensions: int, metric: str) -> Path:
     """Build a whole new graph from the store."""
     with store.snapshot():
         seq = store.last_seq()
         index = new_index(dimensions, metric)
         # (usearch 2.26's Python Index has no reserve(); add() grows it)
         add_from_store(index, store)
-        path = path_for_seq(seq)
+        path = folder.search_file("graph", seq)
         save(index, path)
     return path
 
 
-def catch_up(index: Index, store: Store, old_seq: int, path_for_seq) -> Path:
+def catch_up(index: Index, store: Store, old_seq: int, folder: Folder) -> Path:
     """Apply the store's changes since ``old_seq`` to a loaded graph and save it anew."""
     with store.snapshot():
         seq = store.last_seq()
         gone = store.removed_since(old_seq)
         if gone:
             index.remove(np.asarray(gone, np.uint64))
-        add_from_store(index, store, "WHERE seq > ?", (old_seq,))
-        path = path_for_seq(seq)
+        add_from_store(index, store, after_seq=old_seq)
+        path = folder.search_file("graph", seq)
         save(index, path)
     return path

@@ -11,17 +11,16 @@ from pathlib import Path
 
 from ..errors import LockTimeout, StorageError
 from . import fsutil
+from .limits import DEFAULT_LOCK_TIMEOUT
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-DEFAULT_TIMEOUT = 60.0
-
 
 @contextmanager
-def writer_lock(path: Path, timeout: float = DEFAULT_TIMEOUT) -> Iterator[None]:
+def writer_lock(path: Path, timeout: float = DEFAULT_LOCK_TIMEOUT) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``path`` (released by the kernel if the process dies)."""
     try:
         # O_NOFOLLOW: a link planted in the index folder must not make us create files elsewhere.

@@ -20,6 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import fsutil
+from .layout import Folder
 from .store import Store
 
 MAGIC = b"VCLIMAT1"
@@ -56,12 +57,12 @@ class Matrix(NamedTuple):
         return np.searchsorted(self.keys, keys)
 
 
-def build(store: Store, path_for_seq, dimensions: int) -> Path:
+def build(store: Store, folder: Folder, dimensions: int) -> Path:
     """Write a new matrix file from the store's live vectors; return its path."""
     with store.snapshot():
         seq = store.last_seq()
         n = store.count()
-        path = path_for_seq(seq)
+        path = folder.search_file("matrix", seq)
 
         def write(f) -> None:
             f.write(HEADER.pack(MAGIC, seq, n, dimensions).ljust(HEADER_SIZE, b"\0"))
@@ -69,8 +70,8 @@ def build(store: Store, path_for_seq, dimensions: int) -> Path:
             norms = np.empty(n, np.float32)
             f.seek(HEADER_SIZE + n * 12)
             done = 0
-            cur = store.iter_vectors()
-            while rows := cur_fetch(cur, CHUNK):
+            cur = store.vectors()
+            while rows := cur.fetchmany(CHUNK):
                 block = np.frombuffer(b"".join(r[1] for r in rows), "<f4").reshape(len(rows), dimensions)
                 keys[done : done + len(rows)] = [r[0] for r in rows]
                 with np.errstate(over="ignore"):  # in float64: float32 squares overflow at 1.8e19
@@ -85,12 +86,3 @@ def build(store: Store, path_for_seq, dimensions: int) -> Path:
 
         fsutil.write_atomic(path, write)
     return path
-
-
-def cur_fetch(iterator, size: int) -> list:
-    rows = []
-    for row in iterator:
-        rows.append(row)
-        if len(rows) == size:
-            break
-    return rows

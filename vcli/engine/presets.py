@@ -9,5 +9,3 @@ PRESETS: dict[str, tuple[int, str]] = {
     "openai/text-embedding-ada-002": (1536, "cosine"),
     "cohere/embed-multilingual-v2.0": (768, "cosine"),
 }
-
-METRICS = ("euclidean", "cosine", "dot-product")

@@ -1,13 +1,49 @@
-"""What engine calls return: immutable records (``NamedTuple``), turned into SPEC.md's JSON by
-``to_json``. (Not dataclasses: eleven frozen dataclasses cost every start of ``vcli`` ~15 ms.)
+"""What engine calls take and return: immutable records (``NamedTuple``), turned into the JSON
+of docs/contract.md by ``to_json``. (Not dataclasses: eleven frozen dataclasses cost every start
+of ``vcli`` ~15 ms.)
 
 Vector values stay float32 NumPy arrays (or ``array('f')``) so that JSON output prints them as the
-shortest decimal that round-trips in float32, as Vectorize does.
+shortest decimal that round-trips in float32, as Vectorize does. A result's ``notes`` are things
+worth telling the user that are not the answer (a search file rebuilt, a filter value that can
+never match); front ends show them beside it (the CLI on stderr), never in its JSON.
 """
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
+
+from .limits import DEFAULT_TOP_K
+
+Notes = tuple[str, ...]
+
+
+# == what calls take ==============================================================================
+class VectorLine(NamedTuple):
+    """A checked vector (``validate.check_record``), with the line or row it came from."""
+
+    line: int
+    id: str
+    blob: bytes  # float32 little-endian
+    namespace: str | None
+    metadata: dict[str, Any] | None
+    metadata_json: bytes | None
+
+
+class Query(NamedTuple):
+    """One query, as asked (``VectorIndex.query``'s keywords; ``validate.check_query`` reads one
+    from the JSON of the Vectorize query API). ``line``: where it came from in a batch, for errors."""
+
+    vector: Any = None
+    vector_id: str | None = None
+    top_k: int = DEFAULT_TOP_K
+    return_values: bool = False
+    return_metadata: str = "none"
+    namespace: str | None = None
+    filter: dict | None = None
+    line: int | None = None
+
+
+# == what calls return ============================================================================
 
 
 class IndexConfig(NamedTuple):
@@ -60,6 +96,7 @@ class WriteResult(NamedTuple):
     count: int
     written: int
     mutation_id: str
+    notes: Notes = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"index": self.index, "count": self.count}
@@ -69,6 +106,7 @@ class DeleteResult(NamedTuple):
     mutation_id: str
     count: int
     deleted: int
+    notes: Notes = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"mutationId": self.mutation_id, "count": self.count}
@@ -110,6 +148,7 @@ class Match(NamedTuple):
 
 class QueryResult(NamedTuple):
     matches: list[Match]
+    notes: Notes = ()
 
     @property
     def count(self) -> int:

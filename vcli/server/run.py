@@ -14,6 +14,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import uvicorn
+
 from ..errors import VcliError
 from .app import MAX_BODY_BYTES, create_app
 
@@ -66,8 +68,6 @@ def serve(
 ) -> None:
     """Serve the Vectorize API over ``catalog`` (a ``Catalog`` or a data dir) on ``host:port``
     until SIGINT or SIGTERM, then return."""
-    import uvicorn
-
     infos = resolve(host, port)
     if not token and not is_loopback(infos):
         raise ServeError(

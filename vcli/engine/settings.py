@@ -1,4 +1,4 @@
-"""Settings, from lowest to highest precedence (SPEC.md §8):
+"""Settings, from lowest to highest precedence (docs/contract.md, "Configuration"):
 
 1. built-in defaults;
 2. the user file, ``config.toml`` in the user config dir (``$XDG_CONFIG_HOME/vcli`` on Linux);
@@ -23,7 +23,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .errors import ConfigError
+from ..errors import ConfigError
+from .limits import DEFAULT_LOCK_TIMEOUT, MAX_TOP_K_WITH_DATA
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -33,7 +34,6 @@ else:  # pragma: no cover
 APP = "vcli"
 USER_FILE = "config.toml"
 PROJECT_FILE = "vcli.toml"
-MAX_TOP_K_WITH_VALUES = 50  # the live service's cap; its docs say 20
 
 
 class Key(NamedTuple):
@@ -50,10 +50,11 @@ KEYS: tuple[Key, ...] = (
     Key("data_dir", "VCLI_DATA_DIR", "--data-dir", "path",
         "Folder holding the indexes. In a file, a relative path is relative to that file."),
     Key("lock_timeout", "VCLI_LOCK_TIMEOUT", None, "seconds",
-        "Seconds a write waits for another writer of the same index before giving up (default 60)."),
+        f"Seconds a write waits for another writer of the same index before giving up "
+        f"(default {DEFAULT_LOCK_TIMEOUT:g})."),
     Key("max_top_k_with_values", "VCLI_MAX_TOP_K_WITH_VALUES", None, "top-k",
-        "Largest --top-k with --return-values or --return-metadata all: 1 to 50 (default 50; "
-        "Vectorize's documentation says 20)."),
+        f"Largest --top-k with --return-values or --return-metadata all: 1 to {MAX_TOP_K_WITH_DATA} "
+        f"(default {MAX_TOP_K_WITH_DATA}; Vectorize's documentation says 20)."),
 )
 KEY_NAMES = tuple(k.name for k in KEYS)
 
@@ -171,9 +172,9 @@ def _top_k(value: Any, _base: Path | None) -> int:
         try:
             value = int(value.strip())
         except ValueError:
-            raise ValueError(f"must be a whole number from 1 to {MAX_TOP_K_WITH_VALUES}") from None
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TOP_K_WITH_VALUES:
-        raise ValueError(f"must be a whole number from 1 to {MAX_TOP_K_WITH_VALUES}")
+            raise ValueError(f"must be a whole number from 1 to {MAX_TOP_K_WITH_DATA}") from None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TOP_K_WITH_DATA:
+        raise ValueError(f"must be a whole number from 1 to {MAX_TOP_K_WITH_DATA}")
     return value
 
 
@@ -184,8 +185,8 @@ def _default(key: Key, env: Mapping[str, str]) -> Any:
     if key.name == "data_dir":
         return default_data_dir(env)
     if key.name == "lock_timeout":
-        return 60.0
-    return MAX_TOP_K_WITH_VALUES
+        return DEFAULT_LOCK_TIMEOUT
+    return MAX_TOP_K_WITH_DATA
 
 
 def read_file(path: Path) -> dict[str, Any]:
@@ -252,9 +253,3 @@ def load_settings(
                 raise ConfigError(f"{key.flag or key.name} {exc}, got {value!r}") from None
             settings[key.name] = Setting(checked, "flag", key.flag or key.name)
     return Settings(settings, user_file, project_file)
-
-
-def resolve_data_dir(flag: str | os.PathLike[str] | None, env: Mapping[str, str] | None = None) -> Path:
-    """The data dir: ``--data-dir``, else ``VCLI_DATA_DIR``, else the project file, else the user
-    file, else the platform's user data dir."""
-    return load_settings({"data_dir": flag}, env).data_dir

@@ -1,10 +1,9 @@
-"""The store: one SQLite database per index, the source of truth.
+"""The store: one SQLite database per index, the source of truth (tables: ``schema.py``).
 
-Every vector is a row with an integer ``key`` (AUTOINCREMENT, so never reused; it is also the
-usearch key), its string ``id``, namespace, metadata as compact JSON, its values as a float32
-little-endian blob, and ``seq``: the mutation that wrote it. A vector that is deleted or replaced
-leaves a row in ``removed`` so that derived files (matrix, graph) built before can catch up.
-Each write command runs in one transaction and records one row in ``mutations``.
+Each write command runs in one transaction (``mutation``) and records one row in ``mutations``; a
+reader that runs several statements takes a ``snapshot``. This is where a vector's float32 blob is
+written (``insert_rows``/``upsert_rows``) and read back. The other modules of this package hold
+the SQL of filters (``filtering.py``) and of ``vcli check`` (``audit.py``); no SQL lives outside it.
 
 This module imports neither NumPy nor usearch: ``list``, ``info`` and small writes stay fast.
 """
@@ -18,53 +17,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import Interrupted, StorageError
-from . import fsutil
-from .records import Mutation
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS settings (k TEXT PRIMARY KEY, v) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS mutations (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    uuid TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS vectors (
-    key INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    namespace TEXT,
-    metadata BLOB,
-    vec BLOB NOT NULL,
-    seq INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS vectors_seq ON vectors (seq);
-CREATE INDEX IF NOT EXISTS vectors_namespace ON vectors (namespace) WHERE namespace IS NOT NULL;
-CREATE TABLE IF NOT EXISTS removed (
-    key INTEGER PRIMARY KEY,
-    added_seq INTEGER NOT NULL,
-    removed_seq INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS removed_seq ON removed (removed_seq);
-CREATE TABLE IF NOT EXISTS metadata_indexes (
-    property TEXT PRIMARY KEY,
-    type TEXT NOT NULL,
-    seq INTEGER NOT NULL
-);
-"""
-# What each vector held, when it was written, for the metadata indexes that existed then (see
-# filters.py): slot = metadata_indexes.seq; value = a string cut to 64 bytes, a float64 number or
-# 0/1. The primary key serves filters; the second index, lookups by vector.
-METADATA_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS metadata_values (
-    slot INTEGER NOT NULL,
-    value NOT NULL,
-    key INTEGER NOT NULL,
-    PRIMARY KEY (slot, value, key)
-) WITHOUT ROWID;""",
-    "CREATE INDEX IF NOT EXISTS metadata_values_key ON metadata_values (key, slot, value);",
-)
-SCHEMA += "\n".join(METADATA_SCHEMA) + "\n"
+from ...errors import Interrupted, StorageError
+from .. import fsutil
+from ..records import Mutation
+from .schema import FORMAT, METADATA_SCHEMA, SCHEMA
 
 # Row written by insert/upsert: (id, namespace, metadata JSON bytes or None, float32 blob)
 Row = tuple[str, "str | None", "bytes | None", bytes]
@@ -72,7 +28,7 @@ Row = tuple[str, "str | None", "bytes | None", bytes]
 BUSY_TIMEOUT_MS = 30_000
 
 
-def _storage_error(exc: BaseException, path: Path) -> StorageError:
+def storage_error(exc: BaseException, path: Path) -> StorageError:
     """One clear line for what SQLite said (``sqlite_errorname`` is set on Python 3.11+)."""
     text = str(exc)
     code = getattr(exc, "sqlite_errorname", "") or ""
@@ -135,10 +91,10 @@ class Store:
         try:
             with store.conn:
                 store.conn.executescript(SCHEMA)
-                store.conn.execute("INSERT INTO settings VALUES ('format', 1)")
+                store.conn.execute("INSERT INTO settings VALUES ('format', ?)", (FORMAT,))
         except sqlite3.Error as exc:
             store.close()
-            raise _storage_error(exc, path) from exc
+            raise storage_error(exc, path) from exc
         return store
 
     @classmethod
@@ -162,7 +118,7 @@ class Store:
             if readonly:
                 conn = _readable(conn, path)
         except sqlite3.Error as exc:
-            raise _storage_error(exc, path) from exc
+            raise storage_error(exc, path) from exc
         return cls(conn, path)
 
     def close(self) -> None:
@@ -186,7 +142,7 @@ class Store:
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            raise _storage_error(exc, self.path) from exc
+            raise storage_error(exc, self.path) from exc
         committed = False
         try:
             mid = str(uuid.uuid4())
@@ -200,7 +156,7 @@ class Store:
             if not committed:
                 self._rollback_quietly()
             if isinstance(exc, sqlite3.Error):
-                raise _storage_error(exc, self.path) from exc
+                raise storage_error(exc, self.path) from exc
             if committed and isinstance(exc, KeyboardInterrupt):
                 raise Interrupted("interrupted just after the write was saved") from None
             raise
@@ -278,14 +234,14 @@ class Store:
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            raise _storage_error(exc, self.path) from exc
+            raise storage_error(exc, self.path) from exc
         try:
             yield
             self.conn.execute("COMMIT")
         except BaseException as exc:
             self._rollback_quietly()
             if isinstance(exc, sqlite3.Error):
-                raise _storage_error(exc, self.path) from exc
+                raise storage_error(exc, self.path) from exc
             raise
 
     def pruned_upto(self) -> int:
@@ -372,15 +328,19 @@ class Store:
                     out[row[0]] = row[1:]
         return out
 
-    def rows_for_keys(
-        self, keys: Iterable[int], columns: str = "key, id, namespace, metadata, vec"
-    ) -> list[tuple]:
+    def rows_for_keys(self, keys: Iterable[int]) -> list[tuple[int, str, str | None, bytes | None, bytes]]:
+        """``(key, id, namespace, metadata JSON, blob)`` of the vectors with these keys that exist."""
+        return self._by_keys("key, id, namespace, metadata, vec", keys)
+
+    def vectors_for_keys(self, keys: Iterable[int]) -> list[tuple[int, bytes]]:
+        """``(key, blob)`` of the vectors with these keys that exist."""
+        return self._by_keys("key, vec", keys)
+
+    def _by_keys(self, columns: str, keys: Iterable[int]) -> list[tuple]:
         rows: list[tuple] = []
         for chunk in _chunks([int(k) for k in keys], 500):
             marks = ",".join("?" * len(chunk))
-            rows += self.conn.execute(
-                f"SELECT {columns} FROM vectors WHERE key IN ({marks})", chunk
-            ).fetchall()
+            rows += self.conn.execute(f"SELECT {columns} FROM vectors WHERE key IN ({marks})", chunk).fetchall()
         return rows
 
     def ids_after(self, after: str | None, limit: int) -> list[str]:
@@ -392,9 +352,14 @@ class Store:
             )
         return [r[0] for r in cur]
 
-    def iter_vectors(self, where: str = "", params: Sequence = ()) -> Iterator[tuple[int, bytes]]:
-        """``(key, blob)`` in key order, optionally restricted by a WHERE clause."""
-        yield from self.conn.execute(f"SELECT key, vec FROM vectors {where} ORDER BY key", params)
+    def vectors(self, *, after_seq: int | None = None, upto_seq: int | None = None) -> sqlite3.Cursor:
+        """A cursor over ``(key, blob)`` in key order: every vector, or those written after
+        ``after_seq``, or those written at or before ``upto_seq``; read it with ``fetchmany``."""
+        if after_seq is not None:
+            return self.conn.execute("SELECT key, vec FROM vectors WHERE seq > ? ORDER BY key", (after_seq,))
+        if upto_seq is not None:
+            return self.conn.execute("SELECT key, vec FROM vectors WHERE seq <= ? ORDER BY key", (upto_seq,))
+        return self.conn.execute("SELECT key, vec FROM vectors ORDER BY key")
 
     def export_rows(self, namespace: str | None = None) -> sqlite3.Cursor:
         """A cursor over ``(id, namespace, metadata JSON, blob)`` of every vector (or of one
@@ -430,9 +395,49 @@ class Store:
             )
         ]
 
-    def integrity_errors(self) -> list[str]:
-        rows = self.conn.execute("PRAGMA integrity_check").fetchall()
-        return [r[0] for r in rows if r[0] != "ok"]
+    # -- what a search file must agree with (searchfiles.py) --------------------------------
+    def key_range(self) -> tuple[int | None, int | None]:
+        """The smallest and largest live key."""
+        # (Two subqueries: SQLite answers min() or max() alone from the rowid b-tree, but scans the
+        # whole table for both in one SELECT: 175 ms at 1M vectors.)
+        return self.conn.execute(
+            "SELECT (SELECT min(key) FROM vectors), (SELECT max(key) FROM vectors)").fetchone()
+
+    def first_vector_from(self, key: int, upto_seq: int) -> tuple[int, bytes] | None:
+        """``(key, blob)`` of the first vector at or after ``key`` that was written by ``upto_seq``."""
+        return self.conn.execute(
+            "SELECT key, vec FROM vectors WHERE key >= ? AND seq <= ? ORDER BY key LIMIT 1",
+            (int(key), upto_seq),
+        ).fetchone()
+
+    def written_for_keys(self, keys: Sequence[int]) -> dict[int, tuple[int, bytes]]:
+        """``key -> (seq that wrote it, blob)`` for the live vectors among ``keys``."""
+        return {k: (s, v) for k, s, v in self._by_keys("key, seq, vec", keys)}
+
+    def removed_since_among(self, keys: Sequence[int], seq: int) -> set[int]:
+        """Those of ``keys`` that were live at ``seq`` and are gone now."""
+        marks = ",".join("?" * len(keys))
+        return {r[0] for r in self.conn.execute(
+            f"SELECT key FROM removed WHERE key IN ({marks}) AND added_seq <= ? AND removed_seq > ?",
+            (*map(int, keys), seq, seq))}
+
+    def keys_at(self, seq: int) -> Iterator[int]:
+        """Every key that was live just after mutation ``seq``, ascending."""
+        for (key,) in self.conn.execute(
+            "SELECT key FROM vectors WHERE seq <= ? UNION "
+            "SELECT key FROM removed WHERE added_seq <= ? AND removed_seq > ? ORDER BY 1", (seq, seq, seq)
+        ):
+            yield key
+
+    def sample_vectors_at(self, seq: int, count: int) -> list[tuple[int, bytes]]:
+        """``(key, blob)`` of up to ``count`` random vectors written by ``seq`` and still live."""
+        return self.conn.execute(
+            "SELECT key, vec FROM vectors WHERE seq <= ? ORDER BY random() LIMIT ?", (seq, count)
+        ).fetchall()
+
+    def rows_since(self, seq: int) -> list[tuple[int, bytes]]:
+        """``(key, blob)`` of the vectors written after mutation ``seq`` (a search file's delta)."""
+        return self.conn.execute("SELECT key, vec FROM vectors WHERE seq > ?", (seq,)).fetchall()
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:

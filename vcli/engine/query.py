@@ -1,0 +1,241 @@
+"""Answering queries: check a query against the index, find candidates, rescore them exactly.
+
+1. **Check** (``check``): top-k against its caps, the namespace, the filter's syntax, and the query
+   vector (its dimensions, finite float32 numbers) or the stored vector of ``vector_id``.
+2. **Candidates** (``_candidates``): namespace first, then the filter, then the top k. With neither,
+   the search file and the delta are searched as they are (``search.py``). With one, a ``Plan``
+   counts the matching rows in SQLite: when few match (``Tuning.filter_exact_rows``) all of them
+   are scored exactly; when many do, the search widens and keeps the candidates that pass. Either
+   way the answer has an unfiltered query's recall.
+3. **Rescore** (``_matches``): every candidate's score is computed in float64 from its stored
+   float32 values, sorted by the metric's order with ties broken by id, and values and metadata
+   are attached as asked. So a score never depends on which path found the match.
+
+``Answerer.many`` answers a batch (``vcli query --file``) over one open searcher: queries without
+namespace or filter a block at a time (one matrix product or one graph search on all cores per
+block, in a background thread while the block before is answered), the others one by one, in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any, NamedTuple
+
+import numpy as np
+import orjson
+
+from ..errors import BadInput, BadQuery, VcliError
+from . import filters
+from .records import IndexConfig, Match, Query, QueryResult
+from .scoring import exact_scores
+from .search import Searcher
+from .searchfiles import SearchFiles
+from .store import Store
+from .validate import check_query, check_query_namespace, check_top_k, pack_values
+
+
+class Checked(NamedTuple):
+    """A query checked against the index: its float32 vector and its parsed filter."""
+
+    query: Query
+    q: Any  # float32 array
+    filter: filters.Filter | None
+
+
+class Answerer:
+    """Answers queries on one open index (``VectorIndex.query`` and ``query_many``)."""
+
+    def __init__(self, store: Store, files: SearchFiles, config: IndexConfig, top_k_cap: int):
+        self.store = store
+        self.files = files
+        self.config = config
+        self.top_k_cap = top_k_cap
+
+    # -- entry points ---------------------------------------------------------------------------
+    def one(self, query: Query) -> QueryResult:
+        checked = self.check(query)
+        notes: list[str] = []
+        # A graph without its key table: a one-shot query saves building it (``Searcher``).
+        with Searcher(self.files, notes, lookups=False) as searcher:
+            result = self._answer(searcher, checked, notes)
+        return result._replace(notes=tuple(notes))
+
+    def many(self, queries: Iterable[Query | dict | None], progress=None) -> Iterator[QueryResult]:
+        """Answer queries in order, one result each, over one open searcher. A wrong query raises
+        its error naming its line, once the answers to the lines before it have been yielded. A
+        ``None`` among the queries (a pause in the input, see ``ndjson.lines_with_pauses``)
+        answers everything read so far before reading on. Each result carries the notes that
+        arose since the one before it."""
+        notes: list[str] = []
+        done = n = 0
+        pending: list[Checked] = []  # read, not started
+        started: list = []  # at most one block: (block, its Searcher.begin handle)
+        with Searcher(self.files, notes) as searcher:
+            size = searcher.block_size()
+
+            def advance(everything: bool) -> Iterator[QueryResult]:
+                """Start the pending block; answer the one started before it (or all)."""
+                nonlocal pending, done
+                if pending:
+                    started.append((pending, _begin_block(searcher, pending)))
+                    pending = []
+                while len(started) > (0 if everything else 1):
+                    block, handle = started.pop(0)
+                    for result in self._finish_block(searcher, block, handle, notes):
+                        yield result._replace(notes=tuple(notes))
+                        notes.clear()
+                    done += len(block)
+                    if progress:
+                        progress(done)
+
+            items = iter(queries)
+            try:
+                while True:
+                    try:
+                        item = next(items)
+                        if item is not None:
+                            n += 1
+                            query = item if isinstance(item, Query) else _at_line(check_query, item, n)
+                            try:
+                                pending.append(self.check(query))
+                            except VcliError as exc:
+                                raise _with_line(exc, query.line or n) from None
+                    except StopIteration:
+                        break
+                    except VcliError:
+                        yield from advance(everything=True)  # the lines before it, then the error
+                        raise
+                    if item is None or len(pending) >= size:
+                        yield from advance(everything=item is None)
+                yield from advance(everything=True)
+            except VcliError as exc:
+                exc.notes = (*exc.notes, *notes)  # what arose since the last answer
+                raise
+
+    # -- checking -------------------------------------------------------------------------------
+    def check(self, query: Query) -> Checked:
+        """Check a query's options and resolve its vector: everything that does not need the search
+        files."""
+        check_top_k(query.top_k, query.return_values, query.return_metadata, self.top_k_cap)
+        query = query._replace(namespace=check_query_namespace(query.namespace))
+        parsed = filters.parse(query.filter) if query.filter is not None else None
+        if (query.vector is None) == (query.vector_id is None):
+            raise BadQuery("give either a query vector or a vector id, but not both")
+        if query.vector_id is not None:
+            rows = self.store.get_rows([query.vector_id])
+            if query.vector_id not in rows:
+                raise BadQuery(f'vector id "{query.vector_id}" not found in index "{self.config.name}"')
+            q = np.frombuffer(rows[query.vector_id][3], "<f4")
+        else:
+            q = self._query_vector(query.vector)
+        return Checked(query, q, parsed)
+
+    def _query_vector(self, vector: Any):
+        dims = self.config.dimensions
+        if isinstance(vector, np.ndarray):
+            vector = vector.tolist()
+        try:
+            blob = pack_values(list(vector) if isinstance(vector, tuple) else vector, dims, what="query vector")
+        except BadInput as exc:  # dimension mismatch
+            raise BadQuery(
+                f"invalid query vector, expected {dims} dimensions, and got {len(vector)} dimensions"
+            ) from exc
+        except ValueError as exc:
+            raise BadQuery(str(exc)) from exc
+        return np.frombuffer(blob, "<f4")
+
+    # -- answering ------------------------------------------------------------------------------
+    def _answer(self, searcher: Searcher, c: Checked, notes: list[str], keys: list[int] | None = None,
+                rows: dict | None = None) -> QueryResult:
+        """The matches of one checked query (``keys``: its candidates, when already found; ``rows``:
+        their store rows by key, when already read)."""
+        if keys is None:
+            keys = self._candidates(searcher, c, notes)
+            rows = None
+        if rows is None:
+            rows = self.store.rows_for_keys(keys)
+        else:
+            rows = [rows[k] for k in keys if k in rows]
+        return QueryResult(self._matches(c, rows))
+
+    def _candidates(self, searcher: Searcher, c: Checked, notes: list[str]) -> list[int]:
+        """Namespace first, then the filter, then the top k: when few vectors match, score them all
+        exactly; when many do, let the search widen, keeping those that pass."""
+        top_k, namespace = c.query.top_k, c.query.namespace
+        if namespace is None and c.filter is None:
+            return searcher.candidates(c.q, top_k)
+        indexes = [filters.MetadataIndexInfo(*m) for m in self.store.metadata_indexes()]
+        plan = filters.Plan.build(self.store, self.config.name, indexes, c.filter, namespace)
+        notes += plan.notes
+        if not plan.active:
+            return searcher.candidates(c.q, top_k)
+        allowed = plan.matching_keys(self.files.tuning.filter_exact_rows)
+        if allowed is None:
+            return searcher.candidates(c.q, top_k, accept=plan.accept)
+        return searcher.candidates(c.q, top_k, allowed) if len(allowed) else []
+
+    def _matches(self, c: Checked, rows: list[tuple]) -> list[Match]:
+        if not rows:
+            return []
+        metric, query = self.config.metric, c.query
+        vecs = np.frombuffer(b"".join(r[4] for r in rows), "<f4").reshape(len(rows), self.config.dimensions)
+        scores = exact_scores(metric, c.q, vecs)
+        sign = -1.0 if metric == "cosine" else 1.0
+        order = sorted(range(len(rows)), key=lambda i: (sign * scores[i], rows[i][1]))[: query.top_k]
+        mode = query.return_metadata
+        indexed = self._indexed_metadata([rows[i][0] for i in order]) if mode == "indexed" else None
+        out = []
+        for i in order:
+            key, vid, ns, meta, _blob = rows[i]
+            if indexed is not None:
+                metadata = indexed.get(key, {})
+            else:
+                metadata = None if mode == "none" or meta is None else orjson.loads(meta)
+            out.append(Match(id=vid, score=float(scores[i]), values=vecs[i].copy() if query.return_values else None,
+                             namespace=ns, metadata=metadata, with_metadata=mode != "none"))
+        return out
+
+    def _indexed_metadata(self, keys: list[int]) -> dict[int, dict]:
+        """``--return-metadata indexed``: per vector, the values its metadata indexes hold (strings
+        cut to 64 bytes), nested back under dotted names; vectors written before a metadata index
+        existed have nothing for it."""
+        pairs: dict[int, list] = {}
+        for key, prop, kind, value in self.store.metadata_values_for(keys):
+            pairs.setdefault(key, []).append((prop, filters.output_value(value, kind)))
+        return {key: filters.nest(found) for key, found in pairs.items()}
+
+    def _finish_block(self, searcher: Searcher, block: list[Checked], handle, notes) -> Iterator[QueryResult]:
+        found = iter(searcher.finish(handle) if handle is not None else ())
+        keys = [next(found) if _plain(c) else None for c in block]
+        rows = {row[0]: row for row in self.store.rows_for_keys(k for ks in keys if ks for k in ks)}
+        for c, candidates in zip(block, keys, strict=True):
+            try:
+                yield self._answer(searcher, c, notes, candidates, rows)
+            except VcliError as exc:
+                raise _with_line(exc, c.query.line) from None
+
+
+def _plain(c: Checked) -> bool:
+    return c.query.namespace is None and c.filter is None
+
+
+def _begin_block(searcher: Searcher, block: list[Checked]):
+    plain = [c for c in block if _plain(c)]
+    if not plain:
+        return None
+    return searcher.begin(np.stack([c.q for c in plain]), [c.query.top_k for c in plain])
+
+
+def _at_line(check, obj: Any, line: int) -> Query:
+    try:
+        return check(obj, line=line)
+    except VcliError as exc:
+        raise _with_line(exc, line) from None
+
+
+def _with_line(exc: VcliError, line: int | None) -> VcliError:
+    """The same error, its message starting with the query's line number."""
+    if line is not None and not exc.message.startswith(f"line {line}"):
+        exc.message = f"line {line}: {exc.message}"
+        exc.args = (exc.message,)
+    return exc

@@ -1,0 +1,153 @@
+"""The arithmetic of search: distances, the tolerance of float32 candidate scores, exact scores.
+
+Candidates are chosen in float32 (``distances``, ``batch_distances``): lower is better, as the
+negative cosine, the squared L2 distance or the negative dot product. Besides the k best, a search
+keeps every row within ``tolerance`` of the k-th (``top_candidates``), so float32 rounding and ties
+(broken by id) never change the answer once every candidate is rescored exactly in float64
+(``exact_scores``, Vectorize's scores).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+# Relative error allowed to a float32 distance (scaled by the vectors' norms, see ``tolerance``).
+RELATIVE_TOLERANCE = 1e-5
+MAX_EXTRA_TIES = 1000  # candidates kept beyond k for ties, at most
+SAFE_NORM = 1e18  # above this, candidate distances are computed in float64 (see ``_huge``)
+GROUPS = 1024  # column groups whose minima bound the k-th distance (see ``Groups``)
+
+
+def tolerance(metric: str, q: np.ndarray, max_norm: float) -> float:
+    """How far the float32 distances of query ``q`` to vectors of norm at most ``max_norm`` may
+    stray from exact ones."""
+    if metric == "cosine":
+        return RELATIVE_TOLERANCE
+    qn = float(np.linalg.norm(np.asarray(q, np.float64)))
+    if metric == "dot-product":
+        return RELATIVE_TOLERANCE * qn * max_norm
+    return RELATIVE_TOLERANCE * (qn * qn + max_norm * max_norm)
+
+
+def max_norm(*norms: np.ndarray) -> float:
+    """The largest of several arrays of norms (0 when all are empty)."""
+    return max((float(n.max()) for n in norms if len(n)), default=0.0)
+
+
+def exact_scores(metric: str, q, vecs):
+    """Vectorize's score of each row of ``vecs`` against ``q``, computed in float64."""
+    q64 = np.asarray(q, np.float64)
+    v64 = np.asarray(vecs, np.float64)
+    dots = v64 @ q64
+    if metric == "dot-product":
+        return -dots
+    if metric == "euclidean":
+        return np.sqrt(np.maximum(((v64 - q64) ** 2).sum(axis=1), 0.0))
+    denom = np.linalg.norm(v64, axis=1) * np.linalg.norm(q64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denom > 0, dots / np.where(denom > 0, denom, 1.0), 0.0)
+
+
+def row_norms(vecs: np.ndarray) -> np.ndarray:
+    """L2 norm of each row, computed in float64 (float32 squares overflow above ~1.8e19)."""
+    if not len(vecs):
+        return np.zeros(0, np.float32)
+    with np.errstate(over="ignore"):
+        return np.linalg.norm(np.asarray(vecs, np.float64), axis=-1).astype(np.float32)
+
+
+def _huge(queries: np.ndarray, norms: np.ndarray) -> bool:
+    """Whether float32 products could overflow: a norm over ``SAFE_NORM`` (never seen in
+    embeddings, but valid float32). Such searches are done in float64 instead."""
+    return not (float(np.max(row_norms(queries))) < SAFE_NORM
+                and (not len(norms) or float(norms.max()) < SAFE_NORM))
+
+
+def batch_distances(metric: str, queries: np.ndarray, vecs: np.ndarray, norms: np.ndarray) -> np.ndarray:
+    """``distances`` of each query (rows) to each vector (columns), as one matrix product."""
+    if len(vecs) == 0:
+        return np.zeros((len(queries), 0), np.float32)
+    if _huge(queries, norms):
+        queries, vecs = np.asarray(queries, np.float64), np.asarray(vecs, np.float64)
+        norms = np.linalg.norm(vecs, axis=1)
+    # Each pass over the (queries x vectors) product costs about a tenth of the product itself,
+    # so what depends only on the query is folded into the queries before it.
+    if metric == "dot-product":
+        return -queries @ vecs.T
+    qn = np.linalg.norm(queries, axis=1).astype(queries.dtype)
+    if metric == "euclidean":  # |v|^2 - 2 q.v + |q|^2
+        dists = (-2 * queries) @ vecs.T
+        dists += (norms * norms)[None, :]
+        dists += (qn * qn)[:, None]
+        return dists
+    # -cos = -(q / |q|).v / |v|, and 0 where a norm is 0 (as ``distances``)
+    with np.errstate(divide="ignore"):
+        inv_q = np.where(qn > 0, -1 / qn, 0).astype(queries.dtype)
+        inv_v = np.where(norms > 0, 1 / norms, 0).astype(queries.dtype)
+    dists = (queries * inv_q[:, None]) @ vecs.T
+    dists *= inv_v[None, :]
+    return dists
+
+
+class Groups:
+    """The columns of a block of distances in ``GROUPS`` interleaved groups (column ``j`` in group
+    ``j % groups``), each group's minimum per row, and per row the k-th smallest minimum: a bound
+    that at least k entries of the row are at or below."""
+
+    def __init__(self, dists: np.ndarray, ks: Sequence[int]):
+        self.dists = dists
+        rows, n = dists.shape
+        self.groups = groups = min(GROUPS, n)
+        self.width = width = n // groups
+        self.whole = width < 2 or max(ks) > groups  # too few columns: look at all of them
+        if self.whole:
+            return
+        self.mins = dists[:, : groups * width].reshape(rows, width, groups).min(axis=1)
+        kth = sorted({k - 1 for k in ks})
+        self.bounds = np.partition(self.mins, kth, axis=1)[np.arange(rows), np.asarray(ks) - 1]
+        self.steps = np.arange(width) * groups
+        self.tail = np.arange(groups * width, n)  # the last columns, in no group
+
+    def near(self, i: int, tol: float) -> np.ndarray:
+        """Columns of row ``i`` within ``tol`` of its bound: all of its k nearest, and ties."""
+        row = self.dists[i]
+        if self.whole:
+            return np.flatnonzero(row <= np.inf)
+        limit = self.bounds[i] + tol
+        cols = (np.flatnonzero(self.mins[i] <= limit)[None, :] + self.steps[:, None]).ravel()
+        cols = np.concatenate([cols, self.tail])
+        return cols[row[cols] <= limit]
+
+
+def distances(metric: str, q: np.ndarray, vecs: np.ndarray, norms: np.ndarray) -> np.ndarray:
+    """float32 distances, lower is better, used only to choose candidates: the negative cosine,
+    the squared L2 distance, or the negative dot product."""
+    if len(vecs) == 0:
+        return np.zeros(0, np.float32)
+    if _huge(q, norms):
+        q, vecs = np.asarray(q, np.float64), np.asarray(vecs, np.float64)
+        norms = np.linalg.norm(vecs, axis=1)
+    dots = vecs @ q
+    if metric == "dot-product":
+        return -dots
+    qn = dots.dtype.type(np.linalg.norm(q))
+    if metric == "euclidean":
+        return norms * norms - 2 * dots + qn * qn
+    denom = norms * qn
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.where(denom > 0, dots / np.where(denom > 0, denom, 1), 0).astype(dots.dtype)
+
+
+def top_candidates(keys: np.ndarray, dists: np.ndarray, k: int, tolerance: float) -> np.ndarray:
+    finite = np.isfinite(dists)
+    if not finite.all():
+        keys, dists = keys[finite], dists[finite]
+    if len(keys) <= k:
+        return keys
+    kth = np.partition(dists, k - 1)[k - 1]
+    near = dists <= kth + tolerance
+    if near.sum() > k + MAX_EXTRA_TIES:
+        return keys[np.argpartition(dists, k + MAX_EXTRA_TIES)[: k + MAX_EXTRA_TIES]]
+    return keys[near]

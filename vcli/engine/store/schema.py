@@ -1,0 +1,59 @@
+"""The tables of ``store.sqlite`` (format 1).
+
+* ``vectors``: one row per live vector. ``key`` is AUTOINCREMENT (never reused) and is also the
+  search files' key; ``vec`` is the float32 little-endian blob; ``seq`` the mutation that wrote it.
+* ``removed``: a key deleted or replaced, with the mutations that added and removed it, so that a
+  search file written before can still be caught up (``prune`` forgets what every file reflects).
+* ``mutations``: one row per write command (``seq``, its public UUID, its kind and time).
+* ``metadata_indexes`` and ``metadata_values``: what each vector held, when it was written, for the
+  metadata indexes that existed then (see filters.py): ``slot`` = the mutation that created the
+  metadata index; ``value`` = a string cut to 64 bytes, a float64 number or 0/1. Its primary key
+  serves filters; its second index, lookups by vector.
+* ``settings``: ``format`` and ``pruned_upto``.
+"""
+
+from __future__ import annotations
+
+FORMAT = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS settings (k TEXT PRIMARY KEY, v) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS mutations (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    uuid TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS vectors (
+    key INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    namespace TEXT,
+    metadata BLOB,
+    vec BLOB NOT NULL,
+    seq INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS vectors_seq ON vectors (seq);
+CREATE INDEX IF NOT EXISTS vectors_namespace ON vectors (namespace) WHERE namespace IS NOT NULL;
+CREATE TABLE IF NOT EXISTS removed (
+    key INTEGER PRIMARY KEY,
+    added_seq INTEGER NOT NULL,
+    removed_seq INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS removed_seq ON removed (removed_seq);
+CREATE TABLE IF NOT EXISTS metadata_indexes (
+    property TEXT PRIMARY KEY,
+    type TEXT NOT NULL,
+    seq INTEGER NOT NULL
+);
+"""
+# Created with the first metadata index too, for stores made before they existed.
+METADATA_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS metadata_values (
+    slot INTEGER NOT NULL,
+    value NOT NULL,
+    key INTEGER NOT NULL,
+    PRIMARY KEY (slot, value, key)
+) WITHOUT ROWID;""",
+    "CREATE INDEX IF NOT EXISTS metadata_values_key ON metadata_values (key, slot, value);",
+)
+SCHEMA += "\n".join(METADATA_SCHEMA) + "\n"

@@ -1,0 +1,42 @@
+"""The thresholds that decide how an index is searched and exported, as one value.
+
+``Tuning()`` holds the defaults, measured on 2 cores (docs/performance.md has the figures and how
+they were taken). A ``Catalog`` hands its tuning to every index it opens; tests and experiments
+pass another one (``Catalog(path, tuning=Tuning(graph_min_floats=1))`` forces a graph at any
+size), never by changing module globals. It changes speed, never answers.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Tuning(NamedTuple):
+    # Below this many numbers (vectors x dimensions; 64M = 256 MiB of float32, ~175k x 384) an
+    # index is searched exactly from a memory-mapped matrix; above it a usearch HNSW graph keeps a
+    # one-shot query at a few ms of search however large the index grows.
+    graph_min_floats: int = 64 * 2**20
+    # Changes (rows written + rows removed) since the search file before the writer folds them in.
+    # Every query scans them exactly (2,000 x 384 is ~3 MB from SQLite, a few ms); folding rewrites
+    # the matrix or catches the graph up, so once every 2,000 changes keeps that under ~1 ms each.
+    fold_rows: int = 2000
+    # A filtered or namespaced query lists the matching keys and scores them all exactly when at
+    # most this many match; beyond that the search widens and checks its candidates instead.
+    filter_exact_rows: int = 2048
+    # Exports of more numbers than this (~22k x 384) format them in one process per core: one core
+    # writes a 384-dim vector in ~20 µs, and starting the processes costs ~0.1-0.2 s.
+    export_parallel_floats: int = 8 * 2**20
+    export_block_rows: int = 1024  # lines per block that an export yields
+
+    def wants_graph(self, count: int, dimensions: int) -> bool:
+        """Whether an index of ``count`` vectors is searched through a graph (else a matrix)."""
+        return count * dimensions >= self.graph_min_floats
+
+    def due(self, changes: tuple[int, int]) -> bool:
+        """Whether ``(added, removed)`` rows since a search file are more than a query should scan
+        one by one: the writer folds them in, a reader repairs the file."""
+        added, removed = changes
+        return added + removed > self.fold_rows
+
+
+DEFAULT = Tuning()

@@ -1,0 +1,86 @@
+"""What the server's protocols share: the errors of a request itself, and reading request values.
+
+Everything about indexes and vectors is checked by the engine (``vcli.engine.validate``) and fails
+with the engine's errors; these are the failures of the HTTP request around it. Each error's
+``code`` and ``http_status`` say how a protocol answers it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from ..errors import BadQuery, VcliError
+
+JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+class RequestError(VcliError):
+    """A request the API cannot take: wrong route, method, credentials or body."""
+
+
+class NoRoute(RequestError):
+    code = 7000
+    http_status = 404
+
+
+class MethodNotAllowed(RequestError):
+    code = 7001
+    http_status = 405
+
+
+class Unauthorized(RequestError):
+    code = 10000
+    http_status = 401
+
+
+class BadContentType(RequestError):
+    code = 40026
+
+
+class BodyTooLarge(RequestError):
+    http_status = 413
+
+
+def media_type(headers) -> str | None:
+    """The media type of the body without parameters: ``application/json; charset=utf-8;`` (as
+    wrangler sends it, trailing semicolon included) is ``application/json``."""
+    raw = headers.get("content-type")
+    if raw is None:
+        return None
+    return raw.split(";", 1)[0].strip().lower() or None
+
+
+def json_object(body: Any) -> dict:
+    if not isinstance(body, dict):
+        raise RequestError("the request body must be a JSON object")
+    return body
+
+
+def whole(value: Any, what: str, error: type[VcliError]) -> int | None:
+    """A JSON whole number (``3`` or ``3.0``) as an int; ``None`` stays ``None``."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise error(f"{what} must be a whole number, got {orjson.dumps(value).decode()}")
+
+
+def string(body: dict, key: str, error: type[VcliError], *, required: bool = True) -> str | None:
+    value = body.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        got = "nothing" if value is None else orjson.dumps(value).decode()
+        raise error(f'"{key}" must be a string, got {got}')
+    return value
+
+
+def ids(body: Any) -> list[str]:
+    found = json_object(body).get("ids")
+    if not isinstance(found, list) or not all(isinstance(i, str) for i in found):
+        raise BadQuery('the body must be {"ids": [...]}, an array of vector ids (strings)')
+    return found
