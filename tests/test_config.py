@@ -1,4 +1,4 @@
-"""Configuration (SPEC.md §8): defaults < user config.toml < project vcli.toml < VCLI_* < flags,
+"""Configuration (docs/contract.md, "Configuration"): defaults < user config.toml < project vcli.toml < VCLI_* < flags,
 tested layer by layer through what `vcli config --json` and the other commands show."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The core commands, end to end through the CLI: SPEC.md §1-§3, §5, §6."""
+"""The core commands, end to end through the CLI (docs/contract.md: commands, input, queries, writes, errors)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Metadata indexes, filters and namespaces through the CLI: SPEC.md §3-§4.
+"""Metadata indexes, filters and namespaces through the CLI (docs/contract.md, "Queries" and "Metadata filters").
 
 Expected answers come from a plain reference evaluator (``reference_matches``) and brute-force
 float64 scores, never from vcli itself.
@@ -19,7 +19,7 @@ from vcli.engine import Tuning
 INDEXED_BYTES = 64
 
 
-# == the reference: plain Python, written from SPEC.md §4 ======================================
+# == the reference: plain Python, written from docs/contract.md, "Metadata filters" ===============
 def cut(text: str) -> str:
     """The longest prefix of whole characters that fits in 64 UTF-8 bytes."""
     out = ""
@@ -224,7 +224,7 @@ def test_every_operator_matches_the_reference(vcli, shop):
 
 
 def test_operators_select_what_the_spec_says(vcli, shop):
-    """A few answers spelled out, so the reference itself is held to SPEC.md §4."""
+    """A few answers spelled out, so the reference itself is held to docs/contract.md."""
     records, views = shop
 
     def ids(flt):

@@ -46,6 +46,13 @@ def test_reading_commands_import_neither_numpy_nor_usearch(index):
         assert heavy(modules) == [], args
 
 
+def test_help_builds_no_engine():
+    """The CLI's modules import parts of the engine; ``vcli --help`` must not import the rest."""
+    modules = imported("--help")
+    assert "vcli.engine.validate" in modules  # the check sees the engine's imports
+    assert not {"vcli.engine.catalog", "vcli.engine.index", "vcli.engine.store"} & modules
+
+
 def test_a_small_write_imports_neither(index):
     """A one-vector upsert decides from SQLite alone that the matrix need not change."""
     modules = imported("upsert", index, "--file", "-", input=ndjson([{"id": "x", "values": [1, 2, 3]}]))

@@ -3,8 +3,8 @@
 wrangler 4.86.0 (the newest that runs on Node 20) is pinned by ``tests/wrangler/package.json`` and
 its lockfile and installed with ``npm ci --ignore-scripts`` into the git-ignored
 ``tests/wrangler/node_modules`` when it is not there yet. A failed install fails the test; only a
-machine without node or npm skips it. wrangler talks to the server through the environment of
-``shared/reference/wrangler-local.md`` and never leaves the loopback.
+machine without node or npm skips it. wrangler talks to the server through its own environment
+variables (``CLOUDFLARE_API_BASE_URL`` and friends, set below) and never leaves the loopback.
 
 For every command with ``--json`` in wrangler, the JSON wrangler prints equals what ``vcli … --json``
 prints for the same index (list-vectors' cursor expiry time aside, as it is computed per request);

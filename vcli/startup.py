@@ -24,6 +24,11 @@ pay for teardown. Each trick below is measured by ``benchmarks/run.py`` and guar
    (it does: each is a context manager). The ordinary exit is kept when another thread still runs
    or coverage measures. Tests: every subprocess test checks exit codes.
 
+5. ``vcli.engine`` loads its public names when first used (a module ``__getattr__``), so the CLI
+   modules can import what they need of the engine (limits, checks, records) without importing
+   all of it: ``vcli --help`` imports no catalog, index or store (~20 ms). Test:
+   ``test_imports.py::test_help_builds_no_engine``.
+
 Besides, NumPy is imported only inside the functions that need it, so ``vcli --help``, ``list``,
 ``info`` and a small write never load it (``test_imports.py``); such lazy imports are marked
 ``# lazy:`` where they stand. Records are ``NamedTuple``s rather than dataclasses (~1.5 ms each

@@ -21,7 +21,6 @@ import typer
 from typer.core import TyperCommand
 
 from .. import render
-from ..engine import open_catalog
 from ..errors import VcliError
 
 if TYPE_CHECKING:
@@ -110,6 +109,8 @@ TUNING: ContextVar[Tuning | None] = ContextVar("vcli_tuning", default=None)  # s
 
 def catalog(data_dir: Optional[Path]):
     """The configured catalog (``--data-dir`` > ``VCLI_*`` > vcli.toml > config.toml > defaults)."""
+    from ..engine.catalog import open_catalog  # lazy: ``vcli --help`` opens no catalog
+
     return open_catalog(data_dir, tuning=TUNING.get())
 
 

@@ -17,53 +17,49 @@ does; ``Catalog(path)`` uses only what it is given. Every user-fixable failure i
 ``vcli.errors.VcliError`` subclass with a readable ``message``.
 
 Nothing here prints, exits or imports the CLI stack; NumPy and usearch load only for queries and
-for the writes that rebuild search files.
+for the writes that rebuild search files. The names below are loaded when first used, so that
+importing one module of the engine (``vcli.engine.limits``) does not import all of it.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
+import importlib
+from typing import TYPE_CHECKING
 
-from .catalog import Catalog
-from .index import VectorIndex
-from .limits import METRICS
-from .presets import PRESETS
-from .records import (
-    DeleteResult,
-    IndexConfig,
-    IndexInfo,
-    Match,
-    MetadataIndex,
-    Query,
-    QueryResult,
-    Vector,
-    VectorPage,
-    WriteResult,
-)
-from .settings import load_settings
-from .tuning import Tuning
-from .validate import check_name
+_RECORDS = ("DeleteResult", "IndexConfig", "IndexInfo", "Match", "MetadataIndex", "Query", "QueryResult",
+            "Vector", "VectorPage", "WriteResult")
+_WHERE = {"Catalog": "catalog", "open_catalog": "catalog", "VectorIndex": "index", "METRICS": "limits",
+          "PRESETS": "presets", "Tuning": "tuning", "check_name": "validate", **dict.fromkeys(_RECORDS, "records")}
 
 
-def open_catalog(
-    data_dir: str | os.PathLike[str] | None = None,
-    *,
-    env: Mapping[str, str] | None = None,
-    cwd: str | os.PathLike[str] | None = None,
-    tuning: Tuning | None = None,
-) -> Catalog:
-    """The catalog of indexes as the CLI sees it, with the configured settings.
+def __getattr__(name: str):
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
 
-    ``data_dir`` wins as ``--data-dir`` does; without it the data dir comes from ``VCLI_DATA_DIR``,
-    a project ``vcli.toml`` (searched from ``cwd`` upwards), the user ``config.toml``, or the
-    platform's user data dir. ``lock_timeout`` and ``max_top_k_with_values`` come from the same
-    places. ``env`` defaults to ``os.environ``; ``tuning`` to ``Tuning()``. Raises ``ConfigError``
-    for a bad config file."""
-    settings = load_settings({"data_dir": data_dir}, env, cwd)
-    return Catalog(settings.data_dir, lock_timeout=settings.lock_timeout,
-                   max_top_k_with_values=settings.max_top_k_with_values, tuning=tuning)
 
+if TYPE_CHECKING:
+    from .catalog import Catalog, open_catalog
+    from .index import VectorIndex
+    from .limits import METRICS
+    from .presets import PRESETS
+    from .records import (
+        DeleteResult,
+        IndexConfig,
+        IndexInfo,
+        Match,
+        MetadataIndex,
+        Query,
+        QueryResult,
+        Vector,
+        VectorPage,
+        WriteResult,
+    )
+    from .tuning import Tuning
+    from .validate import check_name
 
 __all__ = [
     "Catalog",

@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from ..errors import IndexExists, IndexNotFound, InvalidConfig, StorageError
@@ -20,6 +21,7 @@ from . import fsutil, limits
 from .index import VectorIndex
 from .layout import CONFIG_FILE, OWN_FILES, Folder, now_iso
 from .records import IndexConfig
+from .settings import load_settings
 from .store import Store
 from .tuning import DEFAULT, Tuning
 from .validate import NAME_RE, check_config, check_name
@@ -216,3 +218,22 @@ def read_config(path: Path) -> IndexConfig:
         )
     except (OSError, KeyError, ValueError, TypeError, tomllib.TOMLDecodeError) as exc:
         raise StorageError(f"cannot read {path / CONFIG_FILE}: {exc}") from exc
+
+
+def open_catalog(
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    tuning: Tuning | None = None,
+) -> Catalog:
+    """The catalog of indexes as the CLI sees it, with the configured settings.
+
+    ``data_dir`` wins as ``--data-dir`` does; without it the data dir comes from ``VCLI_DATA_DIR``,
+    a project ``vcli.toml`` (searched from ``cwd`` upwards), the user ``config.toml``, or the
+    platform's user data dir. ``lock_timeout`` and ``max_top_k_with_values`` come from the same
+    places. ``env`` defaults to ``os.environ``; ``tuning`` to ``Tuning()``. Raises ``ConfigError``
+    for a bad config file."""
+    settings = load_settings({"data_dir": data_dir}, env, cwd)
+    return Catalog(settings.data_dir, lock_timeout=settings.lock_timeout,
+                   max_top_k_with_values=settings.max_top_k_with_values, tuning=tuning)

@@ -23,26 +23,19 @@ _usearch = import_usearch()
 Index, MetricKind = _usearch.Index, _usearch.MetricKind
 
 USEARCH_METRIC = {"cosine": MetricKind.Cos, "euclidean": MetricKind.L2sq, "dot-product": MetricKind.IP}
-# Build settings: usearch's defaults (connectivity 16, expansion_add 128), the same as the "raw
-# usearch" baseline of benchmarks/run.py, so a load costs what building the graph costs anyway.
-# Measured on 200k x 384 clustered vectors (benchmarks/datagen.py; 2 cores): expansion_add 64
-# builds only 1.6x faster but loses recall that even ef 384 does not win back (recall@10 0.983 at
-# ef 128, 0.991 at ef 384, against 0.997 / 0.998 with 128). Recall is bought at search time instead,
-# where it is cheap for a one-shot query (a few ms against ~0.3 s of process start).
+# Build and search settings, chosen by measurement (docs/performance.md, "The graph"): usearch's
+# build defaults, and recall bought at search time, where a one-shot query can afford it (recall@10
+# >= 0.99 at every size measured).
 CONNECTIVITY = 16
 EXPANSION_ADD = 128
-# ef at search, by graph size (``search_ef``). Recall@10 measured (benchmarks/run.py data):
-#   200k x 384: 0.9875 at ef 64, 0.9968 at 128, 0.9980 at 256
-#   1M x 384:   0.9727 at ef 128, 0.9843 at 256, 0.9917 at 384, 0.9953 at 512 (5 ms a query), 0.9960 at 768
-# (real 768-dim embeddings gave 0.976 at ef 128 on 200k). 256 up to half a million vectors, 512
-# above keeps recall@10 >= 0.99 at every size measured, for a few ms of a one-shot query.
 EXPANSION_SEARCH = 256
-EXPANSION_SEARCH_LARGE = 512
+EXPANSION_SEARCH_LARGE = 512  # from LARGE_GRAPH vectors on
 LARGE_GRAPH = 500_000
 
 
 def search_ef(size: int) -> int:
     return EXPANSION_SEARCH if size < LARGE_GRAPH else EXPANSION_SEARCH_LARGE
+
 
 CHUNK = 16384  # rows read from the store and added per call while building
 PARALLEL_MIN_SIZE = 20_000  # graphs smaller than this are built on one thread (see add_threads)
