@@ -153,3 +153,33 @@ def golden(vcli, tmp_path):
         return name
 
     return make
+
+
+NODE_PROJECT = Path(__file__).parent / "workers"  # the pinned npm packages: package.json + lockfile
+
+
+@pytest.fixture(scope="session")
+def node_packages() -> Path:
+    """``tests/workers/node_modules``, installed with ``npm ci --ignore-scripts`` from the committed
+    lockfile when it is missing or stale. A failed install fails the test; only a machine without
+    node or npm skips it."""
+    import json
+
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if not node or not npm:
+        pytest.skip("node and npm are needed to run wrangler, Miniflare and workerd")
+    wanted = json.loads((NODE_PROJECT / "package.json").read_text())["dependencies"]
+    modules = NODE_PROJECT / "node_modules"
+
+    def installed(name: str) -> str | None:
+        manifest = modules / name / "package.json"
+        return json.loads(manifest.read_text())["version"] if manifest.is_file() else None
+
+    if any(installed(name) != version for name, version in wanted.items()):
+        proc = subprocess.run(
+            [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"], cwd=NODE_PROJECT,
+            capture_output=True, text=True, timeout=600,
+        )
+        if proc.returncode != 0:
+            pytest.fail(f"npm ci in {NODE_PROJECT} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return modules

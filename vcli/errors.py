@@ -15,10 +15,17 @@ class VcliError(Exception):
     code = 1000  # generic Vectorize "bad request"
     http_status = 400
     notes: tuple[str, ...] = ()  # things worth telling the user that arose before the failure
+    # The live service's own words for this failure, where they are known and differ from ours:
+    # what ``vcli serve`` answers (a Worker or a client tested against it sees what production says).
+    service_message: str | None = None
 
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
+
+    def said_by_the_service_as(self, text: str) -> VcliError:
+        self.service_message = text
+        return self
 
 
 class InvalidName(VcliError):

@@ -192,8 +192,8 @@ def parse(obj: Any) -> Filter:
     """Check a decoded filter; ``BadFilter`` says precisely what is wrong."""
     if not isinstance(obj, dict):
         raise BadFilter(f'the filter must be a JSON object such as {{"genre": "drama"}}, not {_kind(obj)}')
-    if not obj:
-        raise BadFilter('the filter is an empty object; give at least one property, e.g. {"genre": "drama"}')
+    if not obj:  # no condition: no filter (a widely used client of the REST API sends {} always)
+        return Filter(())
     try:
         size = len(orjson.dumps(obj))
     except TypeError as exc:

@@ -45,6 +45,7 @@ CURSOR_TTL_SECONDS = 3600
 MAX_GET_IDS = 20  # ids per get_by_ids (more fail with 40007); the CLI takes any number
 MAX_DELETE_IDS = 100  # ids per delete_by_ids
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024  # an insert or upsert body
+MAX_WORKER_BATCH = 1000  # vectors a Worker's binding inserts or upserts in one call
 
 # == vcli's own ===================================================================================
 DEFAULT_LOCK_TIMEOUT = 60.0  # seconds a write waits for another writer (setting lock_timeout)

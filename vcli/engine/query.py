@@ -119,6 +119,8 @@ class Answerer:
         check_top_k(query.top_k, query.return_values, query.return_metadata, self.top_k_cap)
         query = query._replace(namespace=check_query_namespace(query.namespace))
         parsed = filters.parse(query.filter) if query.filter is not None else None
+        if parsed is not None and not parsed.conditions:
+            parsed = None
         if (query.vector is None) == (query.vector_id is None):
             raise BadQuery("give either a query vector or a vector id, but not both")
         if query.vector_id is not None:

@@ -193,7 +193,9 @@ def check_record(obj: Any, lineno: int, dimensions: int, *, may_hold_bools: bool
         if namespace is not None:
             check_namespace(namespace)
     except DimensionMismatch as exc:
-        raise DimensionMismatch(exc.reason, lineno, known) from None
+        raise DimensionMismatch(exc.reason, lineno, known).said_by_the_service_as(
+            f'invalid vector for id="{known}", expected {dimensions} dimensions, and got '
+            f"{len(values)} dimensions") from None
     except ValueError as exc:
         raise BadInput(str(exc), lineno, known) from None
     return VectorLine(lineno, vid, blob, namespace, metadata, metadata_json)
@@ -265,9 +267,11 @@ def check_top_k(top_k: int, return_values: bool, return_metadata: str, cap: int 
     if return_metadata not in limits.RETURN_METADATA:
         raise BadQuery(f'return-metadata must be none, indexed or all, got "{return_metadata}"')
     if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= limits.MAX_TOP_K:
-        raise LimitExceeded(f"top-k must be between 1 and {limits.MAX_TOP_K}, got {top_k}")
+        raise LimitExceeded(f"top-k must be between 1 and {limits.MAX_TOP_K}, got {top_k}").said_by_the_service_as(
+            f"max top K is {limits.MAX_TOP_K}, but got {top_k}")
     if (return_values or return_metadata == "all") and top_k > cap:
-        raise LimitExceeded(f"max top K is {cap} with values or all metadata returned, but got {top_k}")
+        raise LimitExceeded(f"max top K is {cap} with values or all metadata returned, but got {top_k}"
+                            ).said_by_the_service_as(f"max top K is {cap}, but got {top_k}")
 
 
 def check_query_namespace(namespace: Any) -> str | None:

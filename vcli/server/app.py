@@ -1,10 +1,12 @@
 """The ASGI app of ``vcli serve``: authentication, routing, request bodies and answers.
 
-The protocol (``rest.py``: the Vectorize v2 REST API) decides which handler answers a request and
-how its result and its errors are written; this module reads the body (JSON, NDJSON or multipart),
-runs the handler in a worker thread (the engine's calls block; the event loop only reads bodies and
-writes answers) and turns any failure into the protocol's error answer. A failure is a
-``VcliError``: the engine's, or one of the request errors of ``common.py``.
+Two protocols share the app, each a module with ``route`` (a request's ``Call``), ``encode`` (a
+result's body) and ``failure`` (an error's body and status): the Workers binding (``binding.py``)
+under ``/binding/``, and the Vectorize v2 REST API (``rest.py``) everywhere else. This module
+checks the token, reads the body (JSON, NDJSON or multipart), runs the handler in a worker thread
+(the engine's calls block; the event loop only reads bodies and writes answers) and turns any
+failure into the protocol's error answer. A failure is a ``VcliError``: the engine's, or one of the
+request errors of ``common.py``.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from starlette.responses import Response
 from ..engine import Catalog
 from ..engine.limits import MAX_UPLOAD_BYTES
 from ..errors import VcliError
-from . import rest
-from .common import BadContentType, BodyTooLarge, RequestError, Unauthorized, media_type
+from . import binding, rest
+from .common import BadContentType, BodyTooLarge, RequestError, Unauthorized
 
 MAX_BODY_BYTES = MAX_UPLOAD_BYTES  # Vectorize's upload limit per request
 NDJSON_TYPES = frozenset({
@@ -34,9 +36,9 @@ NDJSON_TYPES = frozenset({
 })
 
 
-def error_response(exc: VcliError) -> Response:
-    return Response(rest.error_body(exc.code, rest.api_message(exc)), exc.http_status,
-                    media_type="application/json")
+def error_response(protocol, exc: VcliError) -> Response:
+    body, status = protocol.failure(exc)
+    return Response(body, status, media_type="application/json")
 
 
 class VectorizeApp:
@@ -83,52 +85,57 @@ class VectorizeApp:
     def _too_large(self) -> str:
         return f"the request body is larger than {self.max_body:,} bytes (Vectorize's upload limit)"
 
-    def _check_auth(self, request: Request) -> None:
+    def _check_auth(self, request: Request, protocol) -> None:
+        """With a token, every request carries it as ``Authorization: Bearer <token>``; a binding's
+        URL may carry it as ``?token=<token>`` instead (Miniflare's proxy client sends no headers
+        of its own)."""
         if self.token is None:
             return
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" and protocol is binding:
+            scheme, given = "bearer", request.query_params.get("token", "")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.token):
             raise Unauthorized(
                 "Authentication error: this server needs the header Authorization: Bearer <token>, "
                 "with the token given to vcli serve --token"
+                + (" (or a binding URL ending in ?token=<token>)" if protocol is binding else "")
             )
 
     async def respond(self, scope, receive) -> Response:
         request = Request(scope, receive)
+        protocol = binding if binding.claims(scope["path"]) else rest
+        if request.headers.get("upgrade", "").lower() == "websocket":
+            # Miniflare's proxy client tries a WebSocket beside every binding; none is needed.
+            return Response(b"", 426, headers={"connection": "close"})
         try:
-            self._check_auth(request)
-            handler, kind, name = rest.route(scope["method"], scope["path"])
+            self._check_auth(request, protocol)
+            call = protocol.route(scope["method"], scope["path"], request.headers)
             length = request.headers.get("content-length", "")
             if length.isdigit() and int(length) > self.max_body:
                 raise BodyTooLarge(self._too_large())
-            body = await self._read(request, kind)
+            body = await self._read(request, call.body, call.media_type)
             params = dict(request.query_params)
-            data = await run_in_threadpool(self._run, handler, name, body, params)
+            data = await run_in_threadpool(lambda: protocol.encode(call.handler(self.catalog, call.name, body, params)))
             return Response(data, 200, media_type="application/json")
         except VcliError as exc:
-            return error_response(exc)
+            return error_response(protocol, exc)
         except Exception as exc:  # noqa: BLE001 - one bad request must never stop the server
             print(f"vcli serve: {scope.get('method')} {scope.get('path')} failed:", file=sys.stderr)
             traceback.print_exc(file=sys.stderr)
-            return Response(
-                rest.error_body(1001, f"internal error: {type(exc).__name__}: {exc} (see the server's log)"),
-                500, media_type="application/json",
-            )
+            internal = RequestError(f"internal error: {type(exc).__name__}: {exc} (see the server's log)")
+            internal.code, internal.http_status = 1001, 500
+            return error_response(protocol, internal)
         finally:
             await request.close()
 
-    def _run(self, handler: rest.Handler, name, body, params) -> bytes:
-        return rest.envelope(handler(self.catalog, name, body, params))
-
-    async def _read(self, request: Request, kind: str | None) -> Any:
+    async def _read(self, request: Request, kind: str | None, media: str | None) -> Any:
         if kind == "json":
-            return await self._json(request)
+            return await self._json(request, media)
         if kind == "ndjson":
-            return await self._ndjson(request)
+            return await self._ndjson(request, media)
         return None
 
-    async def _json(self, request: Request) -> Any:
-        media = media_type(request.headers)
+    async def _json(self, request: Request, media: str | None) -> Any:
         if media is not None and media != "application/json" and not media.endswith("+json"):
             raise BadContentType("Expected request with `Content-Type: application/json`")
         body = await request.body()
@@ -139,8 +146,7 @@ class VectorizeApp:
         except orjson.JSONDecodeError as exc:
             raise RequestError(f"the request body is not valid JSON ({exc})") from None
 
-    async def _ndjson(self, request: Request) -> bytes:
-        media = media_type(request.headers)
+    async def _ndjson(self, request: Request, media: str | None) -> bytes:
         if media == "multipart/form-data":
             return await self._multipart(request)
         if media is None or media in NDJSON_TYPES:

@@ -1,4 +1,5 @@
-"""What the server's protocols share: the errors of a request itself, and reading request values.
+"""What the server's protocols share: a routed call, the errors of a request itself, the service's
+words for an error, and reading request values.
 
 Everything about indexes and vectors is checked by the engine (``vcli.engine.validate``) and fails
 with the engine's errors; these are the failures of the HTTP request around it. Each error's
@@ -7,11 +8,25 @@ with the engine's errors; these are the failures of the HTTP request around it. 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 import orjson
 
-from ..errors import BadQuery, VcliError
+from ..errors import BadQuery, IndexExists, IndexNotFound, VcliError
+
+# A handler: (catalog, index name, body, query parameters) -> the result, as JSON-able data.
+Handler = Callable[[Any, "str | None", Any, Mapping[str, str]], Any]
+
+
+class Call(NamedTuple):
+    """A request routed: its handler, the kind of its body (``"json"``, ``"ndjson"`` or None), the
+    index it names, and the media type of its body."""
+
+    handler: Handler
+    body: str | None
+    name: str | None
+    media_type: str | None
 
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
@@ -41,6 +56,15 @@ class BadContentType(RequestError):
 
 class BodyTooLarge(RequestError):
     http_status = 413
+
+
+def service_message(exc: VcliError) -> str:
+    """What the live service says for ``exc``, where its words are known; else vcli's message."""
+    if isinstance(exc, IndexNotFound):
+        return f'vectorize.index.not_found - Index name "{exc.name}"'
+    if isinstance(exc, IndexExists):
+        return f'vectorize.index.duplicate_name - Index name "{exc.name}"'
+    return exc.service_message or exc.message
 
 
 def media_type(headers) -> str | None:

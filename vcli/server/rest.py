@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
 import orjson
@@ -34,15 +34,25 @@ from ..errors import (
     BadInput,
     BadQuery,
     DimensionMismatch,
-    IndexExists,
-    IndexNotFound,
     InvalidConfig,
     InvalidName,
     TooManyIds,
     VcliError,
 )
 from ..ndjson import parse_line
-from .common import JSON_OPTIONS, MethodNotAllowed, NoRoute, ids, json_object, string, whole
+from .common import (
+    JSON_OPTIONS,
+    Call,
+    Handler,
+    MethodNotAllowed,
+    NoRoute,
+    ids,
+    json_object,
+    media_type,
+    service_message,
+    string,
+    whole,
+)
 
 API_PREFIX = "/client/v4"
 INDEXES = re.compile(
@@ -55,15 +65,6 @@ OTHER_VECTORIZE = re.compile(r"/accounts/[^/]+/vectorize(?:/.*)?")
 LOCAL_ACCOUNT = {"id": "0" * 32, "name": "vcli serve (local)"}
 
 
-def api_message(exc: VcliError) -> str:
-    """The envelope's message: Vectorize's own text where the service's is known."""
-    if isinstance(exc, IndexNotFound):
-        return f'vectorize.index.not_found - Index name "{exc.name}"'
-    if isinstance(exc, IndexExists):
-        return f'vectorize.index.duplicate_name - Index name "{exc.name}"'
-    return exc.message
-
-
 class Paged(NamedTuple):
     """A page of a list, answered with Cloudflare's ``result_info`` beside the result."""
 
@@ -71,7 +72,8 @@ class Paged(NamedTuple):
     info: dict[str, int]
 
 
-def envelope(result: Any) -> bytes:
+def encode(result: Any) -> bytes:
+    """A result in Cloudflare's envelope."""
     body = {"success": True, "errors": [], "messages": [], "result": result}
     if isinstance(result, Paged):
         body["result"], body["result_info"] = result
@@ -83,6 +85,11 @@ def error_body(code: int, message: str) -> bytes:
         {"success": False, "errors": [{"code": code, "message": message}], "messages": [],
          "result": None}
     )
+
+
+def failure(exc: VcliError) -> tuple[bytes, int]:
+    """The body and status of the answer to a failed request."""
+    return error_body(exc.code, service_message(exc)), exc.http_status
 
 
 def normalize_path(path: str) -> str:
@@ -115,8 +122,7 @@ def _mutation(result: Any) -> dict:
     return {"mutationId": result.mutation_id}
 
 
-# == handlers: (catalog, index name, body, query parameters) -> result; run in a thread =====
-Handler = Callable[[Any, "str | None", Any, Mapping[str, str]], Any]
+# == handlers (common.Handler), run in a worker thread ========================================
 
 
 def list_indexes(cat, name, body, params):
@@ -154,7 +160,7 @@ def info(cat, name, body, params):
         return index.info().to_json()
 
 
-def _write(mode: str):
+def write_handler(mode: str):
     def handler(cat, name, body, params):
         discard = params.get("unparsable-behavior", "error") == "discard"
         with cat.open(name, write=True) as index:
@@ -255,8 +261,8 @@ ROUTES: dict[str | None, dict[str, tuple[Handler, str | None]]] = {
     None: {"GET": (list_indexes, None), "POST": (create_index, "json")},
     "": {"GET": (get_index, None), "DELETE": (delete_index, None)},
     "/info": {"GET": (info, None)},
-    "/insert": {"POST": (_write("insert"), "ndjson")},
-    "/upsert": {"POST": (_write("upsert"), "ndjson")},
+    "/insert": {"POST": (write_handler("insert"), "ndjson")},
+    "/upsert": {"POST": (write_handler("upsert"), "ndjson")},
     "/query": {"POST": (query, "json")},
     "/get_by_ids": {"POST": (get_by_ids, "json")},
     "/delete_by_ids": {"POST": (delete_by_ids, "json")},
@@ -267,13 +273,13 @@ ROUTES: dict[str | None, dict[str, tuple[Handler, str | None]]] = {
 }
 
 
-def route(method: str, path: str) -> tuple[Handler, str | None, str | None]:
-    """``(handler, body kind, index name)`` for a request, or ``NoRoute``/``MethodNotAllowed``."""
+def route(method: str, path: str, headers: Mapping[str, str]) -> Call:
+    """The ``Call`` a request makes, or ``NoRoute``/``MethodNotAllowed``."""
     path = normalize_path(path)
     if path in ACCOUNT_ROUTES:
         if method != "GET":
             raise MethodNotAllowed(f"Method not allowed: {method} {path} (use GET)")
-        return ACCOUNT_ROUTES[path], None, None
+        return Call(ACCOUNT_ROUTES[path], None, None, None)
     m = INDEXES.fullmatch(path)
     if m is None:
         if OTHER_VECTORIZE.fullmatch(path):
@@ -290,6 +296,6 @@ def route(method: str, path: str) -> tuple[Handler, str | None, str | None]:
             f"Method not allowed: {method} {path} (use {' or '.join(sorted(methods))})"
         )
     handler, kind = methods[method]
-    return handler, kind, name
+    return Call(handler, kind, name, media_type(headers))
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import signal
 import socket
 import threading
@@ -18,6 +19,22 @@ import uvicorn
 
 from ..errors import VcliError
 from .app import MAX_BODY_BYTES, create_app
+
+BACKLOG = 1024  # connections waiting to be accepted: a test runner's Worker makes 200 calls at once
+# uvicorn's warnings for each WebSocket attempt of Miniflare's proxy client (answered 426)
+_UPGRADE_WARNINGS = ("Unsupported upgrade request.", "No supported WebSocket library detected.")
+
+
+class _Quiet(logging.Filter):
+    """Drops what must not be logged: the WebSocket warnings, and a ``token=`` in a logged URL."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.getMessage().startswith(_UPGRADE_WARNINGS):
+            return False
+        if record.args and any("token=" in str(a) for a in record.args):
+            record.args = tuple(re.sub(r"token=[^&\s]*", "token=***", str(a)) if isinstance(a, str) else a
+                                for a in record.args)
+        return True
 
 
 class ServeError(VcliError):
@@ -44,7 +61,7 @@ def bind(infos: list[tuple], host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(addr)
-        sock.listen(1024)
+        sock.listen(BACKLOG)
     except OSError as exc:
         sock.close()
         raise ServeError(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from None
@@ -81,6 +98,7 @@ def serve(
     app = create_app(catalog, token=token, max_body=max_body)
     config = uvicorn.Config(
         app, lifespan="off", log_level="warning", access_log=access_log, server_header=False,
+        backlog=BACKLOG,
         timeout_graceful_shutdown=10,
         # Longer than clients keep idle connections (httpx 5 s, undici 4 s), so a client never
         # sends a request on a connection the server is closing at that moment.
@@ -88,14 +106,17 @@ def serve(
     )
     if access_log:  # one line a request, without uvicorn's other info lines
         logging.getLogger("uvicorn.access").setLevel(logging.INFO)
+    for name in ("uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).addFilter(_Quiet())
     server = uvicorn.Server(config)
     url = url_of(sock)
-    notify(f"vcli serve: the Vectorize v2 API for the indexes in {app.catalog.data_dir}")
+    notify(f"vcli serve: the Vectorize v2 API and the Workers binding for the indexes in {app.catalog.data_dir}")
     notify(f"Listening on {url} (Ctrl-C to stop)")
     notify(
         f"  wrangler: CLOUDFLARE_API_BASE_URL={url}/client/v4 CLOUDFLARE_API_TOKEN="
         f"{'<token>' if token else 'any'} wrangler vectorize list"
     )
+    notify(f"  a Worker's binding: {url}/binding/<index>/ (vcli workers-config writes the configuration)")
     # uvicorn stops on SIGINT/SIGTERM, then raises the signal again for the handler that was in
     # place before it. That handler only asks the server to stop (which also covers a signal that
     # comes before uvicorn's handlers are in place), so a stop is a clean return.
