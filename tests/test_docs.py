@@ -118,7 +118,8 @@ def test_readme_test_command_is_the_one_ci_runs():
 
 
 def test_readme_maps_all_fourteen_wrangler_commands():
-    table = README[README.index("## From `wrangler vectorize` to vcli"):README.index("## How it works")]
+    start = README.index("## From `wrangler vectorize` to vcli")
+    table = README[start:README.index("\n## ", start)]
     rows = re.findall(r"^\| `([a-z-]+)[ `]", table, re.M)
     assert rows[0] == "wrangler"  # the header
     assert rows[1:] == [

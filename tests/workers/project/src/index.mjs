@@ -1,0 +1,18 @@
+// A Worker whose routes call its Vectorize bindings, for tests/test_workers_binding.py.
+//   POST /call         {"binding"?, "method", "args", "f32"?}  one binding call; its result or error
+//   POST /launch-post  the launch post's example: upsert five vectors, query [54.8, 5.5, 3.1]
+//   POST /load         {"calls", "parallel"}  many calls, reads and writes mixed; failures and timings
+// Every answer is 200 with {"result"} or {"error": {"message", "cause"}}, so the caller sees
+// exactly what the Worker saw.
+import { call, launchPost, load } from "./calls.mjs";
+
+export default {
+  async fetch(request, env) {
+    const { pathname } = new URL(request.url);
+    const body = request.method === "POST" ? await request.json() : {};
+    if (pathname === "/call") return Response.json(await call(env, body));
+    if (pathname === "/launch-post") return Response.json(await launchPost(env[body.binding ?? "VECTORIZE"]));
+    if (pathname === "/load") return Response.json(await load(env[body.binding ?? "VECTORIZE"], body));
+    return new Response("not found", { status: 404 });
+  },
+};
