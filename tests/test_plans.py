@@ -3,8 +3,9 @@
 The plans: exact search over the memory-mapped matrix; the usearch graph (forced on a small index
 by lowering ``Tuning.graph_min_floats``); either of them with a delta of rows written or removed
 since the file was made (``Tuning.fold_rows`` raised so that writes do not fold it in); the delta
-folded in; and
-after deletes. Each state is checked against a brute-force answer computed here in float64 from
+folded in; and after deletes. Batches include namespaces and filters that several lines share,
+which are searched together (gathered, or on a graph with ``Tuning.gather_floats`` lowered,
+searched in the graph). Each state is checked against a brute-force answer computed here in float64 from
 the float32 values, with ties broken by id, through ``vcli query --vector``, ``--vector-id`` and
 ``--file`` (batch). The vectors are clustered and include exact duplicates and scaled copies, so
 ties are exercised.
@@ -58,6 +59,29 @@ def same(got: list[dict], want: list[tuple[str, float]]) -> None:
         assert m["score"] == pytest.approx(score, rel=1e-9, abs=1e-6)
 
 
+def group(vector_id: str) -> str:
+    return "xyz"[sum(map(ord, vector_id)) % 3]
+
+
+def in_namespace(vector_id: str) -> bool:
+    return vector_id[-1] in "02468ab"
+
+
+SHARED = [{"filter": {"g": "x"}}, {"filter": {"g": {"$in": ["x", "y"]}}}, {"namespace": "ns"},
+          {"namespace": "ns", "filter": {"g": {"$ne": "z"}}}]
+
+
+def passes(vector_id: str, line: dict) -> bool:
+    """Whether a vector is among the candidates of a query line of ``SHARED`` (or of no filter)."""
+    if "namespace" in line and not in_namespace(vector_id):
+        return False
+    cond = line.get("filter", {}).get("g")
+    if isinstance(cond, dict):
+        op, value = next(iter(cond.items()))
+        return group(vector_id) in value if op == "$in" else group(vector_id) != value
+    return cond is None or group(vector_id) == cond
+
+
 class Checker:
     """An index and what it must hold; every command runs with the tuning of the moment."""
 
@@ -69,6 +93,7 @@ class Checker:
         rng = np.random.default_rng(7)
         self.queries = [rng.standard_normal(DIMS).astype(np.float32) * 3 for _ in range(QUERIES)]
         assert vcli("create", self.name, "--dimensions", DIMS, "--metric", metric).code == 0
+        assert vcli("create-metadata-index", self.name, "--property-name", "g", "--type", "string").code == 0
 
     def run(self, *args, **kw):
         return self.vcli(*args, tuning=self.tuning, **kw)
@@ -78,7 +103,8 @@ class Checker:
 
     def write(self, mode: str, vecs: dict[str, np.ndarray]) -> None:
         path = self.tmp / "in.ndjson"
-        path.write_text(ndjson({"id": i, "values": v.tolist()} for i, v in vecs.items()))
+        path.write_text(ndjson({"id": i, "values": v.tolist(), "metadata": {"g": group(i)},
+                                **({"namespace": "ns"} if in_namespace(i) else {})} for i, v in vecs.items()))
         assert self.run(mode, self.name, "--file", path).code == 0
         for i, v in vecs.items():
             if mode == "upsert" or i not in self.stored:
@@ -97,13 +123,16 @@ class Checker:
         lines = [{"vector": q.tolist(), "topK": k} for q in self.queries for k in (1, 10)]
         ids = sorted(self.stored)[:: max(1, len(self.stored) // 5)]
         lines += [{"vectorId": i, "topK": 6} for i in ids]
+        # namespaces and filters that several lines share: their queries are searched together
+        lines += [{"vector": q.tolist(), "topK": 10, **extra} for q in self.queries for extra in SHARED]
         run = self.run("query", self.name, "--file", "-", input=ndjson(lines))
         assert run.code == 0, run.err
         answers = [orjson.loads(x) for x in run.out.splitlines()]
         assert len(answers) == len(lines)
         for line, answer in zip(lines, answers, strict=True):
             q = line["vector"] if "vector" in line else self.stored[line["vectorId"]]
-            same(answer["matches"], reference(self.stored, self.metric, q, line["topK"]))
+            stored = {i: v for i, v in self.stored.items() if passes(i, line)}
+            same(answer["matches"], reference(stored, self.metric, q, line["topK"]))
         for q in self.queries[:1]:  # one-shot takes the same path as the batch (a block of one)
             one = self.run("query", self.name, "--vector", orjson.dumps(q.tolist()).decode(),
                             "--top-k", "10", "--json")
@@ -118,7 +147,7 @@ def test_every_plan_gives_the_same_matches(vcli, tmp_path, data_dir, metric):
 
     # 1. Small index: exact search over the matrix.
     c.write("insert", vectors(rng, 300, "a"))
-    assert c.files(data_dir) == ["matrix-1.f32"]
+    assert c.files(data_dir) == ["matrix-2.f32"]  # mutation 1 made the metadata index
     c.check()
 
     # 2. Matrix plus a delta (upserts replacing some rows, new rows, deletes).
@@ -126,7 +155,7 @@ def test_every_plan_gives_the_same_matches(vcli, tmp_path, data_dir, metric):
     c.write("upsert", {**{f"a{i:04d}": rng.standard_normal(DIMS).astype(np.float32) for i in range(0, 40, 2)},
                        **vectors(rng, 25, "b")})
     c.delete([f"a{i:04d}" for i in range(1, 30, 3)] + ["adup-a"])
-    assert c.files(data_dir) == ["matrix-1.f32"]
+    assert c.files(data_dir) == ["matrix-2.f32"]  # mutation 1 made the metadata index
     c.check()
 
     # 3. Past the threshold: the next write builds the graph, which answers from then on.
@@ -142,6 +171,9 @@ def test_every_plan_gives_the_same_matches(vcli, tmp_path, data_dir, metric):
     c.delete([f"a{i:04d}" for i in range(150, 200, 2)] + ["bdup-b", "cscaled"])
     assert c.files(data_dir) == graph  # not folded in yet
     c.check()
+    c.tune(gather_floats=1)  # shared filters searched in the graph, not gathered
+    c.check()
+    c.tune(gather_floats=Tuning().gather_floats)
 
     # 5. The delta folded into a new graph (the graph catches up), then deletes on top of it.
     c.tune(fold_rows=5)

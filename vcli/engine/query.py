@@ -13,7 +13,11 @@
 
 ``Answerer.many`` answers a batch (``vcli query --file``) over one open searcher: queries without
 namespace or filter a block at a time (one matrix product or one graph search on all cores per
-block, in a background thread while the block before is answered), the others one by one, in order.
+block, in a background thread while the block before is answered). Queries of a block that share a
+namespace and a filter share one candidate set: its matching keys are found once per batch (kept
+for up to ``MAX_SUBSETS`` distinct groups) and the group is answered with one matrix product over
+those rows, or one widened graph search. A query alone in its group takes the one-query path.
+Answers come out in input order.
 """
 
 from __future__ import annotations
@@ -33,13 +37,27 @@ from .searchfiles import SearchFiles
 from .store import Store
 from .validate import check_query, check_query_namespace, check_top_k, pack_values
 
+MAX_SUBSETS = 64  # the namespaces and filters of a batch whose matching keys are kept
+ALL_ROWS = 2**62  # matching_keys(ALL_ROWS): every match, however many
+
 
 class Checked(NamedTuple):
-    """A query checked against the index: its float32 vector and its parsed filter."""
+    """A query checked against the index: its float32 vector, and the plan of its namespace and
+    filter (None when it has neither)."""
 
     query: Query
     q: Any  # float32 array
-    filter: filters.Filter | None
+    plan: filters.Plan | None
+
+    @property
+    def plain(self) -> bool:
+        """No namespace or filter that restricts the candidates."""
+        return self.plan is None or not self.plan.active
+
+    @property
+    def group(self) -> tuple:
+        """Queries of a batch with the same group have the same candidates."""
+        return (self.query.namespace, orjson.dumps(self.query.filter, option=orjson.OPT_SORT_KEYS))
 
 
 class Answerer:
@@ -50,6 +68,9 @@ class Answerer:
         self.files = files
         self.config = config
         self.top_k_cap = top_k_cap
+        self._indexes: list[filters.MetadataIndexInfo] | None = None
+        # a batch's namespaces and filters that several of its queries share: their matching keys
+        self._subsets: dict[tuple, Any] = {}
 
     # -- entry points ---------------------------------------------------------------------------
     def one(self, query: Query) -> QueryResult:
@@ -121,6 +142,11 @@ class Answerer:
         parsed = filters.parse(query.filter) if query.filter is not None else None
         if parsed is not None and not parsed.conditions:
             parsed = None
+        plan = None
+        if parsed is not None or query.namespace is not None:
+            if self._indexes is None:
+                self._indexes = [filters.MetadataIndexInfo(*m) for m in self.store.metadata_indexes()]
+            plan = filters.Plan.build(self.store, self.config.name, self._indexes, parsed, query.namespace)
         if (query.vector is None) == (query.vector_id is None):
             raise BadQuery("give either a query vector or a vector id, but not both")
         if query.vector_id is not None:
@@ -130,7 +156,7 @@ class Answerer:
             q = np.frombuffer(rows[query.vector_id][3], "<f4")
         else:
             q = self._query_vector(query.vector)
-        return Checked(query, q, parsed)
+        return Checked(query, q, plan)
 
     def _query_vector(self, vector: Any):
         dims = self.config.dimensions
@@ -151,8 +177,10 @@ class Answerer:
                 rows: dict | None = None) -> QueryResult:
         """The matches of one checked query (``keys``: its candidates, when already found; ``rows``:
         their store rows by key, when already read)."""
+        if c.plan is not None:
+            notes += c.plan.notes
         if keys is None:
-            keys = self._candidates(searcher, c, notes)
+            keys = self._candidates(searcher, c)
             rows = None
         if rows is None:
             rows = self.store.rows_for_keys(keys)
@@ -160,16 +188,11 @@ class Answerer:
             rows = [rows[k] for k in keys if k in rows]
         return QueryResult(self._matches(c, rows))
 
-    def _candidates(self, searcher: Searcher, c: Checked, notes: list[str]) -> list[int]:
+    def _candidates(self, searcher: Searcher, c: Checked) -> list[int]:
         """Namespace first, then the filter, then the top k: when few vectors match, score them all
         exactly; when many do, let the search widen, keeping those that pass."""
-        top_k, namespace = c.query.top_k, c.query.namespace
-        if namespace is None and c.filter is None:
-            return searcher.candidates(c.q, top_k)
-        indexes = [filters.MetadataIndexInfo(*m) for m in self.store.metadata_indexes()]
-        plan = filters.Plan.build(self.store, self.config.name, indexes, c.filter, namespace)
-        notes += plan.notes
-        if not plan.active:
+        top_k, plan = c.query.top_k, c.plan
+        if c.plain:
             return searcher.candidates(c.q, top_k)
         allowed = plan.matching_keys(self.files.tuning.filter_exact_rows)
         if allowed is None:
@@ -208,7 +231,8 @@ class Answerer:
 
     def _finish_block(self, searcher: Searcher, block: list[Checked], handle, notes) -> Iterator[QueryResult]:
         found = iter(searcher.finish(handle) if handle is not None else ())
-        keys = [next(found) if _plain(c) else None for c in block]
+        keys = [next(found) if c.plain else None for c in block]
+        self._shared_candidates(searcher, block, keys)
         rows = {row[0]: row for row in self.store.rows_for_keys(k for ks in keys if ks for k in ks)}
         for c, candidates in zip(block, keys, strict=True):
             try:
@@ -217,12 +241,34 @@ class Answerer:
                 raise _with_line(exc, c.query.line) from None
 
 
-def _plain(c: Checked) -> bool:
-    return c.query.namespace is None and c.filter is None
+    def _shared_candidates(self, searcher: Searcher, block: list[Checked], keys: list) -> None:
+        """Fill in ``keys`` for the queries of ``block`` whose namespace and filter another query of
+        the batch shares: each such group's matching keys are found once (kept for the rest of the
+        batch) and its queries searched together (``Searcher.candidates_within``). A query alone
+        with its filter is answered on its own (``_candidates``), as a one-shot query is."""
+        groups: dict[tuple, list[int]] = {}
+        for i, c in enumerate(block):
+            if not c.plain:
+                groups.setdefault(c.group, []).append(i)
+        for group, members in groups.items():
+            if len(members) < 2 and group not in self._subsets:
+                continue
+            if group not in self._subsets:
+                if len(self._subsets) >= MAX_SUBSETS:
+                    self._subsets.pop(next(iter(self._subsets)))
+                self._subsets[group] = block[members[0]].plan.matching_keys(ALL_ROWS)
+            allowed = self._subsets[group]
+            if not len(allowed):
+                found = [[] for _ in members]
+            else:
+                found = searcher.candidates_within(np.stack([block[i].q for i in members]),
+                                                   [block[i].query.top_k for i in members], allowed, group)
+            for i, candidates in zip(members, found, strict=True):
+                keys[i] = candidates
 
 
 def _begin_block(searcher: Searcher, block: list[Checked]):
-    plain = [c for c in block if _plain(c)]
+    plain = [c for c in block if c.plain]
     if not plain:
         return None
     return searcher.begin(np.stack([c.q for c in plain]), [c.query.top_k for c in plain])

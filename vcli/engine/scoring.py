@@ -37,10 +37,13 @@ def max_norm(*norms: np.ndarray) -> float:
 
 
 def exact_scores(metric: str, q, vecs):
-    """Vectorize's score of each row of ``vecs`` against ``q``, computed in float64."""
+    """Vectorize's score of each row of ``vecs`` against ``q``, computed in float64. Each row's
+    score is computed alone, by the same loop (``einsum``, not BLAS, whose result for a row can
+    change in the last bit with the number of rows), so exact ties stay ties whatever else is
+    among the candidates, and are broken by id."""
     q64 = np.asarray(q, np.float64)
     v64 = np.asarray(vecs, np.float64)
-    dots = v64 @ q64
+    dots = np.einsum("ij,j->i", v64, q64)
     if metric == "dot-product":
         return -dots
     if metric == "euclidean":

@@ -74,6 +74,8 @@ class Searcher:
         self._removed_rows: np.ndarray | None = None
         self._delta_cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._pool = None  # a thread for the heavy part of batch queries (see ``begin``)
+        # ``candidates_within``: the keys, vectors and norms of a subset, by the caller's token
+        self._subsets: dict[object, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         # usearch keeps per-thread search contexts indexed from 0 in every call, so two searches
         # of one graph must not overlap (the background block and a filtered query of a batch).
         self._graph_lock = threading.Lock()
@@ -244,9 +246,7 @@ class Searcher:
     def _matrix(self, q, allowed, removed, k, accept, delta_top: float) -> tuple[np.ndarray, np.ndarray, float]:
         m = self.matrix
         if allowed is not None:
-            rows = m.rows_of(allowed)
-            ok = rows < len(m.keys)
-            rows = rows[ok][m.keys[rows[ok]] == allowed[ok]]
+            rows = self._matrix_rows(allowed)
             keys, vecs, norms = m.keys[rows], m.values[rows], m.norms[rows]
         else:
             keys, vecs, norms = m.keys, m.values, m.norms
@@ -257,6 +257,13 @@ class Searcher:
             tol = tolerance(self.metric, q, max(delta_top, top))
             return (*self._nearest_accepted(keys, dists, k, accept, tol), top)
         return keys, dists, top
+
+    def _matrix_rows(self, allowed: np.ndarray) -> np.ndarray:
+        """The matrix's row positions of those of ``allowed`` (sorted keys) that it holds."""
+        m = self.matrix
+        rows = m.rows_of(allowed)
+        ok = rows < len(m.keys)
+        return rows[ok][m.keys[rows[ok]] == allowed[ok]]
 
     @staticmethod
     def _nearest_accepted(keys, dists, k, accept, tol) -> tuple[np.ndarray, np.ndarray]:
@@ -342,6 +349,82 @@ class Searcher:
         for start in range(0, len(queries), step):
             out += self.finish(self.begin(queries[start : start + step], ks[start : start + step],
                                           background=False))
+        return out
+
+    def candidates_within(self, queries: np.ndarray, ks: Sequence[int], allowed: np.ndarray,
+                          token: object) -> list[list[int]]:
+        """``candidates(q, k, allowed)`` for each row of ``queries``, sharing the work: the vectors
+        of ``allowed`` (sorted keys: a namespace's or a filter's matches) are gathered once into
+        one contiguous array, kept under ``token`` for the rest of the batch, and scored against
+        the block with one matrix product; exact, as a matrix search is. On a graph, a subset too
+        large to gather is searched in the graph for the whole block at once, widened by how few
+        of its keys pass, and a query still short of candidates widens alone."""
+        queries = np.ascontiguousarray(queries, np.float32).reshape(-1, self.dims)
+        d_keys, d_vecs, d_norms = self._delta_arrays()
+        keep = np.isin(d_keys, allowed)
+        d_keys, d_vecs, d_norms = d_keys[keep], d_vecs[keep], d_norms[keep]
+        subset = self._subset(allowed, token)
+        if subset is None:  # a graph, and too many keys to gather: search the graph
+            return self._graph_within(queries, list(ks), allowed, (d_keys, d_vecs, d_norms))
+        s_keys, s_vecs, s_norms = subset
+        keys = np.concatenate([d_keys, s_keys])
+        dists = np.concatenate([batch_distances(self.metric, queries, d_vecs, d_norms),
+                                batch_distances(self.metric, queries, s_vecs, s_norms)], axis=1)
+        bound = max_norm(d_norms, s_norms)
+        return [top_candidates(keys, dists[i], k, tolerance(self.metric, queries[i], bound)).tolist()
+                for i, k in enumerate(ks)]
+
+    def _subset(self, allowed: np.ndarray, token: object):
+        """The keys, float32 vectors and norms of ``allowed`` in the search file (removed keys
+        left out), gathered once per token (at most ``Tuning.gather_floats`` numbers kept in all);
+        None for a graph when they are more than that."""
+        if token in self._subsets:
+            return self._subsets[token]
+        removed, limit = self._removed(), self.files.tuning.gather_floats
+        if self.matrix is not None:
+            rows = self._matrix_rows(allowed)
+            if removed is not None and len(removed):  # rewritten since: the delta has them now
+                rows = rows[~np.isin(self.matrix.keys[rows], removed)]
+            m = self.matrix
+            found = (m.keys[rows], m.values[rows], m.norms[rows])
+        elif self.graph is not None:
+            if len(allowed) * self.dims > limit:
+                return None
+            keys = allowed[~np.isin(allowed, self._delta_arrays()[0])]  # the graph holds the others
+            if removed is not None and len(removed):
+                keys = keys[~np.isin(keys, removed)]
+            keys, vecs = self._graph_vectors(keys)
+            found = (keys, vecs, row_norms(vecs))
+        else:
+            found = (np.zeros(0, np.int64), np.zeros((0, self.dims), np.float32), _EMPTY_NORMS)
+        while self._subsets and sum(v[1].size for v in self._subsets.values()) + found[1].size > limit:
+            self._subsets.pop(next(iter(self._subsets)))  # the oldest first
+        self._subsets[token] = found
+        return found
+
+    def _graph_within(self, queries: np.ndarray, ks: list[int], allowed: np.ndarray, delta) -> list[list[int]]:
+        g, removed = self.graph, self._removed()
+        d_keys, d_vecs, d_norms = delta
+        d_dists = batch_distances(self.metric, queries, d_vecs, d_norms)
+        need = _search_count(max(ks))
+        share = max(len(allowed) / max(len(g), 1), 1e-6)
+        count = min(len(g), int(need / share * 1.25) + (0 if removed is None else len(removed)))
+        with self._graph_lock:
+            found = g.search(queries, count, threads=os.cpu_count() or 1)
+        out = []
+        for i, k in enumerate(ks):
+            keys = np.asarray(graph_matches(found, i)[0], np.int64)
+            keys = keys[np.isin(keys, allowed)]
+            if removed is not None and len(removed):
+                keys = keys[~np.isin(keys, removed)]
+            if len(keys) < min(_search_count(k), len(allowed)):
+                out.append(self._candidates_one(queries[i], k, allowed))  # widens alone
+                continue
+            keys, vecs = self._graph_vectors(keys)
+            g_dists, g_top = self._scored(queries[i], vecs)
+            tol = tolerance(self.metric, queries[i], max(max_norm(d_norms), g_top))
+            out.append(top_candidates(np.concatenate([d_keys, keys]), np.concatenate([d_dists[i], g_dists]),
+                                      k, tol).tolist())
         return out
 
     def block_size(self) -> int:

@@ -23,6 +23,10 @@ class Tuning(NamedTuple):
     # A filtered or namespaced query lists the matching keys and scores them all exactly when at
     # most this many match; beyond that the search widens and checks its candidates instead.
     filter_exact_rows: int = 2048
+    # A batch's queries that share a namespace or filter are scored together against one
+    # contiguous copy of the matching vectors, kept for the batch: at most this many numbers in
+    # all (256 MiB). On a graph, a larger set of matches is searched in the graph instead.
+    gather_floats: int = 64 * 2**20
     # Exports of more numbers than this (~22k x 384) format them in one process per core: one core
     # writes a 384-dim vector in ~20 µs, and starting the processes costs ~0.1-0.2 s.
     export_parallel_floats: int = 8 * 2**20
