@@ -116,3 +116,10 @@ def test_the_api_does_not_load_the_cli_stack():
             "bad = [m for m in ('typer', 'rich', 'click', 'numpy', 'usearch') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_remote_face_does_not_load_the_cli_stack():
+    code = ("import sys, vcli.remote, vcli.remote.sync; "
+            "bad = [m for m in ('typer', 'rich', 'click', 'vcli.cli') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)

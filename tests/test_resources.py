@@ -118,9 +118,10 @@ def test_ctrl_c_during_a_long_write_exits_130_and_keeps_the_index(data_dir):
         assert time.monotonic() < end
         time.sleep(0.01)
     time.sleep(0.3)
+    status = [ln for ln in open(f"/proc/{proc.pid}/status") if ln.startswith(("Sig", "Shd", "Threads"))]
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    assert proc.returncode == 130, (out[-300:], err, status)
     assert err.decode() == "Error: interrupted; the index is as it was before this command\n"
     assert out == b""
     assert state(data_dir) == before

@@ -13,7 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from .. import startup
-from . import _common, check, config_cmd, export, indexes, metadata, serve, vectors, workers
+from . import _common, check, config_cmd, export, indexes, metadata, serve, sync, vectors, workers
 
 startup.install_fast_params()  # plain option values without pydantic
 
@@ -41,7 +41,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-for sub in (indexes.app, vectors.app, metadata.app, serve.app, workers.app, config_cmd.app, check.app, export.app):
+for sub in (indexes.app, vectors.app, metadata.app, serve.app, workers.app, config_cmd.app, check.app, export.app,
+            sync.app):
     for info in sub.registered_commands:
         app.registered_commands.append(info)
 

@@ -107,15 +107,39 @@ def run(fn: F) -> F:
 TUNING: ContextVar[Tuning | None] = ContextVar("vcli_tuning", default=None)  # set by the root callback
 
 
-def catalog(data_dir: Optional[Path]):
-    """The configured catalog (``--data-dir`` > ``VCLI_*`` > vcli.toml > config.toml > defaults)."""
+def catalog(data_dir: Optional[Path], remote: bool = False):
+    """The configured catalog (``--data-dir`` > ``VCLI_*`` > vcli.toml > config.toml > defaults);
+    with ``remote``, the account's indexes on the live service instead (``vcli.remote``)."""
+    if remote:
+        return remote_catalog(data_dir)
     from ..engine.catalog import open_catalog  # lazy: ``vcli --help`` opens no catalog
 
     return open_catalog(data_dir, tuning=TUNING.get())
 
 
+def remote_catalog(data_dir: Optional[Path] = None):
+    from ..engine.settings import load_settings
+    from ..remote import RemoteCatalog, Target
+
+    return RemoteCatalog(Target.from_settings(load_settings({"data_dir": data_dir})))
+
+
+def wait_for(index, mutation_id: str, wait: bool, timeout: int) -> None:
+    """``--wait``: return once the index shows the write applied (at once for a local index)."""
+    if wait and mutation_id:
+        index.wait(mutation_id, timeout)
+
+
 IndexName = Annotated[str, typer.Argument(help="The name of the index.", show_default=False)]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout, nothing else.")]
+RemoteFlag = Annotated[bool, typer.Option(
+    "--remote", help="Run against the live Vectorize service (CLOUDFLARE_API_TOKEN, CLOUDFLARE_ACCOUNT_ID; "
+    "see vcli config).")]
+WaitFlag = Annotated[bool, typer.Option(
+    "--wait", help="Return only once the index shows the write applied (on the service it is "
+    "applied a few seconds later; a local write at once).")]
+WaitTimeout = Annotated[int, typer.Option(
+    "--wait-timeout", help="Seconds --wait waits at most before giving up (the write still happens).")]
 DataDir = Annotated[
     Optional[Path],
     typer.Option(

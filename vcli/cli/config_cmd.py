@@ -20,7 +20,7 @@ def config(json: JsonFlag = False, data_dir: DataDir = None) -> None:
     settings = load_settings({"data_dir": data_dir})
     user, project = settings.user_file, settings.project_file
     render.show(Reply(settings, [
-        Table(("setting", "value", "from"), [(name, s.value, s.describe()) for name, s in settings.settings.items()]),
+        Table(("setting", "value", "from"), [(name, settings.shown(name), s.describe()) for name, s in settings.settings.items()]),
         Text(f"user config file: {user}{'' if user.is_file() else ' (none)'}"),
         Text(f"project config file: {project if project else 'none (no vcli.toml here or above)'}"),
     ]), json)

@@ -14,13 +14,15 @@ from .. import render
 from ..errors import BadInput, VcliError
 from ..ndjson import write_blocks
 from ..render import Reply, Text
-from ._common import DataDir, IndexName, JsonFlag, VectorizeCommand, catalog, run
+from ._common import DataDir, IndexName, JsonFlag, RemoteFlag, VectorizeCommand, catalog, run
 
 app = typer.Typer()
 
 HELP = """Export the vectors of an index as NDJSON, one vector a line, in exactly the format that
 `vcli insert` and `wrangler vectorize insert` read (id, values, metadata, namespace), in the order
 they were written. `vcli export a | vcli insert b --file -` copies an index.
+
+With --remote, a backup of a live index: its ids page by page, then their vectors (in id order).
 
 Writes to stdout, or with --output to a file that appears whole or not at all.
 """
@@ -39,11 +41,12 @@ def export(
                      show_default=False, dir_okay=True),
     ] = None,
     json: JsonFlag = False,
+    remote: RemoteFlag = False,
     data_dir: DataDir = None,
 ) -> None:
     if output is not None and output.is_dir():
         raise BadInput(f"cannot write {output}: it is a directory")
-    with catalog(data_dir).open(name) as index, render.progress("Exporting") as bar, \
+    with catalog(data_dir, remote).open(name) as index, render.progress("Exporting") as bar, \
             closing(index.export(namespace, progress=bar)) as chunks:
         try:
             count = write_blocks(chunks, output)

@@ -9,7 +9,7 @@ import typer
 
 from .. import render
 from ..render import Reply, Table, Text
-from ._common import DataDir, IndexName, JsonFlag, VectorizeCommand, catalog, run
+from ._common import DataDir, IndexName, JsonFlag, RemoteFlag, VectorizeCommand, catalog, run
 
 app = typer.Typer()
 PRESET_HELP = (
@@ -40,10 +40,11 @@ def create(
         Optional[str], typer.Option(help="A description of the index.", show_default=False)
     ] = None,
     json: JsonFlag = False,
+    remote: RemoteFlag = False,
     data_dir: DataDir = None,
 ) -> None:
     """Create a Vectorize index."""
-    cfg = catalog(data_dir).create(name, dimensions, metric, preset=preset, description=description)
+    cfg = catalog(data_dir, remote).create(name, dimensions, metric, preset=preset, description=description)
     human = [Text(f"Configuring index based on the embedding model {preset}.")] if preset else []
     human.append(Text(f"Successfully created a new Vectorize index: '{cfg.name}' "
                       f"({cfg.dimensions} dimensions, {cfg.metric})."))
@@ -52,9 +53,9 @@ def create(
 
 @app.command("list", cls=VectorizeCommand)
 @run
-def list_(json: JsonFlag = False, data_dir: DataDir = None) -> None:
+def list_(json: JsonFlag = False, remote: RemoteFlag = False, data_dir: DataDir = None) -> None:
     """List your Vectorize indexes."""
-    configs = catalog(data_dir).list()
+    configs = catalog(data_dir, remote).list()
     human = [_index_table(configs) if configs else Text(
         "You haven't created any indexes yet.\n"
         "Use 'vcli create <name> --dimensions N --metric cosine' to create one.", err=True)]
@@ -63,17 +64,17 @@ def list_(json: JsonFlag = False, data_dir: DataDir = None) -> None:
 
 @app.command("get", cls=VectorizeCommand)
 @run
-def get(name: IndexName, json: JsonFlag = False, data_dir: DataDir = None) -> None:
+def get(name: IndexName, json: JsonFlag = False, remote: RemoteFlag = False, data_dir: DataDir = None) -> None:
     """Get a Vectorize index by name."""
-    cfg = catalog(data_dir).config(name)
+    cfg = catalog(data_dir, remote).config(name)
     render.show(Reply(cfg, [_index_table([cfg])]), json)
 
 
 @app.command("info", cls=VectorizeCommand)
 @run
-def info(name: IndexName, json: JsonFlag = False, data_dir: DataDir = None) -> None:
+def info(name: IndexName, json: JsonFlag = False, remote: RemoteFlag = False, data_dir: DataDir = None) -> None:
     """Get additional details about the index."""
-    with catalog(data_dir).open(name) as index:
+    with catalog(data_dir, remote).open(name) as index:
         result = index.info()
     render.show(Reply(result, [Table(
         ("dimensions", "vectorCount", "processedUpToMutation", "processedUpToDatetime"),
@@ -88,10 +89,11 @@ def delete(
     name: IndexName,
     force: Annotated[bool, typer.Option("--force", "-y", help="Skip confirmation.")] = False,
     json: JsonFlag = False,
+    remote: RemoteFlag = False,
     data_dir: DataDir = None,
 ) -> None:
     """Delete a Vectorize index."""
-    cat = catalog(data_dir)
+    cat = catalog(data_dir, remote)
     cat.config(name)  # fail early, before asking, when it does not exist
     if not force and sys.stdin.isatty():
         if not typer.confirm(f"OK to delete the index '{name}'?", err=True):

@@ -9,7 +9,18 @@ import typer
 
 from .. import render
 from ..render import Reply, Table, Text
-from ._common import DataDir, IndexName, JsonFlag, VectorizeCommand, catalog, run
+from ._common import (
+    DataDir,
+    IndexName,
+    JsonFlag,
+    RemoteFlag,
+    VectorizeCommand,
+    WaitFlag,
+    WaitTimeout,
+    catalog,
+    run,
+    wait_for,
+)
 
 app = typer.Typer()
 
@@ -30,11 +41,15 @@ def create_metadata_index(
                           help="The type of the values to index: string, number or boolean."),
     ],
     json: JsonFlag = False,
+    remote: RemoteFlag = False,
+    wait: WaitFlag = False,
+    wait_timeout: WaitTimeout = 300,
     data_dir: DataDir = None,
 ) -> None:
     """Enable metadata filtering on the specified property."""
-    with catalog(data_dir).open(name, write=True) as index:
+    with catalog(data_dir, remote).open(name, write=True) as index:
         result = index.create_metadata_index(property_name, index_type)
+        wait_for(index, result.mutation_id, wait, wait_timeout)
     n = result.not_covered
     notes = [
         f"vectors written before a metadata index are not indexed for it: the {n} "
@@ -50,9 +65,10 @@ def create_metadata_index(
 
 @app.command("list-metadata-index", cls=VectorizeCommand)
 @run
-def list_metadata_index(name: IndexName, json: JsonFlag = False, data_dir: DataDir = None) -> None:
+def list_metadata_index(name: IndexName, json: JsonFlag = False, remote: RemoteFlag = False,
+                        data_dir: DataDir = None) -> None:
     """List metadata properties on which metadata filtering is enabled."""
-    with catalog(data_dir).open(name) as index:
+    with catalog(data_dir, remote).open(name) as index:
         found = index.list_metadata_indexes()
     human = [Table(("propertyName", "type"), [(m.property_name, m.index_type) for m in found]) if found else Text(
         f"You haven't created any metadata indexes on index '{name}'.\n\n"
@@ -64,11 +80,13 @@ def list_metadata_index(name: IndexName, json: JsonFlag = False, data_dir: DataD
 @app.command("delete-metadata-index", cls=VectorizeCommand)
 @run
 def delete_metadata_index(
-    name: IndexName, property_name: PropertyName, json: JsonFlag = False, data_dir: DataDir = None,
+    name: IndexName, property_name: PropertyName, json: JsonFlag = False, remote: RemoteFlag = False,
+    wait: WaitFlag = False, wait_timeout: WaitTimeout = 300, data_dir: DataDir = None,
 ) -> None:
     """Delete metadata indexes."""
-    with catalog(data_dir).open(name, write=True) as index:
+    with catalog(data_dir, remote).open(name, write=True) as index:
         result = index.delete_metadata_index(property_name)
+        wait_for(index, result.mutation_id, wait, wait_timeout)
     render.show(Reply(result, [Text(
         f"Successfully deleted the metadata index on '{property_name}' from index '{name}'. "
         f"Mutation changeset identifier: {result.mutation_id}."

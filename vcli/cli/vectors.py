@@ -15,7 +15,18 @@ from ..engine.records import Query
 from ..errors import BadFilter, BadQuery
 from ..ndjson import lines_with_pauses, open_input, read_queries, read_vectors
 from ..render import Reply, Table, Text
-from ._common import DataDir, IndexName, JsonFlag, VectorizeCommand, catalog, run
+from ._common import (
+    DataDir,
+    IndexName,
+    JsonFlag,
+    RemoteFlag,
+    VectorizeCommand,
+    WaitFlag,
+    WaitTimeout,
+    catalog,
+    run,
+    wait_for,
+)
 
 app = typer.Typer()
 
@@ -30,12 +41,14 @@ IdsArg = Annotated[
 ]
 
 
-def _write(mode: str, name: str, file: str, batch_size: int, json: bool, data_dir) -> None:
-    with catalog(data_dir).open(name, write=True) as index, open_input(file) as stream:
+def _write(mode: str, name: str, file: str, batch_size: int, json: bool, remote: bool, wait: bool,
+           wait_timeout: float, data_dir) -> None:
+    with catalog(data_dir, remote).open(name, write=True) as index, open_input(file) as stream:
         vectors = read_vectors(stream, index.dimensions)
         write = index.insert if mode == "insert" else index.upsert
         with render.progress(f"{mode.capitalize()}ing") as progress:
             result = write(vectors, batch_size=batch_size, progress=progress)
+        wait_for(index, result.mutation_id, wait, wait_timeout)
     done = "inserted" if mode == "insert" else "upserted"
     kept = result.count - result.written
     extra = f" ({kept} already existed and were kept as they were)" if mode == "insert" and kept else ""
@@ -54,10 +67,13 @@ def insert(
         int, typer.Option("--batch-size", "--batchSize", help="Vectors written per batch (1-5000).")
     ] = 1000,
     json: JsonFlag = False,
+    remote: RemoteFlag = False,
+    wait: WaitFlag = False,
+    wait_timeout: WaitTimeout = 300,
     data_dir: DataDir = None,
 ) -> None:
     """Insert vectors into a Vectorize index (ids that exist are kept as they are)."""
-    _write("insert", name, file, batch_size, json, data_dir)
+    _write("insert", name, file, batch_size, json, remote, wait, wait_timeout, data_dir)
 
 
 @app.command("upsert", cls=VectorizeCommand)
@@ -69,10 +85,13 @@ def upsert(
         int, typer.Option("--batch-size", "--batchSize", help="Vectors written per batch (1-5000).")
     ] = 5000,
     json: JsonFlag = False,
+    remote: RemoteFlag = False,
+    wait: WaitFlag = False,
+    wait_timeout: WaitTimeout = 300,
     data_dir: DataDir = None,
 ) -> None:
     """Upsert vectors into a Vectorize index (ids that exist are replaced whole)."""
-    _write("upsert", name, file, batch_size, json, data_dir)
+    _write("upsert", name, file, batch_size, json, remote, wait, wait_timeout, data_dir)
 
 
 def parse_vector(tokens: list[str]) -> list[float]:
@@ -163,6 +182,7 @@ def query(
             "options are defaults for lines that leave them out.")),
     ] = None,
     json: JsonFlag = False,
+    remote: RemoteFlag = False,
     data_dir: DataDir = None,
 ) -> None:
     """Query a Vectorize index."""
@@ -174,11 +194,11 @@ def query(
     parsed_filter = parse_filter(filter) if filter is not None else None
     if file is not None:  # --json or not: the answers are JSON lines
         defaults = Query(None, None, top_k, return_values, return_metadata, namespace or None, parsed_filter)
-        with catalog(data_dir).open(name) as index, open_input(file) as stream, \
+        with catalog(data_dir, remote).open(name) as index, open_input(file) as stream, \
                 closing(index.query_many(read_queries(lines_with_pauses(stream), defaults))) as results:
             render.show_lines(results)
         return
-    with catalog(data_dir).open(name) as index:
+    with catalog(data_dir, remote).open(name) as index:
         result = index.query(
             values, vector_id=vector_id, top_k=top_k, return_values=return_values,
             return_metadata=return_metadata, namespace=namespace or None, filter=parsed_filter,
@@ -190,9 +210,10 @@ def query(
 
 @app.command("get-vectors", cls=VectorizeCommand)
 @run
-def get_vectors(name: IndexName, ids: IdsArg, json: JsonFlag = False, data_dir: DataDir = None) -> None:
+def get_vectors(name: IndexName, ids: IdsArg, json: JsonFlag = False, remote: RemoteFlag = False,
+                data_dir: DataDir = None) -> None:
     """Get vectors from a Vectorize index."""
-    with catalog(data_dir).open(name) as index:
+    with catalog(data_dir, remote).open(name) as index:
         vectors = index.get(ids)
     rows = [(v.id, v.namespace, render.compact(v.metadata), render.values_text(v.values)) for v in vectors]
     human = [Table(("id", "namespace", "metadata", "values"), rows) if vectors
@@ -202,13 +223,16 @@ def get_vectors(name: IndexName, ids: IdsArg, json: JsonFlag = False, data_dir: 
 
 @app.command("delete-vectors", cls=VectorizeCommand)
 @run
-def delete_vectors(name: IndexName, ids: IdsArg, json: JsonFlag = False, data_dir: DataDir = None) -> None:
+def delete_vectors(name: IndexName, ids: IdsArg, json: JsonFlag = False, remote: RemoteFlag = False,
+                   wait: WaitFlag = False, wait_timeout: WaitTimeout = 300, data_dir: DataDir = None) -> None:
     """Delete vectors in a Vectorize index."""
-    with catalog(data_dir).open(name, write=True) as index:
+    with catalog(data_dir, remote).open(name, write=True) as index:
         result = index.delete(ids)
+        wait_for(index, result.mutation_id, wait, wait_timeout)
+    done = (f"deleted {result.deleted} of the {result.count} given vectors" if result.deleted is not None
+            else f"asked to delete the {result.count} given vectors")
     render.show(Reply(result, [Text(
-        f"Successfully deleted {result.deleted} of the {result.count} given vectors from index "
-        f"'{name}'. Mutation changeset identifier: {result.mutation_id}."
+        f"Successfully {done} from index '{name}'. Mutation changeset identifier: {result.mutation_id}."
     )]), json)
 
 
@@ -221,10 +245,11 @@ def list_vectors(
         Optional[str], typer.Option(help="Continue from this cursor (from the last page).", show_default=False)
     ] = None,
     json: JsonFlag = False,
+    remote: RemoteFlag = False,
     data_dir: DataDir = None,
 ) -> None:
     """List vector identifiers in a Vectorize index."""
-    with catalog(data_dir).open(name) as index:
+    with catalog(data_dir, remote).open(name) as index:
         page = index.list_ids(count, cursor or None)
     if not page.ids:
         human = [Text("No vectors found in this index.", err=True)]

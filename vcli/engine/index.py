@@ -101,6 +101,10 @@ class VectorIndex:
             processed_up_to_mutation=last.id if last else None,
         )
 
+    def wait(self, mutation_id: str, timeout: float) -> IndexInfo:
+        """A local write is applied before it returns: there is nothing to wait for."""
+        return self.info()
+
     # == writes ============================================================================
     def insert(
         self, vectors: Iterable[VectorLine | dict], *, batch_size: int = limits.INSERT_BATCH_SIZE,

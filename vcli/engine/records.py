@@ -103,9 +103,12 @@ class WriteResult(NamedTuple):
 
 
 class DeleteResult(NamedTuple):
+    """``count`` ids given, ``deleted`` of them existed (None when not known: the service does
+    not say)."""
+
     mutation_id: str
     count: int
-    deleted: int
+    deleted: int | None
     notes: Notes = ()
 
     def to_json(self) -> dict[str, Any]:

@@ -26,6 +26,9 @@ from typing import Any, NamedTuple
 from ..errors import ConfigError
 from .limits import DEFAULT_LOCK_TIMEOUT, MAX_TOP_K_WITH_DATA
 
+DEFAULT_API_BASE_URL = "https://api.cloudflare.com/client/v4"
+DEFAULT_REMOTE_RATE = (1200, 300.0)  # the Cloudflare API's limit: 1,200 requests per 5 minutes
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -42,8 +45,9 @@ class Key(NamedTuple):
     name: str
     env: str
     flag: str | None
-    kind: str  # "path", "seconds" or "top-k"
+    kind: str  # "path", "seconds", "top-k", "text", "secret", "url" or "rate"
     help: str
+    alias: str | None = None  # an older variable read when ``env`` is not set (wrangler's CF_*)
 
 
 KEYS: tuple[Key, ...] = (
@@ -55,8 +59,22 @@ KEYS: tuple[Key, ...] = (
     Key("max_top_k_with_values", "VCLI_MAX_TOP_K_WITH_VALUES", None, "top-k",
         f"Largest --top-k with --return-values or --return-metadata all: 1 to {MAX_TOP_K_WITH_DATA} "
         f"(default {MAX_TOP_K_WITH_DATA}; Vectorize's documentation says 20)."),
+    # The live service, for --remote, push and pull (the variables are wrangler's own).
+    Key("api_base_url", "CLOUDFLARE_API_BASE_URL", None, "url",
+        f"Cloudflare's API for --remote (default {DEFAULT_API_BASE_URL}); plain http only to this machine.",
+        "CF_API_BASE_URL"),
+    Key("account_id", "CLOUDFLARE_ACCOUNT_ID", None, "text",
+        "The Cloudflare account for --remote (default: the token's one account).", "CF_ACCOUNT_ID"),
+    Key("api_token", "CLOUDFLARE_API_TOKEN", None, "secret",
+        "The API token for --remote; never shown. In a file: only the user file, readable by you alone.",
+        "CF_API_TOKEN"),
+    Key("remote_rate", "VCLI_REMOTE_RATE", None, "rate",
+        f"Most requests --remote sends per period, as REQUESTS/SECONDS (default {DEFAULT_REMOTE_RATE[0]}/"
+        f"{DEFAULT_REMOTE_RATE[1]:g}, the API's limit)."),
 )
 KEY_NAMES = tuple(k.name for k in KEYS)
+SECRET_KEYS = frozenset(k.name for k in KEYS if k.kind == "secret")
+_ENV_OF = {k.name: k.env for k in KEYS}
 
 
 class Setting(NamedTuple):
@@ -92,11 +110,24 @@ class Settings(NamedTuple):
     def max_top_k_with_values(self) -> int:
         return self.settings["max_top_k_with_values"].value
 
+    def value(self, name: str) -> Any:
+        return self.settings[name].value
+
+    def shown(self, name: str) -> Any:
+        """A setting as front ends may show it: a secret only says whether it is set."""
+        value = self.settings[name].value
+        if name in SECRET_KEYS:
+            return None if value is None else "(set, hidden)"
+        if isinstance(value, Path):
+            return str(value)
+        if isinstance(value, tuple):  # a rate
+            return f"{value[0]}/{value[1]:g}"
+        return value
+
     def to_json(self) -> dict[str, Any]:
         return {
             "settings": {
-                name: {"value": str(s.value) if isinstance(s.value, Path) else s.value,
-                       "source": s.source, "origin": s.origin}
+                name: {"value": self.shown(name), "source": s.source, "origin": s.origin}
                 for name, s in self.settings.items()
             },
             "files": {
@@ -178,7 +209,34 @@ def _top_k(value: Any, _base: Path | None) -> int:
     return value
 
 
-_CHECK: dict[str, Callable[[Any, Path | None], Any]] = {"path": _path, "seconds": _seconds, "top-k": _top_k}
+def _text(value: Any, _base: Path | None) -> str:
+    if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value.strip()):
+        raise ValueError("must be a non-empty string without spaces")
+    return value.strip()
+
+
+def _url(value: Any, base: Path | None) -> str:
+    text = _text(value, base)
+    if not text.startswith(("https://", "http://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return text.rstrip("/")
+
+
+def _rate(value: Any, _base: Path | None) -> tuple[int, float]:
+    requests, _, seconds = str(value).partition("/")
+    try:
+        out = (int(requests), float(seconds))
+    except ValueError:
+        out = (0, 0.0)
+    if out[0] < 1 or not math.isfinite(out[1]) or out[1] <= 0:
+        raise ValueError("must be REQUESTS/SECONDS, e.g. 1200/300")
+    return out
+
+
+_CHECK: dict[str, Callable[[Any, Path | None], Any]] = {
+    "path": _path, "seconds": _seconds, "top-k": _top_k, "text": _text, "secret": _text, "url": _url,
+    "rate": _rate,
+}
 
 
 def _default(key: Key, env: Mapping[str, str]) -> Any:
@@ -186,7 +244,13 @@ def _default(key: Key, env: Mapping[str, str]) -> Any:
         return default_data_dir(env)
     if key.name == "lock_timeout":
         return DEFAULT_LOCK_TIMEOUT
-    return MAX_TOP_K_WITH_DATA
+    if key.name == "max_top_k_with_values":
+        return MAX_TOP_K_WITH_DATA
+    if key.name == "api_base_url":
+        return DEFAULT_API_BASE_URL
+    if key.name == "remote_rate":
+        return DEFAULT_REMOTE_RATE
+    return None
 
 
 def read_file(path: Path) -> dict[str, Any]:
@@ -206,13 +270,31 @@ def read_file(path: Path) -> dict[str, Any]:
             raise ConfigError(
                 f'config file {path}: unknown key "{name}" (known keys: {", ".join(KEY_NAMES)})'
             )
+        if keys[name].kind == "secret":
+            _check_secret_file(path, name)
         try:
-            if keys[name].kind != "path" and isinstance(value, str):
+            if keys[name].kind in ("seconds", "top-k") and isinstance(value, str):
                 raise ValueError("must be a number, not a string")
             out[name] = _CHECK[keys[name].kind](value, path.parent.absolute())
         except ValueError as exc:
-            raise ConfigError(f'config file {path}: "{name}" {exc}, got {value!r}') from None
+            shown = "(hidden)" if keys[name].kind == "secret" else repr(value)
+            raise ConfigError(f'config file {path}: "{name}" {exc}, got {shown}') from None
     return out
+
+
+def _check_secret_file(path: Path, name: str) -> None:
+    """A token may sit only in the user's own file, readable by that user alone (as ssh insists
+    for its keys): a project file is often committed, and a shared one is read by others."""
+    if path.name != USER_FILE:
+        raise ConfigError(f'config file {path}: "{name}" belongs in the user config file, not in a '
+                          f"project file (which is often committed); or set {_ENV_OF[name]}")
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if os.name == "posix" and mode & 0o077:
+        raise ConfigError(f'config file {path} holds "{name}" but others can read it: '
+                          f"run `chmod 600 {path}`")
 
 
 # -- resolving ------------------------------------------------------------------------------------
@@ -238,12 +320,14 @@ def load_settings(
         for name, value in read_file(project_file).items():
             settings[name] = Setting(value, "project", str(project_file))
     for key in KEYS:
-        value = env.get(key.env, "")
+        value = env.get(key.env, "") or (env.get(key.alias, "") if key.alias else "")
         if value:
             try:
-                settings[key.name] = Setting(_CHECK[key.kind](value, None), "env", key.env)
+                found = key.env if env.get(key.env, "") else key.alias
+                settings[key.name] = Setting(_CHECK[key.kind](value, None), "env", found)
             except ValueError as exc:
-                raise ConfigError(f"{key.env} {exc}, got {value!r}") from None
+                shown = "(hidden)" if key.kind == "secret" else repr(value)
+                raise ConfigError(f"{key.env} {exc}, got {shown}") from None
     for key in KEYS:
         value = flags.get(key.name)
         if value is not None and value != "":
