@@ -386,3 +386,26 @@ def test_a_load_through_a_worker(local, tmp_path, capsys):
         print(f"\n  2,000 binding calls through a Worker, 50 in parallel: {2000 / load['seconds']:,.0f} calls/s, "
               f"p50 {load['p50']:.1f} ms, p99 {load['p99']:.1f} ms")
     local.vcli("delete-vectors", "films", "--ids", *(f"load-{i}" for i in range(200)))
+
+
+def test_read_your_writes_through_a_worker_with_an_apply_delay(node_packages, tmp_path):
+    """The polling loop users write against production (upsert, poll describe() for the mutation,
+    then read) ends exactly when the write is visible, and a read right after the upsert misses it."""
+    data_dir = tmp_path / "data"
+    with serve_process(tmp_path, "--data-dir", str(data_dir), "--apply-delay", "1.5") as server:
+        here = Local(server, data_dir, tmp_path)
+        here.vcli("create", "films", "--dimensions", "3", "--metric", "cosine")
+        (tmp_path / "one.ndjson").write_text('{"id": "old", "values": [1, 0, 0]}\n')
+        here.vcli("upsert", "films", "--file", str(tmp_path / "one.ndjson"))  # the CLI's own: immediate
+        project = here.project(tmp_path / "p")
+        [answer] = here.drive("miniflare", str(project), requests=[
+            {"path": "/read-your-writes", "body": {"id": "new", "values": [0.1, 0.2, 0.3]}}])
+    seen = answer["result"]
+    before, soon, after = seen["before"], seen["soon"], seen["after"]
+    assert before["vectorCount"] == 1
+    assert soon["got"] == [] and soon["info"] == before
+    assert [m["id"] for m in soon["query"]["matches"]] == ["old"]
+    assert after["info"]["processedUpToMutation"] == seen["mutationId"] and after["info"]["vectorCount"] == 2
+    assert [v["id"] for v in after["got"]] == ["new"]
+    assert [m["id"] for m in after["query"]["matches"]] == ["new"]
+    assert seen["polls"] > 1 and seen["waitedMs"] >= 1000

@@ -25,10 +25,21 @@ def serve(
                      help="Require Authorization: Bearer TOKEN on every request."),
     ] = None,
     access_log: Annotated[bool, typer.Option("--access-log", help="Log every request on stderr.")] = False,
+    apply_delay: Annotated[Optional[str], typer.Option(
+        "--apply-delay", show_default=False,
+        help="Acknowledge writes at once and apply them SECONDS later, in order, as the live service "
+        "does (so a test that reads its own writes too early fails here as in production; default 0).")] = None,
+    apply_jitter: Annotated[Optional[str], typer.Option(
+        "--apply-jitter", show_default=False,
+        help="With --apply-delay: up to SECONDS more at random per write, so tests cannot rely on an "
+        "exact delay.")] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Serve the Vectorize v2 REST API on your indexes (point wrangler's CLOUDFLARE_API_BASE_URL here)."""
+    from ..engine.settings import load_settings
     from ..server.run import serve as serve_api
 
-    serve_api(catalog(data_dir), host=host, port=port, token=token or None,
-              access_log=access_log, notify=render.note)
+    settings = load_settings({"data_dir": data_dir, "apply_delay": apply_delay, "apply_jitter": apply_jitter})
+    serve_api(catalog(data_dir), host=host, port=port, token=token or None, access_log=access_log,
+              apply_delay=settings.value("apply_delay"), apply_jitter=settings.value("apply_jitter"),
+              notify=render.note)

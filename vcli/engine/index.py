@@ -1,6 +1,7 @@
 """One open index: the operations the CLI, the REST API and the Workers binding call.
 
     info                                   vector count and the last mutation
+    defer / apply_pending                  writes acknowledged now, applied later (pending.py)
     insert / upsert (+ _arrays)            one mutation each; validate.py checks every vector
     delete                                 one mutation
     get / list_ids / export                reads
@@ -105,6 +106,27 @@ class VectorIndex:
         """A local write is applied before it returns: there is nothing to wait for."""
         return self.info()
 
+    # == writes acknowledged now, applied later (vcli serve --apply-delay; pending.py) ========
+    def defer(self, kind: str, payload: Any, delay: float) -> tuple[str, int]:
+        """Check a write now and keep it to apply ``delay`` seconds later; its mutation id and the
+        number of vectors (or ids) it holds."""
+        from .pending import defer
+
+        return defer(self, kind, payload, delay)
+
+    def apply_pending(self, due_by: float | None = None) -> tuple[str, ...]:
+        """Apply the writes kept by ``defer`` that are due by ``due_by`` (all when None), in order,
+        each exactly once. A write of this process calls it first, so writes stay in order."""
+        if self.store.next_due() is None:
+            return ()
+        from .pending import apply_pending
+
+        return apply_pending(self, due_by)
+
+    def next_due(self) -> float | None:
+        """When the next kept write is due (Unix time), or None."""
+        return self.store.next_due()
+
     # == writes ============================================================================
     def insert(
         self, vectors: Iterable[VectorLine | dict], *, batch_size: int = limits.INSERT_BATCH_SIZE,
@@ -141,10 +163,12 @@ class VectorIndex:
                            batch_size, progress)
 
     def _write(self, mode: str, vectors: Iterable[VectorLine], batch_size: int,
-               progress: Progress | None) -> WriteResult:
+               progress: Progress | None, pending: tuple[int, str] | None = None) -> WriteResult:
         check_batch_size(batch_size)
         count = written = 0
-        with self.writing(), self.store.mutation(mode, now_iso()) as mut:
+        if pending is None:
+            self.apply_pending()
+        with self.writing(), self.store.mutation(mode, now_iso(), pending) as mut:
             indexes = self._metadata_indexes()
             batch: list[VectorLine] = []
             for item in vectors:
@@ -184,11 +208,13 @@ class VectorIndex:
             self.store.add_metadata_values(values)
         return written
 
-    def delete(self, ids: Sequence[str]) -> DeleteResult:
+    def delete(self, ids: Sequence[str], pending: tuple[int, str] | None = None) -> DeleteResult:
         """Delete vectors by id; ids that do not exist are not an error."""
         if not ids:
             raise BadQuery("give at least one vector id to delete")
-        with self.writing(), self.store.mutation("delete", now_iso()) as mut:
+        if pending is None:
+            self.apply_pending()
+        with self.writing(), self.store.mutation("delete", now_iso(), pending) as mut:
             deleted = self.store.delete_ids(mut.seq, ids)
         return DeleteResult(mut.id, len(ids), deleted, self._refreshed())
 
@@ -213,25 +239,17 @@ class VectorIndex:
         """The metadata indexes, oldest first."""
         return [MetadataIndex(m.property_name, m.index_type) for m in self._metadata_indexes()]
 
-    def create_metadata_index(self, property_name: str, index_type: str) -> MetadataIndexResult:
+    def create_metadata_index(self, property_name: str, index_type: str,
+                              pending: tuple[int, str] | None = None) -> MetadataIndexResult:
         """Index ``property_name`` (dotted for nested) as ``index_type`` for vectors written from
         now on. Vectors already there are not indexed for it (as in Vectorize): the result says how
         many, and how many of them hold a value of that type there."""
         filters.check_property_name(property_name)
         filters.check_index_type(index_type)
-        with self.writing(), self.store.mutation("create-metadata-index", now_iso()) as mut:
-            existing = self._metadata_indexes()
-            for m in existing:
-                if m.property_name == property_name:
-                    raise MetadataIndexError(
-                        f'index "{self.name}" already has a {m.index_type} metadata index on '
-                        f'"{property_name}" (delete it first to change its type)'
-                    )
-            if len(existing) >= limits.MAX_METADATA_INDEXES:
-                raise LimitExceeded(
-                    f'index "{self.name}" already has {len(existing)} metadata indexes, the limit; '
-                    f"delete one first with `vcli delete-metadata-index {self.name} --property-name P`"
-                )
+        if pending is None:
+            self.apply_pending()
+        with self.writing(), self.store.mutation("create-metadata-index", now_iso(), pending) as mut:
+            self.check_metadata_index_change(property_name, creating=True)
             self.store.add_metadata_index(mut.seq, property_name, index_type)
             not_covered = self.store.count()
             with_value = 0
@@ -242,18 +260,36 @@ class VectorIndex:
                         with_value += 1
         return MetadataIndexResult(mut.id, property_name, index_type, not_covered, with_value)
 
-    def delete_metadata_index(self, property_name: str) -> MetadataIndexResult:
+    def delete_metadata_index(self, property_name: str, pending: tuple[int, str] | None = None) -> MetadataIndexResult:
         """Drop a metadata index and every vector's indexed value for it."""
-        with self.writing(), self.store.mutation("delete-metadata-index", now_iso()) as mut:
-            existing = {m.property_name: m for m in self._metadata_indexes()}
-            if property_name not in existing:
-                have = ", ".join(f'"{p}"' for p in existing) or "none"
-                raise MetadataIndexError(
-                    f'index "{self.name}" has no metadata index on "{property_name}" '
-                    f"(its metadata indexes: {have})"
-                )
+        if pending is None:
+            self.apply_pending()
+        with self.writing(), self.store.mutation("delete-metadata-index", now_iso(), pending) as mut:
+            index_type = self.check_metadata_index_change(property_name, creating=False)
             self.store.drop_metadata_index(property_name)
-        return MetadataIndexResult(mut.id, property_name, existing[property_name].index_type)
+        return MetadataIndexResult(mut.id, property_name, index_type)
+
+    def check_metadata_index_change(self, property_name: str, *, creating: bool) -> str | None:
+        """Refuse a second metadata index on a property or one past the limit (``creating``), or
+        dropping one that does not exist; the type of the one dropped."""
+        existing = {m.property_name: m for m in self._metadata_indexes()}
+        found = existing.get(property_name)
+        if creating and found is not None:
+            raise MetadataIndexError(
+                f'index "{self.name}" already has a {found.index_type} metadata index on '
+                f'"{property_name}" (delete it first to change its type)'
+            )
+        if creating and len(existing) >= limits.MAX_METADATA_INDEXES:
+            raise LimitExceeded(
+                f'index "{self.name}" already has {len(existing)} metadata indexes, the limit; '
+                f"delete one first with `vcli delete-metadata-index {self.name} --property-name P`"
+            )
+        if not creating and found is None:
+            have = ", ".join(f'"{p}"' for p in existing) or "none"
+            raise MetadataIndexError(
+                f'index "{self.name}" has no metadata index on "{property_name}" (its metadata indexes: {have})'
+            )
+        return None if found is None else found.index_type
 
     # == reads =============================================================================
     def get(self, ids: Sequence[str]) -> list[Vector]:

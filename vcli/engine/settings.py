@@ -59,6 +59,11 @@ KEYS: tuple[Key, ...] = (
     Key("max_top_k_with_values", "VCLI_MAX_TOP_K_WITH_VALUES", None, "top-k",
         f"Largest --top-k with --return-values or --return-metadata all: 1 to {MAX_TOP_K_WITH_DATA} "
         f"(default {MAX_TOP_K_WITH_DATA}; Vectorize's documentation says 20)."),
+    Key("apply_delay", "VCLI_APPLY_DELAY", "--apply-delay", "seconds",
+        "vcli serve: seconds between acknowledging a write and applying it, as on the live service "
+        "(default 0: at once)."),
+    Key("apply_jitter", "VCLI_APPLY_JITTER", "--apply-jitter", "seconds",
+        "vcli serve: up to this many seconds more, at random, per write (default 0)."),
     # The live service, for --remote, push and pull (the variables are wrangler's own).
     Key("api_base_url", "CLOUDFLARE_API_BASE_URL", None, "url",
         f"Cloudflare's API for --remote (default {DEFAULT_API_BASE_URL}); plain http only to this machine.",
@@ -246,6 +251,8 @@ def _default(key: Key, env: Mapping[str, str]) -> Any:
         return DEFAULT_LOCK_TIMEOUT
     if key.name == "max_top_k_with_values":
         return MAX_TOP_K_WITH_DATA
+    if key.name in ("apply_delay", "apply_jitter"):
+        return 0.0
     if key.name == "api_base_url":
         return DEFAULT_API_BASE_URL
     if key.name == "remote_rate":

@@ -45,7 +45,7 @@ from .client import Client, RemoteError, Target, Unreachable
 
 NOT_FOUND = 3000  # the service's code for a missing index
 
-WAIT_POLL = (0.25, 5.0)  # seconds between info polls of --wait: first, most
+WAIT_POLL = (0.1, 1.0)  # seconds between info polls of --wait: first, most (growing by half each time)
 
 
 def _config(obj: dict) -> IndexConfig:
@@ -172,7 +172,7 @@ class RemoteIndex:
                     f"applied up to {info.processed_up_to_mutation}); it is accepted and will be applied"
                 )
             time.sleep(delay)
-            delay = min(delay * 2, WAIT_POLL[1])
+            delay = min(delay * 1.5, WAIT_POLL[1])
 
     # == writes ============================================================================
     def insert(self, vectors: Iterable[VectorLine | dict], *, batch_size: int = limits.INSERT_BATCH_SIZE,

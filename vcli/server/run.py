@@ -19,6 +19,7 @@ import uvicorn
 
 from ..errors import VcliError
 from .app import MAX_BODY_BYTES, create_app
+from .delay import with_apply_delay
 
 BACKLOG = 1024  # connections waiting to be accepted: a test runner's Worker makes 200 calls at once
 # uvicorn's warnings for each WebSocket attempt of Miniflare's proxy client (answered 426)
@@ -81,10 +82,13 @@ def serve(
     token: str | None = None,
     access_log: bool = False,
     max_body: int = MAX_BODY_BYTES,
+    apply_delay: float = 0.0,
+    apply_jitter: float = 0.0,
     notify: Callable[[str], None] = print,
 ) -> None:
     """Serve the Vectorize API over ``catalog`` (a ``Catalog`` or a data dir) on ``host:port``
-    until SIGINT or SIGTERM, then return."""
+    until SIGINT or SIGTERM, then return. With ``apply_delay`` (seconds, plus up to
+    ``apply_jitter``), writes are acknowledged at once and applied that much later (``delay.py``)."""
     infos = resolve(host, port)
     if not token and not is_loopback(infos):
         raise ServeError(
@@ -96,6 +100,7 @@ def serve(
     import numpy  # noqa: F401 - loaded once here rather than inside the first query
 
     app = create_app(catalog, token=token, max_body=max_body)
+    app.catalog, applier = with_apply_delay(app.catalog, apply_delay, apply_jitter, notify)
     config = uvicorn.Config(
         app, lifespan="off", log_level="warning", access_log=access_log, server_header=False,
         backlog=BACKLOG,
@@ -117,6 +122,10 @@ def serve(
         f"{'<token>' if token else 'any'} wrangler vectorize list"
     )
     notify(f"  a Worker's binding: {url}/binding/<index>/ (vcli workers-config writes the configuration)")
+    if apply_delay or apply_jitter:
+        spread = f" to {apply_delay + apply_jitter:g}" if apply_jitter else ""
+        notify(f"  writes are acknowledged at once and applied {apply_delay:g}{spread} s later, in order, "
+               "as on the live service")
     # uvicorn stops on SIGINT/SIGTERM, then raises the signal again for the handler that was in
     # place before it. That handler only asks the server to stop (which also covers a signal that
     # comes before uvicorn's handlers are in place), so a stop is a clean return.
@@ -132,4 +141,6 @@ def serve(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         sock.close()
+        if applier is not None:
+            applier.stop()  # what is still kept is applied by the next server (or CLI write)
     notify("Stopped.")

@@ -6,6 +6,6 @@ filters), ``audit`` (``vcli check``), ``schema`` (the tables).
 
 from __future__ import annotations
 
-from .core import Row, Store, storage_error
+from .core import AlreadyApplied, Row, Store, storage_error
 
-__all__ = ["Row", "Store", "storage_error"]
+__all__ = ["AlreadyApplied", "Row", "Store", "storage_error"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -20,12 +21,16 @@ from pathlib import Path
 from ...errors import Interrupted, StorageError
 from .. import fsutil
 from ..records import Mutation
-from .schema import FORMAT, METADATA_SCHEMA, SCHEMA
+from .schema import FORMAT, METADATA_SCHEMA, PENDING_SCHEMA, SCHEMA
 
 # Row written by insert/upsert: (id, namespace, metadata JSON bytes or None, float32 blob)
 Row = tuple[str, "str | None", "bytes | None", bytes]
 
 BUSY_TIMEOUT_MS = 30_000
+
+
+class AlreadyApplied(Exception):
+    """A pending write was applied by another process while this one was applying it too."""
 
 
 def storage_error(exc: BaseException, path: Path) -> StorageError:
@@ -136,20 +141,24 @@ class Store:
 
     # -- transactions ----------------------------------------------------------------------
     @contextmanager
-    def mutation(self, kind: str, at: str) -> Iterator[Mutation]:
+    def mutation(self, kind: str, at: str, pending: tuple[int, str] | None = None) -> Iterator[Mutation]:
         """One write command: BEGIN IMMEDIATE, a new mutation row, COMMIT on success, ROLLBACK on any
-        exception (including KeyboardInterrupt), so a command's writes land whole or not at all."""
+        exception (including KeyboardInterrupt), so a command's writes land whole or not at all.
+        ``pending``: the ``(seq, uuid)`` of the pending write this applies; its row is deleted in
+        the same transaction (``AlreadyApplied`` and a rollback if another process got there first)."""
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             raise storage_error(exc, self.path) from exc
         committed = False
         try:
-            mid = str(uuid.uuid4())
+            mid = pending[1] if pending else str(uuid.uuid4())
             cur = self.conn.execute(
                 "INSERT INTO mutations (uuid, kind, at) VALUES (?, ?, ?)", (mid, kind, at)
             )
             yield Mutation(cur.lastrowid, mid, at)
+            if pending and not self.conn.execute("DELETE FROM pending WHERE seq = ?", (pending[0],)).rowcount:
+                raise AlreadyApplied()
             self.conn.execute("COMMIT")
             committed = True
         except BaseException as exc:
@@ -301,6 +310,43 @@ class Store:
         """The metadata of every vector that has some."""
         for (meta,) in self.conn.execute("SELECT metadata FROM vectors WHERE metadata IS NOT NULL"):
             yield meta
+
+    # -- writes acknowledged but not applied yet (schema.py, ``pending``) --------------------
+    def add_pending(self, mid: str, kind: str, delay: float, payload: bytes) -> float:
+        """Keep a write to apply ``delay`` seconds from now, and never before one kept earlier
+        (writes apply in the order acknowledged); durable when this returns. Its due time."""
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                self.conn.execute(PENDING_SCHEMA)
+                last = self.conn.execute("SELECT max(due) FROM pending").fetchone()[0]
+                due = max(time.time() + delay, last or 0.0)
+                self.conn.execute("INSERT INTO pending (uuid, kind, due, payload) VALUES (?, ?, ?, ?)",
+                                  (mid, kind, due, payload))
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self._rollback_quietly()
+                raise
+        except sqlite3.Error as exc:
+            raise storage_error(exc, self.path) from exc
+        return due
+
+    def pending(self, due_by: float | None = None) -> list[tuple[int, str, str, float, bytes]]:
+        """``(seq, uuid, kind, due, payload)`` of the pending writes (due by ``due_by``), in order."""
+        if not self._has_table("pending"):
+            return []
+        return self.conn.execute(
+            "SELECT seq, uuid, kind, due, payload FROM pending WHERE due <= ? ORDER BY seq",
+            (float("inf") if due_by is None else due_by,)).fetchall()
+
+    def next_due(self) -> float | None:
+        if not self._has_table("pending"):
+            return None
+        return self.conn.execute("SELECT min(due) FROM pending").fetchone()[0]
+
+    def _has_table(self, name: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                                 (name,)).fetchone() is not None
 
     # -- reads -----------------------------------------------------------------------------
     def count(self) -> int:

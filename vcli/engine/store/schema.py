@@ -10,6 +10,9 @@
   metadata index; ``value`` = a string cut to 64 bytes, a float64 number or 0/1. Its primary key
   serves filters; its second index, lookups by vector.
 * ``settings``: ``format`` and ``pruned_upto``.
+* ``pending``: writes acknowledged but not applied yet (``vcli serve --apply-delay``): the public
+  UUID their mutation will have, their kind, when they are due (Unix time) and their checked input.
+  Applying one deletes its row in the same transaction as the write, so it happens exactly once.
 """
 
 from __future__ import annotations
@@ -57,3 +60,11 @@ METADATA_SCHEMA = (
     "CREATE INDEX IF NOT EXISTS metadata_values_key ON metadata_values (key, slot, value);",
 )
 SCHEMA += "\n".join(METADATA_SCHEMA) + "\n"
+# Created with the first deferred write (stores made before it, or never deferred to, have none).
+PENDING_SCHEMA = """CREATE TABLE IF NOT EXISTS pending (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    uuid TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    due REAL NOT NULL,
+    payload BLOB NOT NULL
+);"""

@@ -63,3 +63,21 @@ export async function load(index, { calls = 2000, parallel = 50, dimensions = 3 
   return { result: { calls, parallel, failed: errors.length, errors: errors.slice(0, 5), seconds,
                      p50: at(0.5), p99: at(0.99) } };
 }
+
+// What users write against production's asynchronous writes: upsert, then poll describe() until
+// processedUpToMutation is the upsert's mutation, and only then read. Returns what it saw on the way.
+export async function readYourWrites(index, { id, values, deadlineMs = 120000 }) {
+  const before = await index.describe();
+  const { mutationId } = await index.upsert([{ id, values }]);
+  const soon = { got: await index.getByIds([id]), info: await index.describe(),
+                 query: await index.query(values, { topK: 1 }) };
+  const started = Date.now();
+  let info;
+  let polls = 0;
+  do {
+    if (polls++) await new Promise((resolve) => setTimeout(resolve, 50));
+    info = await index.describe();
+  } while (info.processedUpToMutation !== mutationId && Date.now() - started < deadlineMs);
+  const after = { got: await index.getByIds([id]), info, query: await index.query(values, { topK: 1 }) };
+  return { result: { before, mutationId, soon, after, polls, waitedMs: Date.now() - started } };
+}
