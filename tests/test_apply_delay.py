@@ -159,3 +159,35 @@ def _mutations(folder) -> list[str]:
         return [row[0] for row in conn.execute("SELECT uuid FROM mutations ORDER BY seq")]
     finally:
         conn.close()
+
+
+def test_a_kept_write_that_cannot_take_the_lock_stays_kept(tmp_path):
+    """A passing failure (another writer holds the lock too long) is retried later, never dropped."""
+    import threading
+
+    from vcli.engine import Catalog
+    from vcli.errors import LockTimeout
+
+    cat = Catalog(tmp_path / "data", lock_timeout=0.2)
+    cat.create("films", 3, "cosine")
+    with cat.open("films", write=True) as index:
+        mid, _ = index.defer("upsert", [{"id": "a", "values": [1, 2, 3]}], 0)
+        held, release = threading.Event(), threading.Event()
+
+        def hold():
+            with cat.open("films", write=True) as other, other.writing():
+                held.set()
+                release.wait(60)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        assert held.wait(60)
+        try:
+            with pytest.raises(LockTimeout):
+                index.apply_pending()
+        finally:
+            release.set()
+            holder.join()
+        assert index.info().vector_count == 0 and index.next_due() is not None
+        assert index.apply_pending() == ()
+        assert index.info().processed_up_to_mutation == mid and index.info().vector_count == 1

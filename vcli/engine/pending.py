@@ -8,7 +8,8 @@ due writes in the order they were acknowledged; each one's pending row is delete
 transaction as the write, so a write is applied exactly once even if the process dies part-way or
 two processes apply at the same time. A write that can no longer be done when its time comes
 (a metadata index created twice) is recorded as an empty mutation, so that a client polling for
-its id still sees it processed.
+its id still sees it processed; any other failure (a lock held too long, a full disk) leaves it
+kept, to be tried again.
 
 Payloads: for insert and upsert the checked vectors as NDJSON in the insert format; for delete the
 ids; for the metadata-index writes the property (and type), all as JSON.
@@ -21,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from ..errors import BadQuery, VcliError
+from ..errors import BadInput, BadQuery, LimitExceeded, MetadataIndexError
 from . import filters, limits
 from .layout import now_iso
 from .store import AlreadyApplied
@@ -65,8 +66,6 @@ def _vector_lines(vectors, dimensions: int) -> tuple[bytes, int]:
 
     rows = [(v.id, v.namespace, v.metadata_json, v.blob) for v in check_records(vectors, dimensions)]
     if not rows:
-        from ..errors import BadInput
-
         raise BadInput("no vectors in the input (it is empty or only blank lines)")
     return export_lines(rows, dimensions), len(rows)
 
@@ -89,7 +88,7 @@ def apply_pending(index, due_by: float | None) -> tuple[str, ...]:
                 index.delete_metadata_index(orjson.loads(payload)[0], pending)
         except AlreadyApplied:
             continue  # another process applied it meanwhile
-        except VcliError as exc:
+        except (BadInput, MetadataIndexError, LimitExceeded) as exc:  # never doable; anything else is retried
             notes.append(f"the {kind} acknowledged as mutation {mid} could not be applied: {exc.message}")
             try:
                 with index.writing(), index.store.mutation(kind, now_iso(), pending):

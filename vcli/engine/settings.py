@@ -238,8 +238,15 @@ def _rate(value: Any, _base: Path | None) -> tuple[int, float]:
     return out
 
 
+def _secret(value: Any, base: Path | None) -> str:
+    text = _text(value, base)
+    if not (text.isascii() and text.isprintable()):
+        raise ValueError("must be printable ASCII (as Cloudflare's tokens are)")
+    return text
+
+
 _CHECK: dict[str, Callable[[Any, Path | None], Any]] = {
-    "path": _path, "seconds": _seconds, "top-k": _top_k, "text": _text, "secret": _text, "url": _url,
+    "path": _path, "seconds": _seconds, "top-k": _top_k, "text": _text, "secret": _secret, "url": _url,
     "rate": _rate,
 }
 

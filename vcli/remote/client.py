@@ -225,7 +225,11 @@ class Client:
                                                          context=ssl.create_default_context())
             else:
                 self._conn = http.client.HTTPConnection(self._host, self._port, timeout=TIMEOUT)
-            self._conn.connect()  # OSError here: nothing was sent
+            try:
+                self._conn.connect()
+            except OSError:  # nothing was sent
+                self.close()
+                raise
         self.requests += 1
         self.bytes_sent += len(body or b"")
         try:
@@ -283,8 +287,8 @@ def _result(status: int, raw: bytes) -> Any:
                           status)
     if body.get("success") is True and status < 400:
         return body.get("result")
-    errors = body.get("errors") or [{}]
-    first = errors[0] if isinstance(errors[0], dict) else {}
+    errors = body.get("errors")
+    first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
     code = first.get("code") if isinstance(first.get("code"), int) else status
     message = str(first.get("message") or f"the service answered {status}")
     if code in (10000, 9106, 9109) or status in (401, 403):

@@ -209,24 +209,23 @@ class RemoteIndex:
                 if progress:
                     progress(done)
         except KeyboardInterrupt:
-            if not accepted:
-                raise
-            last = batches[accepted - 1]
-            raise Interrupted(f"interrupted: the service had accepted batches 1-{accepted} of {len(batches)} "
-                              f"(lines 1-{last.last_line}); the rest was not sent") from None
+            done_part = (f"the service had accepted batches 1-{accepted} of {len(batches)} (lines 1-"
+                         f"{batches[accepted - 1].last_line})" if accepted else "the service had accepted no batch")
+            raise Interrupted(f"interrupted: {done_part}; batch {accepted + 1}, in flight, may have been "
+                              "received; nothing after it was sent") from None
         return sum(b.count for b in batches), mutation
 
     def upload(self, mode: str, body: bytes) -> str:
         """One insert or upsert request of NDJSON ``body``; its mutation id."""
         result = self.client.call("POST", f"{self._path}/{mode}", ndjson=body)
-        return str((result or {}).get("mutationId", ""))
+        return _mutation_id(result)
 
     def delete(self, ids: Sequence[str]) -> DeleteResult:
         if not ids:
             raise BadQuery("give at least one vector id to delete")
         mutation = ""
         for chunk in _chunks(list(dict.fromkeys(ids)), limits.MAX_DELETE_IDS):
-            mutation = str(self.client.call("POST", f"{self._path}/delete_by_ids", json={"ids": chunk})["mutationId"])
+            mutation = _mutation_id(self.client.call("POST", f"{self._path}/delete_by_ids", json={"ids": chunk}))
         return DeleteResult(mutation, len(ids), None)
 
     # == metadata indexes ===================================================================
@@ -244,7 +243,7 @@ class RemoteIndex:
             if not _uncertain(exc) or MetadataIndex(property_name, index_type) not in self.list_metadata_indexes():
                 raise
             return MetadataIndexResult("", property_name, index_type)  # it was done; its id is lost
-        return MetadataIndexResult(str(result["mutationId"]), property_name, index_type)
+        return MetadataIndexResult(_mutation_id(result), property_name, index_type)
 
     def delete_metadata_index(self, property_name: str) -> MetadataIndexResult:
         kinds = {m.property_name: m.index_type for m in self.list_metadata_indexes()}
@@ -255,7 +254,7 @@ class RemoteIndex:
             if not _uncertain(exc) or any(m.property_name == property_name for m in self.list_metadata_indexes()):
                 raise
             result = {"mutationId": ""}
-        return MetadataIndexResult(str(result["mutationId"]), property_name, kinds.get(property_name, ""))
+        return MetadataIndexResult(_mutation_id(result), property_name, kinds.get(property_name, ""))
 
     # == reads =============================================================================
     def get(self, ids: Sequence[str]) -> list[Vector]:
@@ -399,12 +398,16 @@ def _refused(exc: VcliError, batches: list[Batch], i: int) -> VcliError:
     b = batches[i]
     where = f"batch {i + 1} of {len(batches)} (lines {b.first_line}-{b.last_line})"
     if i == 0:
-        before = "nothing was written"
+        before = "nothing before it was written"
     else:
         before = (f"batches 1-{i} (lines 1-{batches[i - 1].last_line}) had been accepted and stay "
                   "written")
     exc.message = f"{where}: {exc.message}; {before}, and nothing after it was sent"
     return exc
+
+
+def _mutation_id(result: Any) -> str:
+    return str(result.get("mutationId") or "") if isinstance(result, dict) else ""
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -89,29 +90,34 @@ def push(local, remote_catalog, remote_name: str, *, batch_size: int = limits.MA
     state = _read_state(state_path)
     fresh = {"target": f"{remote_catalog.target.base_url} {client.account()} {remote_name}",
              "localMutation": info.processed_up_to_mutation, "batchSize": batch_size, "batches": 0, "lines": 0}
-    if not (state and all(state.get(k) == fresh[k] for k in ("target", "localMutation", "batchSize"))):
-        state = fresh
+    if created or not (state and all(state.get(k) == fresh[k] for k in ("target", "localMutation", "batchSize"))):
+        state = fresh  # (a remote index created now holds nothing an earlier run sent)
     skip_batches, skipped = int(state["batches"]), int(state["lines"])
     done = skipped
     if progress:
         progress(done)
     mutation = ""
     try:
-        for number, (body, lines) in enumerate(_upload_batches(local, batch_size)):
-            if number < skip_batches:
-                continue
-            mutation = remote.upload("upsert", body)
-            done += lines
-            state.update(batches=number + 1, lines=done)
-            _write_state(state_path, state)
-            if progress:
-                progress(done)
+        with closing(local.export()) as blocks:
+            for number, (body, lines) in enumerate(_upload_batches(blocks, batch_size)):
+                if number < skip_batches:
+                    continue
+                mutation = remote.upload("upsert", body)
+                done += lines
+                state.update(batches=number + 1, lines=done)
+                _write_state(state_path, state)
+                if progress:
+                    progress(done)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted after {done} of {info.vector_count} vectors were pushed; run the "
                           "same command again to send the rest") from None
-    if mutation:
-        remote.wait(mutation, wait_timeout)
-    notes = _check_equal(local, remote)
+    try:
+        if mutation:
+            remote.wait(mutation, wait_timeout)
+        notes = _check_equal(local, remote)
+    except VcliError:
+        state_path.unlink(missing_ok=True)  # the next run sends everything again, rather than nothing
+        raise
     state_path.unlink(missing_ok=True)
     return MoveResult(local.name, f"remote:{remote.name}", info.vector_count, done - skipped, skipped, created,
                       client.requests - requests0, client.bytes_sent - bytes0, tuple(notes))
@@ -147,12 +153,12 @@ def _remote_like(local, remote_catalog, name: str) -> tuple[RemoteIndex, bool]:
     return remote, created
 
 
-def _upload_batches(local, batch_size: int) -> Iterator[tuple[bytes, int]]:
-    """The local index in the export order as upload bodies: at most ``batch_size`` lines and 100 MB each.
-    The same index always gives the same batches (that is what lets a push resume)."""
+def _upload_batches(blocks, batch_size: int) -> Iterator[tuple[bytes, int]]:
+    """An export's blocks as upload bodies: at most ``batch_size`` lines and 100 MB each. The same
+    index always gives the same batches (that is what lets a push resume)."""
     parts: list[bytes] = []
     size = 0
-    for block, _n in local.export():
+    for block, _n in blocks:
         for line in block.splitlines(keepends=True):
             if parts and (len(parts) >= batch_size or size + len(line) > limits.MAX_UPLOAD_BYTES):
                 yield b"".join(parts), len(parts)

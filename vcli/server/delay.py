@@ -138,8 +138,9 @@ class Applier:
         except IndexNotFound:
             with self.lock:
                 self.names.discard(name)
-        except VcliError as exc:
-            self.notify(f"vcli serve: could not apply the kept writes of '{name}': {exc.message} (retrying)")
+        except Exception as exc:  # noqa: BLE001 - the thread must live on: the writes are retried
+            why = exc.message if isinstance(exc, VcliError) else f"{type(exc).__name__}: {exc}"
+            self.notify(f"vcli serve: could not apply the kept writes of '{name}': {why} (retrying in 1 s)")
             return time.time() + 1.0
         return None
 
