@@ -166,8 +166,7 @@ class VectorIndex:
                progress: Progress | None, pending: tuple[int, str] | None = None) -> WriteResult:
         check_batch_size(batch_size)
         count = written = 0
-        if pending is None:
-            self.apply_pending()
+        early = self.apply_pending() if pending is None else ()
         with self.writing(), self.store.mutation(mode, now_iso(), pending) as mut:
             indexes = self._metadata_indexes()
             batch: list[VectorLine] = []
@@ -186,7 +185,7 @@ class VectorIndex:
                     progress(count)
             if count == 0:
                 raise BadInput("no vectors in the input (it is empty or only blank lines)")
-        return WriteResult(self.name, count, written, mut.id, self._refreshed())
+        return WriteResult(self.name, count, written, mut.id, early + self._refreshed())
 
     def _write_batch(self, mode: str, seq: int, batch: Sequence[VectorLine], indexes) -> int:
         """Write one batch and, when metadata indexes exist, what each vector written holds for
@@ -212,11 +211,10 @@ class VectorIndex:
         """Delete vectors by id; ids that do not exist are not an error."""
         if not ids:
             raise BadQuery("give at least one vector id to delete")
-        if pending is None:
-            self.apply_pending()
+        early = self.apply_pending() if pending is None else ()
         with self.writing(), self.store.mutation("delete", now_iso(), pending) as mut:
             deleted = self.store.delete_ids(mut.seq, ids)
-        return DeleteResult(mut.id, len(ids), deleted, self._refreshed())
+        return DeleteResult(mut.id, len(ids), deleted, early + self._refreshed())
 
     def _refreshed(self) -> tuple[str, ...]:
         """Refresh the search file after a write if it is due; the notes that gave."""
