@@ -75,6 +75,11 @@ def export_lines(rows: list[tuple], dimensions: int, values: Any = None) -> byte
     return b"".join(out)
 
 
+def checked_lines(vectors: Iterable, dimensions: int) -> bytes:
+    """Checked vector lines (``validate.check_record``'s ``VectorLine``) in the insert format."""
+    return export_lines([(v.id, v.namespace, v.metadata_json, v.blob) for v in vectors], dimensions)
+
+
 def format_blocks(
     blocks: Iterable[list[tuple]], dimensions: int, workers: int = 1
 ) -> Iterator[tuple[bytes, int]]:

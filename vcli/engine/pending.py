@@ -18,6 +18,7 @@ ids; for the metadata-index writes the property (and type), all as JSON.
 from __future__ import annotations
 
 import io
+import uuid
 from typing import Any
 
 import orjson
@@ -35,8 +36,6 @@ def defer(index, kind: str, payload: Any, delay: float) -> tuple[str, int]:
     """``payload``: the vectors (insert, upsert), the ids (delete), or ``(property, type)`` /
     ``property`` (the metadata-index writes). The mutation id the write will have, and how many
     vectors or ids it holds. A metadata-index write is checked against the index as it is now."""
-    import uuid
-
     count = 1
     if kind in ("insert", "upsert"):
         data, count = _vector_lines(payload, index.dimensions)
@@ -62,12 +61,12 @@ def defer(index, kind: str, payload: Any, delay: float) -> tuple[str, int]:
 
 
 def _vector_lines(vectors, dimensions: int) -> tuple[bytes, int]:
-    from .export import export_lines
+    from .export import checked_lines
 
-    rows = [(v.id, v.namespace, v.metadata_json, v.blob) for v in check_records(vectors, dimensions)]
-    if not rows:
+    lines = list(check_records(vectors, dimensions))
+    if not lines:
         raise BadInput("no vectors in the input (it is empty or only blank lines)")
-    return export_lines(rows, dimensions), len(rows)
+    return checked_lines(lines, dimensions), len(lines)
 
 
 def apply_pending(index, due_by: float | None) -> tuple[str, ...]:

@@ -246,7 +246,6 @@ class RemoteIndex:
         return MetadataIndexResult(_mutation_id(result), property_name, index_type)
 
     def delete_metadata_index(self, property_name: str) -> MetadataIndexResult:
-        kinds = {m.property_name: m.index_type for m in self.list_metadata_indexes()}
         try:
             result = self.client.call("POST", f"{self._path}/metadata_index/delete", idempotent=False,
                                       json={"propertyName": property_name})
@@ -254,7 +253,7 @@ class RemoteIndex:
             if not _uncertain(exc) or any(m.property_name == property_name for m in self.list_metadata_indexes()):
                 raise
             result = {"mutationId": ""}
-        return MetadataIndexResult(_mutation_id(result), property_name, kinds.get(property_name, ""))
+        return MetadataIndexResult(_mutation_id(result), property_name, "")  # (the service does not say)
 
     # == reads =============================================================================
     def get(self, ids: Sequence[str]) -> list[Vector]:
@@ -280,17 +279,6 @@ class RemoteIndex:
         return VectorPage(ids, int(obj.get("totalCount") or 0), nxt or None,
                           obj.get("cursorExpirationTimestamp") if nxt else None)
 
-    def all_ids(self) -> Iterator[list[str]]:
-        """Every id, a page at a time (list-vectors, 1,000 a page)."""
-        cursor = None
-        while True:
-            page = self.list_ids(limits.MAX_LIST_COUNT, cursor)
-            if page.ids:
-                yield page.ids
-            if not page.next_cursor:
-                return
-            cursor = page.next_cursor
-
     def export(self, namespace: str | None = None, *, progress=None, block_rows: int | None = None
                ) -> Iterator[tuple[bytes, int]]:
         """Every vector (of one namespace, or all) as NDJSON in the insert format, in id order: each
@@ -299,9 +287,9 @@ class RemoteIndex:
 
         namespace = check_query_namespace(namespace)
         done = 0
-        for ids in self.all_ids():
+        for page in id_pages(self):
             rows = [(v.id, v.namespace, _metadata_json(v.metadata), v.values.tobytes())
-                    for v in self.get(ids) if namespace is None or v.namespace == namespace]
+                    for v in self.get(page.ids) if namespace is None or v.namespace == namespace]
             if rows:
                 yield export_lines(rows, self.dimensions), len(rows)
                 done += len(rows)
@@ -353,6 +341,17 @@ class RemoteIndex:
                 progress(n)
 
 
+def id_pages(index, first: VectorPage | None = None) -> Iterator[VectorPage]:
+    """Every page of ``index``'s ids (a local or a remote index; 1,000 a page), from ``first``
+    when given."""
+    page = first or index.list_ids(limits.MAX_LIST_COUNT)
+    while True:
+        yield page
+        if not page.next_cursor:
+            return
+        page = index.list_ids(limits.MAX_LIST_COUNT, page.next_cursor)
+
+
 class Batch:
     """One upload: its byte range in the spool, its vector count and the input lines it holds."""
 
@@ -367,13 +366,13 @@ def spool_batches(lines: Iterable[VectorLine], dimensions: int, batch_size: int,
     """Write every checked line to ``spool`` in the insert format and cut it into uploads of at
     most ``batch_size`` vectors and ``MAX_UPLOAD_BYTES`` bytes. A bad line raises before anything
     is sent (the caller sends only once this returns)."""
-    from ..engine.export import export_lines
+    from ..engine.export import checked_lines
 
     batches: list[Batch] = []
     rows: list[VectorLine] = []
 
     def flush(part: list[VectorLine]) -> None:
-        data = export_lines([(v.id, v.namespace, v.metadata_json, v.blob) for v in part], dimensions)
+        data = checked_lines(part, dimensions)
         if len(data) > limits.MAX_UPLOAD_BYTES and len(part) > 1:  # wide vectors, big metadata
             half = len(part) // 2
             flush(part[:half])

@@ -30,9 +30,10 @@ import orjson
 
 from ..engine import limits
 from ..engine.fsutil import write_atomic
+from ..engine.records import VectorPage
 from ..errors import ConfigError, Interrupted, VcliError
 from .client import RemoteError
-from .index import NOT_FOUND, RemoteIndex
+from .index import NOT_FOUND, RemoteIndex, id_pages
 
 PULL_COMMIT = 5000  # vectors fetched before each local commit (and state update) of a pull
 SAMPLE = 100  # vectors compared on both sides at the end of a move
@@ -206,15 +207,15 @@ def pull(remote_catalog, remote_name: str, local_catalog, local_name: str, *,
             progress(skipped)
         pending: list[dict] = []
         try:
-            for ids, next_cursor in _pages(remote, state.get("cursor")):
-                held = {v.id for v in local.get(ids)} if skipped else set()
-                pending += [_record(v) for v in remote.get([i for i in ids if i not in held])]
-                if len(pending) >= PULL_COMMIT or next_cursor is None:
+            for page in _pages(remote, state.get("cursor")):
+                held = {v.id for v in local.get(page.ids)} if skipped else set()
+                pending += [_record(v) for v in remote.get([i for i in page.ids if i not in held])]
+                if len(pending) >= PULL_COMMIT or page.next_cursor is None:
                     if pending:
                         local.upsert(pending)
                         sent += len(pending)
                         pending = []
-                    state["cursor"] = next_cursor
+                    state["cursor"] = page.next_cursor
                     _write_state(state_path, state)
                     if progress:
                         progress(skipped + sent)
@@ -252,33 +253,20 @@ def _check_pull_target(local, have, kinds, created: bool, name: str) -> None:
             local.create_metadata_index(m.property_name, m.index_type)
 
 
-def _pages(remote: RemoteIndex, cursor: str | None) -> Iterator[tuple[list[str], str | None]]:
-    """(ids, the cursor after them) a page at a time; from ``cursor`` when it still works, else
-    from the start."""
-    while True:
-        try:
-            page = remote.list_ids(limits.MAX_LIST_COUNT, cursor)
-        except RemoteError:
-            if cursor is None:
-                raise
-            cursor = None  # expired: list again from the start (ids already held are not fetched)
-            continue
-        yield page.ids, page.next_cursor
-        if not page.next_cursor:
-            return
-        cursor = page.next_cursor
+def _pages(remote: RemoteIndex, cursor: str | None) -> Iterator[VectorPage]:
+    """The pages of ids from ``cursor`` when it still works, else from the start."""
+    try:
+        first = remote.list_ids(limits.MAX_LIST_COUNT, cursor)
+    except RemoteError:
+        if cursor is None:
+            raise
+        first = remote.list_ids(limits.MAX_LIST_COUNT)  # expired: from the start (ids held are not fetched)
+    return id_pages(remote, first)
 
 
 # == diff ==========================================================================================
 def all_ids(index) -> list[str]:
-    out: list[str] = []
-    cursor = None
-    while True:
-        page = index.list_ids(limits.MAX_LIST_COUNT, cursor)
-        out += page.ids
-        if not page.next_cursor:
-            return out
-        cursor = page.next_cursor
+    return [i for page in id_pages(index) for i in page.ids]
 
 
 def diff(a, b, a_name: str, b_name: str, progress: Callable[[int], None] | None = None) -> DiffResult:
