@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> None:
             show(f"exact path ({', '.join(kinds) or 'delta only'})", run(index))
         if args.no_graph:
             return
-        graphs = Catalog(Path(tmp), tuning=Tuning(graph_min_floats=1))  # force the HNSW graph
+        graphs = Catalog(Path(tmp), tuning=Tuning(graph_min_floats=1, graph_in_background=False))  # force the HNSW graph
         t1 = time.perf_counter()
         with graphs.open("bench", write=True) as index:
             with index.writing():

@@ -14,7 +14,7 @@ from conftest import exact_order
 from vcli.engine import Catalog, Tuning
 
 DIMS = 8
-GRAPHS = Tuning(graph_min_floats=1)  # every index big enough for a graph (really: millions of floats)
+GRAPHS = Tuning(graph_min_floats=1, graph_in_background=False)  # every index big enough for a graph (really: millions of floats)
 
 
 def make_index(data_dir, name="idx", n=300, seed=0, metric="cosine", tuning=None):
@@ -48,6 +48,11 @@ def derived(data_dir, name="idx"):
     return sorted(p for p in (data_dir / name).iterdir() if p.suffix in (".f32", ".usearch"))
 
 
+def graph_of(data_dir, name="idx"):
+    (path,) = (p for p in derived(data_dir, name) if p.suffix == ".usearch")
+    return path
+
+
 def check_json(vcli, name="idx", *extra):
     res = vcli("check", name, "--json", *extra)
     assert "Traceback" not in res.err
@@ -74,7 +79,8 @@ def test_truncated_matrix_is_repaired_on_the_next_query(vcli, data_dir):
     assert [p["code"] for p in report["problems"]] == ["search-damaged"]
     q = assert_query_right(vcli, "idx", model)
     assert "matrix-1.f32" in q.err and "rebuilt it from the store" in q.err
-    assert check_json(vcli)[0].code == 0
+    res, report = check_json(vcli)
+    assert res.code == 0, report["problems"]
     assert assert_query_right(vcli, "idx", model, seed=2).err == ""
 
 
@@ -89,7 +95,8 @@ def test_check_repair_exits_3_then_0(vcli, data_dir):
     assert {p["code"] for p in report["problems"]} == {"search-damaged", "temp:.matrix-7.f32.tmp-0badc0de"}
     assert all(p["repaired"] for p in report["problems"])
     assert not (data_dir / "idx" / ".matrix-7.f32.tmp-0badc0de").exists()
-    assert check_json(vcli)[0].code == 0
+    res, report = check_json(vcli)
+    assert res.code == 0, report["problems"]
     assert_query_right(vcli, "idx", model)
     human = vcli("check", "idx", "--repair")
     assert human.code == 0
@@ -104,7 +111,8 @@ def test_missing_search_file_is_rebuilt(vcli, data_dir):
     q = assert_query_right(vcli, "idx", model)
     assert "missing" in q.err
     assert len(derived(data_dir)) == 1
-    assert check_json(vcli)[0].code == 0
+    res, report = check_json(vcli)
+    assert res.code == 0, report["problems"]
 
 
 def test_search_file_from_another_index_is_refused(vcli, data_dir):
@@ -116,7 +124,8 @@ def test_search_file_from_another_index_is_refused(vcli, data_dir):
     assert res.code == 1 and report["problems"][0]["code"] == "search-damaged"
     q = assert_query_right(vcli, "idx", model)
     assert "does not match the store" in q.err
-    assert check_json(vcli)[0].code == 0
+    res, report = check_json(vcli)
+    assert res.code == 0, report["problems"]
 
 
 def test_search_file_newer_than_the_store_is_refused(vcli, data_dir):
@@ -154,7 +163,8 @@ def test_old_copy_of_a_search_file_is_not_caught_up_wrongly(vcli, data_dir, tmp_
     assert res.code == 1 and report["problems"][0]["code"] == "search-damaged"
     for seed in range(3):
         assert_query_right(vcli, "idx", model, seed=seed, k=20)
-    assert check_json(vcli)[0].code == 0
+    res, report = check_json(vcli)
+    assert res.code == 0, report["problems"]
 
 
 def test_search_file_far_behind_is_caught_up(vcli, data_dir):
@@ -171,7 +181,8 @@ def test_search_file_far_behind_is_caught_up(vcli, data_dir):
     q = assert_query_right(vcli, "idx", model)
     assert "changes behind" in q.err and "brought it up to date" in q.err
     assert [p.name for p in derived(data_dir)] == ["matrix-2.f32"]
-    assert check_json(vcli)[0].code == 0
+    res, report = check_json(vcli)
+    assert res.code == 0, report["problems"]
 
 
 def test_superseded_files_are_tidied_by_repair(vcli, data_dir):
@@ -210,7 +221,8 @@ def test_key_counter_behind_is_repaired(vcli, data_dir):
     res, report = check_json(vcli)
     assert res.code == 1 and report["problems"][0]["code"] == "sequence-vectors"
     assert check_json(vcli, "idx", "--repair")[0].code == 3
-    assert check_json(vcli)[0].code == 0
+    res, report = check_json(vcli)
+    assert res.code == 0, report["problems"]
 
 
 def test_garbage_store_is_one_clear_error(vcli, data_dir):
@@ -250,8 +262,9 @@ def test_graph_of_one_vector_is_trusted(data_dir, graph_mode):
             ix.insert([{"id": "only", "values": np.random.default_rng(seed).standard_normal(DIMS).tolist()}])
     model = {"only": np.asarray(cat.open("idx").get(["only"])[0].values)}
     assert assert_query_right(vcli, "idx", model).err == ""
-    shutil.copy(derived(data_dir, "other")[0], derived(data_dir)[0])
-    assert "rebuilt" in assert_query_right(vcli, "idx", model).err
+    shutil.copy(graph_of(data_dir, "other"), graph_of(data_dir))
+    assert "built anew" in assert_query_right(vcli, "idx", model).err
+    assert assert_query_right(vcli, "idx", model).err == ""  # (built by that query: GRAPHS)
 
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean", "dot-product"])
@@ -260,20 +273,22 @@ def test_damaged_graph_is_rebuilt(data_dir, graph_mode, damage, metric):
     vcli = graph_mode
     make_index(data_dir, "other", seed=9, metric=metric, tuning=GRAPHS)
     model = make_index(data_dir, metric=metric, tuning=GRAPHS)
-    (path,) = derived(data_dir)
-    assert path.name == "graph-1.usearch"
+    path = graph_of(data_dir)
+    assert [p.name for p in derived(data_dir)] == ["graph-1.usearch", "matrix-1.f32"]
     if damage == "truncate":
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     elif damage == "foreign":
-        shutil.copy(derived(data_dir, "other")[0], path)
+        shutil.copy(graph_of(data_dir, "other"), path)
     else:
         path.unlink()
-    res, _ = check_json(vcli)
+    res, report = check_json(vcli)
     assert res.code == 1
-    q = assert_query_right(vcli, "idx", model, metric=metric)
-    assert "rebuilt" in q.err or "missing" in q.err
-    assert [p.name for p in derived(data_dir)] == ["graph-1.usearch"]
-    assert check_json(vcli)[0].code == 0
+    assert [p["code"] for p in report["problems"]] == ["graph-missing" if damage == "delete" else "graph-damaged"]
+    q = assert_query_right(vcli, "idx", model, metric=metric)  # exact from the matrix meanwhile
+    assert ("built anew" in q.err) == (damage != "delete")
+    assert [p.name for p in derived(data_dir)] == ["graph-1.usearch", "matrix-1.f32"]
+    res, report = check_json(vcli)
+    assert res.code == 0, report["problems"]
 
 
 def test_sound_graph_of_equal_vectors_is_trusted(data_dir, graph_mode):
@@ -290,4 +305,4 @@ def test_sound_graph_of_equal_vectors_is_trusted(data_dir, graph_mode):
     for _ in range(3):
         q = assert_query_right(vcli, "idx", model)
         assert q.err == ""  # no repair, no note
-    assert [p.name for p in derived(data_dir)] == ["graph-1.usearch"]
+    assert [p.name for p in derived(data_dir)] == ["graph-1.usearch", "matrix-1.f32"]

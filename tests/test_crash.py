@@ -36,7 +36,7 @@ GRAPH_TRIALS = int(os.environ.get("VCLI_CRASH_GRAPH_TRIALS", "2"))
 DIMS = 8
 NAME = "crash"
 
-GRAPHS = Tuning(graph_min_floats=1)
+GRAPHS = Tuning(graph_min_floats=1, graph_in_background=False)
 
 
 def wrapped_vcli(graph: bool, stall: bool) -> list[str]:

@@ -158,11 +158,12 @@ def test_every_plan_gives_the_same_matches(vcli, tmp_path, data_dir, metric):
     assert c.files(data_dir) == ["matrix-2.f32"]  # mutation 1 made the metadata index
     c.check()
 
-    # 3. Past the threshold: the next write builds the graph, which answers from then on.
-    c.tune(graph_min_floats=1)
+    # 3. Past the threshold: the next write builds the graph of the matrix, which finds the
+    # candidates from then on (scored from the matrix, the rows since from the delta).
+    c.tune(graph_min_floats=1, graph_in_background=False)
     c.write("insert", vectors(rng, 10, "c"))
     graph = c.files(data_dir)
-    assert len(graph) == 1 and graph[0].startswith("graph-")
+    assert graph == ["graph-2.usearch", "matrix-2.f32"]
     c.check()
 
     # 4. Graph plus a delta: rows written and removed since the graph was saved.
@@ -175,20 +176,21 @@ def test_every_plan_gives_the_same_matches(vcli, tmp_path, data_dir, metric):
     c.check()
     c.tune(gather_floats=Tuning().gather_floats)
 
-    # 5. The delta folded into a new graph (the graph catches up), then deletes on top of it.
+    # 5. The delta folded into a new matrix and its graph (both caught up), then deletes on top.
     c.tune(fold_rows=5)
     c.write("upsert", vectors(rng, 8, "e"))
     folded = c.files(data_dir)
-    assert len(folded) == 1 and folded[0].startswith("graph-") and folded != graph
+    assert len(folded) == 2 and folded != graph and folded[0].split("-")[1].split(".")[0] \
+        == folded[1].split("-")[1].split(".")[0]  # the same mutation
     c.check()
     c.tune(fold_rows=10**6)
     c.delete([f"a{i:04d}" for i in range(200, 260)])
     c.check()
 
-    # 6. Back under the threshold: the next fold makes a matrix again.
+    # 6. Back under the threshold: the next write removes the graph; the matrix answers alone.
     c.tune(graph_min_floats=Tuning().graph_min_floats, fold_rows=5)
     c.delete([f"a{i:04d}" for i in range(260, 290)])
-    assert c.files(data_dir)[0].startswith("matrix-")
+    assert [f.split("-")[0] for f in c.files(data_dir)] == ["matrix"]
     c.check()
 
 
@@ -196,11 +198,15 @@ def test_batch_and_single_queries_agree_on_a_graph_with_many_removed(vcli, tmp_p
     """More removed keys than a graph search returns: the query widens and still finds top k."""
     rng = np.random.default_rng(3)
     c = Checker(vcli, tmp_path, "cosine")
-    c.tune(graph_min_floats=1)
+    c.tune(graph_min_floats=1, graph_in_background=False)
     c.write("insert", vectors(rng, 400, "a"))
     c.tune(fold_rows=10**6)
     c.delete([f"a{i:04d}" for i in range(0, 400) if i % 10])  # 360 of 403 removed
     assert c.files(data_dir)[0].startswith("graph-")
+    c.check()
+    c.tune(fold_rows=5)  # folded: a new matrix, and its graph caught up from the old one
+    c.delete(["a0010"])
+    assert [f.split("-")[0] for f in c.files(data_dir)] == ["graph", "matrix"]
     c.check()
 
 
@@ -223,7 +229,7 @@ def test_a_batch_mixing_namespaces_and_plain_queries_on_a_graph(vcli, tmp_path, 
     cli = vcli
 
     def vcli(*args, **kw):
-        return cli(*args, tuning=Tuning(graph_min_floats=1), **kw)
+        return cli(*args, tuning=Tuning(graph_min_floats=1, graph_in_background=False), **kw)
 
     rng = np.random.default_rng(5)
     vecs = vectors(rng, 300, "a")
@@ -241,3 +247,31 @@ def test_a_batch_mixing_namespaces_and_plain_queries_on_a_graph(vcli, tmp_path, 
     for line, out, q in zip(lines, run.out.splitlines(), queries, strict=True):
         want = reference(even if "namespace" in line else vecs, "cosine", q, 5)
         same(orjson.loads(out)["matches"], want)
+
+
+def test_a_caught_up_matrix_equals_one_built_from_the_store(data_dir, tmp_path):
+    """Folding copies the old matrix, drops removed rows and appends new ones: byte for byte the
+    matrix a build from the store would write (and its graph, caught up too, holds its keys)."""
+    from vcli.engine import Catalog, matrix
+    from vcli.engine.check import check_index
+    from vcli.engine.layout import Folder
+
+    rng = np.random.default_rng(8)
+    cat = Catalog(data_dir, tuning=Tuning(fold_rows=5, graph_min_floats=1, graph_in_background=False))
+    cat.create("fold", DIMS, "euclidean")
+    with cat.open("fold", write=True) as ix:
+        ix.insert([{"id": f"v{i}", "values": v.tolist()} for i, v in enumerate(rng.standard_normal((500, DIMS)))])
+        ix.upsert([{"id": f"v{i}", "values": rng.standard_normal(DIMS).tolist()} for i in range(0, 500, 7)]
+                  + [{"id": f"n{i}", "values": rng.standard_normal(DIMS).tolist()} for i in range(30)])
+        ix.delete([f"v{i}" for i in range(1, 500, 11)])
+    folder = data_dir / "fold"
+    (caught,) = folder.glob("matrix-*.f32")
+    rebuilt = tmp_path / "rebuilt"
+    rebuilt.mkdir()
+    with cat.open("fold") as ix:
+        built = matrix.build(ix.store, Folder(rebuilt), DIMS)
+    assert built.name == caught.name and built.read_bytes() == caught.read_bytes()
+    seq = caught.name.split("-")[1].split(".")[0]
+    assert sorted(p.name for p in folder.glob("*-*.*")) == [f"graph-{seq}.usearch", f"matrix-{seq}.f32"]
+    with cat.open("fold", write=True) as ix:
+        assert check_index(ix).healthy

@@ -292,7 +292,7 @@ def test_files_and_folders_are_owner_only_even_with_umask_0(data_dir):
             ix.insert(vectors("s", Tuning().fold_rows + 10, 7))  # a matrix file
             ix.create_metadata_index("k", "string")
             ix.query(vectors("q", 1, 8)[0]["values"])
-        graphs = Catalog(data_dir / "deeper", tuning=Tuning(graph_min_floats=1))
+        graphs = Catalog(data_dir / "deeper", tuning=Tuning(graph_min_floats=1, graph_in_background=False))
         with graphs.open(NAME, write=True) as ix, ix.writing():  # a graph file
             ix.refresh(force=True)
     finally:

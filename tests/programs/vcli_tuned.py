@@ -1,10 +1,11 @@
 """The vcli command line, run with the engine's thresholds and the disk's speed changed, for tests
 that kill it at chosen moments (tests/test_crash.py).
 
-    python tests/programs/vcli_tuned.py [--graphs] [--stall-fsync] -- ARGS...
+    python tests/programs/vcli_tuned.py [--graphs | --background-graphs] [--stall-fsync] -- ARGS...
 
-``--graphs`` gives every index a graph at any size (``Tuning(graph_min_floats=1)``; really the
-threshold is millions of floats). ``--stall-fsync`` makes every fsync take 0.25 s longer, so that a
+``--graphs`` gives every index a graph at any size, built before a write returns
+(``Tuning(graph_min_floats=1, graph_in_background=False)``; really the threshold is millions of
+floats); ``--background-graphs`` the same, built by a builder process as usual. ``--stall-fsync`` makes every fsync take 0.25 s longer, so that a
 kill lands in the middle of a refresh (temporary file written, not yet renamed), not only by luck.
 """
 
@@ -30,7 +31,11 @@ def main(argv: list[str]) -> None:
             fsync(fd)
 
         os.fsync = slow_fsync
-    tuning = Tuning(graph_min_floats=1) if "--graphs" in flags else None
+    tuning = None
+    if "--graphs" in flags:
+        tuning = Tuning(graph_min_floats=1, graph_in_background=False)
+    elif "--background-graphs" in flags:
+        tuning = Tuning(graph_min_floats=1)
     try:
         app(args=args, prog_name="vcli", obj=tuning)
         code: object = 0

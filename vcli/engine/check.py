@@ -6,14 +6,16 @@ What is checked:
   float32 blob of ``dimensions * 4`` bytes holding finite numbers; ids and namespaces are 1..64
   bytes; metadata is a JSON object; every row was written by a recorded mutation; the bookkeeping of
   removed rows is consistent; the integer keys can never be handed out twice.
-* **The search files** (derived): no temporary files left by a killed refresh, no superseded files;
-  the newest matrix or graph file opens, is not newer than the store (a file from another index)
-  nor too old to catch up, holds exactly the keys the store had at its mutation, with the same
-  values (all of them for a matrix, a sample for a graph); it is not far behind the store.
+* **The search files** (derived): no temporary files left by a killed refresh or build (a running
+  builder's is left alone), no superseded files; the newest matrix opens, is not newer than the
+  store (a file from another index) nor too old to catch up, holds exactly the keys the store had
+  at its mutation with the same values and norms, and is not far behind the store; a large
+  index's graph of that matrix exists (or a builder is making it), opens, and holds exactly the
+  matrix's keys and finds its vectors.
 
 Repair never touches a vector: it rebuilds SQLite's indexes (``REINDEX``), drops inconsistent
-bookkeeping rows, moves the key counter past every key used, deletes temporary and superseded files
-and rebuilds the search file from the store. Damaged vectors are reported, not deleted; what to do
+bookkeeping rows, moves the key counter past every key used, deletes temporary and superseded files,
+rebuilds the matrix from the store and has a builder make the graph anew. Damaged vectors are reported, not deleted; what to do
 with them is the user's call (upsert them again, or delete them).
 
 The check holds the writer lock (waiting like a writer), so it never mistakes a running writer's
@@ -238,21 +240,28 @@ def _bookkeeping_problems(store) -> list[Problem]:
 
 
 def _search_file_problems(index, count: int) -> tuple[list[Problem], str | None]:
-    files = index.search_files
+    from . import builder
+
+    files, folder = index.search_files, index.folder
     out: list[Problem] = []
-    for path in index.folder.search_temp_files():
+    building = builder.running(folder)
+    for path in folder.search_temp_files():
+        if building and path.name.startswith(".graph-"):
+            continue  # the builder's file in progress
         out.append(Problem("search files", f"temp:{path.name}",
-                           f"leftover temporary file {path.name} from an interrupted refresh", True))
-    found = index.folder.search_files()
-    for old in found[1:]:
-        out.append(Problem("search files", f"old:{old.path.name}",
-                           f"superseded search file {old.path.name} (the newest is {found[0].path.name})", True))
-    if not found:
+                           f"leftover temporary file {path.name} from an interrupted refresh or build", True))
+    found = folder.search_files()
+    file = next((f for f in found if f.kind == "matrix"), None)
+    graph = files.graph_for(file) if file is not None else None
+    for old in found:
+        if old not in (file, graph) and not (building and old.kind == "graph"):  # (the builder's to remove)
+            out.append(Problem("search files", f"old:{old.path.name}",
+                               f"superseded search file {old.path.name}", True))
+    if file is None:
         if count:
             out.append(Problem("search files", "search-missing",
                                "the search file is missing (queries read every vector from the store)", True))
         return out, None
-    file = found[0]
     name = file.path.name
     try:
         obj = files.load(file)
@@ -268,7 +277,23 @@ def _search_file_problems(index, count: int) -> tuple[list[Problem], str | None]
         out.append(Problem("search files", "search-behind",
                            f"the search file {name} is {added + removed} changes behind the store "
                            "(queries scan them one by one until a refresh folds them in)", True))
-    return out, name
+    if not files.tuning.wants_graph(len(obj.keys), index.dimensions):
+        return out, name
+    if graph is None:
+        if not building:
+            out.append(Problem("search files", "graph-missing",
+                               f"{name} has no search graph yet (queries are exact but slower; "
+                               "repair starts a builder)", True))
+        return out, name
+    try:
+        g = files.load(graph, keys=True)
+        files.verify(graph, g, samples=CHECK_SAMPLES, matrix=obj)
+        wrong = check_contents(index.store, graph, g, matrix=obj)
+    except FILE_ERRORS as exc:
+        wrong = f"is unusable ({exc})"
+    if wrong:
+        out.append(Problem("search files", "graph-damaged", f"the search graph {graph.path.name} {wrong}", True))
+    return out, f"{name} + {graph.path.name}"
 
 
 # -- repair ----------------------------------------------------------------------------------
@@ -287,6 +312,10 @@ def _repair(index, problems: list[Problem]) -> list[str]:
     # The search file: rebuild it whole when it was wrong (or when the store's bookkeeping that
     # catching up relies on was); otherwise a refresh folds in what it lacks and tidies up.
     rebuild = bool(codes & {"search-damaged", "store-integrity", "removed-rows"})
+    if "graph-damaged" in codes:
+        for graph in index.folder.search_files():
+            if graph.kind == "graph":
+                index.search_files.discard_graph(graph)
     try:
         notes += index.refresh(force=rebuild, verify=True)
     except (OSError, ValueError, RuntimeError, StorageError, sqlite3.DatabaseError) as exc:

@@ -1,10 +1,13 @@
-"""The graph: a derived usearch HNSW index over the store's vectors, for large indexes.
+"""The graph: a usearch HNSW index over the matrix of a large index, to find candidates fast.
 
-File ``graph-<seq>.usearch`` reflects the store as of mutation ``seq``; its keys are the store's
-integer keys. It stores float32 explicitly (usearch 2.26 would default to bf16, which moves scores
-in the fourth digit). A graph is never modified in place: catching up loads it, applies the rows
-added and removed since ``seq``, and saves a new file under the new sequence number (temporary name,
-fsync, rename). Queries open it memory-mapped (``view``), so a query reads only the pages it visits.
+File ``graph-<seq>.usearch`` is built from ``matrix-<seq>.f32`` (never from the store) and holds
+the same keys. It stores bfloat16: it only *finds* candidates, whose float32 values (and so every
+score) come from the matrix beside it, so the coarser copy costs no exactness, halves the file
+and builds ~3x faster than float32 (docs/scale.md has the measurements). A graph is never modified
+in place: catching up loads the one before, removes the keys the new matrix lacks, adds those it
+lacks, and saves a new file under the new sequence number (temporary name, fsync, rename).
+Queries open it memory-mapped (``view``) without its key table, so a query reads only the pages
+it visits. ``builder.py`` decides when a graph is built, and in which process.
 """
 
 from __future__ import annotations
@@ -17,32 +20,25 @@ import numpy as np
 from ..startup import import_usearch
 from . import fsutil
 from .layout import Folder
-from .store import Store
+from .matrix import Matrix
 
 _usearch = import_usearch()
 Index, MetricKind = _usearch.Index, _usearch.MetricKind
 
 USEARCH_METRIC = {"cosine": MetricKind.Cos, "euclidean": MetricKind.L2sq, "dot-product": MetricKind.IP}
-# Build and search settings, chosen by measurement (docs/performance.md, "The graph"): usearch's
-# build defaults, and recall bought at search time, where a one-shot query can afford it (recall@10
-# >= 0.99 at every size measured).
+DTYPE, SCALAR = "bf16", "BF16"
+# Build and search settings, chosen by measurement (docs/scale.md): recall@10 after exact
+# rescoring >= 0.99 from 1k to 1M vectors, at the build speed those sizes allow.
 CONNECTIVITY = 16
 EXPANSION_ADD = 128
-EXPANSION_SEARCH = 256
-EXPANSION_SEARCH_LARGE = 512  # from LARGE_GRAPH vectors on
-LARGE_GRAPH = 500_000
-
-
-def search_ef(size: int) -> int:
-    return EXPANSION_SEARCH if size < LARGE_GRAPH else EXPANSION_SEARCH_LARGE
-
-
-CHUNK = 16384  # rows read from the store and added per call while building
+EXPANSION_SEARCH = 512
+CHUNK = 16384  # rows added per call while building
 PARALLEL_MIN_SIZE = 20_000  # graphs smaller than this are built on one thread (see add_threads)
-# Candidates asked of the graph per query (at least k), all rescored exactly. Asking for more than
-# 10 did not change recall at a given ef (the search visits ef nodes either way), but leaves room
-# for candidates lost to removed keys and to ties.
+# Candidates asked of the graph per query (at least k), all rescored exactly from the matrix.
 SEARCH_CANDIDATES = 128
+# Catching up is worth it while the changes are at most this share of the graph; beyond it (and
+# because removed nodes leave holes that later searches step around) the graph is built anew.
+CATCH_UP_SHARE = 0.25
 
 
 def add_threads(size: int) -> int:
@@ -62,7 +58,7 @@ def new_index(dimensions: int, metric: str, lookups: bool = True) -> Index:
     return Index(
         ndim=dimensions,
         metric=USEARCH_METRIC[metric],
-        dtype="f32",
+        dtype=DTYPE,
         connectivity=CONNECTIVITY,
         expansion_add=EXPANSION_ADD,
         expansion_search=EXPANSION_SEARCH,
@@ -70,47 +66,39 @@ def new_index(dimensions: int, metric: str, lookups: bool = True) -> Index:
     )
 
 
-def load(
-    path: Path, dimensions: int, metric: str, expected_count: int | None, *, view: bool, lookups: bool = True,
-) -> Index:
+def load(path: Path, dimensions: int, metric: str, expected_count: int | None = None, *,
+         view: bool = True, keys: bool = False) -> Index:
     """Open a graph file, checking that it fits this index; ``ValueError`` if it does not.
 
-    ``lookups=False`` skips building the key -> node table, which costs a view ~0.1 s per million
-    vectors (every node's key is read and hashed): then search works, but ``get``, ``contains``
-    and ``remove`` do not (they answer None/False silently), so only a searcher that reads
-    vectors from the store may open a graph so."""
+    A view (for queries) is opened without the key -> node table, which would cost ~0.1 s per
+    million vectors: search works, but ``keys``, ``get``, ``contains`` and ``remove`` do not (they
+    answer garbage or nothing), and none is needed, as values come from the matrix. ``keys=True``
+    (``vcli check``) or a full load (``view=False``, to catch up) has the table."""
     meta = Index.metadata(str(path))
     if meta is None:
         raise ValueError(f"{path.name} is not a usearch graph")
     if (
         meta["dimensions"] != dimensions
         or meta["kind_metric"] != USEARCH_METRIC[metric]
-        or str(meta["kind_scalar"]).split(".")[-1] != "F32"
+        or str(meta["kind_scalar"]).split(".")[-1] != SCALAR
         or (expected_count is not None and meta["count_present"] != expected_count)
     ):
         raise ValueError(f"{path.name} does not match this index")
-    index = new_index(dimensions, metric, lookups)
+    index = new_index(dimensions, metric, lookups=keys or not view)
     if view:
         index.view(str(path))
     else:
         index.load(str(path))
-    index.expansion_search = search_ef(len(index))
     return index
 
 
-def add_from_store(index: Index, store: Store, after_seq: int | None = None) -> int:
-    """Add the store's vectors (all, or those written after ``after_seq``; in key order, ``CHUNK``
-    rows at a time, so memory holds the graph plus one chunk) on all cores. Reading a chunk from
-    SQLite takes ~1% of the time usearch takes to insert it, so the build runs at usearch's speed."""
-    added = 0
-    cur = store.vectors(after_seq=after_seq)
-    dims = index.ndim
-    while rows := cur.fetchmany(CHUNK):
-        keys = np.fromiter((r[0] for r in rows), np.uint64, len(rows))
-        block = np.frombuffer(b"".join(r[1] for r in rows), "<f4").reshape(len(rows), dims)
-        index.add(keys, block, threads=add_threads(len(index) + len(rows)))
-        added += len(rows)
-    return added
+def _add_rows(index: Index, m: Matrix, rows: np.ndarray | None = None) -> None:
+    """Add the matrix's rows (all, or those at positions ``rows``), ``CHUNK`` at a time."""
+    total = len(m.keys) if rows is None else len(rows)
+    for start in range(0, total, CHUNK):
+        pick = slice(start, min(total, start + CHUNK)) if rows is None else rows[start : start + CHUNK]
+        keys = np.asarray(m.keys[pick]).astype(np.uint64)
+        index.add(keys, np.ascontiguousarray(m.values[pick]), threads=add_threads(len(index) + len(keys)))
 
 
 def save(index: Index, path: Path) -> None:
@@ -119,26 +107,30 @@ def save(index: Index, path: Path) -> None:
         os.chmod(tmp, fsutil.FILE_MODE)
 
 
-def build(store: Store, folder: Folder, dimensions: int, metric: str) -> Path:
-    """Build a whole new graph from the store."""
-    with store.snapshot():
-        seq = store.last_seq()
-        index = new_index(dimensions, metric)
-        # (usearch 2.26's Python Index has no reserve(); add() grows it)
-        add_from_store(index, store)
-        path = folder.search_file("graph", seq)
-        save(index, path)
+def build(m: Matrix, folder: Folder, metric: str) -> Path:
+    """Build the graph of matrix ``m`` anew."""
+    index = new_index(m.values.shape[1], metric)
+    _add_rows(index, m)
+    path = folder.search_file("graph", m.seq)
+    save(index, path)
     return path
 
 
-def catch_up(index: Index, store: Store, old_seq: int, folder: Folder) -> Path:
-    """Apply the store's changes since ``old_seq`` to a loaded graph and save it anew."""
-    with store.snapshot():
-        seq = store.last_seq()
-        gone = store.removed_since(old_seq)
-        if gone:
-            index.remove(np.asarray(gone, np.uint64))
-        add_from_store(index, store, after_seq=old_seq)
-        path = folder.search_file("graph", seq)
-        save(index, path)
+def catch_up(old: Path, m: Matrix, folder: Folder, metric: str) -> Path | None:
+    """The graph of matrix ``m`` made from the graph file ``old`` (an earlier matrix's): None when
+    that would change more than ``CATCH_UP_SHARE`` of it (then build anew). ``ValueError`` or
+    ``RuntimeError`` when ``old`` is unusable."""
+    index = load(old, m.values.shape[1], metric, view=False)
+    have = np.sort(np.asarray(index.keys, np.uint64).astype(np.int64))
+    gone = np.setdiff1d(have, m.keys, assume_unique=True)
+    new_rows = np.flatnonzero(~np.isin(m.keys, have, assume_unique=True))
+    if len(gone) + len(new_rows) > CATCH_UP_SHARE * max(len(have), 1):
+        return None
+    if len(gone):
+        index.remove(gone.astype(np.uint64))
+    _add_rows(index, m, new_rows)
+    if len(index) != len(m.keys):
+        raise RuntimeError(f"{old.name} caught up holds {len(index)} vectors, not {len(m.keys)}")
+    path = folder.search_file("graph", m.seq)
+    save(index, path)
     return path

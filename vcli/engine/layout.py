@@ -4,8 +4,9 @@
       index.toml             configuration (catalog.py)
       store.sqlite (-wal, -shm)   every vector: the truth (store/)
       lock                   the writer lock (lock.py)
-      matrix-<seq>.f32       a search file derived from the store as of mutation <seq> (matrix.py),
-      graph-<seq>.usearch    or, for large indexes, a usearch graph (graph.py); searchfiles.py
+      matrix-<seq>.f32       every vector as of mutation <seq>, for search (matrix.py, searchfiles.py)
+      graph-<seq>.usearch    for large indexes, a usearch graph of that matrix (graph.py)
+      build.lock             held by the process building the graph (builder.py)
       .<file>.tmp-<hex>      a file being written (fsutil.py), renamed into place when whole
 
 Nothing here touches the disk beyond listing a folder.
@@ -22,11 +23,12 @@ from typing import NamedTuple
 CONFIG_FILE = "index.toml"
 STORE_FILE = "store.sqlite"
 LOCK_FILE = "lock"
+BUILD_LOCK_FILE = "build.lock"
 # Files of the index that vcli opens by name (a symbolic link in their place is refused).
-OWN_FILES = (CONFIG_FILE, STORE_FILE, STORE_FILE + "-wal", STORE_FILE + "-shm", LOCK_FILE)
+OWN_FILES = (CONFIG_FILE, STORE_FILE, STORE_FILE + "-wal", STORE_FILE + "-shm", LOCK_FILE, BUILD_LOCK_FILE)
 SEARCH_FILE_SUFFIX = {"matrix": "f32", "graph": "usearch"}
 _SEARCH_FILE = re.compile(r"(matrix|graph)-(\d+)\.(f32|usearch)")
-_SEARCH_TEMP = re.compile(r"\.(matrix-\d+\.f32|graph-\d+\.usearch)\.tmp-[0-9a-f]+")
+_SEARCH_TEMP = re.compile(r"\.(matrix|graph)-\d+\.(f32|usearch)\.tmp-[0-9a-f]+")
 
 
 def now_iso() -> str:
@@ -52,6 +54,7 @@ class Folder:
         self.config = path / CONFIG_FILE
         self.store = path / STORE_FILE
         self.lock = path / LOCK_FILE
+        self.build_lock = path / BUILD_LOCK_FILE
 
     def search_file(self, kind: str, seq: int) -> Path:
         return self.path / f"{kind}-{seq}.{SEARCH_FILE_SUFFIX[kind]}"
@@ -65,9 +68,21 @@ class Folder:
                 found.append(SearchFile(m.group(1), int(m.group(2)), Path(entry.path)))
         return sorted(found, key=lambda f: -f.seq)
 
-    def search_temp_files(self) -> list[Path]:
-        """Search files being written, or left half-written by a refresh that was killed."""
-        return [Path(e.path) for e in os.scandir(self.path) if _SEARCH_TEMP.fullmatch(e.name)]
+    def newest_matrix(self) -> SearchFile | None:
+        return next((f for f in self.search_files() if f.kind == "matrix"), None)
+
+    def newest_graph(self) -> SearchFile | None:
+        return next((f for f in self.search_files() if f.kind == "graph"), None)
+
+    def search_temp_files(self, kind: str | None = None) -> list[Path]:
+        """Search files (of ``kind``, or all) being written, or left half-written by a killed
+        refresh or build."""
+        found = []
+        for entry in os.scandir(self.path):
+            m = _SEARCH_TEMP.fullmatch(entry.name)
+            if m and kind in (None, m.group(1)):
+                found.append(Path(entry.path))
+        return found
 
 
 def seq_of(path: Path) -> int:

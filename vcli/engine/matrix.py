@@ -9,6 +9,10 @@ File ``matrix-<seq>.f32`` holds the live vectors of the store as of mutation ``s
 
 It is written to a temporary name, fsynced and renamed, so it is whole or absent. Queries open it
 with ``np.memmap`` (no read of the whole file) and scan rows written since ``seq`` from the store.
+Every index with vectors has one: small ones are searched in it exactly, large ones find their
+candidates in a graph (``graph.py``) and take their values from it. ``build`` writes it from the
+store; ``catch_up`` from the matrix before it and the store's few changes since (new rows always
+have larger keys, so they go at the end): a copy at disk speed rather than a read of every row.
 """
 
 from __future__ import annotations
@@ -57,6 +61,15 @@ class Matrix(NamedTuple):
         return np.searchsorted(self.keys, keys)
 
 
+def _header(seq: int, n: int, dimensions: int) -> bytes:
+    return HEADER.pack(MAGIC, seq, n, dimensions).ljust(HEADER_SIZE, b"\0")
+
+
+def _norms(block: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):  # in float64: float32 squares overflow at 1.8e19
+        return np.linalg.norm(block.astype(np.float64), axis=1).astype(np.float32)
+
+
 def build(store: Store, folder: Folder, dimensions: int) -> Path:
     """Write a new matrix file from the store's live vectors; return its path."""
     with store.snapshot():
@@ -65,7 +78,7 @@ def build(store: Store, folder: Folder, dimensions: int) -> Path:
         path = folder.search_file("matrix", seq)
 
         def write(f) -> None:
-            f.write(HEADER.pack(MAGIC, seq, n, dimensions).ljust(HEADER_SIZE, b"\0"))
+            f.write(_header(seq, n, dimensions))
             keys = np.empty(n, np.int64)
             norms = np.empty(n, np.float32)
             f.seek(HEADER_SIZE + n * 12)
@@ -74,8 +87,7 @@ def build(store: Store, folder: Folder, dimensions: int) -> Path:
             while rows := cur.fetchmany(CHUNK):
                 block = np.frombuffer(b"".join(r[1] for r in rows), "<f4").reshape(len(rows), dimensions)
                 keys[done : done + len(rows)] = [r[0] for r in rows]
-                with np.errstate(over="ignore"):  # in float64: float32 squares overflow at 1.8e19
-                    norms[done : done + len(rows)] = np.linalg.norm(block.astype(np.float64), axis=1)
+                norms[done : done + len(rows)] = _norms(block)
                 f.write(block.tobytes())
                 done += len(rows)
             if done != n:  # pragma: no cover - the snapshot makes this impossible
@@ -83,6 +95,39 @@ def build(store: Store, folder: Folder, dimensions: int) -> Path:
             f.seek(HEADER_SIZE)
             f.write(keys.astype("<i8").tobytes())
             f.write(norms.astype("<f4").tobytes())
+
+        fsutil.write_atomic(path, write)
+    return path
+
+
+def catch_up(old: Matrix, store: Store, folder: Folder) -> Path | None:
+    """A new matrix from ``old`` minus the keys removed since it plus the rows written since; None
+    when the store's rows since do not all come after ``old``'s keys (then ``build`` anew)."""
+    dims = old.values.shape[1]
+    with store.snapshot():
+        seq = store.last_seq()
+        gone = np.asarray(store.removed_since(old.seq), np.int64)
+        keep = np.flatnonzero(~np.isin(old.keys, gone)) if len(gone) else np.arange(len(old.keys))
+        rows = sorted(store.rows_since(old.seq))
+        new_keys = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+        if len(rows) and len(old.keys) and new_keys[0] <= old.keys[-1]:
+            return None
+        n = len(keep) + len(rows)
+        if n != store.count():
+            raise RuntimeError(f"{len(keep)} kept and {len(rows)} new rows are not the store's {store.count()}")
+        new_vecs = np.frombuffer(b"".join(r[1] for r in rows), "<f4").reshape(len(rows), dims)
+        path = folder.search_file("matrix", seq)
+
+        def write(f) -> None:
+            f.write(_header(seq, n, dims))
+            f.write(np.concatenate([old.keys[keep], new_keys]).astype("<i8").tobytes())
+            f.write(np.concatenate([old.norms[keep], _norms(new_vecs)]).astype("<f4").tobytes())
+            whole = len(keep) == len(old.keys)
+            step = CHUNK * 32
+            for start in range(0, len(keep), step):
+                part = old.values[start : start + step] if whole else old.values[keep[start : start + step]]
+                f.write(np.ascontiguousarray(part, "<f4").tobytes())
+            f.write(new_vecs.tobytes())
 
         fsutil.write_atomic(path, write)
     return path

@@ -76,8 +76,7 @@ class Answerer:
     def one(self, query: Query) -> QueryResult:
         checked = self.check(query)
         notes: list[str] = []
-        # A graph without its key table: a one-shot query saves building it (``Searcher``).
-        with Searcher(self.files, notes, lookups=False) as searcher:
+        with Searcher(self.files, notes) as searcher:
             result = self._answer(searcher, checked, notes)
         return result._replace(notes=tuple(notes))
 

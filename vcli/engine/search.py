@@ -1,9 +1,11 @@
-"""Finding candidate keys for a query: the search file (matrix or graph) plus the delta.
+"""Finding candidate keys for a query: the matrix (or its graph) plus the delta.
 
-A ``Searcher`` opens the newest search file, then a read snapshot of the store that is at least as
-new (a search file is only written after its mutation has committed), and from the snapshot reads
-the delta: rows written since the file's mutation, and keys removed since. Candidates come from
-the file (minus removed keys) and from the delta; ``query.py`` then rescores them exactly.
+A ``Searcher`` opens the newest matrix and, for a large index, the graph of that same matrix when
+a builder has made it; then a read snapshot of the store that is at least as new (a search file is
+only written after its mutation has committed), and from the snapshot reads the delta: rows
+written since the matrix's mutation, and keys removed since. Candidates come from the matrix
+(searched exactly) or are found in the graph and scored from the matrix (minus removed keys), and
+from the delta; ``query.py`` then rescores them exactly.
 
 ``allowed`` (sorted int64 keys) restricts the search to a subset, for namespaces and filters that
 match few rows; ``accept`` (a check of candidate keys) for those that match many. Batch queries
@@ -48,21 +50,18 @@ _RETRY = object()
 
 
 class Searcher:
-    """Use as a context manager. On entry it opens the newest search file and a store snapshot.
+    """Use as a context manager. On entry it opens the newest matrix (and its graph) and a store
+    snapshot.
 
-    A search file that is damaged, foreign or missing (while the store has vectors), or more than
+    A matrix that is damaged, foreign or missing (while the store has vectors), or more than
     ``Tuning.fold_rows`` changes behind, is repaired from the store when this process can take the
     writer lock at once (``SearchFiles.repair``), with a note in ``notes``; otherwise the queries
-    are answered from the store alone, still exactly right.
+    are answered from the store alone, still exactly right. A large index whose graph is missing
+    or damaged is answered exactly from the matrix while a builder makes the graph anew."""
 
-    ``lookups=False`` opens a graph without its key table: ~0.1 s less per million vectors, which a
-    one-shot query saves, while the vectors of its candidates come from the store instead (the
-    same bytes: a key's vector never changes). Many queries (``query_many``) want the table."""
-
-    def __init__(self, files: SearchFiles, notes: list[str], *, lookups: bool = True):
+    def __init__(self, files: SearchFiles, notes: list[str]):
         self.files = files
         self.notes = notes
-        self.lookups = lookups
         self.store = files.store
         self.metric = files.metric
         self.dims = files.dimensions
@@ -109,13 +108,13 @@ class Searcher:
         return self
 
     def _open(self, accept_behind: bool = False):
-        """Open the newest search file and a store snapshot. Returns ``None`` when all is well,
-        else ``_RETRY`` or a ``_Problem`` (with no snapshot left open)."""
+        """Open the newest matrix, its graph and a store snapshot. Returns ``None`` when all is
+        well, else ``_RETRY`` or a ``_Problem`` (with no snapshot left open)."""
         file = self.files.newest()
         problem = obj = None
         if file is not None:
             try:
-                obj = self.files.load(file, lookups=self.lookups)
+                obj = self.files.load(file)
             except FILE_ERRORS as exc:
                 if not file.path.exists():
                     return _RETRY
@@ -125,7 +124,7 @@ class Searcher:
         try:
             if problem is None and file is not None:
                 try:
-                    self.files.verify(file, obj, lookups=self.lookups)
+                    self.files.verify(file, obj)
                 except StaleFile:
                     problem = _RETRY if self.files.newest() != file else _Problem(
                         "damaged", f"the search file {file.path.name} is too old to catch up")
@@ -145,12 +144,30 @@ class Searcher:
             self._close_snapshot()
             return problem
         if file is not None:
-            self.seq = file.seq
-            if file.kind == "matrix":
-                self.matrix = obj
-            else:
-                self.graph = obj
+            self.seq, self.matrix = file.seq, obj
+            self.graph = self._open_graph(file, obj)
         return None
+
+    def _open_graph(self, file, m):
+        """The graph of matrix ``file`` (loaded as ``m``) when the index wants one and it is there
+        and sound; else None (queries are then exact from the matrix), having started a builder
+        to make it."""
+        if not self.files.tuning.wants_graph(len(m.keys), self.dims):
+            return None
+        graph = self.files.graph_for(file)
+        if graph is None:
+            self.files.start_graph()
+            return None
+        try:
+            g = self.files.load(graph)
+            self.files.verify(graph, g, matrix=m)
+            return g
+        except FILE_ERRORS as exc:
+            if graph.path.exists():
+                self.notes.append(f"the search graph {graph.path.name} is unusable ({exc}); answering "
+                                  "exactly from the matrix while it is built anew")
+                self.files.discard_graph(graph)
+            return None
 
     def _open_store_only(self) -> None:
         """No usable search file: every vector is in the delta (exact, slower)."""
@@ -214,10 +231,10 @@ class Searcher:
     ) -> list[int]:
         removed = self._removed()
         keys, dists, top = self._delta(q, allowed, accept)
-        if self.matrix is not None:
-            m_keys, m_dists, m_top = self._matrix(q, allowed, removed, k, accept, top)
-        elif self.graph is not None:
+        if self.graph is not None and (allowed is None or len(allowed) > max(4 * k, 2048)):
             m_keys, m_dists, m_top = self._graph(q, k, allowed, removed, accept)
+        elif self.matrix is not None:  # (a few allowed keys are scored from it directly)
+            m_keys, m_dists, m_top = self._matrix(q, allowed, removed, k, accept, top)
         else:
             m_keys, m_dists, m_top = keys[:0], dists[:0], 0.0
         keys, dists = np.concatenate([keys, m_keys]), np.concatenate([dists, m_dists])
@@ -293,12 +310,6 @@ class Searcher:
     def _graph(self, q, k, allowed, removed, accept=None) -> tuple[np.ndarray, np.ndarray, float]:
         g = self.graph
         skip = 0 if removed is None else len(removed)
-        if allowed is not None and len(allowed) <= max(4 * k, 2048):
-            keys = allowed[np.isin(allowed, removed, invert=True)] if skip else allowed
-            # those the graph holds: the rest are in the delta
-            keys = keys[np.isin(keys, self._delta_arrays()[0], invert=True)]
-            keys, vecs = self._graph_vectors(keys)
-            return (keys, *self._scored(q, vecs))
         want = _search_count(k) + min(skip, _search_count(k))
         size = len(g)
         # A filtered search widens until as many candidates pass as an unfiltered search looks
@@ -320,22 +331,23 @@ class Searcher:
                 keep[keep] = accept(keys[keep])
             passing = int(keep.sum())
             if passing >= need or count >= size:
-                keys, vecs = self._graph_vectors(keys[keep])
-                return (keys, *self._scored(q, vecs))
+                return self._scored_from_matrix(q, keys[keep])
             # go straight to the depth the pass rate seen so far calls for (at least twice as deep)
             want = max(count * 2, int(need * count / max(passing, 1) * 1.25)) if filtered else count * 4
 
-    def _graph_vectors(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(keys, float32 vectors)`` of keys the graph holds: read from the graph, or from the
-        store when the graph was opened without its key table (then in the store's order)."""
-        if not len(keys):
-            return keys, np.zeros((0, self.dims), np.float32)
-        if self.lookups:
-            vecs = self.graph.get(keys.astype(np.uint64))
-            return keys, np.asarray(vecs, np.float32).reshape(-1, self.dims)
-        rows = self.store.vectors_for_keys(keys)
-        found = np.fromiter((r[0] for r in rows), np.int64, len(rows))
-        return found, np.frombuffer(b"".join(r[1] for r in rows), "<f4").reshape(len(rows), self.dims)
+    def _from_matrix(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(keys, float32 vectors, norms)`` from the matrix, of the graph's candidates ``keys``
+        (a graph holds exactly its matrix's keys)."""
+        m = self.matrix
+        keys = np.sort(keys)
+        rows = m.rows_of(keys)
+        ok = rows < len(m.keys)
+        rows = rows[ok][m.keys[rows[ok]] == keys[ok]]  # (all, unless usearch pads its answer)
+        return m.keys[rows], m.values[rows], m.norms[rows]
+
+    def _scored_from_matrix(self, q, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        keys, vecs, norms = self._from_matrix(keys)
+        return (keys, *self._scored(q, vecs, norms))
 
     # -- many queries at once (vcli query --file) --------------------------------------------
     def candidates_many(self, queries: np.ndarray, ks: Sequence[int]) -> list[list[int]]:
@@ -381,20 +393,14 @@ class Searcher:
         if token in self._subsets:
             return self._subsets[token]
         removed, limit = self._removed(), self.files.tuning.gather_floats
+        if self.graph is not None and len(allowed) * self.dims > limit:
+            return None
         if self.matrix is not None:
             rows = self._matrix_rows(allowed)
             if removed is not None and len(removed):  # rewritten since: the delta has them now
                 rows = rows[~np.isin(self.matrix.keys[rows], removed)]
             m = self.matrix
             found = (m.keys[rows], m.values[rows], m.norms[rows])
-        elif self.graph is not None:
-            if len(allowed) * self.dims > limit:
-                return None
-            keys = allowed[~np.isin(allowed, self._delta_arrays()[0])]  # the graph holds the others
-            if removed is not None and len(removed):
-                keys = keys[~np.isin(keys, removed)]
-            keys, vecs = self._graph_vectors(keys)
-            found = (keys, vecs, row_norms(vecs))
         else:
             found = (np.zeros(0, np.int64), np.zeros((0, self.dims), np.float32), _EMPTY_NORMS)
         while self._subsets and sum(v[1].size for v in self._subsets.values()) + found[1].size > limit:
@@ -420,17 +426,16 @@ class Searcher:
             if len(keys) < min(_search_count(k), len(allowed)):
                 out.append(self._candidates_one(queries[i], k, allowed))  # widens alone
                 continue
-            keys, vecs = self._graph_vectors(keys)
-            g_dists, g_top = self._scored(queries[i], vecs)
+            keys, g_dists, g_top = self._scored_from_matrix(queries[i], keys)
             tol = tolerance(self.metric, queries[i], max(max_norm(d_norms), g_top))
             out.append(top_candidates(np.concatenate([d_keys, keys]), np.concatenate([d_dists[i], g_dists]),
                                       k, tol).tolist())
         return out
 
     def block_size(self) -> int:
-        """How many queries ``begin`` takes at once: the product of a block with the matrix is at
-        most ``BLOCK_FLOATS`` numbers."""
-        n = len(self.matrix.keys) if self.matrix is not None else 0
+        """How many queries ``begin`` takes at once: the product of a block with the matrix (when
+        it is searched exactly) is at most ``BLOCK_FLOATS`` numbers."""
+        n = len(self.matrix.keys) if self.matrix is not None and self.graph is None else 0
         return max(1, min(MAX_BLOCK_QUERIES, BLOCK_FLOATS // max(1, n + len(self._delta_arrays()[0]))))
 
     def begin(self, queries: np.ndarray, ks: Sequence[int], *, background: bool = True) -> _Block:
@@ -443,7 +448,7 @@ class Searcher:
         # Everything read from the store, and all shared state, is set up here, in the caller's
         # thread; the background part only computes from arrays.
         self._delta_arrays()
-        self._removed_columns() if self.matrix is not None else self._removed()
+        self._removed() if self.graph is not None or self.matrix is None else self._removed_columns()
         heavy = self._graph_heavy if self.graph is not None else self._matrix_heavy
         if not background:
             return _Block(queries, ks, result=heavy(queries, ks))
@@ -519,8 +524,7 @@ class Searcher:
             if len(keys) < min(k, size - (0 if removed is None else len(removed))):
                 out.append(self._candidates_one(queries[i], k))  # widens until k are found
                 continue
-            keys, vecs = self._graph_vectors(keys)
-            g_dists, g_top = self._scored(queries[i], vecs)
+            keys, g_dists, g_top = self._scored_from_matrix(queries[i], keys)
             keys = np.concatenate([d_keys, keys])
             row = np.concatenate([d_dists[i], g_dists])
             out.append(top_candidates(keys, row, k, tolerance(self.metric, queries[i], max(d_top, g_top))).tolist())

@@ -1,16 +1,18 @@
 """The search files of an index: derived from the store, listed, opened, verified, refreshed, repaired.
 
-An index has at most one search file at a time (``layout.py`` names them), chosen by size
-(``Tuning.wants_graph``): a matrix (``matrix.py``: every vector contiguous and memory-mapped,
-searched exactly) or a usearch graph (``graph.py``). A file reflects the store as of the mutation
-in its name; rows written or removed since form the *delta*, which every query scans exactly.
+Every index has a matrix (``matrix.py``: every vector contiguous and memory-mapped); a large one
+(``Tuning.wants_graph``) also a usearch graph of that matrix (``graph.py``), built afterwards by a
+builder (``builder.py``). A file reflects the store as of the mutation in its name; rows written or
+removed since form the *delta*, which every query scans exactly. Small indexes are searched in the
+matrix exactly; large ones find candidates in the graph of the newest matrix, when it has one, and
+score them from the matrix, so answers are exact-scored whichever file finds them.
 
-* **Refresh** (``refresh``, with the writer lock): when the file is missing, of the wrong kind,
-  damaged, foreign, or more than ``Tuning.fold_rows`` changes behind, write a new one (a matrix
-  anew; a graph caught up from the old one when it can be), then remove the older files and the
-  store's removal records that no file needs. A writer refreshes after its transaction has
-  committed (``refresh_after_write``); the common case after a small write is decided from SQLite
-  alone, without importing NumPy.
+* **Refresh** (``refresh``, with the writer lock): when the matrix is missing, damaged, foreign, or
+  more than ``Tuning.fold_rows`` changes behind, write a new one (caught up from the old one when
+  it can be), remove the older ones and the store's removal records that no file needs; then, for a
+  large index whose matrix has no graph yet, start the builder. A writer refreshes after its
+  transaction has committed (``refresh_after_write``); the common case after a small write is
+  decided from SQLite and a folder listing alone, without importing NumPy.
 * **Verify** (``verify.py``): cheap checks that a file fits the store, run by every query that
   opens it; ``verify.check_contents`` is ``vcli check``'s thorough one.
 * **Repair** (``repair``): a reader that finds its file damaged, missing or far behind rebuilds it
@@ -44,83 +46,143 @@ class SearchFiles:
 
     # -- listing --------------------------------------------------------------------------------
     def newest(self) -> SearchFile | None:
-        files = self.folder.search_files()
-        return files[0] if files else None
+        """The newest matrix (the file a query starts from)."""
+        return self.folder.newest_matrix()
+
+    def graph_for(self, matrix: SearchFile) -> SearchFile | None:
+        """The graph of ``matrix``, if a builder has made it and the index is large enough for one."""
+        graph = self.folder.newest_graph()
+        if graph is None or graph.seq != matrix.seq:
+            return None
+        return graph if self.tuning.wants_graph(self.store.count(), self.dimensions) else None
 
     def behind(self, seq: int) -> bool:
         """Whether the store has changed too much since mutation ``seq`` for a query to scan it."""
         return self.tuning.due(self.store.count_since(seq))
 
     def remove_temp_files(self) -> None:
-        """Delete leftover temporary search files. Call with the writer lock (only a refresh, which
-        holds it, writes them)."""
+        """Delete leftover temporary search files. Call with the writer lock: only a refresh, which
+        holds it, writes matrices; graphs are written by a builder, so a graph's temporary file is
+        left alone while a builder holds its lock."""
+        from . import builder
+
+        building = None
         for path in self.folder.search_temp_files():
+            if path.name.startswith(".graph-"):
+                if building is None:
+                    building = builder.running(self.folder)
+                if building:
+                    continue
             path.unlink(missing_ok=True)
 
     # -- opening and verifying ----------------------------------------------------------------
-    def load(self, file: SearchFile, *, view: bool = True, lookups: bool = True):
-        """Open a matrix (``Matrix``) or graph (usearch ``Index``); one of ``FILE_ERRORS`` if it is
-        damaged. ``lookups=False`` opens a graph without its key table (see ``graph.load``)."""
+    def load(self, file: SearchFile, *, keys: bool = False):
+        """Open a matrix (``Matrix``) or graph (a usearch ``Index`` view, without its key table
+        unless ``keys``: see ``graph.load``); one of ``FILE_ERRORS`` if it is damaged."""
         if file.kind == "matrix":
             from .matrix import Matrix
 
             return Matrix.load(file.path, file.seq, self.dimensions)
         from . import graph  # lazy: usearch, only for indexes that have a graph
 
-        return graph.load(file.path, self.dimensions, self.metric, None, view=view, lookups=lookups)
+        return graph.load(file.path, self.dimensions, self.metric, keys=keys)
 
     def verify(self, file: SearchFile, obj, **options) -> None:
         """Cheap checks that a loaded file fits the store (``verify.verify``, which takes
-        ``samples`` and ``lookups``); ``ValueError`` (or ``StaleFile``) says what is wrong."""
+        ``samples``, and for a graph ``matrix``, the loaded matrix it was built from);
+        ``ValueError`` (or ``StaleFile``) says what is wrong."""
         from . import verify  # lazy: NumPy, which a small write does not load
 
         verify.verify(self.store, file, obj, **options)
 
     # -- refreshing -----------------------------------------------------------------------------
     def refresh(self, notes: Notes, *, force: bool = False, verify: bool = False) -> None:
-        """Bring the search file up to date when it is missing, of the wrong kind, damaged, foreign
-        or more than ``fold_rows`` changes behind (or always, with ``force``); remove older files and
-        temporary ones left by a killed refresh. Call with the writer lock.
+        """Bring the matrix up to date when it is missing, damaged, foreign or more than
+        ``fold_rows`` changes behind (or always, with ``force``); remove older files and temporary
+        ones left by a killed refresh; then see to the graph (``_see_to_graph``). Call with the
+        writer lock.
 
-        The common case after a small write (the one file there is of the right kind and at most
-        ``fold_rows`` behind) is decided from SQLite alone and returns before NumPy or usearch are
-        imported: a one-vector upsert costs about what ``vcli info`` does. The file is not
-        re-verified then (unless ``verify``, as a repair asks); every query verifies the file it
-        opens and repairs it if needed."""
+        The common case after a small write (one matrix, at most ``fold_rows`` behind) is decided
+        from SQLite alone and imports neither NumPy nor usearch: a one-vector upsert costs about
+        what ``vcli info`` does. The file is not re-verified then (unless ``verify``, as a repair
+        asks); every query verifies the file it opens and repairs it if needed."""
         self.remove_temp_files()
-        kind = "graph" if self.tuning.wants_graph(self.store.count(), self.dimensions) else "matrix"
-        files = self.folder.search_files()
-        current = next((f for f in files if f.kind == kind), None)
-        if not force and not verify and current is not None and len(files) == 1 and not self.behind(current.seq):
-            return
-        from . import graph, matrix  # lazy: a rebuild needs NumPy, and a graph usearch
+        matrices = [f for f in self.folder.search_files() if f.kind == "matrix"]
+        current = matrices[0] if matrices else None
+        if force or verify or current is None or len(matrices) > 1 or self.behind(current.seq):
+            self._refresh_matrix(notes, None if force else current, matrices)
+        self._see_to_graph(notes, verify)
 
-        path = None
-        if current is not None and not force:
+    def _refresh_matrix(self, notes: Notes, current: SearchFile | None, matrices: list[SearchFile]) -> None:
+        from . import matrix  # lazy: NumPy
+
+        path = old = None
+        if current is not None:
             try:
-                self.verify(current, self.load(current))
+                old = self.load(current)
+                self.verify(current, old)
             except FILE_ERRORS as exc:
                 notes.append(f"the search file {current.path.name} was unusable ({exc}); rebuilt it from the store")
-                current = None
-        if current is not None and not force:
-            if not self.behind(current.seq):
-                path = current.path
-            elif kind == "graph":
-                try:
-                    g = graph.load(current.path, self.dimensions, self.metric,
-                                   self.store.count_at(current.seq), view=False)
-                    path = graph.catch_up(g, self.store, current.seq, self.folder)
-                except (ValueError, RuntimeError) as exc:
-                    notes.append(f"rebuilding the search graph: {exc}")
+                old = None
+        if old is not None and not self.behind(current.seq):
+            path = current.path
+        elif old is not None:
+            try:
+                path = matrix.catch_up(old, self.store, self.folder)
+            except RuntimeError as exc:
+                notes.append(f"rebuilding the search file: {exc}")
         if path is None:
-            if kind == "graph":
-                path = graph.build(self.store, self.folder, self.dimensions, self.metric)
-            else:
-                path = matrix.build(self.store, self.folder, self.dimensions)
-        for other in files:
+            path = matrix.build(self.store, self.folder, self.dimensions)
+        for other in matrices:
             if other.path != path:
                 other.path.unlink(missing_ok=True)
         self.store.prune_removed(seq_of(path))
+
+    def _see_to_graph(self, notes: Notes, verify: bool) -> None:
+        """A large index's newest matrix gets a graph (``start_graph``); a small one's graphs, and
+        graphs newer than the matrix (another index's), are removed, and with ``verify`` a damaged
+        graph too."""
+        matrix = self.folder.newest_matrix()
+        wanted = matrix is not None and self.tuning.wants_graph(self.store.count(), self.dimensions)
+        for g in self.folder.search_files():
+            if g.kind == "graph" and (not wanted or g.seq > matrix.seq):
+                g.path.unlink(missing_ok=True)
+        if not wanted:
+            return
+        graph = self.graph_for(matrix)
+        if verify and graph is not None:
+            try:
+                self.verify(graph, self.load(graph), matrix=self.load(matrix))
+            except FILE_ERRORS as exc:
+                notes.append(f"the search graph {graph.path.name} was unusable ({exc}); building it anew")
+                self.discard_graph(graph)
+        self.start_graph()
+
+    def start_graph(self) -> None:
+        """If the newest matrix has no graph yet, have one built: by a builder started now (which
+        does nothing if one is at work), or, with ``Tuning.graph_in_background=False``, here and
+        now. Never fails: until the graph exists, queries answer exactly from the matrix."""
+        from . import builder
+
+        if not builder.needs_graph(self.folder):
+            return
+        if self.tuning.graph_in_background:
+            builder.start(self.folder, self.dimensions, self.metric)
+            return
+        try:
+            builder.build_pending(self.folder, self.dimensions, self.metric)
+        except (LockTimeout, VcliError, *FILE_ERRORS):
+            pass  # a builder is at it, or the folder is read-only: the next write tries again
+
+    def discard_graph(self, graph: SearchFile) -> None:
+        """Remove a damaged graph, unless a builder is at work (which replaces it), and start a
+        builder to make it anew."""
+        try:
+            with writer_lock(self.folder.build_lock, 0):
+                graph.path.unlink(missing_ok=True)
+        except (LockTimeout, VcliError, OSError):
+            return
+        self.start_graph()
 
     def refresh_after_write(self, notes: Notes) -> None:
         """After a write has committed: refresh if due. A failure here loses nothing (the store has

@@ -2,8 +2,8 @@
 
 ``Tuning()`` holds the defaults, measured on 2 cores (docs/performance.md has the figures and how
 they were taken). A ``Catalog`` hands its tuning to every index it opens; tests and experiments
-pass another one (``Catalog(path, tuning=Tuning(graph_min_floats=1))`` forces a graph at any
-size), never by changing module globals. It changes speed, never answers.
+pass another one (``Catalog(path, tuning=Tuning(graph_min_floats=1, graph_in_background=False))``
+builds a graph at any size, before a write returns), never by changing module globals. It changes speed, never answers.
 """
 
 from __future__ import annotations
@@ -13,12 +13,18 @@ from typing import NamedTuple
 
 class Tuning(NamedTuple):
     # Below this many numbers (vectors x dimensions; 64M = 256 MiB of float32, ~175k x 384) an
-    # index is searched exactly from a memory-mapped matrix; above it a usearch HNSW graph keeps a
-    # one-shot query at a few ms of search however large the index grows.
+    # index is searched exactly from its memory-mapped matrix; from it on, a usearch HNSW graph of
+    # the matrix finds the candidates, keeping a one-shot query at a few ms of search however
+    # large the index grows (docs/scale.md).
     graph_min_floats: int = 64 * 2**20
-    # Changes (rows written + rows removed) since the search file before the writer folds them in.
-    # Every query scans them exactly (2,000 x 384 is ~3 MB from SQLite, a few ms); folding rewrites
-    # the matrix or catches the graph up, so once every 2,000 changes keeps that under ~1 ms each.
+    # Graphs are built by a detached builder process after a write returns (builder.py); False
+    # builds them in the writing process instead, before it returns (tests use it to have a graph
+    # deterministically).
+    graph_in_background: bool = True
+    # Changes (rows written + rows removed) since the matrix before the writer folds them in.
+    # Every query scans them exactly (2,000 x 384 is ~3 MB from SQLite, a few ms); folding writes
+    # a new matrix (and so, for a large index, a new graph), so once every 2,000 changes keeps
+    # that cheap per change.
     fold_rows: int = 2000
     # A filtered or namespaced query lists the matching keys and scores them all exactly when at
     # most this many match; beyond that the search widens and checks its candidates instead.

@@ -11,13 +11,12 @@ import numpy as np
 from .layout import SearchFile
 from .store import Store
 
-SAMPLES = 8  # store vectors a query compares with the file it opens (``vcli check``: 64)
-# A graph opened without its key table is checked by searching it for this many of the store's
+SAMPLES = 8  # store vectors a query compares with the matrix it opens (``vcli check``: 64)
+# A graph (opened without its key table) is checked by searching it for a few of its matrix's
 # vectors (see ``_check_graph_finds``), each for this many results at this ef.
 SEARCH_SAMPLES = 4
 SEARCH_SAMPLE_COUNT = 16
 SEARCH_SAMPLE_EF = 64
-GRAPH_VALUE_SAMPLE = 2000  # graph vectors that ``check_contents`` compares with the store
 CHUNK = 8192
 
 
@@ -26,11 +25,16 @@ class StaleFile(ValueError):
     (or it was restored from an old copy), so it cannot be caught up any more."""
 
 
-def verify(store: Store, file: SearchFile, obj, *, samples: int = SAMPLES, lookups: bool = True) -> None:
-    """Cheap checks, inside a store snapshot, that a loaded file fits this store: not newer than
-    it, still catchable (``StaleFile`` otherwise), the graph's size, and ``samples`` vectors from
-    each side equal in both (for a graph opened without its key table, ``lookups=False``: a few
-    of the store's vectors found in it by search). Raises ``ValueError`` saying what is wrong."""
+def verify(store: Store, file: SearchFile, obj, *, samples: int = SAMPLES, matrix=None) -> None:
+    """Cheap checks, inside a store snapshot, that a loaded file fits this store. A matrix: not
+    newer than the store, still catchable (``StaleFile`` otherwise), and ``samples`` vectors from
+    each side equal in both. A graph: as many vectors as ``matrix`` (the loaded matrix of the same
+    mutation, itself verified), and a few of them found in it by search. Raises ``ValueError``
+    saying what is wrong."""
+    rng = random.Random()  # (not numpy.random: it costs a one-shot query ~20 ms of imports)
+    if file.kind == "graph":
+        _check_graph_finds(obj, matrix, rng, min(samples, SEARCH_SAMPLES))
+        return
     seq = file.seq
     last = store.last_seq()
     if seq > last:
@@ -38,32 +42,18 @@ def verify(store: Store, file: SearchFile, obj, *, samples: int = SAMPLES, looku
     pruned = store.pruned_upto()
     if seq < pruned:
         raise StaleFile(f"it is from mutation {seq}, older than the removals the store keeps ({pruned})")
-    rng = random.Random()  # (not numpy.random: it costs a one-shot query ~20 ms of imports)
-    if file.kind == "graph":
-        expected = store.count_at(seq)
-        if len(obj) != expected:
-            raise ValueError(f"it holds {len(obj)} vectors, the store had {expected} at mutation {seq}")
-    else:
-        n = len(obj.keys)
-        if n:
-            pos = np.array(sorted({0, n - 1, *(rng.randrange(n) for _ in range(samples))}))
-            _check_file_keys(store, seq, obj.keys[pos], obj.values[pos])
+    n = len(obj.keys)
+    if n:
+        pos = np.array(sorted({0, n - 1, *(rng.randrange(n) for _ in range(samples))}))
+        _check_file_keys(store, seq, obj.keys[pos], obj.values[pos])
     lo, hi = store.key_range()
     if lo is None:
         return
-    by_search = file.kind == "graph" and not lookups
-    if by_search:
-        samples = min(samples, SEARCH_SAMPLES)
-    pivots = {}
     for pivot in sorted({lo, hi, *(rng.randint(lo, hi) for _ in range(samples))}):
         row = store.first_vector_from(pivot, seq)
         if row is not None:
-            pivots[row[0]] = row[1]
-    if by_search:
-        _check_graph_finds(obj, pivots, store)
-        return
-    for key, blob in pivots.items():
-        _check_file_has(file.kind, obj, key, blob)
+            _check_matrix_has(obj, row[0], row[1])
+
 
 def _check_file_keys(store: Store, seq: int, keys, values) -> None:
     """Each of the file's ``keys`` existed at ``seq`` in the store, with these ``values``."""
@@ -77,22 +67,25 @@ def _check_file_keys(store: Store, seq: int, keys, values) -> None:
         elif key not in gone:
             raise ValueError(f"it holds vector {key}, which the store did not have at mutation {seq}")
 
-def check_contents(store: Store, file: SearchFile, obj) -> str | None:
-    """``vcli check``'s thorough look, after ``verify``: the file holds exactly the keys the store
-    had at its mutation, with the same values (all of a matrix's, a sample of a graph's). What is
-    wrong, or None."""
+def check_contents(store: Store, file: SearchFile, obj, matrix=None) -> str | None:
+    """``vcli check``'s thorough look, after ``verify``: a matrix holds exactly the keys the store
+    had at its mutation, with the same values and norms; a graph exactly the keys of ``matrix``
+    (its values are the matrix's, rounded to bfloat16, and serve only to find candidates). What
+    is wrong, or None."""
     seq = file.seq
-    expected = np.fromiter(store.keys_at(seq), np.int64)
-    if file.kind == "matrix":
-        keys = np.asarray(obj.keys, np.int64)
-    else:
+    if file.kind == "graph":
+        expected = np.asarray(matrix.keys, np.int64)
         keys = np.sort(np.asarray(obj.keys, np.uint64).astype(np.int64))
+        what = f"the vectors of matrix-{seq}.f32"
+    else:
+        expected = np.fromiter(store.keys_at(seq), np.int64)
+        keys = np.asarray(obj.keys, np.int64)
+        what = f"the vectors the store had at mutation {seq}"
     if len(keys) != len(expected) or not np.array_equal(keys, expected):
         missing = np.setdiff1d(expected, keys).size
         extra = np.setdiff1d(keys, expected).size
-        return (f"does not hold the vectors the store had at mutation {seq} "
-                f"({missing} missing, {extra} extra)")
-    return _matrix_differences(store, obj, seq) if file.kind == "matrix" else _graph_differences(store, obj, seq)
+        return f"does not hold {what} ({missing} missing, {extra} extra)"
+    return _matrix_differences(store, obj, seq) if file.kind == "matrix" else None
 
 def _matrix_differences(store: Store, m, seq: int) -> str | None:
     """Every vector still live since the matrix was written must be equal, with its norm."""
@@ -112,50 +105,47 @@ def _matrix_differences(store: Store, m, seq: int) -> str | None:
         n_bad += int((~np.isclose(np.asarray(m.norms[pos]), norms, rtol=1e-5, atol=1e-30)).sum())
     return f"holds {n_bad} vectors or norms that differ from the store" if n_bad else None
 
-def _graph_differences(store: Store, g, seq: int) -> str | None:
-    rows = store.sample_vectors_at(seq, GRAPH_VALUE_SAMPLE)
-    n_bad = 0
-    for key, blob in rows:
-        got = g.get(key) if g.contains(key) else None
-        if got is None or np.asarray(got, "<f4").tobytes() != blob:
-            n_bad += 1
-    return f"holds {n_bad} of {len(rows)} sampled vectors that differ from the store" if n_bad else None
-
-
-def _check_graph_finds(g, pivots: dict[int, bytes], store: Store) -> None:
-    """For a graph opened without its key table (which ``get`` needs): search it for each of the
-    store's ``pivots`` (key -> vector). A graph of this index holds each at distance ~0 from itself
-    (or, when several keys share a vector, an equal one), found unless the approximate search
-    misses it; another index's graph holds none (its vectors under these keys differ). One found
-    is enough, so an unlucky search can never make a sound graph look foreign."""
+def _check_graph_finds(g, m, rng: random.Random, samples: int) -> None:
+    """A graph of matrix ``m`` holds as many vectors, and finds a few of them (rows sampled from
+    ``m``) when searched for them: each at its own distance (~0, but 1 - |v|^2 for the inner
+    product; bfloat16 moves it by ~1e-5 relative) under its own key, or under a key whose vector is
+    equal; a graph of other vectors finds none so. One found is enough, so an unlucky search never
+    makes a sound graph look foreign."""
     from .graph import MetricKind  # (usearch: a graph has been opened already)
 
-    wanted = {k: b for k, b in pivots.items() if any(b)}  # zero vectors have no cosine direction
-    if not wanted or not len(g):
+    n = len(m.keys)
+    if len(g) != n:
+        raise ValueError(f"it holds {len(g)} vectors, its matrix {n}")
+    if not n:
         return
-    queries = np.frombuffer(b"".join(wanted.values()), "<f4").reshape(len(wanted), -1)
-    # usearch's distance of a vector to itself: 0, except 1 - |v|^2 for the inner product
-    own = 1 - np.einsum("ij,ij->i", queries.astype(np.float64), queries) \
-        if g.metric_kind == MetricKind.IP else np.zeros(len(wanted))
+    rows = np.array(sorted({0, n - 1, *(rng.randrange(n) for _ in range(samples))}))
+    rows = rows[np.asarray(m.norms[rows]) > 0]  # zero vectors have no cosine direction
+    if not len(rows):
+        return
+    queries = np.ascontiguousarray(m.values[rows])
+    squares = np.asarray(m.norms[rows], np.float64) ** 2
+    if g.metric_kind == MetricKind.Cos:
+        own, scale = np.zeros(len(rows)), np.ones(len(rows))
+    else:
+        own = 1 - squares if g.metric_kind == MetricKind.IP else np.zeros(len(rows))
+        scale = np.maximum(1.0, squares)
     ef = g.expansion_search
-    g.expansion_search = SEARCH_SAMPLE_EF  # an exact copy is found at once; no need to look wide
+    g.expansion_search = SEARCH_SAMPLE_EF  # a vector is found near itself at once: no need to look wide
     try:
         found = g.search(queries, SEARCH_SAMPLE_COUNT)
     finally:
         g.expansion_search = ef
-    close: dict[int, set[int]] = {}  # pivot -> keys found at its own distance
-    for i, key in enumerate(wanted):
-        keys, distances = graph_matches(found, i)
-        near = np.abs(distances - own[i]) <= 1e-4 * max(1.0, abs(own[i]))
-        close[key] = {int(k) for k in keys[near]}
-        if key in close[key]:
+    for i, row in enumerate(rows):
+        keys, dists = graph_matches(found, i)
+        keys = np.asarray(keys, np.int64)[np.abs(dists - own[i]) <= 1e-3 * scale[i]]
+        if m.keys[row] in keys:
             return
-    others = sorted(set().union(*close.values()))
-    if others:  # the equal-vector case: a key at distance ~0 whose vector is the pivot's
-        vecs = dict(store.vectors_for_keys(others))
-        if any(vecs.get(k) == wanted[key] for key, keys in close.items() for k in keys):
-            return
-    raise ValueError(f"none of {len(wanted)} of the store's vectors is in it")
+        at = np.searchsorted(m.keys, keys)
+        ok = at < n
+        at = at[ok][m.keys[at[ok]] == keys[ok]]
+        if len(at) and (np.asarray(m.values[at]) == queries[i]).all(axis=1).any():
+            return  # an equal vector under another key
+    raise ValueError(f"none of {len(rows)} of its matrix's vectors is in it")
 
 
 def graph_matches(found, i: int):
@@ -167,14 +157,9 @@ def graph_matches(found, i: int):
     return found.keys, found.distances
 
 
-def _check_file_has(kind: str, obj, key: int, blob: bytes) -> None:
-    if kind == "matrix":
-        pos = int(np.searchsorted(obj.keys, key))
-        got = obj.values[pos] if pos < len(obj.keys) and obj.keys[pos] == key else None
-    else:
-        got = obj.get(key) if obj.contains(key) else None
-    if got is None:
+def _check_matrix_has(m, key: int, blob: bytes) -> None:
+    pos = int(np.searchsorted(m.keys, key))
+    if pos >= len(m.keys) or m.keys[pos] != key:
         raise ValueError(f"it lacks vector {key}, which the store had")
-    if np.asarray(got, "<f4").tobytes() != blob:
+    if np.asarray(m.values[pos], "<f4").tobytes() != blob:
         raise ValueError(f"its vector {key} differs from the store's: it belongs to another index")
-

@@ -475,12 +475,6 @@ class Store:
         ):
             yield key
 
-    def sample_vectors_at(self, seq: int, count: int) -> list[tuple[int, bytes]]:
-        """``(key, blob)`` of up to ``count`` random vectors written by ``seq`` and still live."""
-        return self.conn.execute(
-            "SELECT key, vec FROM vectors WHERE seq <= ? ORDER BY random() LIMIT ?", (seq, count)
-        ).fetchall()
-
     def rows_since(self, seq: int) -> list[tuple[int, bytes]]:
         """``(key, blob)`` of the vectors written after mutation ``seq`` (a search file's delta)."""
         return self.conn.execute("SELECT key, vec FROM vectors WHERE seq > ?", (seq,)).fetchall()

@@ -1,0 +1,148 @@
+"""The graph builder: a large index's graph is built by a detached process after the write returns.
+
+Real subprocesses throughout: the CLI (``tests/programs/vcli_tuned.py --background-graphs``, which
+gives every index a graph at any size) writes and returns, a builder (``python -m
+vcli.engine.builder``) makes the graph meanwhile, and queries answer exactly before, during and
+after. A builder SIGKILLed mid-build leaves no half graph and loses nothing; the next write starts
+another. Every wait has a generous deadline and polls for the condition, never for a duration.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import orjson
+from conftest import ndjson, program
+
+from vcli.engine import Catalog, Tuning
+from vcli.engine.builder import running
+from vcli.engine.layout import Folder
+
+DIMS = 32
+NAME = "big"
+BACKGROUND = Tuning(graph_min_floats=1)
+DEADLINE = 180  # seconds: a busy CI machine may build slowly, never this slowly
+
+
+def tuned(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    done = subprocess.run([*program("vcli_tuned", "--background-graphs", "--"), *args],
+                          input=stdin, capture_output=True, timeout=DEADLINE)
+    assert b"Traceback" not in done.stderr
+    assert done.returncode == 0, done.stderr.decode()
+    return done
+
+
+def files(folder: Path) -> list[str]:
+    return sorted(n for n in os.listdir(folder) if n.startswith(("matrix-", "graph-", ".graph-", ".matrix-")))
+
+
+def wait_for(what, deadline: float = DEADLINE):
+    end = time.monotonic() + deadline
+    while not (found := what()):
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.02)
+    return found
+
+
+def graph_built(folder: Path) -> bool:
+    """The newest matrix has its graph, and no builder is at work."""
+    names = files(folder)
+    seqs = {n.split("-")[0]: n.split("-")[1].split(".")[0] for n in names if not n.startswith(".")}
+    return "graph" in seqs and seqs["graph"] == seqs.get("matrix") and not running(Folder(folder))
+
+
+def brute(model: dict[str, np.ndarray], q: np.ndarray, k: int) -> list[tuple[str, float]]:
+    ids = sorted(model)
+    m = np.stack([model[i] for i in ids]).astype(np.float64)
+    q64 = q.astype(np.float64)
+    scores = m @ q64 / (np.linalg.norm(m, axis=1) * np.linalg.norm(q64))
+    order = sorted(range(len(ids)), key=lambda j: (-scores[j], ids[j]))[:k]
+    return [(ids[j], scores[j]) for j in order]
+
+
+def assert_exact(data_dir: Path, model: dict[str, np.ndarray], rng, count: int = 5) -> list[str]:
+    """Queries through the library (as a reader would, while a builder may be at work) give the
+    brute-force answer; their notes."""
+    notes = []
+    with Catalog(data_dir, tuning=BACKGROUND).open(NAME) as ix:
+        for _ in range(count):
+            q = rng.standard_normal(DIMS).astype(np.float32)
+            res = ix.query(q.tolist(), top_k=10)
+            want = brute(model, q, 10)
+            assert [m.id for m in res.matches] == [w[0] for w in want]
+            assert np.allclose([m.score for m in res.matches], [w[1] for w in want], atol=1e-6)
+            notes += res.notes
+    return notes
+
+
+def load(tmp_path: Path, rng, n: int, prefix: str) -> dict[str, np.ndarray]:
+    vecs = {f"{prefix}{i:06d}": v for i, v in enumerate(rng.standard_normal((n, DIMS)).astype(np.float32))}
+    src = tmp_path / f"{prefix}.ndjson"
+    src.write_text(ndjson({"id": i, "values": v.tolist()} for i, v in vecs.items()))
+    tuned("upsert", NAME, "--file", str(src))
+    return vecs
+
+
+def test_a_write_returns_before_its_graph_and_queries_stay_exact(data_dir, tmp_path):
+    rng = np.random.default_rng(1)
+    tuned("create", NAME, "--dimensions", str(DIMS), "--metric", "cosine")
+    folder = data_dir / NAME
+    model = load(tmp_path, rng, 4000, "a")
+    assert any(n.startswith("matrix-") for n in files(folder))  # durable and queryable at once
+    assert assert_exact(data_dir, model, rng) == []  # from the matrix, or the graph once it is there
+    wait_for(lambda: graph_built(folder))
+    assert assert_exact(data_dir, model, rng) == []  # through the graph
+    # A fold writes a new matrix; its graph is caught up from the old one in the background,
+    # and meanwhile (the new matrix has no graph yet) queries are exact from the matrix.
+    model |= load(tmp_path, rng, 2500, "b")
+    assert assert_exact(data_dir, model, rng) == []
+    wait_for(lambda: graph_built(folder))
+    assert [n.split("-")[0] for n in files(folder)] == ["graph", "matrix"]
+    assert assert_exact(data_dir, model, rng) == []
+    check = subprocess.run([*program("vcli_tuned", "--background-graphs", "--"), "check", NAME, "--json"],
+                           capture_output=True, timeout=DEADLINE)
+    assert check.returncode == 0, check.stdout.decode()
+    assert orjson.loads(check.stdout)["healthy"] is True
+
+
+def test_a_killed_builder_leaves_no_half_graph(data_dir, tmp_path):
+    rng = np.random.default_rng(2)
+    Catalog(data_dir, tuning=BACKGROUND).create(NAME, DIMS, "cosine")
+    folder = data_dir / NAME
+    model = load(tmp_path, rng, 10_000, "a")
+    wait_for(lambda: graph_built(folder))
+    builder = [sys.executable, "-m", "vcli.engine.builder", str(folder), str(DIMS), "cosine"]
+    # How long a whole build takes here (a kill lands anywhere within it, or just after)
+    graph = next(folder.glob("graph-*.usearch"))
+    graph.unlink()
+    started = time.monotonic()
+    subprocess.run(builder, timeout=DEADLINE, check=True)
+    took = time.monotonic() - started
+    kills = 0
+    for trial in range(3):
+        graph.unlink()
+        proc = subprocess.Popen(builder)
+        wait_for(lambda p=proc: p.poll() is not None or running(Folder(folder)))
+        if trial == 0:  # as soon as its temporary file appears (fsync, rename still to come)
+            wait_for(lambda p=proc: p.poll() is not None or any(n.startswith(".graph-") for n in files(folder)))
+        else:
+            time.sleep(rng.uniform(0, took))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait(timeout=DEADLINE)
+        # Whatever moment the kill hit: a whole graph or none (a query verifies the graph it
+        # opens, and would say so in a note), and exact answers either way.
+        assert assert_exact(data_dir, model, rng, 2) == []
+        # The next write removes a leftover temporary file and starts a builder, which finishes.
+        model |= load(tmp_path, rng, 1, f"t{trial}-")
+        wait_for(lambda: graph_built(folder))
+        assert not any(n.startswith(".") for n in files(folder))
+        assert assert_exact(data_dir, model, rng, 2) == []
+    assert kills > 0
