@@ -96,3 +96,29 @@ class Generator:
 
 def vector_id(i: int) -> str:
     return f"doc-{i:07d}"
+
+
+def write_ndjson(out, n: int, dims: int = 384, seed: int = 0) -> None:
+    """Write ``n`` vectors as NDJSON lines (``{"id", "values"}``) to the binary stream ``out``."""
+    import orjson
+
+    opt = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
+    for start, block in Generator(dims, seed).chunks(n):
+        out.write(b"".join(orjson.dumps({"id": vector_id(start + i), "values": row}, option=opt)
+                           for i, row in enumerate(block)))
+
+
+if __name__ == "__main__":
+    # python benchmarks/datagen.py N [DIMS] [SEED] | vcli insert big --file -
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description="Write N synthetic embeddings as NDJSON to stdout.")
+    parser.add_argument("n", type=int)
+    parser.add_argument("dims", type=int, nargs="?", default=384)
+    parser.add_argument("seed", type=int, nargs="?", default=0)
+    args = parser.parse_args()
+    try:
+        write_ndjson(sys.stdout.buffer, args.n, args.dims, args.seed)
+    except BrokenPipeError:
+        sys.exit(1)
