@@ -4,8 +4,8 @@ The plans: exact search over the memory-mapped matrix; the usearch graph (forced
 by lowering ``Tuning.graph_min_floats``); either of them with a delta of rows written or removed
 since the file was made (``Tuning.fold_rows`` raised so that writes do not fold it in); the delta
 folded in; and after deletes. Batches include namespaces and filters that several lines share,
-which are searched together (gathered, or on a graph with ``Tuning.gather_floats`` lowered,
-searched in the graph). Each state is checked against a brute-force answer computed here in float64 from
+which are searched together (gathered and kept for the batch, or, with ``Tuning.gather_floats``
+lowered so that not all can be kept, gathered again or searched in the graph). Each state is checked against a brute-force answer computed here in float64 from
 the float32 values, with ties broken by id, through ``vcli query --vector``, ``--vector-id`` and
 ``--file`` (batch). The vectors are clustered and include exact duplicates and scaled copies, so
 ties are exercised.
@@ -118,6 +118,15 @@ class Checker:
     def files(self, data_dir) -> list[str]:
         return sorted(p.name for p in (data_dir / self.name).iterdir() if p.name.startswith(("matrix-", "graph-")))
 
+    def check_kept_subsets(self) -> None:
+        """``check`` when the shared filters' vectors cannot all be kept for the batch: room for
+        the first only (the others are gathered again, or on a graph searched in it), or for none
+        (on a graph, all searched in it)."""
+        for floats in (3000, 1):
+            self.tune(gather_floats=floats)
+            self.check()
+        self.tune(gather_floats=Tuning().gather_floats)
+
     def check(self) -> None:
         """Batch, one-shot and by-id queries all give the brute-force answer."""
         lines = [{"vector": q.tolist(), "topK": k} for q in self.queries for k in (1, 10)]
@@ -157,6 +166,7 @@ def test_every_plan_gives_the_same_matches(vcli, tmp_path, data_dir, metric):
     c.delete([f"a{i:04d}" for i in range(1, 30, 3)] + ["adup-a"])
     assert c.files(data_dir) == ["matrix-2.f32"]  # mutation 1 made the metadata index
     c.check()
+    c.check_kept_subsets()
 
     # 3. Past the threshold: the next write builds the graph of the matrix, which finds the
     # candidates from then on (scored from the matrix, the rows since from the delta).
@@ -172,9 +182,7 @@ def test_every_plan_gives_the_same_matches(vcli, tmp_path, data_dir, metric):
     c.delete([f"a{i:04d}" for i in range(150, 200, 2)] + ["bdup-b", "cscaled"])
     assert c.files(data_dir) == graph  # not folded in yet
     c.check()
-    c.tune(gather_floats=1)  # shared filters searched in the graph, not gathered
-    c.check()
-    c.tune(gather_floats=Tuning().gather_floats)
+    c.check_kept_subsets()
 
     # 5. The delta folded into a new matrix and its graph (both caught up), then deletes on top.
     c.tune(fold_rows=5)

@@ -249,6 +249,7 @@ class Answerer:
         for i, c in enumerate(block):
             if not c.plain:
                 groups.setdefault(c.group, []).append(i)
+        busy = frozenset(groups)
         for group, members in groups.items():
             if len(members) < 2 and group not in self._subsets:
                 continue
@@ -261,7 +262,8 @@ class Answerer:
                 found = [[] for _ in members]
             else:
                 found = searcher.candidates_within(np.stack([block[i].q for i in members]),
-                                                   [block[i].query.top_k for i in members], allowed, group)
+                                                   [block[i].query.top_k for i in members], allowed, group,
+                                                   busy)
             for i, candidates in zip(members, found, strict=True):
                 keys[i] = candidates
 

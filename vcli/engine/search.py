@@ -35,6 +35,17 @@ MAX_BLOCK_QUERIES = 256
 _EMPTY_NORMS = np.zeros(0, np.float32)
 
 
+def in_sorted(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
+    """Which of ``keys`` are in ``sorted_keys`` (ascending): a binary search per key, so a few
+    candidates are checked against a filter's hundreds of thousands of matches in microseconds
+    (``np.isin`` would sort or tabulate all of them on every call)."""
+    if not len(sorted_keys):
+        return np.zeros(len(keys), bool)
+    pos = np.searchsorted(sorted_keys, keys)
+    pos[pos == len(sorted_keys)] = 0
+    return sorted_keys[pos] == keys
+
+
 def _search_count(k: int) -> int:
     from .graph import search_count  # lazy: usearch, which a graph search has imported already
 
@@ -253,7 +264,7 @@ class Searcher:
         if allowed is None and accept is None:
             return (keys, *self._scored(q, vecs, norms))
         if allowed is not None:
-            keep = np.isin(keys, allowed)
+            keep = in_sorted(keys, allowed)
             keys, vecs = keys[keep], vecs[keep]
         if accept is not None:
             keep = accept(keys)
@@ -324,9 +335,9 @@ class Searcher:
             keys = np.asarray(found.keys, np.int64)
             keep = np.ones(len(keys), bool)
             if skip:
-                keep &= ~np.isin(keys, removed)
+                keep &= ~in_sorted(keys, removed)
             if allowed is not None:
-                keep &= np.isin(keys, allowed)
+                keep &= in_sorted(keys, allowed)
             if accept is not None and keep.any():
                 keep[keep] = accept(keys[keep])
             passing = int(keep.sum())
@@ -364,18 +375,20 @@ class Searcher:
         return out
 
     def candidates_within(self, queries: np.ndarray, ks: Sequence[int], allowed: np.ndarray,
-                          token: object) -> list[list[int]]:
+                          token: object, busy: frozenset = frozenset()) -> list[list[int]]:
         """``candidates(q, k, allowed)`` for each row of ``queries``, sharing the work: the vectors
         of ``allowed`` (sorted keys: a namespace's or a filter's matches) are gathered once into
         one contiguous array, kept under ``token`` for the rest of the batch, and scored against
         the block with one matrix product; exact, as a matrix search is. On a graph, a subset too
-        large to gather is searched in the graph for the whole block at once, widened by how few
-        of its keys pass, and a query still short of candidates widens alone."""
+        large to gather, or too large to keep and wide enough, is searched in the graph for the
+        whole block at once, as deep as how few of its keys pass calls for, and a query still
+        short of candidates widens alone. ``busy``: the tokens of the caller's current block,
+        which are not given up to keep this one."""
         queries = np.ascontiguousarray(queries, np.float32).reshape(-1, self.dims)
         d_keys, d_vecs, d_norms = self._delta_arrays()
-        keep = np.isin(d_keys, allowed)
+        keep = in_sorted(d_keys, allowed)
         d_keys, d_vecs, d_norms = d_keys[keep], d_vecs[keep], d_norms[keep]
-        subset = self._subset(allowed, token)
+        subset = self._subset(allowed, token, busy, ks)
         if subset is None:  # a graph, and too many keys to gather: search the graph
             return self._graph_within(queries, list(ks), allowed, (d_keys, d_vecs, d_norms))
         s_keys, s_vecs, s_norms = subset
@@ -386,14 +399,25 @@ class Searcher:
         return [top_candidates(keys, dists[i], k, tolerance(self.metric, queries[i], bound)).tolist()
                 for i, k in enumerate(ks)]
 
-    def _subset(self, allowed: np.ndarray, token: object):
+    def _subset(self, allowed: np.ndarray, token: object, busy: frozenset, ks: Sequence[int]):
         """The keys, float32 vectors and norms of ``allowed`` in the search file (removed keys
-        left out), gathered once per token (at most ``Tuning.gather_floats`` numbers kept in all);
-        None for a graph when they are more than that."""
+        left out), gathered once per token and kept (at most ``Tuning.gather_floats`` numbers in
+        all, the oldest not ``busy`` given up first). None for a graph when they are more than
+        that, or cannot be kept and the graph need search at most twice its usual depth for them
+        (gathering them again for every block would cost more)."""
         if token in self._subsets:
             return self._subsets[token]
         removed, limit = self._removed(), self.files.tuning.gather_floats
-        if self.graph is not None and len(allowed) * self.dims > limit:
+        size = len(allowed) * self.dims
+        if self.graph is not None and size > limit:
+            return None
+        held = sum(v[1].size for v in self._subsets.values())
+        for old in [t for t in self._subsets if t not in busy]:  # the oldest first
+            if held + size <= limit:
+                break
+            held -= self._subsets.pop(old)[1].size
+        kept = held + size <= limit
+        if not kept and self.graph is not None and self._within_depth(ks, allowed) <= 2 * self.graph.expansion_search:
             return None
         if self.matrix is not None:
             rows = self._matrix_rows(allowed)
@@ -403,26 +427,30 @@ class Searcher:
             found = (m.keys[rows], m.values[rows], m.norms[rows])
         else:
             found = (np.zeros(0, np.int64), np.zeros((0, self.dims), np.float32), _EMPTY_NORMS)
-        while self._subsets and sum(v[1].size for v in self._subsets.values()) + found[1].size > limit:
-            self._subsets.pop(next(iter(self._subsets)))  # the oldest first
-        self._subsets[token] = found
+        if kept:
+            self._subsets[token] = found
         return found
+
+    def _within_depth(self, ks: Sequence[int], allowed: np.ndarray) -> int:
+        """How many candidates a graph search for ``allowed`` asks for: enough that about
+        ``search_count(k)`` of them are expected to pass."""
+        removed, size = self._removed(), len(self.graph)
+        share = max(len(allowed) / max(size, 1), 1e-6)
+        return min(size, int(_search_count(max(ks)) / share * 1.25) + (0 if removed is None else len(removed)))
 
     def _graph_within(self, queries: np.ndarray, ks: list[int], allowed: np.ndarray, delta) -> list[list[int]]:
         g, removed = self.graph, self._removed()
         d_keys, d_vecs, d_norms = delta
         d_dists = batch_distances(self.metric, queries, d_vecs, d_norms)
-        need = _search_count(max(ks))
-        share = max(len(allowed) / max(len(g), 1), 1e-6)
-        count = min(len(g), int(need / share * 1.25) + (0 if removed is None else len(removed)))
+        count = self._within_depth(ks, allowed)
         with self._graph_lock:
             found = g.search(queries, count, threads=os.cpu_count() or 1)
         out = []
         for i, k in enumerate(ks):
             keys = np.asarray(graph_matches(found, i)[0], np.int64)
-            keys = keys[np.isin(keys, allowed)]
+            keys = keys[in_sorted(keys, allowed)]
             if removed is not None and len(removed):
-                keys = keys[~np.isin(keys, removed)]
+                keys = keys[~in_sorted(keys, removed)]
             if len(keys) < min(_search_count(k), len(allowed)):
                 out.append(self._candidates_one(queries[i], k, allowed))  # widens alone
                 continue
@@ -520,7 +548,7 @@ class Searcher:
         for i, k in enumerate(ks):
             keys = np.zeros(0, np.int64) if found is None else np.asarray(graph_matches(found, i)[0], np.int64)
             if removed is not None and len(removed) and len(keys):
-                keys = keys[~np.isin(keys, removed)]
+                keys = keys[~in_sorted(keys, removed)]
             if len(keys) < min(k, size - (0 if removed is None else len(removed))):
                 out.append(self._candidates_one(queries[i], k))  # widens until k are found
                 continue
