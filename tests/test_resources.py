@@ -302,3 +302,25 @@ def test_files_and_folders_are_owner_only_even_with_umask_0(data_dir):
     loose = {k: oct(m) for k, m in modes.items()
              if m != (0o700 if (data_dir / k).is_dir() else 0o600)}
     assert loose == {}
+
+
+def test_an_index_that_outgrows_the_memory_says_so_once(vcli, tmp_path):
+    """The write whose new matrix takes the index past the machine's memory (here set to what 40
+    vectors of 8 dimensions need) says so, naming the live service; writes before and after it
+    do not."""
+    small = Tuning(memory_bytes=40 * (6 * 8 + 162), fold_rows=10)
+    assert vcli("create", "big", "--dimensions", "8", "--metric", "cosine").code == 0
+    rng = np.random.default_rng(0)
+
+    def insert(start: int, count: int):
+        path = tmp_path / "in.ndjson"
+        path.write_bytes(b"".join(orjson.dumps({"id": f"v{i}", "values": rng.standard_normal(8).tolist()}) + b"\n"
+                                  for i in range(start, start + count)))
+        run = vcli("insert", "big", "--file", path, tuning=small)
+        assert run.code == 0, run.err
+        return run.err
+
+    assert "vcli push" not in insert(0, 30)  # 30 vectors: within the memory
+    said = insert(30, 20)  # 50: past it
+    assert "more than the" in said and "vcli push" in said and said.count("vcli push") == 1
+    assert "vcli push" not in insert(50, 20)  # already past it: said once

@@ -28,7 +28,7 @@ from ..errors import Interrupted, LockTimeout, VcliError
 from .layout import Folder, SearchFile, seq_of
 from .lock import writer_lock
 from .store import Store
-from .tuning import Tuning
+from .tuning import Tuning, physical_memory, search_file_bytes
 
 Notes = list[str]  # a sink of notes for the user (``records.py``)
 FILE_ERRORS = (ValueError, OSError, RuntimeError)  # what a damaged file raises when opened or read
@@ -133,10 +133,27 @@ class SearchFiles:
                 notes.append(f"rebuilding the search file: {exc}")
         if path is None:
             path = matrix.build(self.store, self.folder, self.dimensions)
+        if path != getattr(current, "path", None):
+            self._note_outgrown(notes, None if old is None else len(old.keys))
         for other in matrices:
             if other.path != path:
                 other.path.unlink(missing_ok=True)
         self.store.prune_removed(seq_of(path))
+
+    def _note_outgrown(self, notes: Notes, before: int | None) -> None:
+        """Once, when a new matrix takes the index past the machine's memory (``before``: the
+        vectors of the matrix it replaces, None when built from the store)."""
+        count, tuning = self.store.count(), self.tuning
+        if not tuning.outgrows_memory(count, self.dimensions) or (
+                before is not None and tuning.outgrows_memory(before, self.dimensions)):
+            return
+        need = search_file_bytes(count, self.dimensions) / 2**30
+        have = (tuning.memory_bytes or physical_memory()) / 2**30
+        notes.append(
+            f"at {count:,} vectors this index's search files take ~{need:,.1f} GiB, more than the "
+            f"{have:,.1f} GiB of memory here: queries will wait on the disk and its graph takes hours "
+            "to build. An index this size belongs on Vectorize itself: `vcli push` it, and develop "
+            "against a sample here (docs/scale.md)")
 
     def _see_to_graph(self, notes: Notes, verify: bool) -> None:
         """A large index's newest matrix gets a graph (``start_graph``); a small one's graphs, and

@@ -8,6 +8,7 @@ builds a graph at any size, before a write returns), never by changing module gl
 
 from __future__ import annotations
 
+import os
 from typing import NamedTuple
 
 
@@ -37,16 +38,37 @@ class Tuning(NamedTuple):
     # writes a 384-dim vector in ~20 µs, and starting the processes costs ~0.1-0.2 s.
     export_parallel_floats: int = 8 * 2**20
     export_block_rows: int = 1024  # lines per block that an export yields
+    # A write that takes an index's search files (matrix and graph) past this many bytes notes
+    # that the index has outgrown the machine (docs/scale.md); 0: this machine's physical memory.
+    memory_bytes: int = 0
 
     def wants_graph(self, count: int, dimensions: int) -> bool:
         """Whether an index of ``count`` vectors is searched through a graph (else a matrix)."""
         return count * dimensions >= self.graph_min_floats
+
+    def outgrows_memory(self, count: int, dimensions: int) -> bool:
+        """Whether the search files of ``count`` vectors are more than the memory that queries
+        and the graph's build need them in."""
+        return search_file_bytes(count, dimensions) > (self.memory_bytes or physical_memory())
 
     def due(self, changes: tuple[int, int]) -> bool:
         """Whether ``(added, removed)`` rows since a search file are more than a query should scan
         one by one: the writer folds them in, a reader repairs the file."""
         added, removed = changes
         return added + removed > self.fold_rows
+
+
+def search_file_bytes(count: int, dimensions: int) -> int:
+    """The matrix (4 bytes a number, 12 a row) and the graph (2 a number, ~150 a node for its
+    links), as measured in docs/scale.md."""
+    return count * (6 * dimensions + 162)
+
+
+def physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return 2**62  # unknown: never say the index outgrew it
 
 
 DEFAULT = Tuning()
