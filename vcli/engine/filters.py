@@ -370,9 +370,9 @@ class Plan:
         """Whether the plan restricts the candidates at all."""
         return self.nothing or bool(self.clauses) or self.namespace is not None
 
-    def matching_keys(self, limit: int):
-        """The sorted int64 keys of every matching vector if there are at most ``limit`` of them,
-        else None."""
+    def matching_keys(self, limit: int | None = None):
+        """The sorted int64 keys of every matching vector if there are at most ``limit`` of them
+        (None: however many), else None."""
         import numpy as np
 
         if self.nothing:

@@ -38,7 +38,6 @@ from .store import Store
 from .validate import check_query, check_query_namespace, check_top_k, pack_values
 
 MAX_SUBSETS = 64  # the namespaces and filters of a batch whose matching keys are kept
-ALL_ROWS = 2**62  # matching_keys(ALL_ROWS): every match, however many
 
 
 class Checked(NamedTuple):
@@ -256,7 +255,7 @@ class Answerer:
             if group not in self._subsets:
                 if len(self._subsets) >= MAX_SUBSETS:
                     self._subsets.pop(next(iter(self._subsets)))
-                self._subsets[group] = block[members[0]].plan.matching_keys(ALL_ROWS)
+                self._subsets[group] = block[members[0]].plan.matching_keys()
             allowed = self._subsets[group]
             if not len(allowed):
                 found = [[] for _ in members]

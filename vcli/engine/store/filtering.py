@@ -47,14 +47,18 @@ def _exists(clauses, namespace: str | None, key_column: str, skip=None) -> tuple
     return parts, params
 
 
+_ENTRY_COUNT = 100_000  # rows counted at most to choose where to enter: past it, either is slow
+
+
 def _count(conn, sql: str, params: list[Any], limit: int) -> int:
     return conn.execute(f"SELECT count(*) FROM ({sql} LIMIT ?)", (*params, limit)).fetchone()[0]
 
 
-def _matching_sql(conn, clauses, namespace: str | None, limit: int) -> tuple[str, list[Any]]:
+def _matching_sql(conn, clauses, namespace: str | None, limit: int | None) -> tuple[str, list[Any]]:
     """SQL selecting the key of every matching vector, entered the most selective way: a positive
     clause (a range of metadata_values' primary key) or the namespace, whichever has the fewest
-    rows (counted up to ``limit``); all vectors only when neither exists."""
+    rows (counted up to ``limit``, or up to 100,000 when every match is wanted); all vectors only
+    when neither exists."""
     options: list[tuple[str, list[Any], Any]] = []
     for clause in clauses:
         if clause.positive:
@@ -67,7 +71,8 @@ def _matching_sql(conn, clauses, namespace: str | None, limit: int) -> tuple[str
         parts, params = _exists(clauses, None, "v.key")
         return "SELECT v.key FROM vectors v WHERE " + " AND ".join(parts), params
     if len(options) > 1:
-        options.sort(key=lambda o: _count(conn, o[0], o[1], limit + 1))
+        cap = _ENTRY_COUNT if limit is None else min(limit, _ENTRY_COUNT)
+        options.sort(key=lambda o: _count(conn, o[0], o[1], cap + 1))
     sql, params, entry = options[0]
     if entry is None:  # entered by the namespace: every clause is a condition
         parts, more = _exists(clauses, None, "n.key")
@@ -78,11 +83,11 @@ def _matching_sql(conn, clauses, namespace: str | None, limit: int) -> tuple[str
     return sql, params + more
 
 
-def matching_keys(store, clauses, namespace: str | None, limit: int) -> list[int] | None:
+def matching_keys(store, clauses, namespace: str | None, limit: int | None) -> list[int] | None:
     """The keys of every vector in ``namespace`` (when given) that every clause admits, if there
-    are at most ``limit`` of them, else None."""
+    are at most ``limit`` of them (None: however many), else None."""
     sql, params = _matching_sql(store.conn, clauses, namespace, limit)
-    if _count(store.conn, sql, params, limit + 1) > limit:
+    if limit is not None and _count(store.conn, sql, params, limit + 1) > limit:
         return None
     return [r[0] for r in store.conn.execute(sql, params)]
 
