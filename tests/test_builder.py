@@ -1,10 +1,10 @@
 """The graph builder: a large index's graph is built by a detached process after the write returns.
 
-Real subprocesses throughout: the CLI (``tests/programs/vcli_tuned.py --background-graphs``, which
-gives every index a graph at any size) writes and returns, a builder (``python -m
-vcli.engine.builder``) makes the graph meanwhile, and queries answer exactly before, during and
-after. A builder SIGKILLed mid-build leaves no half graph and loses nothing; the next write starts
-another. Every wait has a generous deadline and polls for the condition, never for a duration.
+Real subprocesses throughout: the CLI (``tests/programs/vcli_tuned.py --background-graphs
+--small-parts``, which gives every index a graph at any size, in parts of 3,000 vectors) writes and
+returns, a builder (``python -m vcli.engine.builder``) makes the graph parts meanwhile, and queries
+answer exactly before, during and after. A builder SIGKILLed mid-build leaves no half part and
+loses nothing; the next query or write starts another. Every wait has a generous deadline and polls for the condition, never for a duration.
 """
 
 from __future__ import annotations
@@ -21,17 +21,17 @@ import orjson
 from conftest import ndjson, program
 
 from vcli.engine import Catalog, Tuning
-from vcli.engine.builder import running
+from vcli.engine.builder import needs_graph, running
 from vcli.engine.layout import Folder
 
 DIMS = 32
 NAME = "big"
-BACKGROUND = Tuning(graph_min_floats=1)
+BACKGROUND = Tuning(graph_min_floats=1, graph_part_rows=3000)
 DEADLINE = 180  # seconds: a busy CI machine may build slowly, never this slowly
 
 
 def tuned(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
-    done = subprocess.run([*program("vcli_tuned", "--background-graphs", "--"), *args],
+    done = subprocess.run([*program("vcli_tuned", "--background-graphs", "--small-parts", "--"), *args],
                           input=stdin, capture_output=True, timeout=DEADLINE)
     assert b"Traceback" not in done.stderr
     assert done.returncode == 0, done.stderr.decode()
@@ -51,10 +51,8 @@ def wait_for(what, deadline: float = DEADLINE):
 
 
 def graph_built(folder: Path) -> bool:
-    """The newest matrix has its graph, and no builder is at work."""
-    names = files(folder)
-    seqs = {n.split("-")[0]: n.split("-")[1].split(".")[0] for n in names if not n.startswith(".")}
-    return "graph" in seqs and seqs["graph"] == seqs.get("matrix") and not running(Folder(folder))
+    """The newest matrix is covered by graph parts, and no builder is at work."""
+    return not needs_graph(Folder(folder), DIMS, BACKGROUND.graph_part_rows) and not running(Folder(folder))
 
 
 def brute(model: dict[str, np.ndarray], q: np.ndarray, k: int) -> list[tuple[str, float]]:
@@ -97,15 +95,16 @@ def test_a_write_returns_before_its_graph_and_queries_stay_exact(data_dir, tmp_p
     assert any(n.startswith("matrix-") for n in files(folder))  # durable and queryable at once
     assert assert_exact(data_dir, model, rng) == []  # from the matrix, or the graph once it is there
     wait_for(lambda: graph_built(folder))
+    assert [n.split("-")[0] for n in files(folder)] == ["graph", "graph", "matrix"]  # 3,000 + 1,000
     assert assert_exact(data_dir, model, rng) == []  # through the graph
-    # A fold writes a new matrix; its graph is caught up from the old one in the background,
-    # and meanwhile (the new matrix has no graph yet) queries are exact from the matrix.
+    # A fold writes a new matrix; the builder fills the last part and starts a new one in the
+    # background, and meanwhile the rows they do not cover yet are scanned exactly.
     model |= load(tmp_path, rng, 2500, "b")
     assert assert_exact(data_dir, model, rng) == []
     wait_for(lambda: graph_built(folder))
-    assert [n.split("-")[0] for n in files(folder)] == ["graph", "matrix"]
+    assert [n.split("-")[0] for n in files(folder)] == ["graph", "graph", "graph", "matrix"]
     assert assert_exact(data_dir, model, rng) == []
-    check = subprocess.run([*program("vcli_tuned", "--background-graphs", "--"), "check", NAME, "--json"],
+    check = subprocess.run([*program("vcli_tuned", "--background-graphs", "--small-parts", "--"), "check", NAME, "--json"],
                            capture_output=True, timeout=DEADLINE)
     assert check.returncode == 0, check.stdout.decode()
     assert orjson.loads(check.stdout)["healthy"] is True
@@ -117,19 +116,24 @@ def test_a_killed_builder_leaves_no_half_graph(data_dir, tmp_path):
     folder = data_dir / NAME
     model = load(tmp_path, rng, 10_000, "a")
     wait_for(lambda: graph_built(folder))
-    builder = [sys.executable, "-m", "vcli.engine.builder", str(folder), str(DIMS), "cosine"]
-    # How long a whole build takes here (a kill lands anywhere within it, or just after)
-    graph = next(folder.glob("graph-*.usearch"))
-    graph.unlink()
+    builder = [sys.executable, "-m", "vcli.engine.builder", str(folder), str(DIMS), "cosine",
+               str(BACKGROUND.graph_part_rows)]
+
+    def remove_parts() -> None:
+        for part in folder.glob("graph-*.usearch"):
+            part.unlink()
+
+    # How long a whole build of its four parts takes here (a kill lands anywhere within it)
+    remove_parts()
     started = time.monotonic()
     subprocess.run(builder, timeout=DEADLINE, check=True)
     took = time.monotonic() - started
     kills = 0
     for trial in range(3):
-        graph.unlink()
+        remove_parts()
         proc = subprocess.Popen(builder)
         wait_for(lambda p=proc: p.poll() is not None or running(Folder(folder)))
-        if trial == 0:  # as soon as its temporary file appears (fsync, rename still to come)
+        if trial == 0:  # as soon as its first temporary file appears (fsync, rename still to come)
             wait_for(lambda p=proc: p.poll() is not None or any(n.startswith(".graph-") for n in files(folder)))
         else:
             time.sleep(rng.uniform(0, took))
@@ -137,10 +141,10 @@ def test_a_killed_builder_leaves_no_half_graph(data_dir, tmp_path):
             proc.send_signal(signal.SIGKILL)
             kills += 1
         proc.wait(timeout=DEADLINE)
-        # Whatever moment the kill hit: a whole graph or none (a query verifies the graph it
-        # opens, and would say so in a note), and exact answers either way.
+        # Whatever moment the kill hit: whole parts or none (a query verifies the parts it opens,
+        # and would say so in a note), and exact answers either way; a query that finds rows in
+        # no part starts a builder, and a write removes a leftover temporary file.
         assert assert_exact(data_dir, model, rng, 2) == []
-        # The next write removes a leftover temporary file and starts a builder, which finishes.
         model |= load(tmp_path, rng, 1, f"t{trial}-")
         wait_for(lambda: graph_built(folder))
         assert not any(n.startswith(".") for n in files(folder))

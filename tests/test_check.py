@@ -274,7 +274,7 @@ def test_damaged_graph_is_rebuilt(data_dir, graph_mode, damage, metric):
     make_index(data_dir, "other", seed=9, metric=metric, tuning=GRAPHS)
     model = make_index(data_dir, metric=metric, tuning=GRAPHS)
     path = graph_of(data_dir)
-    assert [p.name for p in derived(data_dir)] == ["graph-1.usearch", "matrix-1.f32"]
+    assert [p.name for p in derived(data_dir)] == ["graph-1-0-300.usearch", "matrix-1.f32"]
     if damage == "truncate":
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     elif damage == "foreign":
@@ -286,7 +286,7 @@ def test_damaged_graph_is_rebuilt(data_dir, graph_mode, damage, metric):
     assert [p["code"] for p in report["problems"]] == ["graph-missing" if damage == "delete" else "graph-damaged"]
     q = assert_query_right(vcli, "idx", model, metric=metric)  # exact from the matrix meanwhile
     assert ("built anew" in q.err) == (damage != "delete")
-    assert [p.name for p in derived(data_dir)] == ["graph-1.usearch", "matrix-1.f32"]
+    assert [p.name for p in derived(data_dir)] == ["graph-1-0-300.usearch", "matrix-1.f32"]
     res, report = check_json(vcli)
     assert res.code == 0, report["problems"]
 
@@ -305,4 +305,4 @@ def test_sound_graph_of_equal_vectors_is_trusted(data_dir, graph_mode):
     for _ in range(3):
         q = assert_query_right(vcli, "idx", model)
         assert q.err == ""  # no repair, no note
-    assert [p.name for p in derived(data_dir)] == ["graph-1.usearch", "matrix-1.f32"]
+    assert [p.name for p in derived(data_dir)] == ["graph-1-0-300.usearch", "matrix-1.f32"]

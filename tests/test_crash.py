@@ -36,13 +36,15 @@ GRAPH_TRIALS = int(os.environ.get("VCLI_CRASH_GRAPH_TRIALS", "2"))
 DIMS = 8
 NAME = "crash"
 
-GRAPHS = Tuning(graph_min_floats=1, graph_in_background=False)
+GRAPHS = Tuning(graph_min_floats=1, graph_in_background=False, graph_part_rows=3000)
 
 
 def wrapped_vcli(graph: bool, stall: bool) -> list[str]:
-    """The CLI in a subprocess, optionally with a graph at any size and with every fsync stalled
-    (tests/programs/vcli_tuned.py)."""
-    return program("vcli_tuned", *(["--graphs"] if graph else []), *(["--stall-fsync"] if stall else []), "--")
+    """The CLI in a subprocess, optionally with a graph at any size, in parts of 3,000 vectors
+    (so that kills land in builds, extensions and rebuilds of several parts), and with every fsync
+    stalled (tests/programs/vcli_tuned.py)."""
+    return program("vcli_tuned", *(["--graphs", "--small-parts"] if graph else []),
+                   *(["--stall-fsync"] if stall else []), "--")
 
 
 def report(kind: str, tallies: dict) -> None:

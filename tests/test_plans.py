@@ -173,7 +173,7 @@ def test_every_plan_gives_the_same_matches(vcli, tmp_path, data_dir, metric):
     c.tune(graph_min_floats=1, graph_in_background=False)
     c.write("insert", vectors(rng, 10, "c"))
     graph = c.files(data_dir)
-    assert graph == ["graph-2.usearch", "matrix-2.f32"]
+    assert [name.split("-")[:3] for name in graph] == [["graph", "2", "0"], ["matrix", "2.f32"]]  # one part
     c.check()
 
     # 4. Graph plus a delta: rows written and removed since the graph was saved.
@@ -279,7 +279,63 @@ def test_a_caught_up_matrix_equals_one_built_from_the_store(data_dir, tmp_path):
     with cat.open("fold") as ix:
         built = matrix.build(ix.store, Folder(rebuilt), DIMS)
     assert built.name == caught.name and built.read_bytes() == caught.read_bytes()
-    seq = caught.name.split("-")[1].split(".")[0]
-    assert sorted(p.name for p in folder.glob("*-*.*")) == [f"graph-{seq}.usearch", f"matrix-{seq}.f32"]
+    (part,) = folder.glob("graph-*.usearch")  # one part, holding every key of the matrix
+    keys = matrix.Matrix.load(caught, int(caught.name.split("-")[1].split(".")[0]), DIMS).keys
+    lo, hi = (int(x) for x in part.name.split(".")[0].split("-")[2:])
+    assert lo == 0 and hi >= keys[-1]
     with cat.open("fold", write=True) as ix:
         assert check_index(ix).healthy
+
+
+def parts_of(names: list[str]) -> list[tuple[int, int]]:
+    """The key ranges of the graph parts among search file names, in key order."""
+    return sorted(tuple(int(x) for x in n.split(".")[0].split("-")[2:]) for n in names if n.startswith("graph-"))
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_graph_parts_and_rows_no_part_covers(vcli, tmp_path, data_dir, metric):
+    """A graph in parts of at most ``graph_part_rows`` vectors: filled and extended as rows come,
+    a part rebuilt once a quarter of it is gone, and rows that no part covers (a part missing, the
+    rows after the last, most of the matrix) scanned exactly beside the parts."""
+    from vcli.engine.layout import Folder
+    from vcli.engine.lock import writer_lock
+
+    rng = np.random.default_rng(12)
+    c = Checker(vcli, tmp_path, metric)
+    c.tune(graph_min_floats=1, graph_in_background=False, graph_part_rows=100, fold_rows=5)
+    c.write("insert", vectors(rng, 347, "a"))  # 350 vectors: parts of 100, 100, 100 and 50
+    first = parts_of(c.files(data_dir))
+    assert len(first) == 4 and first[0][0] == 0
+    assert all(hi + 1 == lo for (_, hi), (lo, _) in zip(first[:-1], first[1:], strict=True))  # consecutive keys
+    c.check()
+
+    c.write("insert", vectors(rng, 77, "b"))  # 80 more: the last part filled to 100, then a new one
+    grown = parts_of(c.files(data_dir))
+    assert grown[:3] == first[:3] and grown[3][0] == first[3][0] and len(grown) == 5
+    c.check()
+
+    # more than a quarter of the first part deleted: it is rebuilt over the same keys
+    folder = Folder(data_dir / c.name)
+    before = {f.path.name for f in folder.search_files() if f.kind == "graph"}
+    c.delete([f"a{i:04d}" for i in range(0, 60)])
+    after = {f.path.name for f in folder.search_files() if f.kind == "graph"}
+    assert parts_of(sorted(after)) == grown and len(after - before) == 1
+    c.check()
+
+    # a delta on top (not folded), then parts missing while no builder can run (the build lock
+    # held): the rows of a missing part in the middle and at the end are scanned exactly
+    c.tune(fold_rows=10**6)
+    c.write("upsert", {**{f"a{i:04d}": rng.standard_normal(DIMS).astype(np.float32) for i in range(100, 130)},
+                       **vectors(rng, 20, "c")})
+    c.delete([f"b{i:04d}" for i in range(0, 20, 3)])
+    parts = sorted((f for f in folder.search_files() if f.kind == "graph"), key=lambda f: f.lo)
+    with writer_lock(folder.build_lock, 0):
+        parts[2].path.unlink()
+        parts[4].path.unlink()
+        c.check()
+        c.check_kept_subsets()
+        parts[0].path.unlink()  # now most rows are in no part: the matrix is searched exactly
+        c.check()
+    c.check()  # a query starts the builder again (here, in its own process), which fills the gaps
+    assert parts_of(c.files(data_dir)) == parts_of([f.path.name for f in parts])
+    c.check()

@@ -5,7 +5,8 @@ that kill it at chosen moments (tests/test_crash.py).
 
 ``--graphs`` gives every index a graph at any size, built before a write returns
 (``Tuning(graph_min_floats=1, graph_in_background=False)``; really the threshold is millions of
-floats); ``--background-graphs`` the same, built by a builder process as usual. ``--stall-fsync`` makes every fsync take 0.25 s longer, so that a
+floats); ``--background-graphs`` the same, built by a builder process as usual; ``--small-parts``
+makes graph parts of at most 3,000 vectors (really a million), so that a graph has several. ``--stall-fsync`` makes every fsync take 0.25 s longer, so that a
 kill lands in the middle of a refresh (temporary file written, not yet renamed), not only by luck.
 """
 
@@ -32,10 +33,11 @@ def main(argv: list[str]) -> None:
 
         os.fsync = slow_fsync
     tuning = None
+    parts = {"graph_part_rows": 3000} if "--small-parts" in flags else {}
     if "--graphs" in flags:
-        tuning = Tuning(graph_min_floats=1, graph_in_background=False)
+        tuning = Tuning(graph_min_floats=1, graph_in_background=False, **parts)
     elif "--background-graphs" in flags:
-        tuning = Tuning(graph_min_floats=1)
+        tuning = Tuning(graph_min_floats=1, **parts)
     try:
         app(args=args, prog_name="vcli", obj=tuning)
         code: object = 0

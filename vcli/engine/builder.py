@@ -1,23 +1,26 @@
-"""The graph builder: makes the graph of a large index's newest matrix, off the writer's path.
+"""The graph builder: makes the graph parts of a large index's newest matrix, off the writer's path.
 
 A load returns as soon as its vectors are in the store and the matrix (durable, and queryable
-exactly); the graph of that matrix, which takes minutes at a million vectors, is built afterwards
-by ``python -m vcli.engine.builder <folder> <dimensions> <metric>``, a process of its own that
-``start`` launches (detached, at low priority) and that outlives the command that started it.
+exactly); the graph parts of that matrix (``graph.py``), which take minutes a million vectors, are
+built afterwards by ``python -m vcli.engine.builder <folder> <dimensions> <metric> <part rows>``, a
+process of its own that ``start`` launches (detached, at low priority) and that outlives the
+command that started it.
 
 * One builder per index: it holds ``build.lock`` (``lock.writer_lock``, not the writer lock: writes
   go on meanwhile). A second one finds it taken and leaves; the first looks again before it ends,
   so a matrix written meanwhile is not missed.
-* It reads only the matrix (never the store), builds or catches up ``graph-<seq>.usearch`` and
-  renames it into place whole; older graphs are removed after. A reader uses a graph only when it
-  is of the same mutation as the newest matrix, so until the graph lands queries are answered
-  exactly from the matrix, and no reader ever waits for a build.
+* It reads only the newest matrix (never the store) and does one step at a time (``plan``):
+  rows no part covers get a part (the last part is extended while it has room, else a new one is
+  built), then parts with too many stale vectors are rebuilt. Each part is renamed into place
+  whole, and the parts it replaces are removed after. A reader uses whatever parts there are and
+  scans the rows they do not cover exactly, so queries are exact-scored throughout, get faster as
+  parts land, and never wait for a build.
 * Killed at any point it leaves at most a temporary file (removed by the next builder, or by a
-  writer when no builder holds the lock) and the index as it was; the next write, or the next
-  query that finds the graph missing, starts another.
+  writer when no builder holds the lock) and the index as it was; the next write that folds, or
+  the next query that finds rows no part covers, starts another.
 
-``Tuning.graph_in_background=False`` builds in the calling process instead (tests use it to get a
-graph deterministically).
+``Tuning.graph_in_background=False`` builds in the calling process instead (tests use it to get
+graphs deterministically).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 from ..errors import LockTimeout, StorageError
 from .layout import Folder, SearchFile
@@ -35,10 +39,54 @@ NICE = 10  # a builder yields the cores to queries and writes
 _children: list[tuple[Path, object]] = []
 
 
-def needs_graph(folder: Folder) -> bool:
-    """Whether the newest matrix has no graph of its own."""
-    matrix, graph = folder.newest_matrix(), folder.newest_graph()
-    return matrix is not None and (graph is None or graph.seq != matrix.seq)
+class Step(NamedTuple):
+    """One piece of a builder's work on the newest matrix: build the part for keys ``keys`` (lo,
+    hi) anew (``base``: the part it replaces, if any), or extend ``base`` up to ``keys[1]``."""
+
+    kind: str  # "build" or "extend"
+    keys: tuple[int, int]
+    base: SearchFile | None = None
+
+
+def plan(m, parts: list[SearchFile], part_rows: int) -> Step | None:
+    """The next step towards parts that cover every row of matrix ``m`` (loaded) with few stale
+    vectors, given the parts a search uses now (``Folder.graph_parts``); None when there is none.
+    Rows no part covers come first: a gap between parts gets parts of its own; the rows after the
+    last part fill it while it holds fewer than ``part_rows`` vectors, then go into new parts of
+    at most that many. Then a part of which more than ``graph.STALE_SHARE`` is gone is rebuilt."""
+    import numpy as np  # lazy: a write that starts no builder does not need it
+
+    from . import graph  # lazy: usearch
+
+    keys, n = m.keys, len(m.keys)
+    below = -1  # every row with a key up to this one is covered
+    for part in parts:
+        first, last = (int(i) for i in np.searchsorted(keys, [below, part.lo - 1], side="right"))
+        if last > first:  # rows between two parts (a part was discarded)
+            stop = min(last, first + part_rows)
+            return Step("build", (below + 1, part.lo - 1 if stop == last else int(keys[stop - 1])))
+        below = part.hi
+    first = int(np.searchsorted(keys, below, side="right"))
+    if first < n:  # rows after the last part
+        if parts and (room := part_rows - graph.size_of(parts[-1].path)) > 0:
+            return Step("extend", (parts[-1].lo, int(keys[min(n, first + room) - 1])), parts[-1])
+        return Step("build", (below + 1, int(keys[min(n, first + part_rows) - 1])))
+    for part in parts:
+        size, rows = graph.size_of(part.path), graph.rows_of(m, part)
+        if size - (rows.stop - rows.start) > graph.STALE_SHARE * size:
+            return Step("build", (part.lo, part.hi), part)
+    return None
+
+
+def needs_graph(folder: Folder, dimensions: int, part_rows: int) -> bool:
+    """Whether the newest matrix is not yet covered by graph parts with few stale vectors."""
+    from .matrix import Matrix  # lazy: NumPy
+
+    file = folder.newest_matrix()
+    if file is None:
+        return False
+    m = Matrix.load(file.path, file.seq, dimensions)
+    return plan(m, folder.graph_parts(file), part_rows) is not None
 
 
 def running(folder: Folder) -> bool:
@@ -59,7 +107,7 @@ def running(folder: Folder) -> bool:
         return False
 
 
-def start(folder: Folder, dimensions: int, metric: str) -> bool:
+def start(folder: Folder, dimensions: int, metric: str, part_rows: int) -> bool:
     """Launch a detached builder for the index in ``folder`` unless one is running; whether one
     was launched. Never raises for a folder it cannot build in (read-only, or gone): the builder
     then ends at once, and queries stay exact."""
@@ -69,7 +117,8 @@ def start(folder: Folder, dimensions: int, metric: str) -> bool:
         return False
     try:
         _children.append((folder.path, subprocess.Popen(
-            [sys.executable, "-m", "vcli.engine.builder", str(folder.path), str(dimensions), metric],
+            [sys.executable, "-m", "vcli.engine.builder", str(folder.path), str(dimensions), metric,
+             str(part_rows)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True, close_fds=True,
         )))
@@ -78,52 +127,69 @@ def start(folder: Folder, dimensions: int, metric: str) -> bool:
     return True
 
 
-def build_pending(folder: Folder, dimensions: int, metric: str) -> Path | None:
-    """Under the build lock, make graphs until the newest matrix has one; the last graph made (or
-    None). ``LockTimeout`` when another builder holds the lock; a damaged matrix raises."""
+def build_pending(folder: Folder, dimensions: int, metric: str, part_rows: int) -> Path | None:
+    """Under the build lock, take steps (``plan``) until the newest matrix needs none; the last
+    part made (or None). ``LockTimeout`` when another builder holds the lock; a damaged matrix
+    raises."""
+    from .matrix import Matrix  # lazy: NumPy
+
     made = None
     with writer_lock(folder.build_lock, 0):
         for path in folder.search_temp_files("graph"):
             path.unlink(missing_ok=True)
-        while needs_graph(folder):
-            made = _build_one(folder, folder.newest_matrix(), dimensions, metric)
+        while (file := folder.newest_matrix()) is not None:
+            m = Matrix.load(file.path, file.seq, dimensions)
+            parts = folder.graph_parts(file)
+            _remove_superseded(folder, file, parts)
+            step = plan(m, parts, part_rows)
+            if step is None:
+                break
+            made = _take(step, m, folder, metric)
     return made
 
 
-def _build_one(folder: Folder, file: SearchFile, dimensions: int, metric: str) -> Path:
+def _take(step: Step, m, folder: Folder, metric: str) -> Path:
+    """Make the part ``step`` asks for, then remove the part it replaces."""
     from . import graph  # lazy: usearch
-    from .matrix import Matrix
 
-    m = Matrix.load(file.path, file.seq, dimensions)
-    old = folder.newest_graph()
     path = None
-    if old is not None and old.seq < file.seq:
+    if step.kind == "extend":
         try:
-            path = graph.catch_up(old.path, m, folder, metric)
+            path = graph.extend_part(step.base, m, folder, metric, step.keys[1])
         except (ValueError, RuntimeError, OSError):
-            path = None  # unusable: build anew
+            path = None  # unusable: build it anew
     if path is None:
-        path = graph.build(m, folder, metric)
-    for other in folder.search_files():
-        if other.kind == "graph" and other.seq < file.seq:
-            other.path.unlink(missing_ok=True)
+        path = graph.build_part(m, folder, metric, step.keys)
+    if step.base is not None and step.base.path != path:
+        step.base.path.unlink(missing_ok=True)
     return path
 
 
+def _remove_superseded(folder: Folder, matrix: SearchFile, parts: list[SearchFile]) -> None:
+    """Graph files that searches of ``matrix`` no longer use: parts replaced by newer ones over
+    the same keys, and graphs of the layout before parts. (Graphs newer than the matrix belong to
+    another index's history; the writer's refresh removes those.)"""
+    for f in folder.search_files():
+        if f.kind == "graph" and f.seq <= matrix.seq and f not in parts:
+            f.path.unlink(missing_ok=True)
+
+
 def main(argv: list[str]) -> int:
-    """``python -m vcli.engine.builder <folder> <dimensions> <metric>``: build, then exit 0; 1 when
-    another builder is at work or the build failed (nothing is printed: no one is watching)."""
+    """``python -m vcli.engine.builder <folder> <dimensions> <metric> <part rows>``: build, then
+    exit 0; 1 when another builder is at work or the build failed (nothing is printed: no one is
+    watching)."""
     try:
         os.nice(NICE)
     except OSError:
         pass
     folder = Folder(Path(argv[0]))
+    dimensions, metric, part_rows = int(argv[1]), argv[2], int(argv[3])
     try:
         while True:
-            build_pending(folder, int(argv[1]), argv[2])
+            build_pending(folder, dimensions, metric, part_rows)
             # a matrix written after the last look, while this one still held the lock, may have
             # found it taken and started no builder: look once more, now that it is free
-            if not needs_graph(folder):
+            if not needs_graph(folder, dimensions, part_rows):
                 return 0
     except (LockTimeout, OSError, ValueError, RuntimeError, MemoryError, KeyboardInterrupt):
         return 1

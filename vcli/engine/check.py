@@ -10,12 +10,12 @@ What is checked:
   builder's is left alone), no superseded files; the newest matrix opens, is not newer than the
   store (a file from another index) nor too old to catch up, holds exactly the keys the store had
   at its mutation with the same values and norms, and is not far behind the store; a large
-  index's graph of that matrix exists (or a builder is making it), opens, and holds exactly the
-  matrix's keys and finds its vectors.
+  index's graph parts cover every row of that matrix (or a builder is at work), and each opens,
+  holds every key the matrix has in its key range and none outside it, and finds its vectors.
 
 Repair never touches a vector: it rebuilds SQLite's indexes (``REINDEX``), drops inconsistent
 bookkeeping rows, moves the key counter past every key used, deletes temporary and superseded files,
-rebuilds the matrix from the store and has a builder make the graph anew. Damaged vectors are reported, not deleted; what to do
+rebuilds the matrix from the store and has a builder make damaged or missing graph parts anew. Damaged vectors are reported, not deleted; what to do
 with them is the user's call (upsert them again, or delete them).
 
 The check holds the writer lock (waiting like a writer), so it never mistakes a running writer's
@@ -53,6 +53,7 @@ class Problem:
     text: str
     repairable: bool
     repaired: bool = False
+    file: str | None = None  # the search file it is about, when one
 
     def to_json(self) -> dict:
         return {"area": self.area, "code": self.code, "problem": self.text,
@@ -252,9 +253,9 @@ def _search_file_problems(index, count: int) -> tuple[list[Problem], str | None]
                            f"leftover temporary file {path.name} from an interrupted refresh or build", True))
     found = folder.search_files()
     file = next((f for f in found if f.kind == "matrix"), None)
-    graph = files.graph_for(file) if file is not None else None
+    parts = files.graph_parts(file) if file is not None else []
     for old in found:
-        if old not in (file, graph) and not (building and old.kind == "graph"):  # (the builder's to remove)
+        if old != file and old not in parts and not (building and old.kind == "graph"):  # (the builder's to remove)
             out.append(Problem("search files", f"old:{old.path.name}",
                                f"superseded search file {old.path.name}", True))
     if file is None:
@@ -279,21 +280,24 @@ def _search_file_problems(index, count: int) -> tuple[list[Problem], str | None]
                            "(queries scan them one by one until a refresh folds them in)", True))
     if not files.tuning.wants_graph(len(obj.keys), index.dimensions):
         return out, name
-    if graph is None:
-        if not building:
-            out.append(Problem("search files", "graph-missing",
-                               f"{name} has no search graph yet (queries are exact but slower; "
-                               "repair starts a builder)", True))
-        return out, name
-    try:
-        g = files.load(graph, keys=True)
-        files.verify(graph, g, samples=CHECK_SAMPLES, matrix=obj)
-        wrong = check_contents(index.store, graph, g, matrix=obj)
-    except FILE_ERRORS as exc:
-        wrong = f"is unusable ({exc})"
-    if wrong:
-        out.append(Problem("search files", "graph-damaged", f"the search graph {graph.path.name} {wrong}", True))
-    return out, f"{name} + {graph.path.name}"
+    from .graph import uncovered  # lazy: usearch
+
+    for part in parts:
+        try:
+            g = files.load(part, keys=True)
+            files.verify(part, g, samples=CHECK_SAMPLES, matrix=obj)
+            wrong = check_contents(index.store, part, g, matrix=obj)
+        except FILE_ERRORS as exc:
+            wrong = f"is unusable ({exc})"
+        if wrong:
+            out.append(Problem("search files", "graph-damaged", f"the search graph {part.path.name} {wrong}", True,
+                               file=part.path.name))
+    left = sum(r.stop - r.start for r in uncovered(obj, parts))
+    if left and not building:
+        out.append(Problem("search files", "graph-missing",
+                           f"{left:,} of the vectors of {name} are in no search graph yet (queries scan "
+                           "them exactly, which is slower; repair starts a builder)", True))
+    return out, " + ".join([name, *(p.path.name for p in parts)])
 
 
 # -- repair ----------------------------------------------------------------------------------
@@ -312,10 +316,10 @@ def _repair(index, problems: list[Problem]) -> list[str]:
     # The search file: rebuild it whole when it was wrong (or when the store's bookkeeping that
     # catching up relies on was); otherwise a refresh folds in what it lacks and tidies up.
     rebuild = bool(codes & {"search-damaged", "store-integrity", "removed-rows"})
-    if "graph-damaged" in codes:
-        for graph in index.folder.search_files():
-            if graph.kind == "graph":
-                index.search_files.discard_graph(graph)
+    damaged = {p.file for p in problems if p.code == "graph-damaged"}
+    for graph in index.folder.search_files():
+        if graph.path.name in damaged:
+            index.search_files.discard_graph(graph, start=False)
     try:
         notes += index.refresh(force=rebuild, verify=True)
     except (OSError, ValueError, RuntimeError, StorageError, sqlite3.DatabaseError) as exc:

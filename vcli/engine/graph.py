@@ -1,25 +1,40 @@
-"""The graph: a usearch HNSW index over the matrix of a large index, to find candidates fast.
+"""The graph: usearch HNSW graphs over the matrix of a large index, to find candidates fast.
 
-File ``graph-<seq>.usearch`` is built from ``matrix-<seq>.f32`` (never from the store) and holds
-the same keys. It stores bfloat16: it only *finds* candidates, whose float32 values (and so every
-score) come from the matrix beside it, so the coarser copy costs no exactness, halves the file
-and builds ~3x faster than float32 (docs/scale.md has the measurements). A graph is never modified
-in place: catching up loads the one before, removes the keys the new matrix lacks, adds those it
-lacks, and saves a new file under the new sequence number (temporary name, fsync, rename).
-Queries open it memory-mapped (``view``) without its key table, so a query reads only the pages
-it visits. ``builder.py`` decides when a graph is built, and in which process.
+A large index's graph comes in *parts*. File ``graph-<seq>-<lo>-<hi>.usearch`` holds every vector
+of ``matrix-<seq>.f32`` whose key is ``lo..hi``, and nothing else; the parts of an index cover
+consecutive key ranges from 0 up, each at most ``Tuning.graph_part_rows`` vectors. Keys are never
+reused and new vectors always get larger ones, so a part stays right for every later matrix: the
+vectors of a later matrix with keys in ``lo..hi`` are among the part's (the others were deleted or
+replaced since, and a search drops them, as it drops any key the matrix lacks). Rows of the matrix
+that no part covers (those written since the last part, usually) are scanned exactly beside the
+parts. So a write never takes the graph away from queries: the builder extends the last part (or
+starts a new one) with what is new, and rebuilds a part once a quarter of it is gone.
+
+Why parts rather than one graph: at two million vectors one graph (connectivity 16, built at
+expansion 128) finds 0.983 of the true top 10 at ef 384 and no more than 0.985 however deep it is
+searched, while two graphs of a million each find 0.993 at ef 256, faster; each part also builds
+faster (a graph's build slows as it grows), and adding to the index rewrites one part, not all
+(docs/scale.md has the figures).
+
+A part stores bfloat16: it only *finds* candidates, whose float32 values (and so every score)
+come from the matrix, so the coarser copy costs no exactness, halves the file and builds ~3x
+faster than float32. A part is never modified in place: extending one loads it, adds the new
+vectors and saves a new file under the new sequence number and key range (temporary name, fsync,
+rename). Queries open parts memory-mapped (``view``) without their key tables, so a query reads
+only the pages it visits. ``builder.py`` decides when parts are built, and in which process.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ..startup import import_usearch
 from . import fsutil
-from .layout import Folder
+from .layout import Folder, SearchFile
 from .matrix import Matrix
 
 _usearch = import_usearch()
@@ -28,19 +43,20 @@ Index, MetricKind = _usearch.Index, _usearch.MetricKind
 USEARCH_METRIC = {"cosine": MetricKind.Cos, "euclidean": MetricKind.L2sq, "dot-product": MetricKind.IP}
 DTYPE, SCALAR = "bf16", "BF16"
 # Build and search settings, chosen by measurement (docs/scale.md): recall@10 after exact
-# rescoring >= 0.99 from 1k to 1M vectors, at the build speed those sizes allow.
+# rescoring >= 0.99 from 1k to 5M vectors, at the build speed those sizes allow.
 CONNECTIVITY = 16
 EXPANSION_ADD = 128
 EXPANSION_SEARCH = 384
 CHUNK = 16384  # rows added per call while building
 PARALLEL_MIN_SIZE = 20_000  # graphs smaller than this are built on one thread (see add_threads)
-# Candidates asked of the graph per query (at least twice k), all rescored exactly from the matrix.
-# The bf16 graph ranks so close to float32 that more do not help: at 1M, recall@10 after rescoring
-# was the same for 16 candidates as for 128 (docs/scale.md); what recall needs is search depth.
+# Candidates asked of each part per query (at least twice k), all rescored exactly from the
+# matrix. The bf16 graph ranks so close to float32 that more do not help: at 1M, recall@10 after
+# rescoring was the same for 16 candidates as for 128 (docs/scale.md); what recall needs is
+# search depth.
 SEARCH_CANDIDATES = 32
-# Catching up is worth it while the changes are at most this share of the graph; beyond it (and
-# because removed nodes leave holes that later searches step around) the graph is built anew.
-CATCH_UP_SHARE = 0.25
+# A part is rebuilt once more than this share of its vectors are gone from the matrix (deleted or
+# replaced): searches step over them, so they cost depth and, in the end, recall.
+STALE_SHARE = 0.25
 
 
 def add_threads(size: int) -> int:
@@ -52,7 +68,7 @@ def add_threads(size: int) -> int:
 
 
 def search_count(k: int) -> int:
-    """How many candidates to ask the graph for, to find the top ``k``."""
+    """How many candidates to ask each part for, to find the top ``k``."""
     return max(2 * k, SEARCH_CANDIDATES)
 
 
@@ -68,14 +84,13 @@ def new_index(dimensions: int, metric: str, lookups: bool = True) -> Index:
     )
 
 
-def load(path: Path, dimensions: int, metric: str, expected_count: int | None = None, *,
-         view: bool = True, keys: bool = False) -> Index:
+def load(path: Path, dimensions: int, metric: str, *, view: bool = True, keys: bool = False) -> Index:
     """Open a graph file, checking that it fits this index; ``ValueError`` if it does not.
 
     A view (for queries) is opened without the key -> node table, which would cost ~0.1 s per
     million vectors: search works, but ``keys``, ``get``, ``contains`` and ``remove`` do not (they
     answer garbage or nothing), and none is needed, as values come from the matrix. ``keys=True``
-    (``vcli check``) or a full load (``view=False``, to catch up) has the table."""
+    (``vcli check``) or a full load (``view=False``, to extend it) has the table."""
     meta = Index.metadata(str(path))
     if meta is None:
         raise ValueError(f"{path.name} is not a usearch graph")
@@ -83,7 +98,6 @@ def load(path: Path, dimensions: int, metric: str, expected_count: int | None = 
         meta["dimensions"] != dimensions
         or meta["kind_metric"] != USEARCH_METRIC[metric]
         or str(meta["kind_scalar"]).split(".")[-1] != SCALAR
-        or (expected_count is not None and meta["count_present"] != expected_count)
     ):
         raise ValueError(f"{path.name} does not match this index")
     index = new_index(dimensions, metric, lookups=keys or not view)
@@ -94,13 +108,38 @@ def load(path: Path, dimensions: int, metric: str, expected_count: int | None = 
     return index
 
 
-def _add_rows(index: Index, m: Matrix, rows: np.ndarray | None = None) -> None:
-    """Add the matrix's rows (all, or those at positions ``rows``), ``CHUNK`` at a time."""
-    total = len(m.keys) if rows is None else len(rows)
-    for start in range(0, total, CHUNK):
-        pick = slice(start, min(total, start + CHUNK)) if rows is None else rows[start : start + CHUNK]
-        keys = np.asarray(m.keys[pick]).astype(np.uint64)
-        index.add(keys, np.ascontiguousarray(m.values[pick]), threads=add_threads(len(index) + len(keys)))
+def size_of(path: Path) -> int:
+    """How many vectors a graph file holds, from its header; ``ValueError`` if it is not one."""
+    meta = Index.metadata(str(path))
+    if meta is None:
+        raise ValueError(f"{path.name} is not a usearch graph")
+    return int(meta["count_present"])
+
+
+def rows_of(m: Matrix, part: SearchFile) -> slice:
+    """The rows of matrix ``m`` whose keys are in the key range of ``part``."""
+    return slice(int(np.searchsorted(m.keys, part.lo)), int(np.searchsorted(m.keys, part.hi, side="right")))
+
+
+def uncovered(m: Matrix, parts: Sequence[SearchFile]) -> list[slice]:
+    """The runs of rows of ``m`` that no part covers (searched exactly beside the parts)."""
+    out, at = [], 0
+    for part in parts:  # (in key order, not overlapping)
+        rows = rows_of(m, part)
+        if rows.start > at:
+            out.append(slice(at, rows.start))
+        at = max(at, rows.stop)
+    if at < len(m.keys):
+        out.append(slice(at, len(m.keys)))
+    return out
+
+
+def _add_rows(index: Index, m: Matrix, rows: slice) -> None:
+    """Add the matrix's rows ``rows``, ``CHUNK`` at a time."""
+    for start in range(rows.start, rows.stop, CHUNK):
+        stop = min(rows.stop, start + CHUNK)
+        keys = np.asarray(m.keys[start:stop]).astype(np.uint64)
+        index.add(keys, np.ascontiguousarray(m.values[start:stop]), threads=add_threads(len(index) + len(keys)))
 
 
 def save(index: Index, path: Path) -> None:
@@ -109,30 +148,70 @@ def save(index: Index, path: Path) -> None:
         os.chmod(tmp, fsutil.FILE_MODE)
 
 
-def build(m: Matrix, folder: Folder, metric: str) -> Path:
-    """Build the graph of matrix ``m`` anew."""
+def build_part(m: Matrix, folder: Folder, metric: str, keys: tuple[int, int]) -> Path:
+    """Build anew the part of matrix ``m`` that holds its vectors with keys ``keys`` (lo, hi)."""
     index = new_index(m.values.shape[1], metric)
-    _add_rows(index, m)
-    path = folder.search_file("graph", m.seq)
+    lo, hi = keys
+    _add_rows(index, m, slice(int(np.searchsorted(m.keys, lo)), int(np.searchsorted(m.keys, hi, side="right"))))
+    path = folder.search_file("graph", m.seq, keys)
     save(index, path)
     return path
 
 
-def catch_up(old: Path, m: Matrix, folder: Folder, metric: str) -> Path | None:
-    """The graph of matrix ``m`` made from the graph file ``old`` (an earlier matrix's): None when
-    that would change more than ``CATCH_UP_SHARE`` of it (then build anew). ``ValueError`` or
-    ``RuntimeError`` when ``old`` is unusable."""
-    index = load(old, m.values.shape[1], metric, view=False)
-    have = np.sort(np.asarray(index.keys, np.uint64).astype(np.int64))
-    gone = np.setdiff1d(have, m.keys, assume_unique=True)
-    new_rows = np.flatnonzero(~np.isin(m.keys, have, assume_unique=True))
-    if len(gone) + len(new_rows) > CATCH_UP_SHARE * max(len(have), 1):
-        return None
-    if len(gone):
-        index.remove(gone.astype(np.uint64))
-    _add_rows(index, m, new_rows)
-    if len(index) != len(m.keys):
-        raise RuntimeError(f"{old.name} caught up holds {len(index)} vectors, not {len(m.keys)}")
-    path = folder.search_file("graph", m.seq)
+def extend_part(old: SearchFile, m: Matrix, folder: Folder, metric: str, hi: int) -> Path:
+    """The part ``old`` (a part of an earlier matrix) with the vectors of ``m`` whose keys are
+    above its range and at most ``hi`` added: a part of ``m`` for keys ``old.lo..hi``. Its stale
+    vectors stay (searches drop them) until it is rebuilt. ``ValueError`` or ``RuntimeError``
+    when ``old`` is unusable."""
+    index = load(old.path, m.values.shape[1], metric, view=False)
+    before = len(index)
+    rows = slice(int(np.searchsorted(m.keys, old.hi, side="right")), int(np.searchsorted(m.keys, hi, side="right")))
+    _add_rows(index, m, rows)
+    if len(index) != before + rows.stop - rows.start:
+        raise RuntimeError(f"{old.path.name} extended holds {len(index)} vectors, not {before + rows.stop - rows.start}")
+    path = folder.search_file("graph", m.seq, (old.lo, hi))
     save(index, path)
     return path
+
+
+class Parts:
+    """The graph parts a search uses (opened views, in key order), searched as one."""
+
+    def __init__(self, files: Sequence[SearchFile], views: Sequence[Index]):
+        self.files = list(files)
+        self.views = list(views)
+
+    def __len__(self) -> int:
+        """The vectors they hold (stale ones included)."""
+        return sum(len(v) for v in self.views)
+
+    @property
+    def largest(self) -> int:
+        """The vectors of the largest part: a search asking each part for this many gets all."""
+        return max((len(v) for v in self.views), default=0)
+
+    @property
+    def expansion_search(self) -> int:
+        return EXPANSION_SEARCH
+
+    def search(self, queries: np.ndarray, count: int, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """``(keys, found)``, each of shape (queries, count x parts): the keys each part found
+        for each query (int64), and which of them are results rather than padding."""
+        queries = np.ascontiguousarray(queries, np.float32).reshape(-1, queries.shape[-1])
+        keys, found = [], []
+        for view in self.views:
+            n = min(count, len(view))
+            if not n:
+                continue
+            answer = view.search(queries, n, threads=threads)
+            if hasattr(answer, "counts"):
+                counts = np.asarray(answer.counts).reshape(-1, 1)
+                got = np.asarray(answer.keys, np.int64).reshape(len(queries), -1)
+            else:  # one query: usearch answers a ``Matches``, trimmed to what it found
+                got = np.asarray(answer.keys, np.int64).reshape(1, -1)
+                counts = np.full((1, 1), got.shape[1])
+            keys.append(got)
+            found.append(np.arange(got.shape[1])[None, :] < counts)
+        if not keys:
+            return np.zeros((len(queries), 0), np.int64), np.zeros((len(queries), 0), bool)
+        return np.concatenate(keys, axis=1), np.concatenate(found, axis=1)

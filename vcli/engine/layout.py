@@ -5,7 +5,8 @@
       store.sqlite (-wal, -shm)   every vector: the truth (store/)
       lock                   the writer lock (lock.py)
       matrix-<seq>.f32       every vector as of mutation <seq>, for search (matrix.py, searchfiles.py)
-      graph-<seq>.usearch    for large indexes, a usearch graph of that matrix (graph.py)
+      graph-<seq>-<lo>-<hi>.usearch   for large indexes, a usearch graph of the vectors of
+                             matrix-<seq> whose keys are lo..hi: one part of the graph (graph.py)
       build.lock             held by the process building the graph (builder.py)
       .<file>.tmp-<hex>      a file being written (fsutil.py), renamed into place when whole
 
@@ -27,8 +28,8 @@ BUILD_LOCK_FILE = "build.lock"
 # Files of the index that vcli opens by name (a symbolic link in their place is refused).
 OWN_FILES = (CONFIG_FILE, STORE_FILE, STORE_FILE + "-wal", STORE_FILE + "-shm", LOCK_FILE, BUILD_LOCK_FILE)
 SEARCH_FILE_SUFFIX = {"matrix": "f32", "graph": "usearch"}
-_SEARCH_FILE = re.compile(r"(matrix|graph)-(\d+)\.(f32|usearch)")
-_SEARCH_TEMP = re.compile(r"\.(matrix|graph)-\d+\.(f32|usearch)\.tmp-[0-9a-f]+")
+_SEARCH_FILE = re.compile(r"(matrix|graph)-(\d+)(?:-(\d+)-(\d+))?\.(f32|usearch)")
+_SEARCH_TEMP = re.compile(r"\.(matrix|graph)-[0-9-]+\.(f32|usearch)\.tmp-[0-9a-f]+")
 
 
 def now_iso() -> str:
@@ -44,6 +45,18 @@ class SearchFile(NamedTuple):
     kind: str  # "matrix" or "graph"
     seq: int  # the mutation it reflects
     path: Path
+    # a graph part's keys: it holds every vector of matrix-<seq> whose key is lo..hi (inclusive);
+    # (0, -1) for a matrix, or a graph file of the one-part layout before parts (superseded)
+    lo: int = 0
+    hi: int = -1
+
+    @property
+    def part(self) -> bool:
+        """A graph part (a graph file in the current layout)."""
+        return self.kind == "graph" and self.hi >= self.lo
+
+    def overlaps(self, other: SearchFile) -> bool:
+        return self.lo <= other.hi and other.lo <= self.hi
 
 
 class Folder:
@@ -56,23 +69,33 @@ class Folder:
         self.lock = path / LOCK_FILE
         self.build_lock = path / BUILD_LOCK_FILE
 
-    def search_file(self, kind: str, seq: int) -> Path:
-        return self.path / f"{kind}-{seq}.{SEARCH_FILE_SUFFIX[kind]}"
+    def search_file(self, kind: str, seq: int, keys: tuple[int, int] | None = None) -> Path:
+        """The path of a matrix, or (given its ``keys``, lo and hi) of a graph part."""
+        part = "" if keys is None else f"-{keys[0]}-{keys[1]}"
+        return self.path / f"{kind}-{seq}{part}.{SEARCH_FILE_SUFFIX[kind]}"
 
     def search_files(self) -> list[SearchFile]:
         """The matrix and graph files, newest first."""
         found = []
         for entry in os.scandir(self.path):
             m = _SEARCH_FILE.fullmatch(entry.name)
-            if m and SEARCH_FILE_SUFFIX[m.group(1)] == m.group(3):
-                found.append(SearchFile(m.group(1), int(m.group(2)), Path(entry.path)))
-        return sorted(found, key=lambda f: -f.seq)
+            if m and SEARCH_FILE_SUFFIX[m.group(1)] == m.group(5) and (m.group(3) is None or m.group(1) == "graph"):
+                keys = (0, -1) if m.group(3) is None else (int(m.group(3)), int(m.group(4)))
+                found.append(SearchFile(m.group(1), int(m.group(2)), Path(entry.path), *keys))
+        return sorted(found, key=lambda f: (-f.seq, f.lo))
 
     def newest_matrix(self) -> SearchFile | None:
         return next((f for f in self.search_files() if f.kind == "matrix"), None)
 
-    def newest_graph(self) -> SearchFile | None:
-        return next((f for f in self.search_files() if f.kind == "graph"), None)
+    def graph_parts(self, matrix: SearchFile) -> list[SearchFile]:
+        """The graph parts a search of ``matrix`` uses, in key order: of the parts not newer than
+        it, the newest first, each taken unless its keys overlap one taken already (an older
+        part that a builder has replaced or extended and not removed yet, or an older layout)."""
+        taken: list[SearchFile] = []
+        for f in self.search_files():
+            if f.part and f.seq <= matrix.seq and not any(f.overlaps(t) for t in taken):
+                taken.append(f)
+        return sorted(taken, key=lambda f: f.lo)
 
     def search_temp_files(self, kind: str | None = None) -> list[Path]:
         """Search files (of ``kind``, or all) being written, or left half-written by a killed

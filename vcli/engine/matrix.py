@@ -49,7 +49,8 @@ class Matrix(NamedTuple):
             raise ValueError(f"{path.name} is damaged or belongs to another index")
         if n == 0:
             return cls(seq, np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros((0, dims), np.float32))
-        raw = np.memmap(path, dtype=np.uint8, mode="r")
+        # a plain view of the map: np.memmap's own indexing costs ~25 µs a call in Python
+        raw = np.memmap(path, dtype=np.uint8, mode="r").view(np.ndarray)
         keys = raw[HEADER_SIZE : HEADER_SIZE + n * 8].view("<i8")
         off = HEADER_SIZE + n * 8
         norms = raw[off : off + n * 4].view("<f4")

@@ -143,6 +143,43 @@ def distances(metric: str, q: np.ndarray, vecs: np.ndarray, norms: np.ndarray) -
         return -np.where(denom > 0, dots / np.where(denom > 0, denom, 1), 0).astype(dots.dtype)
 
 
+def paired_distances(metric: str, queries: np.ndarray, vecs: np.ndarray, norms: np.ndarray) -> np.ndarray:
+    """``distances`` of each query (``queries[b]``) to its own candidates (``vecs[b, c]``, of norms
+    ``norms[b, c]``): a block's graph candidates scored at once, not one query at a time."""
+    if not vecs.size:
+        return np.zeros(vecs.shape[:2], np.float32)
+    if _huge(queries, norms):
+        queries, vecs = np.asarray(queries, np.float64), np.asarray(vecs, np.float64)
+        norms = np.linalg.norm(vecs, axis=-1)
+    dots = np.einsum("bcd,bd->bc", vecs, queries)
+    if metric == "dot-product":
+        return -dots
+    qn = np.linalg.norm(queries, axis=1).astype(dots.dtype)[:, None]
+    if metric == "euclidean":
+        return norms * norms - 2 * dots + qn * qn
+    denom = norms * qn
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.where(denom > 0, dots / np.where(denom > 0, denom, 1), 0).astype(dots.dtype)
+
+
+def top_candidates_rows(keys: np.ndarray, dists: np.ndarray, ks: Sequence[int],
+                        tolerances: Sequence[float]) -> list[np.ndarray]:
+    """``top_candidates`` of each row of ``keys`` and ``dists`` (same shape), with its own k and
+    tolerance, the rows partitioned together."""
+    dists = np.asarray(dists)
+    rows, n = dists.shape
+    ks = np.asarray(ks, np.int64)
+    kth = np.full(rows, np.inf, dists.dtype)
+    for k in np.unique(ks[ks <= n]):
+        pick = np.flatnonzero(ks == k)
+        kth[pick] = np.partition(dists[pick], k - 1, axis=1)[:, k - 1]
+    with np.errstate(invalid="ignore"):
+        near = (dists <= (kth + np.asarray(tolerances, dists.dtype))[:, None]) & np.isfinite(dists)
+    counts = near.sum(axis=1)
+    return [top_candidates(keys[i], dists[i], int(ks[i]), float(tolerances[i]))
+            if counts[i] > ks[i] + MAX_EXTRA_TIES else keys[i][near[i]] for i in range(rows)]
+
+
 def top_candidates(keys: np.ndarray, dists: np.ndarray, k: int, tolerance: float) -> np.ndarray:
     finite = np.isfinite(dists)
     if not finite.all():

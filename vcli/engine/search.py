@@ -1,11 +1,12 @@
-"""Finding candidate keys for a query: the matrix (or its graph) plus the delta.
+"""Finding candidate keys for a query: the matrix (or its graph parts) plus the delta.
 
-A ``Searcher`` opens the newest matrix and, for a large index, the graph of that same matrix when
-a builder has made it; then a read snapshot of the store that is at least as new (a search file is
-only written after its mutation has committed), and from the snapshot reads the delta: rows
-written since the matrix's mutation, and keys removed since. Candidates come from the matrix
-(searched exactly) or are found in the graph and scored from the matrix (minus removed keys), and
-from the delta; ``query.py`` then rescores them exactly.
+A ``Searcher`` opens the newest matrix and, for a large index, the graph parts a builder has made
+(``graph.py``); then a read snapshot of the store that is at least as new (a search file is only
+written after its mutation has committed), and from the snapshot reads the delta: rows written
+since the matrix's mutation, and keys removed since. Candidates come from the matrix (searched
+exactly), or are found in the graph parts and scored from the matrix (keys it lacks and keys
+removed since dropped) while the matrix rows no part covers are scanned exactly, and from the
+delta; ``query.py`` then rescores them exactly.
 
 ``allowed`` (sorted int64 keys) restricts the search to a subset, for namespaces and filters that
 match few rows; ``accept`` (a check of candidate keys) for those that match many. Batch queries
@@ -22,9 +23,19 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .scoring import Groups, batch_distances, distances, max_norm, row_norms, tolerance, top_candidates
+from .scoring import (
+    Groups,
+    batch_distances,
+    distances,
+    max_norm,
+    paired_distances,
+    row_norms,
+    tolerance,
+    top_candidates,
+    top_candidates_rows,
+)
 from .searchfiles import FILE_ERRORS, SearchFiles
-from .verify import StaleFile, graph_matches
+from .verify import StaleFile
 
 Accept = Callable[[np.ndarray], np.ndarray]  # keys -> boolean mask of the keys that pass
 
@@ -61,14 +72,15 @@ _RETRY = object()
 
 
 class Searcher:
-    """Use as a context manager. On entry it opens the newest matrix (and its graph) and a store
-    snapshot.
+    """Use as a context manager. On entry it opens the newest matrix (and its graph parts) and a
+    store snapshot.
 
     A matrix that is damaged, foreign or missing (while the store has vectors), or more than
     ``Tuning.fold_rows`` changes behind, is repaired from the store when this process can take the
     writer lock at once (``SearchFiles.repair``), with a note in ``notes``; otherwise the queries
-    are answered from the store alone, still exactly right. A large index whose graph is missing
-    or damaged is answered exactly from the matrix while a builder makes the graph anew."""
+    are answered from the store alone, still exactly right. In a large index, rows that no sound
+    graph part covers (missing, damaged, or written since the last part) are scanned exactly from
+    the matrix while a builder makes the parts."""
 
     def __init__(self, files: SearchFiles, notes: list[str]):
         self.files = files
@@ -81,6 +93,7 @@ class Searcher:
         self.seq = 0
         self._snapshot = None
         self._removed_keys: np.ndarray | None = None
+        self._uncovered: list[slice] = []  # rows of the matrix no graph part covers, searched exactly
         self._removed_rows: np.ndarray | None = None
         self._delta_cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._pool = None  # a thread for the heavy part of batch queries (see ``begin``)
@@ -119,7 +132,7 @@ class Searcher:
         return self
 
     def _open(self, accept_behind: bool = False):
-        """Open the newest matrix, its graph and a store snapshot. Returns ``None`` when all is
+        """Open the newest matrix, its graph parts and a store snapshot. Returns ``None`` when all is
         well, else ``_RETRY`` or a ``_Problem`` (with no snapshot left open)."""
         file = self.files.newest()
         problem = obj = None
@@ -160,29 +173,36 @@ class Searcher:
         return None
 
     def _open_graph(self, file, m):
-        """The graph of matrix ``file`` (loaded as ``m``) when the index wants one and it is there
-        and sound; else None (queries are then exact from the matrix), having started a builder
-        to make it."""
+        """The graph parts of matrix ``file`` (loaded as ``m``) when the index wants a graph and
+        they cover at least half of its rows; else None (queries are then exact from the
+        matrix). Rows no part covers (``_uncovered``) are scanned exactly beside the parts, and a
+        builder is started to cover them; a damaged part is discarded (its rows then too)."""
         if not self.files.tuning.wants_graph(len(m.keys), self.dims):
             return None
-        graph = self.files.graph_for(file)
-        if graph is None:
+        from .graph import Parts, uncovered  # lazy: usearch, only for indexes that have a graph
+
+        files, views = [], []
+        for part in self.files.graph_parts(file):
+            try:
+                view = self.files.load(part)
+                self.files.verify(part, view, matrix=m)
+            except FILE_ERRORS as exc:
+                if part.path.exists():
+                    self.notes.append(f"the search graph {part.path.name} is unusable ({exc}); answering "
+                                      "exactly from the matrix where it was while it is built anew")
+                    self.files.discard_graph(part, start=False)
+                continue
+            files.append(part)
+            views.append(view)
+        self._uncovered = uncovered(m, files)
+        left = sum(r.stop - r.start for r in self._uncovered)
+        if left:
             self.files.start_graph()
-            return None
-        try:
-            g = self.files.load(graph)
-            self.files.verify(graph, g, matrix=m)
-            return g
-        except FILE_ERRORS as exc:
-            if graph.path.exists():
-                self.notes.append(f"the search graph {graph.path.name} is unusable ({exc}); answering "
-                                  "exactly from the matrix while it is built anew")
-                self.files.discard_graph(graph)
-            return None
+        return Parts(files, views) if files and 2 * left <= len(m.keys) else None
 
     def _open_store_only(self) -> None:
         """No usable search file: every vector is in the delta (exact, slower)."""
-        self.matrix, self.graph, self.seq = None, None, 0
+        self.matrix, self.graph, self.seq, self._uncovered = None, None, 0, []
         self._snapshot = self.store.snapshot()
         self._snapshot.__enter__()
 
@@ -243,7 +263,10 @@ class Searcher:
         removed = self._removed()
         keys, dists, top = self._delta(q, allowed, accept)
         if self.graph is not None and (allowed is None or len(allowed) > max(4 * k, 2048)):
-            m_keys, m_dists, m_top = self._graph(q, k, allowed, removed, accept)
+            found = [self._graph(q, k, allowed, removed, accept)]
+            found += [self._matrix(q, allowed, removed, k, accept, top, rows) for rows in self._uncovered]
+            m_keys, m_dists = (np.concatenate([f[i] for f in found]) for i in (0, 1))
+            m_top = max(f[2] for f in found)
         elif self.matrix is not None:  # (a few allowed keys are scored from it directly)
             m_keys, m_dists, m_top = self._matrix(q, allowed, removed, k, accept, top)
         else:
@@ -271,13 +294,17 @@ class Searcher:
             keys, vecs = keys[keep], vecs[keep]
         return (keys, *self._scored(q, vecs))
 
-    def _matrix(self, q, allowed, removed, k, accept, delta_top: float) -> tuple[np.ndarray, np.ndarray, float]:
+    def _matrix(self, q, allowed, removed, k, accept, delta_top: float,
+                part: slice = slice(None)) -> tuple[np.ndarray, np.ndarray, float]:
+        """Candidates among the matrix's rows (those of ``part``), scored exactly."""
         m = self.matrix
         if allowed is not None:
             rows = self._matrix_rows(allowed)
+            if part != slice(None):
+                rows = rows[(rows >= part.start) & (rows < part.stop)]
             keys, vecs, norms = m.keys[rows], m.values[rows], m.norms[rows]
         else:
-            keys, vecs, norms = m.keys, m.values, m.norms
+            keys, vecs, norms = m.keys[part], m.values[part], m.norms[part]
         dists, top = self._scored(q, vecs, norms)
         if removed is not None and len(removed):
             dists[np.isin(keys, removed)] = np.inf
@@ -322,18 +349,16 @@ class Searcher:
         g = self.graph
         skip = 0 if removed is None else len(removed)
         want = _search_count(k) + min(skip, _search_count(k))
-        size = len(g)
         # A filtered search widens until as many candidates pass as an unfiltered search looks
         # at (search_count(k)), not just k: the graph is approximate deep in its answer too, and
         # this keeps a filtered query's recall at an unfiltered one's (benchmarks/filters.py).
         filtered = allowed is not None or accept is not None
         need = _search_count(k) if filtered else k
         while True:
-            count = min(size, want)
+            count = min(g.largest, want)
             with self._graph_lock:
-                found = g.search(q, count)
-            keys = np.asarray(found.keys, np.int64)
-            keep = np.ones(len(keys), bool)
+                keys, keep = g.search(q, count)
+            keys, keep = keys[0], keep[0]
             if skip:
                 keep &= ~in_sorted(keys, removed)
             if allowed is not None:
@@ -341,19 +366,19 @@ class Searcher:
             if accept is not None and keep.any():
                 keep[keep] = accept(keys[keep])
             passing = int(keep.sum())
-            if passing >= need or count >= size:
+            if passing >= need or count >= g.largest:
                 return self._scored_from_matrix(q, keys[keep])
             # go straight to the depth the pass rate seen so far calls for (at least twice as deep)
             want = max(count * 2, int(need * count / max(passing, 1) * 1.25)) if filtered else count * 4
 
     def _from_matrix(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(keys, float32 vectors, norms)`` from the matrix, of the graph's candidates ``keys``
-        (a graph holds exactly its matrix's keys)."""
+        (those the matrix lacks, gone since a part was built, are left out)."""
         m = self.matrix
         keys = np.sort(keys)
         rows = m.rows_of(keys)
         ok = rows < len(m.keys)
-        rows = rows[ok][m.keys[rows[ok]] == keys[ok]]  # (all, unless usearch pads its answer)
+        rows = rows[ok][m.keys[rows[ok]] == keys[ok]]
         return m.keys[rows], m.values[rows], m.norms[rows]
 
     def _scored_from_matrix(self, q, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
@@ -436,34 +461,68 @@ class Searcher:
         ``search_count(k)`` of them are expected to pass."""
         removed, size = self._removed(), len(self.graph)
         share = max(len(allowed) / max(size, 1), 1e-6)
-        return min(size, int(_search_count(max(ks)) / share * 1.25) + (0 if removed is None else len(removed)))
+        return min(self.graph.largest, int(_search_count(max(ks)) / share * 1.25) + (0 if removed is None else len(removed)))
 
     def _graph_within(self, queries: np.ndarray, ks: list[int], allowed: np.ndarray, delta) -> list[list[int]]:
-        g, removed = self.graph, self._removed()
-        d_keys, d_vecs, d_norms = delta
-        d_dists = batch_distances(self.metric, queries, d_vecs, d_norms)
         count = self._within_depth(ks, allowed)
         with self._graph_lock:
-            found = g.search(queries, count, threads=os.cpu_count() or 1)
-        out = []
-        for i, k in enumerate(ks):
-            keys = np.asarray(graph_matches(found, i)[0], np.int64)
-            keys = keys[in_sorted(keys, allowed)]
+            found = self.graph.search(queries, count, threads=os.cpu_count() or 1)
+        enough = [min(_search_count(k), len(allowed)) for k in ks]
+        return self._graph_block(queries, ks, found, delta, enough, allowed)
+
+    def _graph_block(self, queries: np.ndarray, ks: list[int], found, delta, enough: list[int],
+                     allowed: np.ndarray | None = None) -> list[list[int]]:
+        """The candidates of a block of queries from one search of the graph parts (``found``: keys
+        and which are results, None when the parts are empty), the matrix rows they do not cover,
+        and the ``delta`` (keys, vectors, norms), all scored at once. Keys removed since the graph (and, given ``allowed``, keys outside it) are dropped;
+        a query left with fewer than ``enough[i]`` widens alone (``_candidates_one``)."""
+        m, removed = self.matrix, self._removed()
+        d_keys, d_vecs, d_norms = delta
+        dists = [batch_distances(self.metric, queries, d_vecs, d_norms)]
+        keys = [np.broadcast_to(d_keys, (len(queries), len(d_keys)))]
+        bound = max_norm(d_norms)
+        for part in self._uncovered:  # scanned exactly
+            u_keys = m.keys[part]
+            u_dists = batch_distances(self.metric, queries, m.values[part], m.norms[part])
+            drop = np.zeros(len(u_keys), bool)
             if removed is not None and len(removed):
-                keys = keys[~in_sorted(keys, removed)]
-            if len(keys) < min(_search_count(k), len(allowed)):
-                out.append(self._candidates_one(queries[i], k, allowed))  # widens alone
-                continue
-            keys, g_dists, g_top = self._scored_from_matrix(queries[i], keys)
-            tol = tolerance(self.metric, queries[i], max(max_norm(d_norms), g_top))
-            out.append(top_candidates(np.concatenate([d_keys, keys]), np.concatenate([d_dists[i], g_dists]),
-                                      k, tol).tolist())
-        return out
+                drop |= in_sorted(u_keys, removed)
+            if allowed is not None:
+                drop |= ~in_sorted(u_keys, allowed)
+            u_dists[:, drop] = np.inf
+            keys.append(np.broadcast_to(u_keys, (len(queries), len(u_keys))))
+            dists.append(u_dists)
+            bound = max(bound, max_norm(m.norms[part]))
+        if found is not None:
+            g_keys, valid = found
+            if removed is not None and len(removed):
+                valid &= ~in_sorted(g_keys, removed)
+            if allowed is not None:
+                valid &= in_sorted(g_keys, allowed)
+            rows = np.minimum(np.searchsorted(m.keys, g_keys), len(m.keys) - 1)
+            valid &= m.keys[rows] == g_keys  # (not those gone since their part was built)
+            rows[~valid] = 0
+            norms = m.norms[rows]
+            g_dists = paired_distances(self.metric, queries, m.values[rows], norms)
+            g_dists[~valid] = np.inf
+            keys.append(g_keys)
+            dists.append(g_dists)
+            bound = max(bound, max_norm(norms[valid]))
+            short = valid.sum(axis=1) < np.asarray(enough)
+        else:
+            short = np.asarray(enough) > 0
+        tols = [tolerance(self.metric, q, bound) for q in queries]
+        out = top_candidates_rows(np.concatenate(keys, axis=1), np.concatenate(dists, axis=1), ks, tols)
+        return [self._candidates_one(queries[i], k, allowed) if short[i] else out[i].tolist()
+                for i, k in enumerate(ks)]
 
     def block_size(self) -> int:
         """How many queries ``begin`` takes at once: the product of a block with the matrix (when
         it is searched exactly) is at most ``BLOCK_FLOATS`` numbers."""
-        n = len(self.matrix.keys) if self.matrix is not None and self.graph is None else 0
+        if self.graph is not None:  # the rows no graph part covers are scanned exactly
+            n = sum(r.stop - r.start for r in self._uncovered)
+        else:
+            n = len(self.matrix.keys) if self.matrix is not None else 0
         return max(1, min(MAX_BLOCK_QUERIES, BLOCK_FLOATS // max(1, n + len(self._delta_arrays()[0]))))
 
     def begin(self, queries: np.ndarray, ks: Sequence[int], *, background: bool = True) -> _Block:
@@ -527,36 +586,19 @@ class Searcher:
     def _graph_heavy(self, queries: np.ndarray, ks: list[int]):
         g = self.graph
         removed = self._removed_keys
-        size = len(g)
         wanted = _search_count(max(ks))
-        count = min(size, wanted + min(wanted, 0 if removed is None else len(removed)))
-        if not size or not count:
+        count = min(g.largest, wanted + min(wanted, 0 if removed is None else len(removed)))
+        if not count:
             return None
         with self._graph_lock:
             return g.search(queries, count, threads=os.cpu_count() or 1)
 
     def _graph_finish(self, queries: np.ndarray, ks: list[int], found) -> list[list[int]]:
         """Graph candidates for a block of queries, found in one search on all cores; a query
-        that loses too many of its candidates to removed keys widens alone (``_candidates_one``)."""
-        g = self.graph
-        d_keys, d_vecs, d_norms = self._delta_arrays()
-        d_dists = batch_distances(self.metric, queries, d_vecs, d_norms)
-        d_top = max_norm(d_norms)
+        that loses too many of its candidates to removed keys widens alone."""
         removed = self._removed()
-        size = len(g)
-        out = []
-        for i, k in enumerate(ks):
-            keys = np.zeros(0, np.int64) if found is None else np.asarray(graph_matches(found, i)[0], np.int64)
-            if removed is not None and len(removed) and len(keys):
-                keys = keys[~in_sorted(keys, removed)]
-            if len(keys) < min(k, size - (0 if removed is None else len(removed))):
-                out.append(self._candidates_one(queries[i], k))  # widens until k are found
-                continue
-            keys, g_dists, g_top = self._scored_from_matrix(queries[i], keys)
-            keys = np.concatenate([d_keys, keys])
-            row = np.concatenate([d_dists[i], g_dists])
-            out.append(top_candidates(keys, row, k, tolerance(self.metric, queries[i], max(d_top, g_top))).tolist())
-        return out
+        live = len(self.graph) - (0 if removed is None else len(removed))
+        return self._graph_block(queries, ks, found, self._delta_arrays(), [min(k, live) for k in ks])
 
 
 class _Block:

@@ -1,16 +1,17 @@
 """The search files of an index: derived from the store, listed, opened, verified, refreshed, repaired.
 
 Every index has a matrix (``matrix.py``: every vector contiguous and memory-mapped); a large one
-(``Tuning.wants_graph``) also a usearch graph of that matrix (``graph.py``), built afterwards by a
-builder (``builder.py``). A file reflects the store as of the mutation in its name; rows written or
-removed since form the *delta*, which every query scans exactly. Small indexes are searched in the
-matrix exactly; large ones find candidates in the graph of the newest matrix, when it has one, and
-score them from the matrix, so answers are exact-scored whichever file finds them.
+(``Tuning.wants_graph``) also usearch graphs of its rows in parts (``graph.py``), built afterwards
+by a builder (``builder.py``). A file reflects the store as of the mutation in its name; rows
+written or removed since form the *delta*, which every query scans exactly. Small indexes are
+searched in the matrix exactly; large ones find candidates in the graph parts, scan the rows no
+part covers yet exactly, and score every candidate from the matrix, so answers are exact-scored
+whichever file finds them.
 
 * **Refresh** (``refresh``, with the writer lock): when the matrix is missing, damaged, foreign, or
   more than ``Tuning.fold_rows`` changes behind, write a new one (caught up from the old one when
   it can be), remove the older ones and the store's removal records that no file needs; then, for a
-  large index whose matrix has no graph yet, start the builder. A writer refreshes after its
+  large index, start the builder when a new matrix was written or there are no graph parts. A writer refreshes after its
   transaction has committed (``refresh_after_write``); the common case after a small write is
   decided from SQLite and a folder listing alone, without importing NumPy.
 * **Verify** (``verify.py``): cheap checks that a file fits the store, run by every query that
@@ -49,12 +50,12 @@ class SearchFiles:
         """The newest matrix (the file a query starts from)."""
         return self.folder.newest_matrix()
 
-    def graph_for(self, matrix: SearchFile) -> SearchFile | None:
-        """The graph of ``matrix``, if a builder has made it and the index is large enough for one."""
-        graph = self.folder.newest_graph()
-        if graph is None or graph.seq != matrix.seq:
-            return None
-        return graph if self.tuning.wants_graph(self.store.count(), self.dimensions) else None
+    def graph_parts(self, matrix: SearchFile) -> list[SearchFile]:
+        """The graph parts a search of ``matrix`` uses (``Folder.graph_parts``), none when the
+        index is too small for a graph."""
+        if not self.tuning.wants_graph(self.store.count(), self.dimensions):
+            return []
+        return self.folder.graph_parts(matrix)
 
     def behind(self, seq: int) -> bool:
         """Whether the store has changed too much since mutation ``seq`` for a query to scan it."""
@@ -109,11 +110,13 @@ class SearchFiles:
         self.remove_temp_files()
         matrices = [f for f in self.folder.search_files() if f.kind == "matrix"]
         current = matrices[0] if matrices else None
+        wrote = False
         if force or verify or current is None or len(matrices) > 1 or self.behind(current.seq):
-            self._refresh_matrix(notes, None if force else current, matrices)
-        self._see_to_graph(notes, verify)
+            wrote = self._refresh_matrix(notes, None if force else current, matrices)
+        self._see_to_graph(notes, verify, wrote)
 
-    def _refresh_matrix(self, notes: Notes, current: SearchFile | None, matrices: list[SearchFile]) -> None:
+    def _refresh_matrix(self, notes: Notes, current: SearchFile | None, matrices: list[SearchFile]) -> bool:
+        """Bring the matrix up to date; whether a new one was written."""
         from . import matrix  # lazy: NumPy
 
         path = old = None
@@ -139,6 +142,7 @@ class SearchFiles:
             if other.path != path:
                 other.path.unlink(missing_ok=True)
         self.store.prune_removed(seq_of(path))
+        return path != getattr(current, "path", None)
 
     def _note_outgrown(self, notes: Notes, before: int | None) -> None:
         """Once, when a new matrix takes the index past the machine's memory (``before``: the
@@ -155,10 +159,10 @@ class SearchFiles:
             "to build. An index this size belongs on Vectorize itself: `vcli push` it, and develop "
             "against a sample here (docs/scale.md)")
 
-    def _see_to_graph(self, notes: Notes, verify: bool) -> None:
-        """A large index's newest matrix gets a graph (``start_graph``); a small one's graphs, and
-        graphs newer than the matrix (another index's), are removed, and with ``verify`` a damaged
-        graph too."""
+    def _see_to_graph(self, notes: Notes, verify: bool, wrote: bool) -> None:
+        """A large index's newest matrix gets graph parts (``start_graph``) when a matrix was just
+        written (``wrote``), or it has none; a small index's graphs, and graphs newer than the
+        matrix (another index's), are removed, and with ``verify`` a damaged part too."""
         matrix = self.folder.newest_matrix()
         wanted = matrix is not None and self.tuning.wants_graph(self.store.count(), self.dimensions)
         for g in self.folder.search_files():
@@ -166,40 +170,44 @@ class SearchFiles:
                 g.path.unlink(missing_ok=True)
         if not wanted:
             return
-        graph = self.graph_for(matrix)
-        if verify and graph is not None:
-            try:
-                self.verify(graph, self.load(graph), matrix=self.load(matrix))
-            except FILE_ERRORS as exc:
-                notes.append(f"the search graph {graph.path.name} was unusable ({exc}); building it anew")
-                self.discard_graph(graph)
-        self.start_graph()
+        parts = self.graph_parts(matrix)
+        if verify and parts:
+            m = self.load(matrix)
+            for part in parts:
+                try:
+                    self.verify(part, self.load(part), matrix=m)
+                except FILE_ERRORS as exc:
+                    notes.append(f"the search graph {part.path.name} was unusable ({exc}); building it anew")
+                    self.discard_graph(part, start=False)
+        if wrote or verify or not parts:
+            self.start_graph()
 
     def start_graph(self) -> None:
-        """If the newest matrix has no graph yet, have one built: by a builder started now (which
-        does nothing if one is at work), or, with ``Tuning.graph_in_background=False``, here and
-        now. Never fails: until the graph exists, queries answer exactly from the matrix."""
+        """Have a builder see to the newest matrix's graph parts: one started now (which does
+        nothing if one is at work, and ends at once when nothing is to be done), or, with
+        ``Tuning.graph_in_background=False``, here and now. Never fails: until the parts exist,
+        queries scan what they do not cover exactly."""
         from . import builder
 
-        if not builder.needs_graph(self.folder):
-            return
+        args = (self.folder, self.dimensions, self.metric, self.tuning.graph_part_rows)
         if self.tuning.graph_in_background:
-            builder.start(self.folder, self.dimensions, self.metric)
+            builder.start(*args)
             return
         try:
-            builder.build_pending(self.folder, self.dimensions, self.metric)
+            builder.build_pending(*args)
         except (LockTimeout, VcliError, *FILE_ERRORS):
             pass  # a builder is at it, or the folder is read-only: the next write tries again
 
-    def discard_graph(self, graph: SearchFile) -> None:
-        """Remove a damaged graph, unless a builder is at work (which replaces it), and start a
-        builder to make it anew."""
+    def discard_graph(self, graph: SearchFile, start: bool = True) -> None:
+        """Remove a damaged graph part, unless a builder is at work (which replaces it), and
+        (``start``) start a builder to make it anew."""
         try:
             with writer_lock(self.folder.build_lock, 0):
                 graph.path.unlink(missing_ok=True)
         except (LockTimeout, VcliError, OSError):
             return
-        self.start_graph()
+        if start:
+            self.start_graph()
 
     def refresh_after_write(self, notes: Notes) -> None:
         """After a write has committed: refresh if due. A failure here loses nothing (the store has

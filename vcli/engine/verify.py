@@ -28,12 +28,16 @@ class StaleFile(ValueError):
 def verify(store: Store, file: SearchFile, obj, *, samples: int = SAMPLES, matrix=None) -> None:
     """Cheap checks, inside a store snapshot, that a loaded file fits this store. A matrix: not
     newer than the store, still catchable (``StaleFile`` otherwise), and ``samples`` vectors from
-    each side equal in both. A graph: as many vectors as ``matrix`` (the loaded matrix of the same
-    mutation, itself verified), and a few of them found in it by search. Raises ``ValueError``
-    saying what is wrong."""
+    each side equal in both. A graph part: at least as many vectors as ``matrix`` (the loaded
+    newest matrix, itself verified) has in its key range, and a few of those found in it by
+    search. Raises ``ValueError`` saying what is wrong."""
     rng = random.Random()  # (not numpy.random: it costs a one-shot query ~20 ms of imports)
     if file.kind == "graph":
-        _check_graph_finds(obj, matrix, rng, min(samples, SEARCH_SAMPLES))
+        if file.seq > matrix.seq:
+            raise ValueError(f"it is from mutation {file.seq}, newer than the matrix's {matrix.seq}")
+        from .graph import rows_of  # (usearch: a graph has been opened already)
+
+        _check_graph_finds(obj, matrix, rows_of(matrix, file), rng, min(samples, SEARCH_SAMPLES))
         return
     seq = file.seq
     last = store.last_seq()
@@ -69,14 +73,22 @@ def _check_file_keys(store: Store, seq: int, keys, values) -> None:
 
 def check_contents(store: Store, file: SearchFile, obj, matrix=None) -> str | None:
     """``vcli check``'s thorough look, after ``verify``: a matrix holds exactly the keys the store
-    had at its mutation, with the same values and norms; a graph exactly the keys of ``matrix``
-    (its values are the matrix's, rounded to bfloat16, and serve only to find candidates). What
+    had at its mutation, with the same values and norms; a graph part every key ``matrix`` (the
+    newest) has in its key range and no key outside it (its values are the matrix's, rounded to
+    bfloat16, and serve only to find candidates; keys gone since it was built may remain). What
     is wrong, or None."""
     seq = file.seq
     if file.kind == "graph":
-        expected = np.asarray(matrix.keys, np.int64)
+        from .graph import rows_of
+
         keys = np.sort(np.asarray(obj.keys, np.uint64).astype(np.int64))
-        what = f"the vectors of matrix-{seq}.f32"
+        wanted = np.asarray(matrix.keys[rows_of(matrix, file)], np.int64)
+        missing = np.setdiff1d(wanted, keys, assume_unique=True).size
+        outside = int(((keys < file.lo) | (keys > file.hi)).sum())
+        if missing or outside:
+            return (f"does not hold the vectors of keys {file.lo}..{file.hi} of matrix-{matrix.seq}.f32 "
+                    f"({missing} missing, {outside} outside its keys)")
+        return None
     else:
         expected = np.fromiter(store.keys_at(seq), np.int64)
         keys = np.asarray(obj.keys, np.int64)
@@ -105,20 +117,20 @@ def _matrix_differences(store: Store, m, seq: int) -> str | None:
         n_bad += int((~np.isclose(np.asarray(m.norms[pos]), norms, rtol=1e-5, atol=1e-30)).sum())
     return f"holds {n_bad} vectors or norms that differ from the store" if n_bad else None
 
-def _check_graph_finds(g, m, rng: random.Random, samples: int) -> None:
-    """A graph of matrix ``m`` holds as many vectors, and finds a few of them (rows sampled from
-    ``m``) when searched for them: each at its own distance (~0, but 1 - |v|^2 for the inner
+def _check_graph_finds(g, m, rows: slice, rng: random.Random, samples: int) -> None:
+    """A graph part holds at least the vectors of rows ``rows`` of matrix ``m``, and finds a few
+    of them (rows sampled from there) when searched for them: each at its own distance (~0, but 1 - |v|^2 for the inner
     product; bfloat16 moves it by ~1e-5 relative) under its own key, or under a key whose vector is
     equal; a graph of other vectors finds none so. One found is enough, so an unlucky search never
     makes a sound graph look foreign."""
     from .graph import MetricKind  # (usearch: a graph has been opened already)
 
-    n = len(m.keys)
-    if len(g) != n:
-        raise ValueError(f"it holds {len(g)} vectors, its matrix {n}")
+    n = rows.stop - rows.start
+    if len(g) < n:
+        raise ValueError(f"it holds {len(g)} vectors, fewer than the {n} of its keys in the matrix")
     if not n:
         return
-    rows = np.array(sorted({0, n - 1, *(rng.randrange(n) for _ in range(samples))}))
+    rows = rows.start + np.array(sorted({0, n - 1, *(rng.randrange(n) for _ in range(samples))}))
     rows = rows[np.asarray(m.norms[rows]) > 0]  # zero vectors have no cosine direction
     if not len(rows):
         return
@@ -141,7 +153,7 @@ def _check_graph_finds(g, m, rng: random.Random, samples: int) -> None:
         if m.keys[row] in keys:
             return
         at = np.searchsorted(m.keys, keys)
-        ok = at < n
+        ok = at < len(m.keys)
         at = at[ok][m.keys[at[ok]] == keys[ok]]
         if len(at) and (np.asarray(m.values[at]) == queries[i]).all(axis=1).any():
             return  # an equal vector under another key
