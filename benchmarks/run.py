@@ -430,12 +430,13 @@ def bench_graph_forced(b: Bench, n: int) -> None:
 def wait_for_graph(b: Bench, name: str, deadline: float = 3600) -> float:
     """Seconds until the builder has made the graph of the newest matrix (the load has returned:
     until then queries are exact from the matrix)."""
+    from vcli.engine import Tuning
     from vcli.engine.builder import needs_graph, running
     from vcli.engine.layout import Folder
 
     folder = Folder(b.data / name)
     start = time.perf_counter()
-    while needs_graph(folder) or running(folder):
+    while needs_graph(folder, DIMS, Tuning().graph_part_rows) or running(folder):
         if time.perf_counter() - start > deadline:
             raise SystemExit(f"no graph for {name} after {deadline:.0f} s")
         time.sleep(0.5)

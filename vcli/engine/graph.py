@@ -12,9 +12,10 @@ starts a new one) with what is new, and rebuilds a part once a quarter of it is 
 
 Why parts rather than one graph: at two million vectors one graph (connectivity 16, built at
 expansion 128) finds 0.983 of the true top 10 at ef 384 and no more than 0.985 however deep it is
-searched, while two graphs of a million each find 0.993 at ef 256, faster; each part also builds
-faster (a graph's build slows as it grows), and adding to the index rewrites one part, not all
-(docs/scale.md has the figures).
+searched, while four parts of 500,000 find 0.995 at ef 160, faster; at a million, two parts of
+500,000 at ef 160 find 0.995 where one graph finds 0.994 at ef 384, and search ~30 % faster.
+Each part also builds faster (a graph's build slows as it grows), and adding to the index
+rewrites one part, not all (docs/scale.md has the figures).
 
 A part stores bfloat16: it only *finds* candidates, whose float32 values (and so every score)
 come from the matrix, so the coarser copy costs no exactness, halves the file and builds ~3x
@@ -42,18 +43,18 @@ Index, MetricKind = _usearch.Index, _usearch.MetricKind
 
 USEARCH_METRIC = {"cosine": MetricKind.Cos, "euclidean": MetricKind.L2sq, "dot-product": MetricKind.IP}
 DTYPE, SCALAR = "bf16", "BF16"
-# Build and search settings, chosen by measurement (docs/scale.md): recall@10 after exact
-# rescoring >= 0.99 from 1k to 5M vectors, at the build speed those sizes allow.
+# Build and search settings, chosen by measurement with parts of at most 500,000 vectors
+# (docs/scale.md): recall@10 after exact rescoring >= 0.99 at every size.
 CONNECTIVITY = 16
 EXPANSION_ADD = 128
-EXPANSION_SEARCH = 384
+EXPANSION_SEARCH = 160
 CHUNK = 16384  # rows added per call while building
 PARALLEL_MIN_SIZE = 20_000  # graphs smaller than this are built on one thread (see add_threads)
 # Candidates asked of each part per query (at least twice k), all rescored exactly from the
-# matrix. The bf16 graph ranks so close to float32 that more do not help: at 1M, recall@10 after
-# rescoring was the same for 16 candidates as for 128 (docs/scale.md); what recall needs is
-# search depth.
-SEARCH_CANDIDATES = 32
+# matrix. The bf16 graph ranks so close to float32 that more do not help: recall@10 after
+# rescoring was the same for 16 candidates a part as for 32 (and at 1M in one graph, as for
+# 128; docs/scale.md); what recall needs is search depth.
+SEARCH_CANDIDATES = 16
 # A part is rebuilt once more than this share of its vectors are gone from the matrix (deleted or
 # replaced): searches step over them, so they cost depth and, in the end, recall.
 STALE_SHARE = 0.25
@@ -195,10 +196,12 @@ class Parts:
         return EXPANSION_SEARCH
 
     def search(self, queries: np.ndarray, count: int, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """``(keys, found)``, each of shape (queries, count x parts): the keys each part found
-        for each query (int64), and which of them are results rather than padding."""
+        """``(keys, dists)``, each of shape (queries, count x parts): the keys each part found
+        for each query (int64) and the graph's own (bfloat16) distances to them, inf where a
+        part found fewer. Those distances rank the nearest so closely to float32 that the true
+        top k are among the nearest few of all the parts' answers (``nearest``)."""
         queries = np.ascontiguousarray(queries, np.float32).reshape(-1, queries.shape[-1])
-        keys, found = [], []
+        keys, dists = [], []
         for view in self.views:
             n = min(count, len(view))
             if not n:
@@ -207,11 +210,25 @@ class Parts:
             if hasattr(answer, "counts"):
                 counts = np.asarray(answer.counts).reshape(-1, 1)
                 got = np.asarray(answer.keys, np.int64).reshape(len(queries), -1)
+                far = np.asarray(answer.distances, np.float32).reshape(len(queries), -1)
             else:  # one query: usearch answers a ``Matches``, trimmed to what it found
                 got = np.asarray(answer.keys, np.int64).reshape(1, -1)
+                far = np.asarray(answer.distances, np.float32).reshape(1, -1)
                 counts = np.full((1, 1), got.shape[1])
             keys.append(got)
-            found.append(np.arange(got.shape[1])[None, :] < counts)
+            dists.append(np.where(np.arange(got.shape[1])[None, :] < counts, far, np.inf))
         if not keys:
-            return np.zeros((len(queries), 0), np.int64), np.zeros((len(queries), 0), bool)
-        return np.concatenate(keys, axis=1), np.concatenate(found, axis=1)
+            return np.zeros((len(queries), 0), np.int64), np.zeros((len(queries), 0), np.float32)
+        return np.concatenate(keys, axis=1), np.concatenate(dists, axis=1)
+
+
+def nearest(keys: np.ndarray, dists: np.ndarray, usable: np.ndarray, keep: int) -> tuple[np.ndarray, np.ndarray]:
+    """Of each row's candidates (``Parts.search``), the ``keep`` nearest of those ``usable`` by
+    the graphs' distances: ``(keys, usable)`` of shape (rows, at most keep). So the matrix rows
+    gathered to score them do not grow with the number of parts: at 1M and 2M in parts of 500k,
+    the nearest 12 of all the parts' answers held the same top 10 as all of them (docs/scale.md)."""
+    if keys.shape[1] <= keep:
+        return keys, usable & np.isfinite(dists)
+    dists = np.where(usable, dists, np.inf)
+    near = np.argpartition(dists, keep - 1, axis=1)[:, :keep]
+    return np.take_along_axis(keys, near, axis=1), np.isfinite(np.take_along_axis(dists, near, axis=1))

@@ -63,6 +63,12 @@ def _search_count(k: int) -> int:
     return search_count(k)
 
 
+def _nearest(keys, dists, usable, keep):
+    from .graph import nearest  # lazy: usearch, which a graph search has imported already
+
+    return nearest(keys, dists, usable, keep)
+
+
 class _Problem(NamedTuple):
     kind: str  # "damaged" (or foreign, or too old), "missing", "behind"
     text: str
@@ -357,19 +363,33 @@ class Searcher:
         while True:
             count = min(g.largest, want)
             with self._graph_lock:
-                keys, keep = g.search(q, count)
-            keys, keep = keys[0], keep[0]
-            if skip:
-                keep &= ~in_sorted(keys, removed)
-            if allowed is not None:
-                keep &= in_sorted(keys, allowed)
+                keys, dists = g.search(q, count)
+            keep = self._usable(keys, dists, removed, allowed)[0]
+            keys, dists = keys[0], dists[0]
             if accept is not None and keep.any():
                 keep[keep] = accept(keys[keep])
             passing = int(keep.sum())
             if passing >= need or count >= g.largest:
-                return self._scored_from_matrix(q, keys[keep])
+                keys, keep = _nearest(keys[None, :], dists[None, :], keep[None, :], max(need, _search_count(k)))
+                return self._scored_from_matrix(q, keys[0][keep[0]])
             # go straight to the depth the pass rate seen so far calls for (at least twice as deep)
             want = max(count * 2, int(need * count / max(passing, 1) * 1.25)) if filtered else count * 4
+
+    def _usable(self, keys: np.ndarray, dists: np.ndarray, removed, allowed) -> np.ndarray:
+        """Which graph candidates (``keys``, ``dists`` as ``Parts.search`` gives them) can be
+        answers: found, in the matrix (not gone since their part was built), not removed since
+        the matrix, and in ``allowed`` (sorted keys) when given."""
+        m = self.matrix
+        usable = np.isfinite(dists)
+        if len(m.keys):
+            usable &= m.keys[np.minimum(np.searchsorted(m.keys, keys), len(m.keys) - 1)] == keys
+        else:
+            usable[:] = False
+        if removed is not None and len(removed):
+            usable &= ~in_sorted(keys, removed)
+        if allowed is not None:
+            usable &= in_sorted(keys, allowed)
+        return usable
 
     def _from_matrix(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(keys, float32 vectors, norms)`` from the matrix, of the graph's candidates ``keys``
@@ -494,13 +514,10 @@ class Searcher:
             dists.append(u_dists)
             bound = max(bound, max_norm(m.norms[part]))
         if found is not None:
-            g_keys, valid = found
-            if removed is not None and len(removed):
-                valid &= ~in_sorted(g_keys, removed)
-            if allowed is not None:
-                valid &= in_sorted(g_keys, allowed)
+            g_keys, g_dists = found
+            valid = self._usable(g_keys, g_dists, removed, allowed)
+            g_keys, valid = _nearest(g_keys, g_dists, valid, _search_count(max(ks)))
             rows = np.minimum(np.searchsorted(m.keys, g_keys), len(m.keys) - 1)
-            valid &= m.keys[rows] == g_keys  # (not those gone since their part was built)
             rows[~valid] = 0
             norms = m.norms[rows]
             g_dists = paired_distances(self.metric, queries, m.values[rows], norms)

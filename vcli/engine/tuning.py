@@ -19,9 +19,9 @@ class Tuning(NamedTuple):
     # large the index grows (docs/scale.md).
     graph_min_floats: int = 64 * 2**20
     # A large index's graph is made of parts of at most this many vectors (graph.py): one graph of
-    # 2M x 384 finds at most ~0.985 of the true top 10 however deep it is searched, two of 1M each
-    # 0.993 at less depth, and a part builds and is rewritten faster than one big graph.
-    graph_part_rows: int = 1_000_000
+    # 2M x 384 finds at most ~0.985 of the true top 10 however deep it is searched, four parts of
+    # 500k 0.995 at less depth, and a part builds and is rewritten faster than one big graph.
+    graph_part_rows: int = 500_000
     # Graphs are built by a detached builder process after a write returns (builder.py); False
     # builds them in the writing process instead, before it returns (tests use it to have a graph
     # deterministically).
