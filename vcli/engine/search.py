@@ -493,9 +493,11 @@ class Searcher:
     def _graph_block(self, queries: np.ndarray, ks: list[int], found, delta, enough: list[int],
                      allowed: np.ndarray | None = None) -> list[list[int]]:
         """The candidates of a block of queries from one search of the graph parts (``found``: keys
-        and which are results, None when the parts are empty), the matrix rows they do not cover,
-        and the ``delta`` (keys, vectors, norms), all scored at once. Keys removed since the graph (and, given ``allowed``, keys outside it) are dropped;
-        a query left with fewer than ``enough[i]`` widens alone (``_candidates_one``)."""
+        and graph distances, as ``Parts.search`` gives them; None when the parts are empty), the
+        matrix rows they do not cover, and the ``delta`` (keys, vectors, norms), all scored at
+        once. Graph candidates that are gone (and, given ``allowed``, outside it) are dropped and
+        only the nearest few of the rest gathered from the matrix; a query left with fewer than
+        ``enough[i]`` widens alone (``_candidates_one``)."""
         m, removed = self.matrix, self._removed()
         d_keys, d_vecs, d_norms = delta
         dists = [batch_distances(self.metric, queries, d_vecs, d_norms)]
