@@ -17,7 +17,7 @@ DIMS = 8
 GRAPHS = Tuning(graph_min_floats=1, graph_in_background=False)  # every index big enough for a graph (really: millions of floats)
 
 
-def make_index(data_dir, name="idx", n=300, seed=0, metric="cosine", tuning=None):
+def make_index(data_dir, name="idx", n=2100, seed=0, metric="cosine", tuning=None):
     """An index of ``n`` random vectors, built in-process; returns {id: float32 values}."""
     cat = Catalog(data_dir, tuning=tuning)
     cat.create(name, DIMS, metric)
@@ -64,7 +64,7 @@ def test_healthy_index_exits_0(vcli, data_dir):
     res, report = check_json(vcli)
     assert res.code == 0, res.err
     assert report["healthy"] is True and report["problems"] == []
-    assert report["vectorCount"] == 300 and report["searchFile"] == "matrix-1.f32"
+    assert report["vectorCount"] == 2100 and report["searchFile"] == "matrix-1.f32"
     human = vcli("check", "idx")
     assert human.code == 0 and "healthy" in human.out
 
@@ -274,7 +274,7 @@ def test_damaged_graph_is_rebuilt(data_dir, graph_mode, damage, metric):
     make_index(data_dir, "other", seed=9, metric=metric, tuning=GRAPHS)
     model = make_index(data_dir, metric=metric, tuning=GRAPHS)
     path = graph_of(data_dir)
-    assert [p.name for p in derived(data_dir)] == ["graph-1-0-300.usearch", "matrix-1.f32"]
+    assert [p.name for p in derived(data_dir)] == ["graph-1-0-2100.usearch", "matrix-1.f32"]
     if damage == "truncate":
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     elif damage == "foreign":
@@ -286,7 +286,7 @@ def test_damaged_graph_is_rebuilt(data_dir, graph_mode, damage, metric):
     assert [p["code"] for p in report["problems"]] == ["graph-missing" if damage == "delete" else "graph-damaged"]
     q = assert_query_right(vcli, "idx", model, metric=metric)  # exact from the matrix meanwhile
     assert ("built anew" in q.err) == (damage != "delete")
-    assert [p.name for p in derived(data_dir)] == ["graph-1-0-300.usearch", "matrix-1.f32"]
+    assert [p.name for p in derived(data_dir)] == ["graph-1-0-2100.usearch", "matrix-1.f32"]
     res, report = check_json(vcli)
     assert res.code == 0, report["problems"]
 

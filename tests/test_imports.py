@@ -59,6 +59,18 @@ def test_a_small_write_imports_neither(index):
     assert heavy(modules) == []
 
 
+def test_a_first_load_of_up_to_fold_rows_vectors_imports_neither(vcli, tmp_path):
+    """A new index of up to ``Tuning.fold_rows`` vectors needs no matrix: a query scans its rows
+    from the store, so loading 1,000 vectors costs the process start and SQLite, not NumPy (and
+    the index answers at once, exactly)."""
+    assert vcli("create", "first", "--dimensions", "3", "--metric", "euclidean").code == 0
+    rows = [{"id": f"v{i}", "values": [i, i % 7, 1.0]} for i in range(1000)]
+    assert heavy(imported("insert", "first", "--file", "-", input=ndjson(rows))) == []
+    assert not list((tmp_path / "data" / "first").glob("matrix-*"))
+    got = vcli("query", "first", "--vector", "500.2", "3", "1", "--top-k", "2", "--json")
+    assert got.code == 0 and [m["id"] for m in got.json["matches"]] == ["v500", "v501"]
+
+
 def test_the_engine_library_imports_neither():
     code = f"import sys, vcli.engine; print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

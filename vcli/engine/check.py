@@ -259,7 +259,7 @@ def _search_file_problems(index, count: int) -> tuple[list[Problem], str | None]
             out.append(Problem("search files", f"old:{old.path.name}",
                                f"superseded search file {old.path.name}", True))
     if file is None:
-        if count:
+        if files.needs_matrix():
             out.append(Problem("search files", "search-missing",
                                "the search file is missing (queries read every vector from the store)", True))
         return out, None

@@ -160,7 +160,7 @@ class Searcher:
                         "damaged", f"the search file {file.path.name} is too old to catch up")
                 except ValueError as exc:
                     problem = _Problem("damaged", f"the search file {file.path.name} does not match the store ({exc})")
-            elif problem is None and self.store.count():
+            elif problem is None and self.files.needs_matrix():
                 problem = _Problem("missing", "the search file was missing")
             if problem is None and file is not None and not accept_behind:
                 added, removed = self.store.count_since(file.seq)

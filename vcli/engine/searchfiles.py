@@ -57,6 +57,13 @@ class SearchFiles:
             return []
         return self.folder.graph_parts(matrix)
 
+    def needs_matrix(self) -> bool:
+        """Whether an index without a matrix needs one: not while a query can scan all its rows
+        from the store as a delta (at most ``Tuning.fold_rows``) and it wants no graph, so that a
+        small load imports no NumPy and writes no file it does not need."""
+        count = self.store.count()
+        return self.tuning.due((count, 0)) or self.tuning.wants_graph(count, self.dimensions)
+
     def behind(self, seq: int) -> bool:
         """Whether the store has changed too much since mutation ``seq`` for a query to scan it."""
         return self.tuning.due(self.store.count_since(seq))
@@ -111,7 +118,7 @@ class SearchFiles:
         matrices = [f for f in self.folder.search_files() if f.kind == "matrix"]
         current = matrices[0] if matrices else None
         wrote = False
-        if force or verify or current is None or len(matrices) > 1 or self.behind(current.seq):
+        if force or verify or len(matrices) > 1 or (self.behind(current.seq) if current else self.needs_matrix()):
             wrote = self._refresh_matrix(notes, None if force else current, matrices)
         self._see_to_graph(notes, verify, wrote)
 

@@ -13,7 +13,8 @@ from .store import Store
 
 SAMPLES = 8  # store vectors a query compares with the matrix it opens (``vcli check``: 64)
 # A graph (opened without its key table) is checked by searching it for a few of its matrix's
-# vectors (see ``_check_graph_finds``), each for this many results at this ef.
+# vectors and comparing what it finds with the matrix (see ``_check_graph_finds``), each search
+# for this many results at this ef.
 SEARCH_SAMPLES = 4
 SEARCH_SAMPLE_COUNT = 16
 SEARCH_SAMPLE_EF = 64
@@ -118,13 +119,12 @@ def _matrix_differences(store: Store, m, seq: int) -> str | None:
     return f"holds {n_bad} vectors or norms that differ from the store" if n_bad else None
 
 def _check_graph_finds(g, m, rows: slice, rng: random.Random, samples: int) -> None:
-    """A graph part holds at least the vectors of rows ``rows`` of matrix ``m``, and finds a few
-    of them (rows sampled from there) when searched for them: each at its own distance (~0, but 1 - |v|^2 for the inner
-    product; bfloat16 moves it by ~1e-5 relative) under its own key, or under a key whose vector is
-    equal; a graph of other vectors finds none so. One found is enough, so an unlucky search never
-    makes a sound graph look foreign."""
-    from .graph import MetricKind  # (usearch: a graph has been opened already)
-
+    """A graph part holds at least the vectors of rows ``rows`` of matrix ``m``, and its answers
+    agree with the matrix: searched for a few of those vectors, it finds keys the matrix has, at
+    the distances the matrix's vectors of those keys are (to bfloat16's precision). A graph of
+    other vectors (another index's, with the same keys) reports other distances. This holds for
+    every metric, however the vectors are scaled: a search need not find the sampled vector
+    itself (under the inner product, longer vectors in its direction score higher)."""
     n = rows.stop - rows.start
     if len(g) < n:
         raise ValueError(f"it holds {len(g)} vectors, fewer than the {n} of its keys in the matrix")
@@ -135,29 +135,43 @@ def _check_graph_finds(g, m, rows: slice, rng: random.Random, samples: int) -> N
     if not len(rows):
         return
     queries = np.ascontiguousarray(m.values[rows])
-    squares = np.asarray(m.norms[rows], np.float64) ** 2
-    if g.metric_kind == MetricKind.Cos:
-        own, scale = np.zeros(len(rows)), np.ones(len(rows))
-    else:
-        own = 1 - squares if g.metric_kind == MetricKind.IP else np.zeros(len(rows))
-        scale = np.maximum(1.0, squares)
     ef = g.expansion_search
-    g.expansion_search = SEARCH_SAMPLE_EF  # a vector is found near itself at once: no need to look wide
+    g.expansion_search = SEARCH_SAMPLE_EF  # a vector's neighbours are found at once: no need to look wide
     try:
         found = g.search(queries, SEARCH_SAMPLE_COUNT)
     finally:
         g.expansion_search = ef
-    for i, row in enumerate(rows):
+    agree = 0
+    for i in range(len(rows)):
         keys, dists = graph_matches(found, i)
-        keys = np.asarray(keys, np.int64)[np.abs(dists - own[i]) <= 1e-3 * scale[i]]
-        if m.keys[row] in keys:
-            return
-        at = np.searchsorted(m.keys, keys)
-        ok = at < len(m.keys)
-        at = at[ok][m.keys[at[ok]] == keys[ok]]
-        if len(at) and (np.asarray(m.values[at]) == queries[i]).all(axis=1).any():
-            return  # an equal vector under another key
-    raise ValueError(f"none of {len(rows)} of its matrix's vectors is in it")
+        keys = np.asarray(keys, np.int64)
+        at = np.minimum(np.searchsorted(m.keys, keys), len(m.keys) - 1)
+        here = (m.keys[at] == keys) & (np.asarray(m.norms[at]) > 0)  # (others: gone since it was built)
+        if not here.any():
+            continue
+        expected, scale = _usearch_distances(g, queries[i], np.asarray(m.values[at[here]], np.float64))
+        wrong = np.abs(np.asarray(dists, np.float64)[here] - expected) > 1e-2 * scale
+        if wrong.any():
+            raise ValueError(f"its vector {int(keys[here][wrong][0])} is not the matrix's: "
+                             "it belongs to another index")
+        agree += int(here.sum())
+    if not agree:
+        raise ValueError(f"none of what it finds for {len(rows)} of its matrix's vectors is in the matrix")
+
+
+def _usearch_distances(g, q, vecs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distances usearch reports from ``q`` to ``vecs`` for the graph's metric (1 - cosine,
+    1 - dot product, or squared L2), and the size a rounding error of theirs scales with."""
+    from .graph import MetricKind  # (usearch: a graph has been opened already)
+
+    q = np.asarray(q, np.float64)
+    dots = vecs @ q
+    qn, vn = np.linalg.norm(q), np.linalg.norm(vecs, axis=1)
+    if g.metric_kind == MetricKind.Cos:
+        return 1 - dots / np.maximum(vn * qn, 1e-300), np.ones(len(vecs))
+    if g.metric_kind == MetricKind.IP:
+        return 1 - dots, np.maximum(1.0, vn * qn)
+    return ((vecs - q) ** 2).sum(axis=1), np.maximum(1.0, vn * vn + qn * qn)
 
 
 def graph_matches(found, i: int):
