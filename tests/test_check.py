@@ -268,7 +268,7 @@ def test_graph_of_one_vector_is_trusted(data_dir, graph_mode):
 
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean", "dot-product"])
-@pytest.mark.parametrize("damage", ["truncate", "foreign", "delete"])
+@pytest.mark.parametrize("damage", ["truncate", "foreign", "delete", "garbage"])
 def test_damaged_graph_is_rebuilt(data_dir, graph_mode, damage, metric):
     vcli = graph_mode
     make_index(data_dir, "other", seed=9, metric=metric, tuning=GRAPHS)
@@ -279,6 +279,8 @@ def test_damaged_graph_is_rebuilt(data_dir, graph_mode, damage, metric):
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     elif damage == "foreign":
         shutil.copy(graph_of(data_dir, "other"), path)
+    elif damage == "garbage":  # not even a header
+        path.write_bytes(b"not a graph")
     else:
         path.unlink()
     res, report = check_json(vcli)

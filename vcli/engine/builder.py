@@ -141,6 +141,7 @@ def build_pending(folder: Folder, dimensions: int, metric: str, part_rows: int) 
             m = Matrix.load(file.path, file.seq, dimensions)
             parts = folder.graph_parts(file)
             _remove_superseded(folder, file, parts)
+            parts = [part for part in parts if _readable(part)]
             step = plan(m, parts, part_rows)
             if step is None:
                 break
@@ -163,6 +164,19 @@ def _take(step: Step, m, folder: Folder, metric: str) -> Path:
     if step.base is not None and step.base.path != path:
         step.base.path.unlink(missing_ok=True)
     return path
+
+
+def _readable(part: SearchFile) -> bool:
+    """Whether a part's header can be read; one that cannot is removed (its rows are then in no
+    part, and get one)."""
+    from . import graph  # lazy: usearch
+
+    try:
+        graph.size_of(part.path)
+        return True
+    except (ValueError, OSError):
+        part.path.unlink(missing_ok=True)
+        return False
 
 
 def _remove_superseded(folder: Folder, matrix: SearchFile, parts: list[SearchFile]) -> None:
