@@ -12,8 +12,8 @@ starts a new one) with what is new, and rebuilds a part once a quarter of it is 
 
 Why parts rather than one graph: at two million vectors one graph (connectivity 16, built at
 expansion 128) finds 0.983 of the true top 10 at ef 384 and no more than 0.985 however deep it is
-searched, while four parts of 500,000 find 0.995 at ef 160, faster; at a million, two parts of
-500,000 at ef 160 find 0.995 where one graph finds 0.994 at ef 384, and search ~30 % faster.
+searched, while four parts of 500,000 find 0.993 at ef 128, faster; at a million, two parts of
+500,000 at ef 128 find 0.993 where one graph finds 0.994 at ef 384, and search ~60 % faster.
 Each part also builds faster (a graph's build slows as it grows), and adding to the index
 rewrites one part, not all (docs/scale.md has the figures).
 
@@ -47,7 +47,7 @@ DTYPE, SCALAR = "bf16", "BF16"
 # (docs/scale.md): recall@10 after exact rescoring >= 0.99 at every size.
 CONNECTIVITY = 16
 EXPANSION_ADD = 128
-EXPANSION_SEARCH = 160
+EXPANSION_SEARCH = 128
 CHUNK = 16384  # rows added per call while building
 PARALLEL_MIN_SIZE = 20_000  # graphs smaller than this are built on one thread (see add_threads)
 # Candidates asked of each part per query (at least twice k), all rescored exactly from the
