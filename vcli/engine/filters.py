@@ -380,7 +380,7 @@ class Plan:
         found = filtering.matching_keys(self.store, self.clauses, self.namespace, limit)
         if found is None:
             return None
-        keys = np.asarray(found, np.int64)
+        keys = np.fromstring(found, np.int64, sep=",")
         keys.sort()
         return keys
 

@@ -48,6 +48,7 @@ DTYPE, SCALAR = "bf16", "BF16"
 CONNECTIVITY = 16
 EXPANSION_ADD = 128
 EXPANSION_SEARCH = 128
+MAX_EXPANSION_SEARCH = 2048  # the deepest a filtered search goes (beyond, it asks for more instead)
 CHUNK = 16384  # rows added per call while building
 PARALLEL_MIN_SIZE = 20_000  # graphs smaller than this are built on one thread (see add_threads)
 # Candidates asked of each part per query (at least twice k), all rescored exactly from the
@@ -195,17 +196,25 @@ class Parts:
     def expansion_search(self) -> int:
         return EXPANSION_SEARCH
 
-    def search(self, queries: np.ndarray, count: int, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: np.ndarray, count: int, threads: int = 1,
+               share: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
         """``(keys, dists)``, each of shape (queries, count x parts): the keys each part found
         for each query (int64) and the graph's own (bfloat16) distances to them, inf where a
         part found fewer. Those distances rank the nearest so closely to float32 that the true
-        top k are among the nearest few of all the parts' answers (``nearest``)."""
+        top k are among the nearest few of all the parts' answers (``nearest``).
+
+        ``share``: the part of the vectors a filter lets through. Its top k are then among the
+        nearest k / share of all, deeper in the graph's answer, where a search at the usual
+        depth is less exact: the search goes 1 / share times as deep (at 500k x 384, a filter
+        passing half the vectors found 0.98 of the true top 10 at ef 128)."""
         queries = np.ascontiguousarray(queries, np.float32).reshape(-1, queries.shape[-1])
+        ef = min(MAX_EXPANSION_SEARCH, max(EXPANSION_SEARCH, int(EXPANSION_SEARCH / max(share, 1e-6))))
         keys, dists = [], []
         for view in self.views:
             n = min(count, len(view))
             if not n:
                 continue
+            view.expansion_search = ef
             answer = view.search(queries, n, threads=threads)
             if hasattr(answer, "counts"):
                 counts = np.asarray(answer.counts).reshape(-1, 1)

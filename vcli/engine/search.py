@@ -360,10 +360,11 @@ class Searcher:
         # this keeps a filtered query's recall at an unfiltered one's (benchmarks/filters.py).
         filtered = allowed is not None or accept is not None
         need = _search_count(k) if filtered else k
+        share = 1.0  # of the candidates, the part that passed the filter so far
         while True:
             count = min(g.largest, want)
             with self._graph_lock:
-                keys, dists = g.search(q, count)
+                keys, dists = g.search(q, count, share=share)
             keep = self._usable(keys, dists, removed, allowed)[0]
             keys, dists = keys[0], dists[0]
             if accept is not None and keep.any():
@@ -373,7 +374,11 @@ class Searcher:
                 keys, keep = _nearest(keys[None, :], dists[None, :], keep[None, :], max(need, _search_count(k)))
                 return self._scored_from_matrix(q, keys[0][keep[0]])
             # go straight to the depth the pass rate seen so far calls for (at least twice as deep)
-            want = max(count * 2, int(need * count / max(passing, 1) * 1.25)) if filtered else count * 4
+            if filtered:
+                share = min(share, max(passing, 1) / max(int(np.isfinite(dists).sum()), 1))
+                want = max(count * 2, int(need / share * 1.25))
+            else:
+                want = count * 4
 
     def _usable(self, keys: np.ndarray, dists: np.ndarray, removed, allowed) -> np.ndarray:
         """Which graph candidates (``keys``, ``dists`` as ``Parts.search`` gives them) can be
@@ -441,8 +446,13 @@ class Searcher:
         dists = np.concatenate([batch_distances(self.metric, queries, d_vecs, d_norms),
                                 batch_distances(self.metric, queries, s_vecs, s_norms)], axis=1)
         bound = max_norm(d_norms, s_norms)
-        return [top_candidates(keys, dists[i], k, tolerance(self.metric, queries[i], bound)).tolist()
-                for i, k in enumerate(ks)]
+        groups = Groups(dists, ks)  # (each row read once more, not partitioned whole)
+        out = []
+        for i, k in enumerate(ks):
+            tol = tolerance(self.metric, queries[i], bound)
+            near = groups.near(i, tol)
+            out.append(top_candidates(keys[near], dists[i, near], k, tol).tolist())
+        return out
 
     def _subset(self, allowed: np.ndarray, token: object, busy: frozenset, ks: Sequence[int]):
         """The keys, float32 vectors and norms of ``allowed`` in the search file (removed keys
@@ -481,12 +491,16 @@ class Searcher:
         ``search_count(k)`` of them are expected to pass."""
         removed, size = self._removed(), len(self.graph)
         share = max(len(allowed) / max(size, 1), 1e-6)
-        return min(self.graph.largest, int(_search_count(max(ks)) / share * 1.25) + (0 if removed is None else len(removed)))
+        # 1.6x the expected need: at 1.25x, one query in ten of a 50 % filter found too few
+        # passing and widened alone, costing the batch a fifth of its time
+        need = _search_count(max(ks)) / share * 1.6
+        return min(self.graph.largest, int(need) + (0 if removed is None else len(removed)))
 
     def _graph_within(self, queries: np.ndarray, ks: list[int], allowed: np.ndarray, delta) -> list[list[int]]:
         count = self._within_depth(ks, allowed)
         with self._graph_lock:
-            found = self.graph.search(queries, count, threads=os.cpu_count() or 1)
+            found = self.graph.search(queries, count, threads=os.cpu_count() or 1,
+                                      share=len(allowed) / max(len(self.graph), 1))
         enough = [min(_search_count(k), len(allowed)) for k in ks]
         return self._graph_block(queries, ks, found, delta, enough, allowed)
 
