@@ -225,6 +225,37 @@ def test_key_counter_behind_is_repaired(vcli, data_dir):
     assert res.code == 0, report["problems"]
 
 
+def test_key_counter_stays_past_the_keys_graph_parts_cover(data_dir, graph_mode):
+    """The last vectors deleted and their removal forgotten, and the key counter lost: a repair
+    moves it past the last graph part's keys, else new vectors would get keys the part claims
+    to hold and no search would find them."""
+    vcli = graph_mode
+    model = make_index(data_dir, tuning=GRAPHS)
+    top = [f"v{i}" for i in range(2050, 2100)]  # the last keys
+    with Catalog(data_dir, tuning=GRAPHS).open("idx", write=True) as ix:
+        ix.delete(top)
+        with ix.writing():  # a new matrix: the removals are forgotten
+            ix.refresh(force=True)
+    for i in top:
+        model.pop(i)
+    with sqlite3.connect(data_dir / "idx" / "store.sqlite") as conn:
+        conn.execute("UPDATE sqlite_sequence SET seq = 3 WHERE name = 'vectors'")
+    res, report = check_json(vcli)
+    assert res.code == 1 and [p["code"] for p in report["problems"]] == ["sequence-vectors"]
+    assert check_json(vcli, "idx", "--repair")[0].code == 3
+    new = {f"new{i}": v for i, v in enumerate(np.random.default_rng(5).standard_normal((2100, DIMS)).astype(np.float32))}
+    with Catalog(data_dir, tuning=GRAPHS).open("idx", write=True) as ix:
+        ix.insert([{"id": i, "values": v.tolist()} for i, v in new.items()])
+    model |= new
+    for i in range(0, 100, 7):  # the first new keys, which the old counter would have reused
+        got = vcli("query", "idx", "--vector-id", f"new{i}", "--top-k", "1", "--json")
+        assert got.code == 0 and got.json["matches"][0]["id"] == f"new{i}"
+    for seed in range(3):
+        assert_query_right(vcli, "idx", model, seed=seed)
+    res, report = check_json(vcli)
+    assert res.code == 0, report["problems"]
+
+
 def test_garbage_store_is_one_clear_error(vcli, data_dir):
     make_index(data_dir)
     store = data_dir / "idx" / "store.sqlite"
@@ -308,3 +339,26 @@ def test_sound_graph_of_equal_vectors_is_trusted(data_dir, graph_mode):
         q = assert_query_right(vcli, "idx", model)
         assert q.err == ""  # no repair, no note
     assert [p.name for p in derived(data_dir)] == ["graph-1-0-300.usearch", "matrix-1.f32"]
+
+
+def test_a_small_index_keeps_no_matrix_and_no_pile_of_removals(vcli, data_dir):
+    """Up to fold_rows vectors an index is scanned from the store: a repair removes a damaged
+    matrix rather than writing one, and rewriting the same vectors over and over does not keep
+    a record of every removal."""
+    from vcli.engine import matrix
+
+    model = make_index(data_dir, n=100)
+    with Catalog(data_dir).open("idx", write=True) as ix:
+        for round_ in range(25):  # 2,500 removals, more than fold_rows
+            ix.upsert([{"id": i, "values": (v + round_).tolist()} for i, v in model.items()])
+            model = {i: (v + round_).astype(np.float32) for i, v in model.items()}
+        assert ix.store.removed_rows() <= Tuning().fold_rows
+        path = matrix.build(ix.store, ix.folder, DIMS)  # as an older vcli would have left it
+    path.write_bytes(path.read_bytes()[:200])
+    res, report = check_json(vcli)
+    assert res.code == 1 and [p["code"] for p in report["problems"]] == ["search-damaged"]
+    res, report = check_json(vcli, "idx", "--repair")
+    assert res.code == 3 and derived(data_dir) == []
+    res, report = check_json(vcli)
+    assert res.code == 0 and report["searchFile"] is None
+    assert_query_right(vcli, "idx", model)

@@ -1,7 +1,7 @@
 """The graph builder: makes the graph parts of a large index's newest matrix, off the writer's path.
 
 A load returns as soon as its vectors are in the store and the matrix (durable, and queryable
-exactly); the graph parts of that matrix (``graph.py``), which take minutes a million vectors, are
+exactly); the graph parts of that matrix (``graph.py``), which take minutes for a million vectors, are
 built afterwards by ``python -m vcli.engine.builder <folder> <dimensions> <metric> <part rows>``, a
 process of its own that ``start`` launches (detached, at low priority) and that outlives the
 command that started it.
@@ -41,9 +41,10 @@ _children: list[tuple[Path, object]] = []
 
 class Step(NamedTuple):
     """One piece of a builder's work on the newest matrix: build the part for keys ``keys`` (lo,
-    hi) anew (``base``: the part it replaces, if any), or extend ``base`` up to ``keys[1]``."""
+    hi) anew (``base``: the part it replaces, if any; parts it overlaps are dropped after),
+    extend ``base`` up to ``keys[1]``, or drop ``base`` (none of its vectors is left)."""
 
-    kind: str  # "build" or "extend"
+    kind: str  # "build", "extend" or "drop"
     keys: tuple[int, int]
     base: SearchFile | None = None
 
@@ -51,14 +52,23 @@ class Step(NamedTuple):
 def plan(m, parts: list[SearchFile], part_rows: int) -> Step | None:
     """The next step towards parts that cover every row of matrix ``m`` (loaded) with few stale
     vectors, given the parts a search uses now (``Folder.graph_parts``); None when there is none.
+
     Rows no part covers come first: a gap between parts gets parts of its own; the rows after the
-    last part fill it while it holds fewer than ``part_rows`` vectors, then go into new parts of
-    at most that many. Then a part of which more than ``graph.STALE_SHARE`` is gone is rebuilt."""
+    last part fill it while it holds fewer than ``part_rows`` vectors (it is rebuilt with them if
+    it is stale), then go into new parts of at most that many. Then a part of which more than
+    ``graph.STALE_SHARE`` is gone is dropped when nothing of it is left, else rebuilt together
+    with the parts after it that fit beside it, so that parts do not pile up as an index is
+    rewritten. Every step covers more rows or leaves fewer stale vectors or fewer parts, so a
+    builder taking steps until there is none ends."""
     import numpy as np  # lazy: a write that starts no builder does not need it
 
     from . import graph  # lazy: usearch
 
     keys, n = m.keys, len(m.keys)
+    live = [graph.rows_of(m, part) for part in parts]
+    live = [rows.stop - rows.start for rows in live]
+    sizes = [graph.size_of(part.path) for part in parts]
+    stale = [size - alive > graph.STALE_SHARE * size or not alive for size, alive in zip(sizes, live, strict=True)]
     below = -1  # every row with a key up to this one is covered
     for part in parts:
         first, last = (int(i) for i in np.searchsorted(keys, [below, part.lo - 1], side="right"))
@@ -68,13 +78,21 @@ def plan(m, parts: list[SearchFile], part_rows: int) -> Step | None:
         below = part.hi
     first = int(np.searchsorted(keys, below, side="right"))
     if first < n:  # rows after the last part
-        if parts and (room := part_rows - graph.size_of(parts[-1].path)) > 0:
+        if parts and stale[-1]:  # rebuilt with them (what fits)
+            stop = min(n, first + max(part_rows - live[-1], 0))
+            return Step("build", (parts[-1].lo, int(keys[stop - 1]) if stop > first else parts[-1].hi), parts[-1])
+        if parts and (room := part_rows - sizes[-1]) > 0:
             return Step("extend", (parts[-1].lo, int(keys[min(n, first + room) - 1])), parts[-1])
         return Step("build", (below + 1, int(keys[min(n, first + part_rows) - 1])))
-    for part in parts:
-        size, rows = graph.size_of(part.path), graph.rows_of(m, part)
-        if size - (rows.stop - rows.start) > graph.STALE_SHARE * size:
-            return Step("build", (part.lo, part.hi), part)
+    for i, part in enumerate(parts):
+        if not stale[i]:
+            continue
+        if not live[i]:
+            return Step("drop", (part.lo, part.hi), part)
+        j, total = i, live[i]
+        while j + 1 < len(parts) and total + live[j + 1] <= part_rows:
+            j, total = j + 1, total + live[j + 1]
+        return Step("build", (part.lo, parts[j].hi), part)
     return None
 
 
@@ -145,14 +163,18 @@ def build_pending(folder: Folder, dimensions: int, metric: str, part_rows: int) 
             step = plan(m, parts, part_rows)
             if step is None:
                 break
-            made = _take(step, m, folder, metric)
+            made = _take(step, m, folder, metric) or made
     return made
 
 
-def _take(step: Step, m, folder: Folder, metric: str) -> Path:
-    """Make the part ``step`` asks for, then remove the part it replaces."""
+def _take(step: Step, m, folder: Folder, metric: str) -> Path | None:
+    """Make the part ``step`` asks for, then remove the part it replaces (parts it overlaps are
+    superseded: the next look removes them)."""
     from . import graph  # lazy: usearch
 
+    if step.kind == "drop":
+        step.base.path.unlink(missing_ok=True)
+        return None
     path = None
     if step.kind == "extend":
         try:

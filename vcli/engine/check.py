@@ -11,7 +11,8 @@ What is checked:
   store (a file from another index) nor too old to catch up, holds exactly the keys the store had
   at its mutation with the same values and norms, and is not far behind the store; a large
   index's graph parts cover every row of that matrix (or a builder is at work), and each opens,
-  holds every key the matrix has in its key range and none outside it, and finds its vectors.
+  holds every key the matrix has in its key range and none outside it, and reports the distances
+  the matrix's vectors have.
 
 Repair never touches a vector: it rebuilds SQLite's indexes (``REINDEX``), drops inconsistent
 bookkeeping rows, moves the key counter past every key used, deletes temporary and superseded files,
@@ -133,7 +134,7 @@ def _inspect(index) -> CheckReport:
             count = store.count()
             mutation = store.last_mutation()
             last = mutation.id if mutation else None
-            problems += _store_problems(store, index.dimensions)
+            problems += _store_problems(store, index.dimensions, _used_elsewhere(index))
     except sqlite3.DatabaseError as exc:
         store_readable = False
         problems.append(Problem("store", "store-unreadable",
@@ -155,7 +156,13 @@ def _examples(ids: list[str], total: int) -> str:
     return shown + (f" and {total - MAX_EXAMPLES} more" if total > MAX_EXAMPLES else "")
 
 
-def _store_problems(store, dims: int) -> list[Problem]:
+def _used_elsewhere(index) -> dict[str, int]:
+    """Numbers the search files use that the store's counters must stay past: the keys graph
+    parts cover (new vectors must get keys above every part's range)."""
+    return {"vectors": max((f.hi for f in index.folder.search_files() if f.part), default=0)}
+
+
+def _store_problems(store, dims: int, elsewhere: dict[str, int]) -> list[Problem]:
     out: list[Problem] = []
     messages = audit.integrity_messages(store)
     if messages != ["ok"]:
@@ -169,7 +176,7 @@ def _store_problems(store, dims: int) -> list[Problem]:
     wrong_format = audit.format_problem(store)
     if wrong_format:
         out.append(Problem("store", "store-format", wrong_format, False))
-    return out + _row_problems(store, dims) + _bookkeeping_problems(store)
+    return out + _row_problems(store, dims) + _bookkeeping_problems(store, elsewhere)
 
 
 def _row_problems(store, dims: int) -> list[Problem]:
@@ -217,7 +224,7 @@ def _row_problems(store, dims: int) -> list[Problem]:
     return out
 
 
-def _bookkeeping_problems(store) -> list[Problem]:
+def _bookkeeping_problems(store, elsewhere: dict[str, int]) -> list[Problem]:
     """Mutation records, removal records and key counters."""
     out: list[Problem] = []
     orphans = audit.orphan_vectors(store)
@@ -232,7 +239,7 @@ def _bookkeeping_problems(store) -> list[Problem]:
         out.append(Problem("store", "removed-rows", f"{bad_removed} records of removed vectors are inconsistent",
                            True))
     for table in audit.COUNTERS:
-        counter, used = audit.counter(store, table)
+        counter, used = audit.counter(store, table, elsewhere.get(table, 0))
         if counter < used:
             out.append(Problem("store", f"sequence-{table}",
                                f"the {table} counter ({counter}) is behind the largest number in use "
@@ -310,7 +317,7 @@ def _repair(index, problems: list[Problem]) -> list[str]:
         failed = audit.reindex(store)
         if failed:
             notes.append(f"REINDEX failed: {failed}")
-    counters = tuple(t for t in audit.COUNTERS if f"sequence-{t}" in codes)
+    counters = {t: _used_elsewhere(index).get(t, 0) for t in audit.COUNTERS if f"sequence-{t}" in codes}
     if "removed-rows" in codes or counters:
         audit.repair_bookkeeping(store, removals="removed-rows" in codes, counters=counters)
     # The search file: rebuild it whole when it was wrong (or when the store's bookkeeping that

@@ -51,10 +51,11 @@ EXPANSION_SEARCH = 128
 MAX_EXPANSION_SEARCH = 2048  # the deepest a filtered search goes (beyond, it asks for more instead)
 CHUNK = 16384  # rows added per call while building
 PARALLEL_MIN_SIZE = 20_000  # graphs smaller than this are built on one thread (see add_threads)
-# Candidates asked of each part per query (at least twice k), all rescored exactly from the
-# matrix. The bf16 graph ranks so close to float32 that more do not help: recall@10 after
-# rescoring was the same for 16 candidates a part as for 32 (and at 1M in one graph, as for
-# 128; docs/scale.md); what recall needs is search depth.
+# Candidates asked of each part per query (at least twice k); as many of all the parts' answers,
+# the nearest by the graphs' own distances (``nearest``), are scored exactly from the matrix. The
+# bf16 graph ranks so close to float32 that more do not help: recall@10 after rescoring was the
+# same for 16 candidates a part as for 32 (and at 1M in one graph, as for 128; docs/scale.md);
+# what recall needs is search depth.
 SEARCH_CANDIDATES = 16
 # A part is rebuilt once more than this share of its vectors are gone from the matrix (deleted or
 # replaced): searches step over them, so they cost depth and, in the end, recall.

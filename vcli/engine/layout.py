@@ -82,7 +82,7 @@ class Folder:
             if m and SEARCH_FILE_SUFFIX[m.group(1)] == m.group(5) and (m.group(3) is None or m.group(1) == "graph"):
                 keys = (0, -1) if m.group(3) is None else (int(m.group(3)), int(m.group(4)))
                 found.append(SearchFile(m.group(1), int(m.group(2)), Path(entry.path), *keys))
-        return sorted(found, key=lambda f: (-f.seq, f.lo))
+        return sorted(found, key=lambda f: (-f.seq, f.lo, -f.hi))  # (the wider of two parts first)
 
     def newest_matrix(self) -> SearchFile | None:
         return next((f for f in self.search_files() if f.kind == "matrix"), None)

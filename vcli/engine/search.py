@@ -43,6 +43,12 @@ Accept = Callable[[np.ndarray], np.ndarray]  # keys -> boolean mask of the keys 
 # at a time (64 MiB), at most MAX_BLOCK_QUERIES queries a block.
 BLOCK_FLOATS = 16 * 2**20
 MAX_BLOCK_QUERIES = 256
+# A filtered graph search that still has too few passing candidates at this many a part gives up
+# for an exact scan of the matrix (``Searcher._graph``).
+MAX_WIDENING = 4096
+# Rows no graph part covers are scored for a whole block at once; from a run longer than this only
+# each query's nearest few are kept (``scoring.Groups``), not the whole row of distances.
+SMALL_RUN = 4096
 _EMPTY_NORMS = np.zeros(0, np.float32)
 
 
@@ -189,14 +195,16 @@ class Searcher:
 
         files, views = [], []
         for part in self.files.graph_parts(file):
+            inode = None
             try:
+                inode = part.path.stat().st_ino
                 view = self.files.load(part)
                 self.files.verify(part, view, matrix=m)
             except FILE_ERRORS as exc:
-                if part.path.exists():
+                if inode is not None:
                     self.notes.append(f"the search graph {part.path.name} is unusable ({exc}); answering "
                                       "exactly from the matrix where it was while it is built anew")
-                    self.files.discard_graph(part, start=False)
+                    self.files.discard_graph(part, start=False, inode=inode)
                 continue
             files.append(part)
             views.append(view)
@@ -268,12 +276,14 @@ class Searcher:
     ) -> list[int]:
         removed = self._removed()
         keys, dists, top = self._delta(q, allowed, accept)
+        found = None
         if self.graph is not None and (allowed is None or len(allowed) > max(4 * k, 2048)):
-            found = [self._graph(q, k, allowed, removed, accept)]
-            found += [self._matrix(q, allowed, removed, k, accept, top, rows) for rows in self._uncovered]
+            found = self._graph(q, k, allowed, removed, accept)
+        if found is not None:
+            found = [found, *(self._matrix(q, allowed, removed, k, accept, top, rows) for rows in self._uncovered)]
             m_keys, m_dists = (np.concatenate([f[i] for f in found]) for i in (0, 1))
             m_top = max(f[2] for f in found)
-        elif self.matrix is not None:  # (a few allowed keys are scored from it directly)
+        elif self.matrix is not None:  # (a few allowed keys, or a filter the graph finds too few of)
             m_keys, m_dists, m_top = self._matrix(q, allowed, removed, k, accept, top)
         else:
             m_keys, m_dists, m_top = keys[:0], dists[:0], 0.0
@@ -351,7 +361,11 @@ class Searcher:
                 return keys[rows], dists[rows]
             width *= 4
 
-    def _graph(self, q, k, allowed, removed, accept=None) -> tuple[np.ndarray, np.ndarray, float]:
+    def _graph(self, q, k, allowed, removed, accept=None) -> tuple[np.ndarray, np.ndarray, float] | None:
+        """Candidates from the graph parts, scored from the matrix; with a filter, the search
+        widens until enough pass. None when a filter's matches are so rare in the parts that the
+        search would go deeper than ``MAX_WIDENING``: the caller scans the matrix exactly instead
+        (matches written since the parts were built, say, are in no part)."""
         g = self.graph
         skip = 0 if removed is None else len(removed)
         want = _search_count(k) + min(skip, _search_count(k))
@@ -360,6 +374,10 @@ class Searcher:
         # this keeps a filtered query's recall at an unfiltered one's (benchmarks/filters.py).
         filtered = allowed is not None or accept is not None
         need = _search_count(k) if filtered else k
+        if allowed is not None:  # only those in the parts can be found there
+            need = min(need, self._covered(allowed))
+            if not need:
+                return np.zeros(0, np.int64), np.zeros(0, np.float32), 0.0
         share = 1.0  # of the candidates, the part that passed the filter so far
         while True:
             count = min(g.largest, want)
@@ -373,12 +391,21 @@ class Searcher:
             if passing >= need or count >= g.largest:
                 keys, keep = _nearest(keys[None, :], dists[None, :], keep[None, :], max(need, _search_count(k)))
                 return self._scored_from_matrix(q, keys[0][keep[0]])
+            if count >= MAX_WIDENING:
+                return None
             # go straight to the depth the pass rate seen so far calls for (at least twice as deep)
             if filtered:
                 share = min(share, max(passing, 1) / max(int(np.isfinite(dists).sum()), 1))
                 want = max(count * 2, int(need / share * 1.25))
             else:
                 want = count * 4
+
+    def _covered(self, allowed: np.ndarray) -> int:
+        """How many of ``allowed`` (sorted keys) are in the key ranges of the graph parts."""
+        files = self.graph.files
+        starts = np.searchsorted(allowed, [f.lo for f in files], side="left")
+        ends = np.searchsorted(allowed, [f.hi for f in files], side="right")
+        return int((ends - starts).sum())
 
     def _usable(self, keys: np.ndarray, dists: np.ndarray, removed, allowed) -> np.ndarray:
         """Which graph candidates (``keys``, ``dists`` as ``Parts.search`` gives them) can be
@@ -501,8 +528,9 @@ class Searcher:
         with self._graph_lock:
             found = self.graph.search(queries, count, threads=os.cpu_count() or 1,
                                       share=len(allowed) / max(len(self.graph), 1))
-        enough = [min(_search_count(k), len(allowed)) for k in ks]
-        return self._graph_block(queries, ks, found, delta, enough, allowed)
+        covered = self._covered(allowed)
+        enough = [min(_search_count(k), covered) for k in ks]
+        return self._graph_block(queries, ks, found if covered else None, delta, enough, allowed)
 
     def _graph_block(self, queries: np.ndarray, ks: list[int], found, delta, enough: list[int],
                      allowed: np.ndarray | None = None) -> list[list[int]]:
@@ -516,19 +544,8 @@ class Searcher:
         d_keys, d_vecs, d_norms = delta
         dists = [batch_distances(self.metric, queries, d_vecs, d_norms)]
         keys = [np.broadcast_to(d_keys, (len(queries), len(d_keys)))]
-        bound = max_norm(d_norms)
-        for part in self._uncovered:  # scanned exactly
-            u_keys = m.keys[part]
-            u_dists = batch_distances(self.metric, queries, m.values[part], m.norms[part])
-            drop = np.zeros(len(u_keys), bool)
-            if removed is not None and len(removed):
-                drop |= in_sorted(u_keys, removed)
-            if allowed is not None:
-                drop |= ~in_sorted(u_keys, allowed)
-            u_dists[:, drop] = np.inf
-            keys.append(np.broadcast_to(u_keys, (len(queries), len(u_keys))))
-            dists.append(u_dists)
-            bound = max(bound, max_norm(m.norms[part]))
+        bound = max([max_norm(d_norms), *(max_norm(m.norms[part]) for part in self._uncovered)])
+        short = np.asarray(enough) > 0
         if found is not None:
             g_keys, g_dists = found
             valid = self._usable(g_keys, g_dists, removed, allowed)
@@ -542,10 +559,32 @@ class Searcher:
             dists.append(g_dists)
             bound = max(bound, max_norm(norms[valid]))
             short = valid.sum(axis=1) < np.asarray(enough)
-        else:
-            short = np.asarray(enough) > 0
         tols = [tolerance(self.metric, q, bound) for q in queries]
-        out = top_candidates_rows(np.concatenate(keys, axis=1), np.concatenate(dists, axis=1), ks, tols)
+        extra: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in ks]  # per query, from long runs
+        for part in self._uncovered:  # scanned exactly
+            u_keys = m.keys[part]
+            u_dists = batch_distances(self.metric, queries, m.values[part], m.norms[part])
+            drop = np.zeros(len(u_keys), bool)
+            if removed is not None and len(removed):
+                drop |= in_sorted(u_keys, removed)
+            if allowed is not None:
+                drop |= ~in_sorted(u_keys, allowed)
+            u_dists[:, drop] = np.inf
+            if len(u_keys) <= SMALL_RUN:
+                keys.append(np.broadcast_to(u_keys, (len(queries), len(u_keys))))
+                dists.append(u_dists)
+                continue
+            groups = Groups(u_dists, ks)  # a long run: only each query's nearest few go on
+            for i in range(len(ks)):
+                near = groups.near(i, tols[i])
+                extra[i].append((u_keys[near], u_dists[i, near]))
+        keys, dists = np.concatenate(keys, axis=1), np.concatenate(dists, axis=1)
+        if any(extra):
+            out = [top_candidates(np.concatenate([keys[i], *(e[0] for e in extra[i])]),
+                                  np.concatenate([dists[i], *(e[1] for e in extra[i])]), k, tols[i])
+                   for i, k in enumerate(ks)]
+        else:
+            out = top_candidates_rows(keys, dists, ks, tols)
         return [self._candidates_one(queries[i], k, allowed) if short[i] else out[i].tolist()
                 for i, k in enumerate(ks)]
 
@@ -617,10 +656,14 @@ class Searcher:
         return out
 
     def _graph_heavy(self, queries: np.ndarray, ks: list[int]):
-        g = self.graph
+        g, m = self.graph, self.matrix
         removed = self._removed_keys
         wanted = _search_count(max(ks))
-        count = min(g.largest, wanted + min(wanted, 0 if removed is None else len(removed)))
+        # candidates that will be dropped: keys removed since the matrix, and the parts' vectors
+        # gone since they were built (a share of what each part finds)
+        gone = len(g) - (len(m.keys) - sum(r.stop - r.start for r in self._uncovered))
+        margin = (0 if removed is None else len(removed)) + -(-wanted * gone // max(len(g), 1))
+        count = min(g.largest, wanted + min(wanted, margin))
         if not count:
             return None
         with self._graph_lock:

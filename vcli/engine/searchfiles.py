@@ -1,6 +1,7 @@
 """The search files of an index: derived from the store, listed, opened, verified, refreshed, repaired.
 
-Every index has a matrix (``matrix.py``: every vector contiguous and memory-mapped); a large one
+Every index of more than ``Tuning.fold_rows`` vectors has a matrix (``matrix.py``: every vector
+contiguous and memory-mapped; a smaller one is scanned from the store, as a delta); a large one
 (``Tuning.wants_graph``) also usearch graphs of its rows in parts (``graph.py``), built afterwards
 by a builder (``builder.py``). A file reflects the store as of the mutation in its name; rows
 written or removed since form the *delta*, which every query scans exactly. Small indexes are
@@ -97,7 +98,7 @@ class SearchFiles:
 
     def verify(self, file: SearchFile, obj, **options) -> None:
         """Cheap checks that a loaded file fits the store (``verify.verify``, which takes
-        ``samples``, and for a graph ``matrix``, the loaded matrix it was built from);
+        ``samples``, and for a graph part ``matrix``, the loaded newest matrix);
         ``ValueError`` (or ``StaleFile``) says what is wrong."""
         from . import verify  # lazy: NumPy, which a small write does not load
 
@@ -120,10 +121,18 @@ class SearchFiles:
         wrote = False
         if force or verify or len(matrices) > 1 or (self.behind(current.seq) if current else self.needs_matrix()):
             wrote = self._refresh_matrix(notes, None if force else current, matrices)
+        elif current is None and self.store.removed_rows() > self.tuning.fold_rows:
+            self.store.prune_removed(self.store.last_seq())  # no file needs to catch up with them
         self._see_to_graph(notes, verify, wrote)
 
     def _refresh_matrix(self, notes: Notes, current: SearchFile | None, matrices: list[SearchFile]) -> bool:
-        """Bring the matrix up to date; whether a new one was written."""
+        """Bring the matrix up to date; whether a new one was written. An index small enough to
+        need none (``needs_matrix``) is left without one instead."""
+        if not self.needs_matrix():
+            for other in matrices:
+                other.path.unlink(missing_ok=True)
+            self.store.prune_removed(self.store.last_seq())
+            return False
         from . import matrix  # lazy: NumPy
 
         path = old = None
@@ -205,12 +214,14 @@ class SearchFiles:
         except (LockTimeout, VcliError, *FILE_ERRORS):
             pass  # a builder is at it, or the folder is read-only: the next write tries again
 
-    def discard_graph(self, graph: SearchFile, start: bool = True) -> None:
-        """Remove a damaged graph part, unless a builder is at work (which replaces it), and
-        (``start``) start a builder to make it anew."""
+    def discard_graph(self, graph: SearchFile, start: bool = True, inode: int | None = None) -> None:
+        """Remove a damaged graph part, unless a builder is at work (which replaces it) or (given
+        the ``inode`` of the file found damaged) a sound one has replaced it under the same name
+        since, and (``start``) start a builder to make it anew."""
         try:
             with writer_lock(self.folder.build_lock, 0):
-                graph.path.unlink(missing_ok=True)
+                if inode is None or graph.path.stat().st_ino == inode:
+                    graph.path.unlink(missing_ok=True)
         except (LockTimeout, VcliError, OSError):
             return
         if start:

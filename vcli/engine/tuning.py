@@ -28,8 +28,9 @@ class Tuning(NamedTuple):
     graph_in_background: bool = True
     # Changes (rows written + rows removed) since the matrix before the writer folds them in.
     # Every query scans them exactly (2,000 x 384 is ~3 MB from SQLite, a few ms); folding writes
-    # a new matrix (and so, for a large index, a new graph), so once every 2,000 changes keeps
-    # that cheap per change.
+    # a new matrix (and for a large index, a builder then extends its last graph part), so once
+    # every 2,000 changes keeps that cheap per change. An index of at most this many vectors has
+    # no matrix: all its rows are a delta.
     fold_rows: int = 2000
     # A filtered or namespaced query lists the matching keys and scores them all exactly when at
     # most this many match; beyond that the search widens and checks its candidates instead.

@@ -16,8 +16,12 @@ SAMPLES = 8  # store vectors a query compares with the matrix it opens (``vcli c
 # vectors and comparing what it finds with the matrix (see ``_check_graph_finds``), each search
 # for this many results at this ef.
 SEARCH_SAMPLES = 4
-SEARCH_SAMPLE_COUNT = 16
+SEARCH_SAMPLE_COUNT = 8
 SEARCH_SAMPLE_EF = 64
+# bfloat16 rounds each number of both vectors by up to 2^-8 of it, which moves a squared L2
+# distance by up to ~2^-6 of |q|^2 + |v|^2 (and a dot product by less of |q||v|); a graph of other
+# vectors is off by about the whole scale. A graph is foreign when most distances are off.
+DISTANCE_TOLERANCE = 0.03
 CHUNK = 8192
 
 
@@ -118,19 +122,19 @@ def _matrix_differences(store: Store, m, seq: int) -> str | None:
         n_bad += int((~np.isclose(np.asarray(m.norms[pos]), norms, rtol=1e-5, atol=1e-30)).sum())
     return f"holds {n_bad} vectors or norms that differ from the store" if n_bad else None
 
-def _check_graph_finds(g, m, rows: slice, rng: random.Random, samples: int) -> None:
-    """A graph part holds at least the vectors of rows ``rows`` of matrix ``m``, and its answers
+def _check_graph_finds(g, m, part: slice, rng: random.Random, samples: int) -> None:
+    """A graph part holds at least the vectors of rows ``part`` of matrix ``m``, and its answers
     agree with the matrix: searched for a few of those vectors, it finds keys the matrix has, at
     the distances the matrix's vectors of those keys are (to bfloat16's precision). A graph of
     other vectors (another index's, with the same keys) reports other distances. This holds for
     every metric, however the vectors are scaled: a search need not find the sampled vector
     itself (under the inner product, longer vectors in its direction score higher)."""
-    n = rows.stop - rows.start
+    n = part.stop - part.start
     if len(g) < n:
         raise ValueError(f"it holds {len(g)} vectors, fewer than the {n} of its keys in the matrix")
     if not n:
         return
-    rows = rows.start + np.array(sorted({0, n - 1, *(rng.randrange(n) for _ in range(samples))}))
+    rows = part.start + np.array(sorted({0, n - 1, *(rng.randrange(n) for _ in range(samples))}))
     rows = rows[np.asarray(m.norms[rows]) > 0]  # zero vectors have no cosine direction
     if not len(rows):
         return
@@ -141,7 +145,7 @@ def _check_graph_finds(g, m, rows: slice, rng: random.Random, samples: int) -> N
         found = g.search(queries, SEARCH_SAMPLE_COUNT)
     finally:
         g.expansion_search = ef
-    agree = 0
+    compared = wrong = 0
     for i in range(len(rows)):
         keys, dists = graph_matches(found, i)
         keys = np.asarray(keys, np.int64)
@@ -150,13 +154,13 @@ def _check_graph_finds(g, m, rows: slice, rng: random.Random, samples: int) -> N
         if not here.any():
             continue
         expected, scale = _usearch_distances(g, queries[i], np.asarray(m.values[at[here]], np.float64))
-        wrong = np.abs(np.asarray(dists, np.float64)[here] - expected) > 1e-2 * scale
-        if wrong.any():
-            raise ValueError(f"its vector {int(keys[here][wrong][0])} is not the matrix's: "
-                             "it belongs to another index")
-        agree += int(here.sum())
-    if not agree:
+        wrong += int((np.abs(np.asarray(dists, np.float64)[here] - expected) > DISTANCE_TOLERANCE * scale).sum())
+        compared += int(here.sum())
+    if not compared:
         raise ValueError(f"none of what it finds for {len(rows)} of its matrix's vectors is in the matrix")
+    if 2 * wrong > compared:
+        raise ValueError(f"{wrong} of the {compared} distances it reports are not the matrix's: "
+                         "it belongs to another index")
 
 
 def _usearch_distances(g, q, vecs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -58,9 +58,11 @@ def inconsistent_removals(store) -> int:
     return store.conn.execute(f"SELECT count(*) FROM removed r WHERE {_BAD_REMOVED}").fetchone()[0]
 
 
-def counter(store, table: str) -> tuple[int, int]:
-    """``(the AUTOINCREMENT counter, the largest number in use)`` of one of ``COUNTERS``."""
-    used = store.conn.execute(_USED[table]).fetchone()[0] or 0
+def counter(store, table: str, used_elsewhere: int = 0) -> tuple[int, int]:
+    """``(the AUTOINCREMENT counter, the largest number in use)`` of one of ``COUNTERS``;
+    ``used_elsewhere``: a number the store no longer shows but a file still uses (a graph part
+    covers keys up to its range's end, some of them since deleted and forgotten)."""
+    used = max(store.conn.execute(_USED[table]).fetchone()[0] or 0, used_elsewhere)
     row = store.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)).fetchone()
     return (row[0] if row else 0), used
 
@@ -75,13 +77,14 @@ def reindex(store) -> str | None:
     return None
 
 
-def repair_bookkeeping(store, *, removals: bool, counters: tuple[str, ...]) -> None:
-    """Drop inconsistent removal records and move the named counters past every number in use,
-    in one transaction."""
+def repair_bookkeeping(store, *, removals: bool, counters: dict[str, int]) -> None:
+    """Drop inconsistent removal records and move the named counters past every number in use
+    (and past the number each is mapped to: ``counter``'s ``used_elsewhere``), in one
+    transaction."""
     with store.mutation_free_transaction():
         if removals:
             store.conn.execute(f"DELETE FROM removed WHERE key IN (SELECT r.key FROM removed r WHERE {_BAD_REMOVED})")
-        for table in counters:
-            used = store.conn.execute(_USED[table]).fetchone()[0] or 0
+        for table, elsewhere in counters.items():
+            used = max(store.conn.execute(_USED[table]).fetchone()[0] or 0, elsewhere)
             store.conn.execute("DELETE FROM sqlite_sequence WHERE name = ?", (table,))
             store.conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (table, used))

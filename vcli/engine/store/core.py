@@ -253,6 +253,10 @@ class Store:
                 raise storage_error(exc, self.path) from exc
             raise
 
+    def removed_rows(self) -> int:
+        """How many removals are remembered (``prune_removed`` forgets them)."""
+        return self.conn.execute("SELECT count(*) FROM removed").fetchone()[0]
+
     def pruned_upto(self) -> int:
         """Removals up to this mutation are forgotten; derived files must be at least this new."""
         row = self.conn.execute("SELECT v FROM settings WHERE k = 'pruned_upto'").fetchone()
