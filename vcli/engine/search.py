@@ -257,7 +257,7 @@ class Searcher:
         if removed is None or not len(removed):
             return None
         if self._removed_rows is None:
-            self._removed_rows = np.flatnonzero(np.isin(self.matrix.keys, removed))
+            self._removed_rows = np.flatnonzero(in_sorted(self.matrix.keys, removed))
         return self._removed_rows
 
     # -- one query ----------------------------------------------------------------------------
@@ -323,7 +323,7 @@ class Searcher:
             keys, vecs, norms = m.keys[part], m.values[part], m.norms[part]
         dists, top = self._scored(q, vecs, norms)
         if removed is not None and len(removed):
-            dists[np.isin(keys, removed)] = np.inf
+            dists[in_sorted(keys, removed)] = np.inf
         if accept is not None:
             tol = tolerance(self.metric, q, max(delta_top, top))
             return (*self._nearest_accepted(keys, dists, k, accept, tol), top)
@@ -504,7 +504,7 @@ class Searcher:
         if self.matrix is not None:
             rows = self._matrix_rows(allowed)
             if removed is not None and len(removed):  # rewritten since: the delta has them now
-                rows = rows[~np.isin(self.matrix.keys[rows], removed)]
+                rows = rows[~in_sorted(self.matrix.keys[rows], removed)]
             m = self.matrix
             found = (m.keys[rows], m.values[rows], m.norms[rows])
         else:
