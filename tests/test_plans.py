@@ -18,7 +18,7 @@ import orjson
 import pytest
 from conftest import ndjson
 
-from vcli.engine import Tuning
+from vcli.engine import Tuning, query, search
 
 DIMS = 16
 QUERIES = 12
@@ -121,11 +121,20 @@ class Checker:
     def check_kept_subsets(self) -> None:
         """``check`` when the shared filters' vectors cannot all be kept for the batch: room for
         the first only (the others are gathered again, or on a graph searched in it), or for none
-        (on a graph, all searched in it)."""
+        (on a graph, all searched in it); with a shared group's queries scored one or two at a
+        time (as a large subset's are, to bound the memory of its distances); and with blocks cut
+        after a few queries' matches (as a batch of large top-k's are)."""
         for floats in (3000, 1):
             self.tune(gather_floats=floats)
             self.check()
         self.tune(gather_floats=Tuning().gather_floats)
+        for module, name, value in ((search, "GROUP_FLOATS", 300), (query, "MAX_BLOCK_MATCHES", 25)):
+            saved = getattr(module, name)
+            setattr(module, name, value)
+            try:
+                self.check()
+            finally:
+                setattr(module, name, saved)
 
     def check(self) -> None:
         """Batch, one-shot and by-id queries all give the brute-force answer."""

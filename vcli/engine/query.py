@@ -38,6 +38,9 @@ from .store import Store
 from .validate import check_query, check_query_namespace, check_top_k, pack_values
 
 MAX_SUBSETS = 64  # the namespaces and filters of a batch whose matching keys are kept
+# A block also ends once its queries ask for this many matches in all: their stored rows (values
+# and metadata, up to 10 KiB each) are read together (1,024 queries of top-k 10, 102 of top-k 100).
+MAX_BLOCK_MATCHES = 10_240
 
 
 class Checked(NamedTuple):
@@ -88,16 +91,17 @@ class Answerer:
         notes: list[str] = []
         done = n = 0
         pending: list[Checked] = []  # read, not started
+        asked = 0  # the matches the pending queries ask for
         started: list = []  # at most one block: (block, its Searcher.begin handle)
         with Searcher(self.files, notes) as searcher:
             size = searcher.block_size()
 
             def advance(everything: bool) -> Iterator[QueryResult]:
                 """Start the pending block; answer the one started before it (or all)."""
-                nonlocal pending, done
+                nonlocal pending, done, asked
                 if pending:
                     started.append((pending, _begin_block(searcher, pending)))
-                    pending = []
+                    pending, asked = [], 0
                 while len(started) > (0 if everything else 1):
                     block, handle = started.pop(0)
                     for result in self._finish_block(searcher, block, handle, notes):
@@ -119,12 +123,13 @@ class Answerer:
                                 pending.append(self.check(query))
                             except VcliError as exc:
                                 raise _with_line(exc, query.line or n) from None
+                            asked += pending[-1].query.top_k
                     except StopIteration:
                         break
                     except VcliError:
                         yield from advance(everything=True)  # the lines before it, then the error
                         raise
-                    if item is None or len(pending) >= size:
+                    if item is None or len(pending) >= size or asked >= MAX_BLOCK_MATCHES:
                         yield from advance(everything=item is None)
                 yield from advance(everything=True)
             except VcliError as exc:

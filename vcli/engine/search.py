@@ -40,9 +40,11 @@ from .verify import StaleFile
 Accept = Callable[[np.ndarray], np.ndarray]  # keys -> boolean mask of the keys that pass
 
 # Batch queries score a block of queries against all rows at once: at most BLOCK_FLOATS distances
-# at a time (64 MiB), at most MAX_BLOCK_QUERIES queries a block.
+# at a time (64 MiB), at most MAX_BLOCK_QUERIES queries a block (a graph's block is that large:
+# its queries that share a filter are scored together, a gathered subset used by more of them).
 BLOCK_FLOATS = 16 * 2**20
-MAX_BLOCK_QUERIES = 256
+MAX_BLOCK_QUERIES = 1024
+GROUP_FLOATS = BLOCK_FLOATS  # the queries of a block that share a filter: distances at a time
 # A filtered graph search that still has too few passing candidates at this many a part gives up
 # for an exact scan of the matrix (``Searcher._graph``).
 MAX_WIDENING = 4096
@@ -470,15 +472,18 @@ class Searcher:
             return self._graph_within(queries, list(ks), allowed, (d_keys, d_vecs, d_norms))
         s_keys, s_vecs, s_norms = subset
         keys = np.concatenate([d_keys, s_keys])
-        dists = np.concatenate([batch_distances(self.metric, queries, d_vecs, d_norms),
-                                batch_distances(self.metric, queries, s_vecs, s_norms)], axis=1)
         bound = max_norm(d_norms, s_norms)
-        groups = Groups(dists, ks)  # (each row read once more, not partitioned whole)
+        step = max(1, GROUP_FLOATS // max(1, len(keys)))
         out = []
-        for i, k in enumerate(ks):
-            tol = tolerance(self.metric, queries[i], bound)
-            near = groups.near(i, tol)
-            out.append(top_candidates(keys[near], dists[i, near], k, tol).tolist())
+        for start in range(0, len(queries), step):
+            qs, qks = queries[start : start + step], ks[start : start + step]
+            dists = np.concatenate([batch_distances(self.metric, qs, d_vecs, d_norms),
+                                    batch_distances(self.metric, qs, s_vecs, s_norms)], axis=1)
+            groups = Groups(dists, qks)  # (each row read once more, not partitioned whole)
+            for i, k in enumerate(qks):
+                tol = tolerance(self.metric, qs[i], bound)
+                near = groups.near(i, tol)
+                out.append(top_candidates(keys[near], dists[i, near], k, tol).tolist())
         return out
 
     def _subset(self, allowed: np.ndarray, token: object, busy: frozenset, ks: Sequence[int]):
