@@ -2,7 +2,7 @@
 
 Real subprocesses throughout: the CLI (``tests/programs/vcli_tuned.py --background-graphs
 --small-parts``, which gives every index a graph at any size, in parts of 3,000 vectors) writes and
-returns, a builder (``python -m vcli.engine.builder``) makes the graph parts meanwhile, and queries
+returns, a builder (``python -m vcli.graph_builder``) makes the graph parts meanwhile, and queries
 answer exactly before, during and after. A builder SIGKILLed mid-build leaves no half part and
 loses nothing; the next query or write starts another. Every wait has a generous deadline and polls for the condition, never for a duration.
 """
@@ -116,7 +116,7 @@ def test_a_killed_builder_leaves_no_half_graph(data_dir, tmp_path):
     folder = data_dir / NAME
     model = load(tmp_path, rng, 10_000, "a")
     wait_for(lambda: graph_built(folder))
-    builder = [sys.executable, "-m", "vcli.engine.builder", str(folder), str(DIMS), "cosine",
+    builder = [sys.executable, "-m", "vcli.graph_builder", str(folder), str(DIMS), "cosine",
                str(BACKGROUND.graph_part_rows)]
 
     def remove_parts() -> None:

@@ -2,7 +2,7 @@
 
 A load returns as soon as its vectors are in the store and the matrix (durable, and queryable
 exactly); the graph parts of that matrix (``graph.py``), which take minutes for a million vectors, are
-built afterwards by ``python -m vcli.engine.builder <folder> <dimensions> <metric> <part rows>``, a
+built afterwards by ``python -m vcli.graph_builder <folder> <dimensions> <metric> <part rows>``, a
 process of its own that ``start`` launches (detached, at low priority) and that outlives the
 command that started it.
 
@@ -135,7 +135,7 @@ def start(folder: Folder, dimensions: int, metric: str, part_rows: int) -> bool:
         return False
     try:
         _children.append((folder.path, subprocess.Popen(
-            [sys.executable, "-m", "vcli.engine.builder", str(folder.path), str(dimensions), metric,
+            [sys.executable, "-m", "vcli.graph_builder", str(folder.path), str(dimensions), metric,
              str(part_rows)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True, close_fds=True,
@@ -210,16 +210,9 @@ def _remove_superseded(folder: Folder, matrix: SearchFile, parts: list[SearchFil
             f.path.unlink(missing_ok=True)
 
 
-def main(argv: list[str]) -> int:
-    """``python -m vcli.engine.builder <folder> <dimensions> <metric> <part rows>``: build, then
-    exit 0; 1 when another builder is at work or the build failed (nothing is printed: no one is
-    watching)."""
-    try:
-        os.nice(NICE)
-    except OSError:
-        pass
-    folder = Folder(Path(argv[0]))
-    dimensions, metric, part_rows = int(argv[1]), argv[2], int(argv[3])
+def run(folder: Folder, dimensions: int, metric: str, part_rows: int) -> int:
+    """What a builder process does (``vcli/graph_builder.py`` is its entry point): build until
+    nothing is left to do; 0, or 1 when another builder is at work or the build failed."""
     try:
         while True:
             build_pending(folder, dimensions, metric, part_rows)
@@ -229,7 +222,3 @@ def main(argv: list[str]) -> int:
                 return 0
     except (LockTimeout, OSError, ValueError, RuntimeError, MemoryError, KeyboardInterrupt):
         return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
