@@ -98,13 +98,14 @@ def vector_id(i: int) -> str:
     return f"doc-{i:07d}"
 
 
-def write_ndjson(out, n: int, dims: int = 384, seed: int = 0) -> None:
-    """Write ``n`` vectors as NDJSON lines (``{"id", "values"}``) to the binary stream ``out``."""
+def write_ndjson(out, n: int, dims: int = 384, seed: int = 0, id_of=vector_id) -> None:
+    """Write ``n`` vectors as NDJSON lines (``{"id", "values"}``, ids ``id_of(i)``) to the binary
+    stream ``out``."""
     import orjson
 
     opt = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
     for start, block in Generator(dims, seed).chunks(n):
-        out.write(b"".join(orjson.dumps({"id": vector_id(start + i), "values": row}, option=opt)
+        out.write(b"".join(orjson.dumps({"id": id_of(start + i), "values": row}, option=opt)
                            for i, row in enumerate(block)))
 
 

@@ -225,8 +225,7 @@ def bench_load(b: Bench, n: int, constant: int, baseline: bool = True) -> str:
     v = b.vcli("insert", name, "--file", str(path), "--json")
     f32 = n * DIMS * 4
     limit, rule = (1.5 * f32 + 100 * MB, "1.5xf32+100MB") if n >= 1_000_000 else (2 * f32 + constant, "2xf32+c")
-    files = sorted(p.name.split("-")[0] for p in (b.data / name).iterdir() if p.name.startswith(("matrix-", "graph-")))
-    plan = "/".join(files) or "store"
+    plan = "/".join(sorted(k for k in file_kinds(b, name) if k in ("graph", "matrix"))) or "store"
     b.report("load", f"{n:,} x {DIMS} ({plan})", fmt_s(v.seconds), "", f"{n / v.seconds:,.0f} vectors/s", None)
     b.report("load", f"{n:,}: vectors/s", f"{n / v.seconds:,.0f}/s", "", ">= 5,000/s", n / v.seconds >= 5000)
     b.report("memory", f"{n:,}: peak RSS", f"{v.peak / MB:,.0f} MB", "", f"< {limit / MB:,.0f} MB ({rule})",
@@ -290,13 +289,22 @@ def batch_answers(b: Bench, name: str, queries: np.ndarray, k: int = 10) -> tupl
     return run, found
 
 
+def kind_of(path: Path) -> str:
+    """The kind of an index's file: store, matrix, graph (one file a part), index, lock..."""
+    return path.name.split("-")[0].split(".")[0]
+
+
+def file_kinds(b: Bench, name: str) -> list[str]:
+    return [kind_of(p) for p in (b.data / name).iterdir()]
+
+
 def bench_recall(b: Bench, name: str, n: int, count: int, target: float = 0.99) -> None:
     queries = b.queries(count)
     exact = b.exact_top(n, queries)
     _run, found = batch_answers(b, name, queries)
     recall = np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact, strict=True)])
     same = np.mean([f == e for f, e in zip(found, exact, strict=True)])
-    files = [p.name.split("-")[0] for p in (b.data / name).iterdir() if p.name.startswith(("matrix-", "graph-"))]
+    files = file_kinds(b, name)
     plan = " + ".join(f"{files.count(k)} {k}" if files.count(k) > 1 else k
                       for k in ("graph", "matrix") if k in files) or "store"
     b.report("recall", f"{n:,} ({plan}) recall@10", f"{recall:.4f}", f"exact 1.0000 ({same:.0%} same)",
@@ -524,8 +532,7 @@ def bench_scale(b: Bench, n: int, constant: int, baseline: bool, pipe: bool = Fa
              "<= 400 ms" if judged else "", v <= 0.4 if judged else None)
     disk: dict[str, int] = {}  # bytes by kind of file: store, matrix, graph (all its parts)
     for p in (b.data / name).iterdir():
-        kind = p.name.split("-")[0].split(".")[0]
-        disk[kind] = disk.get(kind, 0) + p.stat().st_size
+        disk[kind_of(p)] = disk.get(kind_of(p), 0) + p.stat().st_size
     b.report("scale", f"{n:,}: bytes a vector", "", "",
              ", ".join(f"{k} {v / n:,.0f}" for k, v in sorted(disk.items()) if v > MB), None)
     bench_recall(b, name, n, 1000 if pipe else 300, target=0.99)
@@ -541,10 +548,7 @@ def bench_grow(b: Bench, name: str, n: int, more: int) -> None:
     exactly (a write never takes the graph away)."""
     path = b.work / f"more-{more}.ndjson"
     with open(path, "wb") as f:
-        for start, block in datagen.Generator(DIMS, seed=1).chunks(more):
-            f.write(b"".join(orjson.dumps({"id": f"more-{start + i}", "values": row},
-                                          option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE)
-                             for i, row in enumerate(block)))
+        datagen.write_ndjson(f, more, DIMS, seed=1, id_of=lambda i: f"more-{i}")
     v = b.vcli("insert", name, "--file", str(path), "--json")
     b.report("load", f"{more:,} more into {n:,}", fmt_s(v.seconds), "", f"{more / v.seconds:,.0f} vectors/s", None)
     q = orjson.dumps(b.queries(1)[0].tolist()).decode()

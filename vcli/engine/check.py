@@ -317,7 +317,8 @@ def _repair(index, problems: list[Problem]) -> list[str]:
         failed = audit.reindex(store)
         if failed:
             notes.append(f"REINDEX failed: {failed}")
-    counters = {t: _used_elsewhere(index).get(t, 0) for t in audit.COUNTERS if f"sequence-{t}" in codes}
+    used = _used_elsewhere(index)
+    counters = {t: used.get(t, 0) for t in audit.COUNTERS if f"sequence-{t}" in codes}
     if "removed-rows" in codes or counters:
         audit.repair_bookkeeping(store, removals="removed-rows" in codes, counters=counters)
     # The search file: rebuild it whole when it was wrong (or when the store's bookkeeping that

@@ -59,7 +59,7 @@ def in_sorted(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
     candidates are checked against a filter's hundreds of thousands of matches in microseconds
     (``np.isin`` would sort or tabulate all of them on every call)."""
     if not len(sorted_keys):
-        return np.zeros(len(keys), bool)
+        return np.zeros(np.shape(keys), bool)
     pos = np.searchsorted(sorted_keys, keys)
     pos[pos == len(sorted_keys)] = 0
     return sorted_keys[pos] == keys
@@ -413,12 +413,7 @@ class Searcher:
         """Which graph candidates (``keys``, ``dists`` as ``Parts.search`` gives them) can be
         answers: found, in the matrix (not gone since their part was built), not removed since
         the matrix, and in ``allowed`` (sorted keys) when given."""
-        m = self.matrix
-        usable = np.isfinite(dists)
-        if len(m.keys):
-            usable &= m.keys[np.minimum(np.searchsorted(m.keys, keys), len(m.keys) - 1)] == keys
-        else:
-            usable[:] = False
+        usable = np.isfinite(dists) & in_sorted(keys, self.matrix.keys)
         if removed is not None and len(removed):
             usable &= ~in_sorted(keys, removed)
         if allowed is not None:
