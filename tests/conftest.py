@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -102,6 +103,12 @@ PROGRAMS = Path(__file__).parent / "programs"
 def program(name: str, *args: str) -> list[str]:
     """The command line that runs ``tests/programs/<name>.py`` with this Python."""
     return [sys.executable, str(PROGRAMS / f"{name}.py"), *map(str, args)]
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` for a child that a test stops with Ctrl-C (SIGINT): a shell without job
+    control starts background commands with SIGINT ignored, and the child would inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def vcli_executable() -> str:
