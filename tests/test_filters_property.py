@@ -6,7 +6,8 @@ are written before a metadata index exists and are not indexed for it), then run
 with random filters and namespaces. Vectors and queries hold small integers: scores are then
 computed exactly (the same float64 arithmetic in vcli and in the reference), so ties really tie
 and must be broken by id. Every query runs under both plans: scoring every match exactly, and
-(with ``filter_exact_rows`` at 0) widening the search while checking candidates.
+(with ``filter_exact_rows`` at 0) widening the search while checking candidates; and twice in a
+batch, whose shared matching keys are found either way ``store/filtering.py`` can.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 from test_filters import exact_order, indexed_view, reference_match
 
 from vcli.engine import Catalog
+from vcli.engine.store import filtering
 from vcli.errors import MetadataIndexError
 
 PROPERTIES = {"s": "string", "n": "number", "b": "boolean", "o.x": "number", "t": "string"}
@@ -173,6 +175,19 @@ def check_one_query(data, index, indexes, records, views) -> None:
         result = index.query(q, top_k=top_k, namespace=namespace, filter=flt,
                              return_metadata=return_metadata)
         check_result(result, q, top_k, namespace, flt, index.metric, records, views)
+    # a batch of two such lines: they share the matching keys, found by probing the other conditions
+    # row by row from the smallest, or by reading each condition's keys and intersecting them
+    line = {"vector": q, "topK": top_k, "returnMetadata": return_metadata,
+            **({"namespace": namespace} if namespace else {}), **({"filter": flt} if flt is not None else {})}
+    for cost, rows in ((0, filtering.PROBE_ROWS), (filtering.PROBE_COST, -1)):
+        saved = filtering.PROBE_COST, filtering.PROBE_ROWS
+        filtering.PROBE_COST, filtering.PROBE_ROWS = cost, rows
+        try:
+            results = list(index.query_many([line, line]))
+        finally:
+            filtering.PROBE_COST, filtering.PROBE_ROWS = saved
+        for result in results:
+            check_result(result, q, top_k, namespace, flt, index.metric, records, views)
 
 
 def check_result(result, q, top_k, namespace, flt, metric, records, views) -> None:

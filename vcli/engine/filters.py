@@ -370,18 +370,41 @@ class Plan:
         """Whether the plan restricts the candidates at all."""
         return self.nothing or bool(self.clauses) or self.namespace is not None
 
-    def matching_keys(self, limit: int | None = None):
+    def matching_keys(self, limit: int | None = None, cache: dict | None = None):
         """The sorted int64 keys of every matching vector if there are at most ``limit`` of them
-        (None: however many), else None."""
+        (None: however many), else None. With no limit and several conditions, each condition's
+        keys may be read on their own and intersected (``filtering.probe_entry`` chooses); ``cache``
+        then keeps them for other plans of the same batch (a namespace shared by several filters)."""
         import numpy as np
 
         if self.nothing:
             return np.zeros(0, np.int64)
-        found = filtering.matching_keys(self.store, self.clauses, self.namespace, limit)
+        entry = None if limit is not None else filtering.probe_entry(self.store, self.clauses, self.namespace)
+        if limit is None and entry is None:
+            return self._intersected({} if cache is None else cache)
+        found = filtering.matching_keys(self.store, self.clauses, self.namespace, limit, entry)
         if found is None:
             return None
-        keys = np.fromstring(found, np.int64, sep=",")
-        keys.sort()
+        return _sorted_keys(found)
+
+    def _intersected(self, cache: dict):
+        """The keys every positive condition reads, less those any negative one does."""
+        from .search import in_sorted  # lazy: NumPy
+
+        def read(clause=None):
+            name = ("namespace", self.namespace) if clause is None else (clause.slot, clause.test)
+            if name not in cache:
+                cache[name] = _sorted_keys(filtering.condition_keys(self.store, clause, self.namespace))
+            return cache[name]
+
+        sets = [read(c) for c in self.clauses if c.positive] + ([read()] if self.namespace is not None else [])
+        sets.sort(key=len)
+        keys = sets[0]
+        for other in sets[1:]:
+            keys = keys[in_sorted(keys, other)]
+        for clause in self.clauses:
+            if not clause.positive:
+                keys = keys[~in_sorted(keys, read(clause))]
         return keys
 
     def accept(self, keys):
@@ -395,6 +418,14 @@ class Plan:
         listed = keys.tolist()
         passing = filtering.passing(self.store, listed, self.clauses, self.namespace)
         return np.fromiter((k in passing for k in listed), bool, len(listed))
+
+
+def _sorted_keys(text: str):
+    import numpy as np
+
+    keys = np.fromstring(text, np.int64, sep=",")
+    keys.sort()
+    return keys
 
 
 def _no_index_message(index_name: str, cond: Condition, indexes: list[MetadataIndexInfo]) -> str:

@@ -48,49 +48,109 @@ def _exists(clauses, namespace: str | None, key_column: str, skip=None) -> tuple
 
 
 _ENTRY_COUNT = 100_000  # rows counted at most to choose where to enter: past it, either is slow
+# Finding all the matches of several conditions (a batch's filter, kept for its group): probing the
+# other conditions row by row from the smallest costs about PROBE_COST keys read in a range scan per
+# probe (measured on 500,000 vectors), so past a few thousand entry rows it is cheaper to read each
+# condition's keys in one range scan and intersect them (``Plan.matching_keys``).
+PROBE_COST = 6
+PROBE_ROWS = 16_384  # the most entry rows worth probing from
 
 
 def _count(conn, sql: str, params: list[Any], limit: int) -> int:
     return conn.execute(f"SELECT count(*) FROM ({sql} LIMIT ?)", (*params, limit)).fetchone()[0]
 
 
-def _matching_sql(conn, clauses, namespace: str | None, limit: int | None) -> tuple[str, list[Any]]:
+def _scan(clause=None, namespace: str | None = None) -> tuple[str, list[Any]]:
+    """SQL selecting (as ``key``) the keys of the vectors with a value in ``clause``'s metadata
+    index that passes its test (a range of metadata_values' primary key), or in ``namespace``."""
+    if clause is None:
+        return _NAMESPACE.format(k="n.key AS key"), [namespace]
+    test, values = _test_sql(clause.test, "d.value")
+    return f"SELECT d.key FROM metadata_values d WHERE d.slot = ? AND {test}", [clause.slot, *values]
+
+
+def _entries(clauses, namespace: str | None) -> list[tuple[str, list[Any], Any]]:
+    """Where a search for every match can start: ``(sql, params, the clause or None)`` for each
+    positive clause and the namespace (``_scan``)."""
+    options = [(*_scan(clause), clause) for clause in clauses if clause.positive]
+    if namespace is not None:
+        options.append((*_scan(namespace=namespace), None))
+    return options
+
+
+def _smallest(conn, options, cap: int) -> tuple[int, int]:
+    """The option with the fewest rows and how many (exact if at most ``cap``, else cap + 1),
+    each counted only as far as the fewest found before it."""
+    best, fewest = 0, cap + 1
+    for i, (sql, params, _) in enumerate(options):
+        n = _count(conn, sql, params, fewest)
+        if n < fewest:
+            best, fewest = i, n
+    return best, fewest
+
+
+def _matching_sql(conn, clauses, namespace: str | None, limit: int | None, entry=None) -> tuple[str, list[Any]]:
     """SQL selecting the key of every matching vector, entered the most selective way: a positive
     clause (a range of metadata_values' primary key) or the namespace, whichever has the fewest
-    rows (counted up to ``limit``, or up to 100,000 when every match is wanted); all vectors only
-    when neither exists."""
-    options: list[tuple[str, list[Any], Any]] = []
-    for clause in clauses:
-        if clause.positive:
-            test, values = _test_sql(clause.test, "d.value")
-            options.append((f"SELECT d.key FROM metadata_values d WHERE d.slot = ? AND {test}",
-                            [clause.slot, *values], clause))
-    if namespace is not None:
-        options.append((_NAMESPACE.format(k="n.key AS key"), [namespace], None))
+    rows (counted up to ``limit``, or up to 100,000 when every match is wanted), unless ``entry``
+    (an index into ``_entries``) names it; all vectors only when neither exists."""
+    options = _entries(clauses, namespace)
     if not options:
         parts, params = _exists(clauses, None, "v.key")
         return "SELECT v.key FROM vectors v WHERE " + " AND ".join(parts), params
-    if len(options) > 1:
-        cap = _ENTRY_COUNT if limit is None else min(limit, _ENTRY_COUNT)
-        options.sort(key=lambda o: _count(conn, o[0], o[1], cap + 1))
-    sql, params, entry = options[0]
-    if entry is None:  # entered by the namespace: every clause is a condition
+    if entry is None:
+        entry = _smallest(conn, options, _ENTRY_COUNT if limit is None else min(limit, _ENTRY_COUNT))[0] \
+            if len(options) > 1 else 0
+    sql, params, first = options[entry]
+    if first is None:  # entered by the namespace: every clause is a condition
         parts, more = _exists(clauses, None, "n.key")
     else:
-        parts, more = _exists(clauses, namespace, "d.key", skip=entry)
+        parts, more = _exists(clauses, namespace, "d.key", skip=first)
     if parts:
         sql += " AND " + " AND ".join(parts)
     return sql, params + more
 
 
-def matching_keys(store, clauses, namespace: str | None, limit: int | None) -> str | None:
+def matching_keys(store, clauses, namespace: str | None, limit: int | None, entry=None) -> str | None:
     """The keys of every vector in ``namespace`` (when given) that every clause admits, if there
     are at most ``limit`` of them (None: however many), else None; as one text of decimal keys
     joined by commas, in no order (NumPy reads 250,000 keys from it in a third of the time that
-    Python takes to build a list of them from rows)."""
-    sql, params = _matching_sql(store.conn, clauses, namespace, limit)
+    Python takes to build a list of them from rows). ``entry``: see ``probe_entry``."""
+    sql, params = _matching_sql(store.conn, clauses, namespace, limit, entry)
     if limit is not None and _count(store.conn, sql, params, limit + 1) > limit:
         return None
+    return _keys_text(store, sql, params)
+
+
+def probe_entry(store, clauses, namespace: str | None) -> int | None:
+    """Where to enter to find every match of several conditions by probing the others row by row
+    (an index into ``_entries``, for ``matching_keys``), or None when reading each condition's
+    keys (``condition_keys``) and intersecting them costs less: when no positive condition has at
+    most ``PROBE_ROWS`` rows, or when the other conditions hold fewer rows than the probes cost."""
+    options = _entries(clauses, namespace)
+    others = len(clauses) + (namespace is not None) - 1
+    if not options or not others:  # nothing to enter by (all vectors are), or nothing to probe
+        return 0
+    best, fewest = _smallest(store.conn, options, PROBE_ROWS)
+    if fewest > PROBE_ROWS:
+        return None
+    budget = PROBE_COST * fewest * others  # what the probes cost, in keys read
+    read = fewest
+    scans = [o[:2] for i, o in enumerate(options) if i != best] + [_scan(c) for c in clauses if not c.positive]
+    for sql, params in scans:
+        if read >= budget:
+            break
+        read += _count(store.conn, sql, params, budget - read)
+    return best if read >= budget else None
+
+
+def condition_keys(store, clause=None, namespace: str | None = None) -> str:
+    """The keys of every vector in ``namespace``, or with a value in ``clause``'s metadata index
+    that passes its test (whether the clause is positive or not), as ``matching_keys`` gives them."""
+    return _keys_text(store, *_scan(clause, namespace))
+
+
+def _keys_text(store, sql: str, params: list[Any]) -> str:
     return store.conn.execute(f"SELECT group_concat(key) FROM ({sql})", params).fetchone()[0] or ""
 
 
