@@ -75,6 +75,11 @@ def search_count(k: int) -> int:
     return max(2 * k, SEARCH_CANDIDATES)
 
 
+def search_depth(share: float) -> int:
+    """The expansion a search goes to when ``share`` of the vectors pass a filter (``Parts.search``)."""
+    return min(MAX_EXPANSION_SEARCH, max(EXPANSION_SEARCH, int(EXPANSION_SEARCH / max(share, 1e-6))))
+
+
 def new_index(dimensions: int, metric: str, lookups: bool = True) -> Index:
     return Index(
         ndim=dimensions,
@@ -193,10 +198,6 @@ class Parts:
         """The vectors of the largest part: a search asking each part for this many gets all."""
         return max((len(v) for v in self.views), default=0)
 
-    @property
-    def expansion_search(self) -> int:
-        return EXPANSION_SEARCH
-
     def search(self, queries: np.ndarray, count: int, threads: int = 1,
                share: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
         """``(keys, dists)``, each of shape (queries, count x parts): the keys each part found
@@ -209,7 +210,7 @@ class Parts:
         depth is less exact: the search goes 1 / share times as deep (at 500k x 384, a filter
         passing half the vectors found 0.98 of the true top 10 at ef 128)."""
         queries = np.ascontiguousarray(queries, np.float32).reshape(-1, queries.shape[-1])
-        ef = min(MAX_EXPANSION_SEARCH, max(EXPANSION_SEARCH, int(EXPANSION_SEARCH / max(share, 1e-6))))
+        ef = search_depth(share)
         keys, dists = [], []
         for view in self.views:
             n = min(count, len(view))

@@ -38,6 +38,7 @@ from .store import Store
 from .validate import check_query, check_query_namespace, check_top_k, pack_values
 
 MAX_SUBSETS = 64  # the namespaces and filters of a batch whose matching keys are kept
+MAX_CONDITION_KEYS = 8_000_000  # keys of single conditions kept for the batch's other filters (64 MB)
 # A block also ends once its queries ask for this many matches in all: their stored rows (values
 # and metadata, up to 10 KiB each) are read together (1,024 queries of top-k 10, 102 of top-k 100).
 MAX_BLOCK_MATCHES = 10_240
@@ -73,6 +74,7 @@ class Answerer:
         self._indexes: list[filters.MetadataIndexInfo] | None = None
         # a batch's namespaces and filters that several of its queries share: their matching keys
         self._subsets: dict[tuple, Any] = {}
+        self._conditions: dict = {}  # and the keys of their conditions, read on their own
 
     # -- entry points ---------------------------------------------------------------------------
     def one(self, query: Query) -> QueryResult:
@@ -254,21 +256,25 @@ class Answerer:
             if not c.plain:
                 groups.setdefault(c.group, []).append(i)
         busy = frozenset(groups)
+        started = []  # (members, the future of their candidates, or them)
         for group, members in groups.items():
             if len(members) < 2 and group not in self._subsets:
                 continue
             if group not in self._subsets:
                 if len(self._subsets) >= MAX_SUBSETS:
                     self._subsets.pop(next(iter(self._subsets)))
-                self._subsets[group] = block[members[0]].plan.matching_keys()
+                if sum(map(len, self._conditions.values())) > MAX_CONDITION_KEYS:
+                    self._conditions.clear()
+                self._subsets[group] = block[members[0]].plan.matching_keys(cache=self._conditions)
             allowed = self._subsets[group]
             if not len(allowed):
-                found = [[] for _ in members]
-            else:
-                found = searcher.candidates_within(np.stack([block[i].q for i in members]),
-                                                   [block[i].query.top_k for i in members], allowed, group,
-                                                   busy)
-            for i, candidates in zip(members, found, strict=True):
+                started.append((members, [[] for _ in members]))
+            else:  # searched in the background while the next group's keys are read
+                started.append((members, searcher.begin_within(
+                    np.stack([block[i].q for i in members]), [block[i].query.top_k for i in members],
+                    allowed, group, busy)))
+        for members, found in started:
+            for i, candidates in zip(members, found if isinstance(found, list) else found.result(), strict=True):
                 keys[i] = candidates
 
 

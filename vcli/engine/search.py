@@ -52,6 +52,12 @@ MAX_WIDENING = 4096
 # each query's nearest few are kept (``scoring.Groups``), not the whole row of distances.
 SMALL_RUN = 4096
 _EMPTY_NORMS = np.zeros(0, np.float32)
+# What a batch's group of queries sharing a filter costs, in rows scored exactly by one matrix
+# product (500k x 384, 2 cores: ~12 ns a row): a graph part searched to expansion e, about
+# GRAPH_ROWS_PER_DEPTH x e a query (0.6 ms at 128, 2.8 ms at 512 with the rescoring), and each
+# matching row gathered from the matrix into a contiguous copy, GATHER_ROWS (~0.8 µs).
+GRAPH_ROWS_PER_DEPTH = 400
+GATHER_ROWS = 64
 
 
 def in_sorted(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
@@ -69,6 +75,12 @@ def _search_count(k: int) -> int:
     from .graph import search_count  # lazy: usearch, which a graph search has imported already
 
     return search_count(k)
+
+
+def _search_depth(share: float) -> int:
+    from .graph import search_depth  # lazy: usearch, which a graph search has imported already
+
+    return search_depth(share)
 
 
 def _nearest(keys, dists, usable, keep):
@@ -454,9 +466,9 @@ class Searcher:
         of ``allowed`` (sorted keys: a namespace's or a filter's matches) are gathered once into
         one contiguous array, kept under ``token`` for the rest of the batch, and scored against
         the block with one matrix product; exact, as a matrix search is. On a graph, a subset too
-        large to gather, or too large to keep and wide enough, is searched in the graph for the
-        whole block at once, as deep as how few of its keys pass calls for, and a query still
-        short of candidates widens alone. ``busy``: the tokens of the caller's current block,
+        large to gather, or wide enough that a graph search costs less (``_graph_cheaper``), is
+        searched in the graph for the whole block at once, as deep as how few of its keys pass
+        calls for, and a query still short of candidates widens alone. ``busy``: the tokens of the caller's current block,
         which are not given up to keep this one."""
         queries = np.ascontiguousarray(queries, np.float32).reshape(-1, self.dims)
         d_keys, d_vecs, d_norms = self._delta_arrays()
@@ -466,32 +478,32 @@ class Searcher:
         if subset is None:  # a graph, and too many keys to gather: search the graph
             return self._graph_within(queries, list(ks), allowed, (d_keys, d_vecs, d_norms))
         s_keys, s_vecs, s_norms = subset
-        keys = np.concatenate([d_keys, s_keys])
         bound = max_norm(d_norms, s_norms)
-        step = max(1, GROUP_FLOATS // max(1, len(keys)))
+        step = max(1, GROUP_FLOATS // max(1, len(s_keys)))
         out = []
         for start in range(0, len(queries), step):
             qs, qks = queries[start : start + step], ks[start : start + step]
-            dists = np.concatenate([batch_distances(self.metric, qs, d_vecs, d_norms),
-                                    batch_distances(self.metric, qs, s_vecs, s_norms)], axis=1)
-            groups = Groups(dists, qks)  # (each row read once more, not partitioned whole)
+            dists = batch_distances(self.metric, qs, s_vecs, s_norms)
+            d_dists = batch_distances(self.metric, qs, d_vecs, d_norms)  # the delta's few rows: all kept
+            groups = Groups(dists, qks) if len(s_keys) else None  # (each row read once more)
             for i, k in enumerate(qks):
                 tol = tolerance(self.metric, qs[i], bound)
-                near = groups.near(i, tol)
-                out.append(top_candidates(keys[near], dists[i, near], k, tol).tolist())
+                near = groups.near(i, tol) if groups else np.zeros(0, np.intp)
+                out.append(top_candidates(np.concatenate([d_keys, s_keys[near]]),
+                                          np.concatenate([d_dists[i], dists[i, near]]), k, tol).tolist())
         return out
 
     def _subset(self, allowed: np.ndarray, token: object, busy: frozenset, ks: Sequence[int]):
         """The keys, float32 vectors and norms of ``allowed`` in the search file (removed keys
         left out), gathered once per token and kept (at most ``Tuning.gather_floats`` numbers in
         all, the oldest not ``busy`` given up first). None for a graph when they are more than
-        that, or cannot be kept and the graph need search at most twice its usual depth for them
-        (gathering them again for every block would cost more)."""
+        that, or when searching the graph for the queries costs less than gathering them and
+        scoring them all."""
         if token in self._subsets:
             return self._subsets[token]
         removed, limit = self._removed(), self.files.tuning.gather_floats
         size = len(allowed) * self.dims
-        if self.graph is not None and size > limit:
+        if self.graph is not None and (size > limit or self._graph_cheaper(len(ks), len(allowed))):
             return None
         held = sum(v[1].size for v in self._subsets.values())
         for old in [t for t in self._subsets if t not in busy]:  # the oldest first
@@ -499,8 +511,6 @@ class Searcher:
                 break
             held -= self._subsets.pop(old)[1].size
         kept = held + size <= limit
-        if not kept and self.graph is not None and self._within_depth(ks, allowed) <= 2 * self.graph.expansion_search:
-            return None
         if self.matrix is not None:
             rows = self._matrix_rows(allowed)
             if removed is not None and len(removed):  # rewritten since: the delta has them now
@@ -512,6 +522,14 @@ class Searcher:
         if kept:
             self._subsets[token] = found
         return found
+
+    def _graph_cheaper(self, queries: int, matches: int) -> bool:
+        """Whether one search of the graph parts for ``queries`` queries, as deep as a filter
+        passing ``matches`` vectors calls for, costs less than gathering those vectors (again,
+        if they cannot be kept) and scoring every one of them against every query."""
+        share = matches / max(len(self.graph), 1)
+        graph = queries * GRAPH_ROWS_PER_DEPTH * _search_depth(share) * len(self.graph.views)
+        return graph < matches * (queries + GATHER_ROWS)
 
     def _within_depth(self, ks: Sequence[int], allowed: np.ndarray) -> int:
         """How many candidates a graph search for ``allowed`` asks for: enough that about
@@ -604,18 +622,34 @@ class Searcher:
         block before (fetch rows, rescore, print) meanwhile: ``query.answer_many`` does."""
         queries = np.ascontiguousarray(queries, np.float32).reshape(-1, self.dims)
         ks = list(ks)
-        # Everything read from the store, and all shared state, is set up here, in the caller's
-        # thread; the background part only computes from arrays.
-        self._delta_arrays()
-        self._removed() if self.graph is not None or self.matrix is None else self._removed_columns()
+        self._prepare()
         heavy = self._graph_heavy if self.graph is not None else self._matrix_heavy
         if not background:
             return _Block(queries, ks, result=heavy(queries, ks))
+        return _Block(queries, ks, future=self._background().submit(heavy, queries, ks))
+
+    def begin_within(self, queries: np.ndarray, ks: Sequence[int], allowed: np.ndarray, token: object,
+                     busy: frozenset = frozenset()):
+        """``candidates_within`` in the background thread, after the work queued there before it;
+        a future of its answer. Meanwhile the caller can read the next group's matching keys from
+        SQLite, which, like the matrix products, runs without Python's lock."""
+        self._prepare()
+        return self._background().submit(self.candidates_within, queries, ks, allowed, token, busy)
+
+    def _prepare(self) -> None:
+        """Everything read from the store, and all shared state, is set up in the caller's thread;
+        the background thread only computes from arrays (and alone touches the kept subsets)."""
+        self._delta_arrays()
+        self._removed()
+        if self.graph is None and self.matrix is not None:
+            self._removed_columns()
+
+    def _background(self):
         if self._pool is None:
             from concurrent.futures import ThreadPoolExecutor  # lazy: only batches use a thread
 
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="vcli-search")
-        return _Block(queries, ks, future=self._pool.submit(heavy, queries, ks))
+        return self._pool
 
     def finish(self, block: _Block) -> list[list[int]]:
         heavy = block.future.result() if block.future is not None else block.result
