@@ -3,6 +3,7 @@
     python benchmarks/filters.py            # 100,000 x 384 (about 10 minutes on 2 cores)
     python benchmarks/filters.py --quick    # 10,000 x 384 (well under a minute)
     python benchmarks/filters.py --batch -n 59000 --no-graph   # batch rates (vcli query --file)
+    python benchmarks/filters.py --batch -n 500000 --no-graph --keep DIR   # keep the index for next time
 
 Builds an index of synthetic embeddings (``datagen.Generator``, deterministic) with metadata and
 three metadata indexes, then for filters matching about 0.1 %, 1 %, 10 % and 50 % of the vectors
@@ -16,7 +17,8 @@ reports, over a set of query vectors:
 ``--batch`` measures batches instead (``VectorIndex.query_many``, what ``vcli query --file`` runs):
 1,000 queries with no filter, with each filter, and with a filter (and half the time a namespace)
 of its own on every line, each rate printed beside the unfiltered batch and beside NumPy answering
-the same batch exactly (mask the rows once, one matrix product). Targets: a filtered batch no
+the same batch exactly (mask the rows once, one matrix product); each batch runs ``--repeat`` times
+(3) and the median rate is shown, since one run on a busy machine strays by a third. Targets: a filtered batch no
 slower than the unfiltered one, and the mixed batch at least half the single-filter rate.
 
 It measures both search paths: first the exact memory-mapped matrix (what an index of this size
@@ -144,17 +146,21 @@ MIXED = [  # one per line in turn: different values, $in, ranges, with and witho
 ]
 
 
-def measure_batch(index, queries: np.ndarray, data64, norms, meta, nsp) -> list[tuple]:
-    """(label, queries/s, recall@10, NumPy's queries/s) for each kind of batch."""
+def measure_batch(index, queries: np.ndarray, data64, norms, meta, nsp, repeat: int = 1) -> list[tuple]:
+    """(label, queries/s (the median of ``repeat`` runs), recall@10, NumPy's queries/s) for each
+    kind of batch."""
     qs = np.resize(queries, (1000, queries.shape[1]))  # 1,000 queries (the set repeated)
     q64 = qs.astype(np.float64)
     q64 /= np.linalg.norm(q64, axis=1, keepdims=True)
     unit = data64 / norms[:, None]
 
     def vcli_rate(lines) -> tuple[float, list[list[str]]]:
-        t0 = time.perf_counter()
-        answers = [[m.id for m in r.matches] for r in index.query_many(lines)]
-        return len(lines) / (time.perf_counter() - t0), answers
+        rates = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            answers = [[m.id for m in r.matches] for r in index.query_many(lines)]
+            rates.append(len(lines) / (time.perf_counter() - t0))
+        return statistics.median(rates), answers
 
     def numpy_rate(masks) -> tuple[float, list[list[str]]]:
         t0 = time.perf_counter()
@@ -226,6 +232,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--queries", type=int, default=None, help="query vectors per filter")
     parser.add_argument("--no-graph", action="store_true", help="skip the forced graph run")
     parser.add_argument("--batch", action="store_true", help="batch rates (query_many) instead of latencies")
+    parser.add_argument("--keep", metavar="DIR", help="build the index in DIR and keep it; reuse it when there")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each batch: the median rate is shown")
     args = parser.parse_args(argv)
     n = args.n or (10_000 if args.quick else 100_000)
     nq = args.queries or (30 if args.quick else 100)
@@ -238,11 +246,17 @@ def main(argv: list[str] | None = None) -> None:
     data64 = data.astype(np.float64)
     norms = np.linalg.norm(data64, axis=1)
     nsp = np.where(np.arange(n) % 2 == 0, "even", "odd")  # the namespace of each vector
-    run, show = (lambda i: measure_batch(i, queries, data64, norms, meta, nsp), report_batch) if args.batch else (
+    run, show = (lambda i: measure_batch(i, queries, data64, norms, meta, nsp, args.repeat), report_batch) \
+        if args.batch else (
         lambda i: measure(i, queries, data64, norms, meta, repeat), report)
-    with tempfile.TemporaryDirectory(prefix="vcli-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="vcli-bench-") as scratch:
+        tmp = args.keep or scratch
         catalog = Catalog(Path(tmp))
-        build(catalog, "bench", data, meta, nsp)
+        if not (Path(tmp) / "bench").exists():
+            build(catalog, "bench", data, meta, nsp)
+        with catalog.open("bench") as index:
+            if index.info().vector_count != n:
+                sys.exit(f"{tmp}/bench holds {index.info().vector_count:,} vectors, not {n:,}")
         from vcli.engine.builder import running
         from vcli.engine.layout import Folder
 
