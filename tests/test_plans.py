@@ -122,13 +122,15 @@ class Checker:
         """``check`` when the shared filters' vectors cannot all be kept for the batch: room for
         the first only (the others are gathered again, or on a graph searched in it), or for none
         (on a graph, all searched in it); with a shared group's queries scored one or two at a
-        time (as a large subset's are, to bound the memory of its distances); and with blocks cut
-        after a few queries' matches (as a batch of large top-k's are)."""
+        time (as a large subset's are, to bound the memory of its distances); with blocks cut
+        after a few queries' matches (as a batch of large top-k's are); and, on a graph, with every
+        group searched in it because that is judged cheaper than gathering its rows."""
         for floats in (3000, 1):
             self.tune(gather_floats=floats)
             self.check()
         self.tune(gather_floats=Tuning().gather_floats)
-        for module, name, value in ((search, "GROUP_FLOATS", 300), (query, "MAX_BLOCK_MATCHES", 25)):
+        for module, name, value in ((search, "GROUP_FLOATS", 300), (query, "MAX_BLOCK_MATCHES", 25),
+                                    (search, "GRAPH_ROWS_PER_DEPTH", 0)):
             saved = getattr(module, name)
             setattr(module, name, value)
             try:
