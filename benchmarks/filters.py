@@ -18,8 +18,9 @@ reports, over a set of query vectors:
 1,000 queries with no filter, with each filter, and with a filter (and half the time a namespace)
 of its own on every line, each rate printed beside the unfiltered batch and beside NumPy answering
 the same batch exactly (mask the rows once, one matrix product); each batch runs ``--repeat`` times
-(3) and the median rate is shown, since one run on a busy machine strays by a third. Targets: a filtered batch no
-slower than the unfiltered one, and the mixed batch at least half the single-filter rate.
+(3) and the median rate is shown, since one run on a busy machine strays by a third. Targets: a
+filtered batch no slower than the unfiltered one, and the mixed batch at least half the
+single-filter rate.
 
 It measures both search paths: first the exact memory-mapped matrix (what an index of this size
 uses), then the usearch HNSW graph, forced by lowering ``Tuning.graph_min_floats``. This
