@@ -208,7 +208,7 @@ class Searcher:
         from .graph import Parts, uncovered  # lazy: usearch, only for indexes that have a graph
 
         files, views = [], []
-        for part in self.files.graph_parts(file):
+        for part in self.files.folder.graph_parts(file):  # (the store's count would be read again)
             inode = None
             try:
                 inode = part.path.stat().st_ino
@@ -432,19 +432,12 @@ class Searcher:
             usable &= in_sorted(keys, allowed)
         return usable
 
-    def _from_matrix(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(keys, float32 vectors, norms)`` from the matrix, of the graph's candidates ``keys``
-        (those the matrix lacks, gone since a part was built, are left out)."""
+    def _scored_from_matrix(self, q, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """Graph candidates ``keys`` that ``_usable`` kept (so all in the matrix), scored from it."""
         m = self.matrix
         keys = np.sort(keys)
         rows = m.rows_of(keys)
-        ok = rows < len(m.keys)
-        rows = rows[ok][m.keys[rows[ok]] == keys[ok]]
-        return m.keys[rows], m.values[rows], m.norms[rows]
-
-    def _scored_from_matrix(self, q, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-        keys, vecs, norms = self._from_matrix(keys)
-        return (keys, *self._scored(q, vecs, norms))
+        return (keys, *self._scored(q, m.values[rows], m.norms[rows]))
 
     # -- many queries at once (vcli query --file) --------------------------------------------
     def candidates_many(self, queries: np.ndarray, ks: Sequence[int]) -> list[list[int]]:
