@@ -240,8 +240,8 @@ class Searcher:
             self._snapshot = None
 
     def __exit__(self, *exc) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
+        if self._pool is not None:  # (left early, by an error or Ctrl-C: what has not started never will)
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
         if self._snapshot is not None:
             self._snapshot.__exit__(*exc)
