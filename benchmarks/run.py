@@ -181,6 +181,7 @@ class Bench:
 
     # -- reporting ----------------------------------------------------------------------------
     def report(self, section: str, what: str, vcli: str, baseline: str, target: str, ok: bool | None) -> None:
+        ok = None if ok is None else bool(ok)  # a NumPy bool is not ``False``: report_end missed it
         row = Row(section, what, vcli, baseline, target, ok)
         self.results.append(row)
         mark = {True: "ok", False: "MISSED", None: "-"}[ok]
