@@ -27,6 +27,7 @@ only the pages it visits. ``builder.py`` decides when parts are built, and in wh
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,6 +49,12 @@ DTYPE, SCALAR = "bf16", "BF16"
 CONNECTIVITY = 16
 EXPANSION_ADD = 128
 EXPANSION_SEARCH = 128
+# A smaller part needs a deeper search for the same recall (recall@10 of a batch at ef 128 / 192 /
+# 256: 20k x 384 0.986 / 0.992 / 0.997, 60k x 384 0.989 / 0.993 / 0.993, 50k x 1536 0.991 / 0.995 /
+# 0.996, 150k x 384 0.996 at 128; docs/scale.md): a part of fewer than SMALL_PART vectors is
+# searched up to 1.5 times as deep, by the square root of how much smaller it is. A graph starts at
+# 64M numbers, so its first part is that small for wide vectors (43,690 x 1536).
+SMALL_PART = 160_000
 MAX_EXPANSION_SEARCH = 2048  # the deepest a filtered search goes (beyond, it asks for more instead)
 CHUNK = 16384  # rows added per call while building
 PARALLEL_MIN_SIZE = 20_000  # graphs smaller than this are built on one thread (see add_threads)
@@ -75,9 +82,11 @@ def search_count(k: int) -> int:
     return max(2 * k, SEARCH_CANDIDATES)
 
 
-def search_depth(share: float) -> int:
-    """The expansion a search goes to when ``share`` of the vectors pass a filter (``Parts.search``)."""
-    return min(MAX_EXPANSION_SEARCH, max(EXPANSION_SEARCH, int(EXPANSION_SEARCH / max(share, 1e-6))))
+def search_depth(size: int, share: float = 1.0) -> int:
+    """The expansion a search of a part of ``size`` vectors goes to when ``share`` of them pass a
+    filter (``Parts.search``)."""
+    base = EXPANSION_SEARCH * min(1.5, max(1.0, math.sqrt(SMALL_PART / max(size, 1))))
+    return min(MAX_EXPANSION_SEARCH, int(base / min(max(share, 1e-6), 1.0)))
 
 
 def new_index(dimensions: int, metric: str, lookups: bool = True) -> Index:
@@ -198,6 +207,11 @@ class Parts:
         """The vectors of the largest part: a search asking each part for this many gets all."""
         return max((len(v) for v in self.views), default=0)
 
+    def depth(self, share: float = 1.0) -> int:
+        """The expansions of all the parts a search goes to (what it costs) when ``share`` of the
+        vectors pass a filter."""
+        return sum(search_depth(len(v), share) for v in self.views)
+
     def search(self, queries: np.ndarray, count: int, threads: int = 1,
                share: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
         """``(keys, dists)``, each of shape (queries, count x parts): the keys each part found
@@ -210,13 +224,12 @@ class Parts:
         depth is less exact: the search goes 1 / share times as deep (at 500k x 384, a filter
         passing half the vectors found 0.98 of the true top 10 at ef 128)."""
         queries = np.ascontiguousarray(queries, np.float32).reshape(-1, queries.shape[-1])
-        ef = search_depth(share)
         keys, dists = [], []
         for view in self.views:
             n = min(count, len(view))
             if not n:
                 continue
-            view.expansion_search = ef
+            view.expansion_search = search_depth(len(view), share)
             answer = view.search(queries, n, threads=threads)
             if hasattr(answer, "counts"):
                 counts = np.asarray(answer.counts).reshape(-1, 1)

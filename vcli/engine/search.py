@@ -77,12 +77,6 @@ def _search_count(k: int) -> int:
     return search_count(k)
 
 
-def _search_depth(share: float) -> int:
-    from .graph import search_depth  # lazy: usearch, which a graph search has imported already
-
-    return search_depth(share)
-
-
 def _nearest(keys, dists, usable, keep):
     from .graph import nearest  # lazy: usearch, which a graph search has imported already
 
@@ -521,7 +515,7 @@ class Searcher:
         passing ``matches`` vectors calls for, costs less than gathering those vectors (again,
         if they cannot be kept) and scoring every one of them against every query."""
         share = matches / max(len(self.graph), 1)
-        graph = queries * GRAPH_ROWS_PER_DEPTH * _search_depth(share) * len(self.graph.views)
+        graph = queries * GRAPH_ROWS_PER_DEPTH * self.graph.depth(share)
         return graph < matches * (queries + GATHER_ROWS)
 
     def _within_depth(self, ks: Sequence[int], allowed: np.ndarray) -> int:
