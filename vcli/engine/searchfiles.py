@@ -186,7 +186,7 @@ class SearchFiles:
                 g.path.unlink(missing_ok=True)
         if not wanted:
             return
-        parts = self.graph_parts(matrix)
+        parts = self.folder.graph_parts(matrix)  # (graph_parts would count the store's rows again)
         if verify and parts:
             m = self.load(matrix)
             for part in parts:
