@@ -222,7 +222,8 @@ class Parts:
         ``share``: the part of the vectors a filter lets through. Its top k are then among the
         nearest k / share of all, deeper in the graph's answer, where a search at the usual
         depth is less exact: the search goes 1 / share times as deep (at 500k x 384, a filter
-        passing half the vectors found 0.98 of the true top 10 at ef 128)."""
+        passing half the vectors found 0.98 of the true top 10 at ef 128), and a small part
+        deeper still (``search_depth``)."""
         queries = np.ascontiguousarray(queries, np.float32).reshape(-1, queries.shape[-1])
         keys, dists = [], []
         for view in self.views:

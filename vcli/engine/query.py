@@ -16,7 +16,8 @@ namespace or filter a block at a time (one matrix product or one graph search on
 block, in a background thread while the block before is answered). Queries of a block that share a
 namespace and a filter share one candidate set: its matching keys are found once per batch (kept
 for up to ``MAX_SUBSETS`` distinct groups) and the group is answered with one matrix product over
-those rows, or one widened graph search. A query alone in its group takes the one-query path.
+those rows, or one widened graph search, in the background thread while the next group's keys are
+read. A query alone in its group takes the one-query path.
 Answers come out in input order.
 """
 
@@ -256,7 +257,7 @@ class Answerer:
             if not c.plain:
                 groups.setdefault(c.group, []).append(i)
         busy = frozenset(groups)
-        started = []  # (members, the future of their candidates, or them)
+        started = []  # (members, the future of their candidates, or None when nothing matches)
         for group, members in groups.items():
             if len(members) < 2 and group not in self._subsets:
                 continue
@@ -267,14 +268,12 @@ class Answerer:
                     self._conditions.clear()
                 self._subsets[group] = block[members[0]].plan.matching_keys(cache=self._conditions)
             allowed = self._subsets[group]
-            if not len(allowed):
-                started.append((members, [[] for _ in members]))
-            else:  # searched in the background while the next group's keys are read
-                started.append((members, searcher.begin_within(
-                    np.stack([block[i].q for i in members]), [block[i].query.top_k for i in members],
-                    allowed, group, busy)))
-        for members, found in started:
-            for i, candidates in zip(members, found if isinstance(found, list) else found.result(), strict=True):
+            started.append((members, None if not len(allowed) else searcher.begin_within(
+                np.stack([block[i].q for i in members]), [block[i].query.top_k for i in members], allowed,
+                group, busy)))  # searched in the background while the next group's keys are read
+        for members, future in started:
+            found = future.result() if future is not None else [[] for _ in members]
+            for i, candidates in zip(members, found, strict=True):
                 keys[i] = candidates
 
 
