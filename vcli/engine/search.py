@@ -234,7 +234,7 @@ class Searcher:
             self._snapshot = None
 
     def __exit__(self, *exc) -> None:
-        if self._pool is not None:  # (left early, by an error or Ctrl-C: what has not started never will)
+        if self._pool is not None:  # (left early, by an error or Ctrl-C: what has not started, won't)
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
         if self._snapshot is not None:
@@ -455,14 +455,14 @@ class Searcher:
         the block with one matrix product; exact, as a matrix search is. On a graph, a subset too
         large to gather, or wide enough that a graph search costs less (``_graph_cheaper``), is
         searched in the graph for the whole block at once, as deep as how few of its keys pass
-        calls for, and a query still short of candidates widens alone. ``busy``: the tokens of the caller's current block,
-        which are not given up to keep this one."""
+        calls for, and a query still short of candidates widens alone. ``busy``: the tokens of
+        the caller's current block, which are not given up to keep this one."""
         queries = np.ascontiguousarray(queries, np.float32).reshape(-1, self.dims)
         d_keys, d_vecs, d_norms = self._delta_arrays()
         keep = in_sorted(d_keys, allowed)
         d_keys, d_vecs, d_norms = d_keys[keep], d_vecs[keep], d_norms[keep]
         subset = self._subset(allowed, token, busy, ks)
-        if subset is None:  # a graph, and too many keys to gather: search the graph
+        if subset is None:  # a graph, and its keys too many to gather or cheaper searched there
             return self._graph_within(queries, list(ks), allowed, (d_keys, d_vecs, d_norms))
         s_keys, s_vecs, s_norms = subset
         bound = max_norm(d_norms, s_norms)
