@@ -65,8 +65,7 @@ def plan(m, parts: list[SearchFile], part_rows: int) -> Step | None:
     from . import graph  # lazy: usearch
 
     keys, n = m.keys, len(m.keys)
-    live = [graph.rows_of(m, part) for part in parts]
-    live = [rows.stop - rows.start for rows in live]
+    live = [(rows := graph.rows_of(m, part)).stop - rows.start for part in parts]
     sizes = [graph.size_of(part.path) for part in parts]
     stale = [size - alive > graph.STALE_SHARE * size or not alive for size, alive in zip(sizes, live, strict=True)]
     below = -1  # every row with a key up to this one is covered

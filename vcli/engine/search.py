@@ -114,6 +114,8 @@ class Searcher:
         self._snapshot = None
         self._removed_keys: np.ndarray | None = None
         self._uncovered: list[slice] = []  # rows of the matrix no graph part covers, searched exactly
+        self._uncovered_rows = 0  # how many
+        self._uncovered_bound: float | None = None  # their largest norm (``_graph_block``), once found
         self._removed_rows: np.ndarray | None = None
         self._delta_cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._pool = None  # a thread for the heavy part of batch queries (see ``begin``)
@@ -217,14 +219,15 @@ class Searcher:
             files.append(part)
             views.append(view)
         self._uncovered = uncovered(m, files)
-        left = sum(r.stop - r.start for r in self._uncovered)
+        self._uncovered_rows = left = sum(r.stop - r.start for r in self._uncovered)
+        self._uncovered_bound = None
         if left:
             self.files.start_graph()
         return Parts(files, views) if files and 2 * left <= len(m.keys) else None
 
     def _open_store_only(self) -> None:
         """No usable search file: every vector is in the delta (exact, slower)."""
-        self.matrix, self.graph, self.seq, self._uncovered = None, None, 0, []
+        self.matrix, self.graph, self.seq, self._uncovered, self._uncovered_rows = None, None, 0, [], 0
         self._snapshot = self.store.snapshot()
         self._snapshot.__enter__()
 
@@ -549,7 +552,9 @@ class Searcher:
         d_keys, d_vecs, d_norms = delta
         dists = [batch_distances(self.metric, queries, d_vecs, d_norms)]
         keys = [np.broadcast_to(d_keys, (len(queries), len(d_keys)))]
-        bound = max([max_norm(d_norms), *(max_norm(m.norms[part]) for part in self._uncovered)])
+        if self._uncovered_bound is None:
+            self._uncovered_bound = max_norm(*(m.norms[part] for part in self._uncovered))
+        bound = max(max_norm(d_norms), self._uncovered_bound)
         short = np.asarray(enough) > 0
         if found is not None:
             g_keys, g_dists = found
@@ -597,7 +602,7 @@ class Searcher:
         """How many queries ``begin`` takes at once: the product of a block with the matrix (when
         it is searched exactly) is at most ``BLOCK_FLOATS`` numbers."""
         if self.graph is not None:  # the rows no graph part covers are scanned exactly
-            n = sum(r.stop - r.start for r in self._uncovered)
+            n = self._uncovered_rows
         else:
             n = len(self.matrix.keys) if self.matrix is not None else 0
         return max(1, min(MAX_BLOCK_QUERIES, BLOCK_FLOATS // max(1, n + len(self._delta_arrays()[0]))))
@@ -682,7 +687,7 @@ class Searcher:
         wanted = _search_count(max(ks))
         # candidates that will be dropped: keys removed since the matrix, and the parts' vectors
         # gone since they were built (a share of what each part finds)
-        gone = len(g) - (len(m.keys) - sum(r.stop - r.start for r in self._uncovered))
+        gone = len(g) - (len(m.keys) - self._uncovered_rows)
         margin = (0 if removed is None else len(removed)) + -(-wanted * gone // max(len(g), 1))
         count = min(g.largest, wanted + min(wanted, margin))
         if not count:

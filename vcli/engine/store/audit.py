@@ -85,6 +85,6 @@ def repair_bookkeeping(store, *, removals: bool, counters: dict[str, int]) -> No
         if removals:
             store.conn.execute(f"DELETE FROM removed WHERE key IN (SELECT r.key FROM removed r WHERE {_BAD_REMOVED})")
         for table, elsewhere in counters.items():
-            used = max(store.conn.execute(_USED[table]).fetchone()[0] or 0, elsewhere)
+            used = counter(store, table, elsewhere)[1]
             store.conn.execute("DELETE FROM sqlite_sequence WHERE name = ?", (table,))
             store.conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (table, used))
