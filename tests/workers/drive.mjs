@@ -1,6 +1,8 @@
 // Runs the test Worker's calls in a local Workers runtime and prints what the Worker saw, as JSON.
 //   node drive.mjs miniflare <project>                 plain Miniflare, the bindings of
-//                                                     <project>/vectorize.local.mjs (route 1)
+//                                                     <project>/vectorize.local.mjs: `vectorize`
+//                                                     (Miniflare 4, route 1) or `unsafeBindings`
+//                                                     (vcli's plugin; Miniflare 5 converts them)
 //   node drive.mjs platform-proxy <project> <config> <env>
 //                                                     getPlatformProxy() with vcli's plugin (route 2)
 // stdin: a JSON list of requests {"path": "/call" | "/launch-post" | "/load", "body": {...}};
@@ -14,14 +16,15 @@ const requests = JSON.parse(readFileSync(0, "utf8"));
 const answers = [];
 
 if (mode === "miniflare") {
-  const { Miniflare } = await import("miniflare");
-  const { vectorize } = await import(pathToFileURL(path.join(project, "vectorize.local.mjs")).href);
-  const mf = new Miniflare({
+  const { Miniflare, convertV4MiniflareOptions } = await import("miniflare");
+  const bindings = await import(pathToFileURL(path.join(project, "vectorize.local.mjs")).href);
+  const options = {
     modules: true,
     scriptPath: path.join(project, "src", "index.mjs"),
     compatibilityDate: "2025-01-01",
-    vectorize,
-  });
+    ...bindings,
+  };
+  const mf = new Miniflare(convertV4MiniflareOptions ? convertV4MiniflareOptions(options) : options);
   try {
     for (const { path: route, body } of requests) {
       const response = await mf.dispatchFetch(`http://worker${route}`, { method: "POST", body: JSON.stringify(body ?? {}) });
