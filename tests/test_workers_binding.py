@@ -453,7 +453,8 @@ def test_vitest(local, toolchain, vitest, tmp_path):
 
 
 def test_get_platform_proxy_with_the_plugin(local, toolchain, tmp_path):
-    for config in ("wrangler.jsonc", "wrangler.toml"):
+    # a toml config once: reading it is wrangler's, the same in every version seen
+    for config in ("wrangler.jsonc", "wrangler.toml") if toolchain.name == "pinned" else ("wrangler.jsonc",):
         project = local.project(tmp_path / config, config, toolchain.packages)
         args = ("platform-proxy", project, str(project / config), "local")
         check_everything(local, lambda requests, args=args: local.drive(toolchain, *args, requests=requests))
