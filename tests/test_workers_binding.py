@@ -396,6 +396,7 @@ def test_workers_config_writes_for_the_packages_it_finds(local, tmp_path):
                    "miniflare_major": 4}}
     assert "export const vectorize" in miniflare and "remoteProxyConnectionString" in vitest
     assert "vitest piece written for @cloudflare/vitest-pool-workers on Miniflare 4" in said
+    assert "--write" not in said  # Miniflare 4's vitest piece needs no environment
 
     declared = project(tmp_path / "declared", declared={"@cloudflare/vitest-pool-workers": "^0.23.0",
                                                         "miniflare": "^4.20260730.0", "wrangler": "^4.164.0"})
@@ -418,6 +419,9 @@ def test_workers_config_writes_for_the_packages_it_finds(local, tmp_path):
     assert "export const unsafeBindings" in miniflare and "convertV4MiniflareOptions" in miniflare
     assert 'from "@cloudflare/vitest-plugin"' in vitest
     assert "the newest assumed" in said
+    assert "takes the bindings of env.local, which" in said and "add it with --write" in said
+    assert "env.local" not in local.vcli("workers-config", "--write", "--only", "vitest", cwd=nothing).stderr
+    assert "env.local" not in local.vcli("workers-config", "--only", "vitest", cwd=nothing).stderr
 
 
 # -- the entry points -----------------------------------------------------------------------------

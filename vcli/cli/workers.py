@@ -46,7 +46,7 @@ def workers_config(
     if write:
         workers.write(result)
     if only is not None:
-        render.show(Reply(None, [Text(getattr(result, only).rstrip("\n"))], result.toolchain.notes()), json=False)
+        render.show(Reply(None, [Text(getattr(result, only).rstrip("\n"))], result.remarks(write)), json=False)
         return
     path, names = result.config.path, ", ".join(f"{b.name} → {b.url}" for b in result.bindings)
     render.show(Reply(result, [
@@ -61,4 +61,4 @@ def workers_config(
         Text(""),
         Text(f"vitest ({result.toolchain.vitest.name}): save as vitest.config.mjs beside {path.name}"),
         Text(result.vitest.rstrip("\n")),
-    ], result.toolchain.notes()), json)
+    ], result.remarks(write)), json)

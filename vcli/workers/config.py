@@ -144,6 +144,14 @@ class WorkersConfig:
     miniflare: str  # a module: ``export const vectorize`` (Miniflare 4) or ``unsafeBindings`` (5)
     vitest: str  # a vitest.config.mjs
 
+    def remarks(self, written: bool = False) -> list[str]:
+        """What the pieces were written for, and what they still need."""
+        envs = self.config.data.get("env")
+        missing = not written and not (isinstance(envs, dict) and self.env in envs)
+        return self.toolchain.notes() + ([
+            f"the vitest piece takes the bindings of env.{self.env}, which {self.config.path} does not have "
+            "yet: add it with --write"] if missing and self.toolchain.vitest_miniflare5 else [])
+
     def to_json(self) -> dict[str, Any]:
         return {
             "config": str(self.config.path), "env": self.env, "plugin": str(self.plugin),

@@ -37,7 +37,7 @@ function proxyNodeBinding() {
 // passes: Miniflare 4 gives that list itself (or nothing); Miniflare 5 gives the Worker's options,
 // every binding in `config.env` as {NAME: {type: "unsafe:<type>", dev: {plugin: {package, name},
 // options}}}, and calls every plugin for every Worker, ours or not.
-export function ourBindings(plugin, given) {
+function ourBindings(plugin, given) {
   if (given === undefined || given === null) return [];
   if (Array.isArray(given)) return given;
   return Object.entries(given.config?.env ?? {})
@@ -86,7 +86,9 @@ export default {
 // One forwarding Worker per index URL, whichever Worker or binding name uses it.
 const vectorizeService = (url) => `vcli-vectorize:${url}`;
 
-const vectorize = externalPlugin("vcli", {
+const VECTORIZE = "vcli"; // the plugin's name in wrangler configs (vcli.workers.PLUGIN_NAME)
+
+const vectorize = externalPlugin(VECTORIZE, {
   check({ name, options = {} }) {
     if (typeof options.url !== "string" || !/^https?:\/\//.test(options.url)) {
       throw new Error(`vcli's Vectorize plugin: binding ${name} needs "dev": {"options": {"url": ` +
@@ -118,4 +120,4 @@ const vectorize = externalPlugin("vcli", {
   }),
 });
 
-export const plugins = { vcli: vectorize };
+export const plugins = { [VECTORIZE]: vectorize };
