@@ -499,6 +499,9 @@ def test_wrangler_dev_with_the_plugin(local, toolchain, tmp_path):
             proc.wait()
     text = log.read_text(errors="replace")
     assert "env.VECTORIZE (vectorize)" in text and "Traceback" not in text
+    # the warnings README explains, in wrangler's words
+    assert '"unsafe" fields are experimental' in text
+    assert '"vectorize" exists at the top level, but not on "env.local"' in text
 
 
 def test_a_load_through_a_worker(local, tmp_path, capsys):
