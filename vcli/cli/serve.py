@@ -7,12 +7,12 @@ from typing import Annotated, Optional
 import typer
 
 from .. import render
-from ._common import DataDir, catalog, run
+from ._common import DataDir, VectorizeCommand, catalog, run
 
 app = typer.Typer()
 
 
-@app.command("serve")
+@app.command("serve", cls=VectorizeCommand, short_help="Serve the REST API and Workers binding.")
 @run
 def serve(
     host: Annotated[
