@@ -71,32 +71,35 @@ V1_GONE = ("Vectorize V1 (legacy) indexes are gone: Cloudflare blocked creating 
            "and vcli has V2 indexes only; leave out --deprecated-v1")
 
 
-def boolean_forms(args: list[str], flags: dict[str, bool]) -> list[str]:
+def boolean_forms(args: list[str], flags: dict[str, str]) -> list[str]:
     """yargs' spellings of a boolean flag as Click's: ``--x=true`` and ``--x true`` are ``--x``;
-    ``--x=false``, ``--x false`` and ``--no-x`` are the flag left out. ``flags`` maps each flag's
-    names to whether leaving it out means false (only those are rewritten)."""
-    out: list[str] = []
+    ``--x=false``, ``--x false`` and ``--no-x`` leave it out (the last spelling wins, as in
+    yargs). ``flags`` maps each name of a flag that is false when left out to the flag (its
+    parameter's name); other flags are left as they are."""
+    out: list[tuple[str, str | None]] = []  # (argument, the flag it sets)
     i = 0
     while i < len(args):
         arg = args[i]
         i += 1
         if arg == "--":
-            out.extend(args[i - 1:])
+            out.extend((a, None) for a in args[i - 1:])
             break
         name, eq, value = arg.partition("=")
-        if name.startswith("--no-") and not eq and flags.get("--" + name[5:]):
-            continue  # --no-x: the default
-        if name not in flags or not flags[name]:
-            out.append(arg)
+        negated = name.startswith("--no-") and not eq and "--" + name[5:] in flags
+        if not negated and name not in flags:
+            out.append((arg, None))
             continue
-        if not eq and i < len(args) and args[i].lower() in TRUE + FALSE:
+        flag = flags["--" + name[5:]] if negated else flags[name]
+        if not negated and not eq and i < len(args) and args[i].lower() in TRUE + FALSE:
             eq, value = "=", args[i]  # --x true: yargs takes the next word as the flag's value
             i += 1
-        if not eq or value.lower() in TRUE:
-            out.append(name)
-        elif value.lower() not in FALSE:
-            out.append(arg)  # --x=maybe: Click says the flag takes no value
-    return out
+        if negated or (eq and value.lower() in FALSE):
+            out = [(a, f) for a, f in out if f != flag]  # false: as if never given
+        elif not eq or value.lower() in TRUE:
+            out.append((name, flag))
+        else:
+            out.append((arg, flag))  # --x=maybe: Click says the flag takes no value
+    return [a for a, _ in out]
 
 
 def _is_v1(arg: str) -> bool:
@@ -114,7 +117,7 @@ class VectorizeCommand(TyperCommand):
             render.error(V1_GONE)
             raise typer.Exit(1)
         args = [a for a in head if a.partition("=")[0] not in V1_FLAGS] + tail  # =false: V2, as always
-        flags = {name: not p.default for p in self.params if getattr(p, "is_bool_flag", False)
+        flags = {name: p.name for p in self.params if getattr(p, "is_bool_flag", False) and not p.default
                  and not p.secondary_opts for name in p.opts if name.startswith("--")}
         return super().parse_args(ctx, boolean_forms(expand_array_options(args), flags))
 
