@@ -65,7 +65,9 @@ def create(
     human = [Text(f"Configuring index based on the embedding model {preset}.")] if preset else []
     human.append(Text(f"Successfully created a new Vectorize index: '{cfg.name}' "
                       f"({cfg.dimensions} dimensions, {cfg.metric})."))
-    notes = []
+    notes = [] if len(cfg.name) > 1 else [
+        f"Vectorize itself needs index names of at least 2 characters: '{cfg.name}' works here, "
+        f"but `vcli push` or wrangler cannot create it on the live service"]
     if edited is not None:
         workers.save(project.path, edited)
         where = f' in its "{env}" environment' if env else ""
