@@ -67,7 +67,7 @@ KEYS: tuple[Key, ...] = (
         f"Workers Paid; 1000 on the Free plan)."),
     Key("apply_delay", "VCLI_APPLY_DELAY", "--apply-delay", "seconds",
         "vcli serve: seconds between acknowledging a write and applying it, as on the live service "
-        "(default 0: at once)."),
+        "(median under 30 s, p99 under 2 min; default 0: at once)."),
     Key("apply_jitter", "VCLI_APPLY_JITTER", "--apply-jitter", "seconds",
         "vcli serve: up to this many seconds more, at random, per write (default 0)."),
     # The live service, for --remote, push and pull (the variables are wrangler's own).
