@@ -142,6 +142,11 @@ def test_env_files_load_variables_as_wrangler_does(vcli, tmp_path, monkeypatch):
     (tmp_path / "bad.env").write_text(f"CLOUDFLARE_API_TOKEN {secret}\n")
     res = vcli("list", "--env-file", "bad.env")
     assert res.code == 1 and "bad.env, line 1" in res.err and secret not in res.err + res.out
+    # an --env-file is read from where the command started, not from --cwd (as wrangler does)
+    assert settings_seen(vcli, "--cwd", "w", "--env-file", "a.env")["lock_timeout"]["value"] == 13
+    monkeypatch.delenv("VCLI_LOCK_TIMEOUT")
+    assert settings_seen(vcli, "--cwd", "w", "--env-file", "a.env")["lock_timeout"]["value"] == 11
+    assert settings_seen(vcli, "--cwd", "w")["remote_rate"]["value"] == "10/10"  # .env there by default
     res = vcli("list", "--env-file", "missing.env")
     assert res.code == 1 and "missing.env" in res.err
     res = vcli("list", "-c", "missing.json")

@@ -10,7 +10,9 @@ For every command with ``--json`` in wrangler, the JSON wrangler prints equals w
 prints for the same index (list-vectors' cursor expiry time aside, as it is computed per request);
 ``query`` and ``get-vectors`` print their JSON after a progress line. A failure exits 1 and shows
 the server's message with its Vectorize code: the CLI's own message for the same mistake, or
-Vectorize's text for unknown and duplicate indexes.
+Vectorize's text for unknown and duplicate indexes. A few lines use yargs' boolean forms
+(``--return-values=true``, ``--no-return-values``, ``--force=true``) and wrangler's global flags
+(``--cwd``, ``-c``, ``-e``, ``--env-file``), run unchanged through both.
 
 Each wrangler run costs about 1.5 s of CPU (loading its 16 MB bundle), so the scenario runs as four
 independent tracks (one index each) in parallel threads, then a last step over all of them.
@@ -235,8 +237,9 @@ def track_vectors(w: Wrangler, v, files: dict[str, Path]) -> None:
     assert ids == sorted(f"p{i:03d}" for i in range(12))
 
     # wrangler's global flags: the same command line, run from elsewhere with --cwd, -c, -e, --env-file
+    # (--env-file is read from where the command started, as wrangler reads it, before --cwd)
     flags = ["--count", "7", "--json", "--cwd", str(files["project"]), "-c", "wrangler.jsonc", "-e", "staging",
-             "--env-file", "vars.env"]
+             "--env-file", str(files["project"] / "vars.env")]
     page = as_json(w("list-vectors", "beta", *flags), "list-vectors with global flags")
     same_page(page, v("list-vectors", "beta", *flags).json)
     assert len(page["vectors"]) == 7

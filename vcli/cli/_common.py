@@ -159,8 +159,9 @@ GLOBAL_OPTIONS: dict[str, tuple[Any, Any]] = {
         help="Run as if started in this folder (relative paths are read from there).")),
     "wrangler_env_file": (Optional[list[str]], typer.Option(
         "--env-file", show_default=False, metavar="FILE", rich_help_panel=GLOBAL_PANEL,
-        help="A .env file of variables to load (repeatable; later files win; default: .env beside "
-             "the wrangler config, else here). Variables already set win over files.")),
+        help="A .env file of variables to load (repeatable; later files win; read from where the "
+             "command starts, before --cwd; default: .env beside the wrangler config, else in the working "
+             "directory). Variables already set win over files.")),
     "wrangler_profile": (Optional[str], typer.Option(
         "--profile", show_default=False, metavar="NAME", rich_help_panel=GLOBAL_PANEL,
         help="wrangler's login profile: accepted, unused (vcli reads CLOUDFLARE_API_TOKEN).")),
@@ -223,12 +224,14 @@ def wrangler_globals(config: Optional[Path] = None, env: Optional[str] = None, c
                      env_files: Optional[list[str]] = None) -> Iterator[Wrangler]:
     """Apply wrangler's global flags for one command, and undo them after (a program may run the
     CLI in-process): ``--cwd`` changes the working directory; the variables of the ``--env-file``
-    files (or of ``.env`` beside the config, else here) are set where the environment does not set
-    them already; ``-c``/``-e`` are what ``WRANGLER`` holds."""
+    files (relative to where the command started, as wrangler reads them before ``--cwd``; or of
+    ``.env`` beside the config, else in the working directory) are set where the environment does
+    not set them already; ``-c``/``-e`` are what ``WRANGLER`` holds."""
     before = os.getcwd()
     added: list[str] = []
     token = None
     try:
+        given = [Path(before, f) for f in env_files or ()]  # read from where we started, as wrangler does
         if cwd is not None:
             if not cwd.is_dir():
                 raise BadInput(f"--cwd {cwd}: no such folder")
@@ -237,11 +240,11 @@ def wrangler_globals(config: Optional[Path] = None, env: Optional[str] = None, c
             raise BadInput(f"--config {config}: no such file")
         if env is not None and not re.fullmatch(r"[A-Za-z0-9_-]+", env):
             raise BadInput(f'--env "{env}" cannot name a wrangler environment (letters, digits, - and _)')
-        if env_files:
-            files = [Path(f) for f in env_files]
-            for f in files:
+        if given:
+            files = given
+            for f, name in zip(files, env_files or (), strict=True):
                 if not f.is_file():
-                    raise BadInput(f"--env-file {f}: no such file")
+                    raise BadInput(f"--env-file {name}: no such file")
         else:
             default = (config.parent if config is not None else Path(".")) / ".env"
             files = [default] if default.is_file() else []
