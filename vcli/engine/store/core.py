@@ -420,7 +420,8 @@ class Store:
         start = "" if after is None else after
         live = [r[0] for r in self.conn.execute(
             "SELECT id FROM vectors WHERE id > ? AND seq <= ? ORDER BY id LIMIT ?", (start, seq, limit))]
-        total = self.conn.execute("SELECT COUNT(*) FROM vectors WHERE seq <= ?", (seq,)).fetchone()[0]
+        # the count now, less what was written since (few rows, on the seq index: no full scan)
+        total = self.count() - self.conn.execute("SELECT COUNT(*) FROM vectors WHERE seq > ?", (seq,)).fetchone()[0]
         if not self._has_table("listed_gone"):
             return live, total
         gone = [r[0] for r in self.conn.execute(
