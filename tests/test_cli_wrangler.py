@@ -76,6 +76,8 @@ def test_boolean_flags_take_yargs_forms(vcli, films):
     assert res.code == 2 and "does not take a value" in res.err
     assert vcli("get", "films").code == 0
     assert vcli("delete", "films", "--force=true", "--json=true").json == {"deleted": "films"}
+    assert vcli("--version=true").out.startswith("vcli ")
+    assert vcli("--version=false", "list", "--json").json == []
 
 
 def test_deprecated_v1_is_refused_with_a_sentence(vcli, tmp_path):

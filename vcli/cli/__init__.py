@@ -30,6 +30,9 @@ class OrderedGroup(TyperGroup):
     def get_params(self, ctx):
         return _common.without_bool_metavar(super().get_params(ctx))
 
+    def parse_args(self, ctx, args):
+        return super().parse_args(ctx, _common.boolean_forms(list(args), _common.false_flags(self.params)))
+
     def list_commands(self, ctx):
         names = list(self.commands)
         rank = {n: i for i, n in enumerate(self.ORDER)}

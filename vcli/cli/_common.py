@@ -102,6 +102,12 @@ def boolean_forms(args: list[str], flags: dict[str, str]) -> list[str]:
     return [a for a, _ in out]
 
 
+def false_flags(params: list) -> dict[str, str]:
+    """``boolean_forms``' map: each long name of a flag that is false unless given -> the flag."""
+    return {name: p.name for p in params if getattr(p, "is_bool_flag", False) and not p.default
+            and not p.secondary_opts for name in p.opts if name.startswith("--")}
+
+
 def _is_v1(arg: str) -> bool:
     name, eq, value = arg.partition("=")
     return name in V1_FLAGS and (not eq or value.lower() not in FALSE)
@@ -117,9 +123,7 @@ class VectorizeCommand(TyperCommand):
             render.error(V1_GONE)
             raise typer.Exit(1)
         args = [a for a in head if a.partition("=")[0] not in V1_FLAGS] + tail  # =false: V2, as always
-        flags = {name: p.name for p in self.params if getattr(p, "is_bool_flag", False) and not p.default
-                 and not p.secondary_opts for name in p.opts if name.startswith("--")}
-        return super().parse_args(ctx, boolean_forms(expand_array_options(args), flags))
+        return super().parse_args(ctx, boolean_forms(expand_array_options(args), false_flags(self.params)))
 
     def get_params(self, ctx):
         return without_bool_metavar(super().get_params(ctx))
