@@ -140,12 +140,10 @@ def without_bool_metavar(params: list) -> list:
 # == wrangler's global flags ======================================================================
 class Wrangler(NamedTuple):
     """wrangler's global flags as a command sees them (``WRANGLER``): the wrangler config named with
-    ``-c`` and the environment named with ``-e`` (relative to ``--cwd``), and the ``.env`` files
-    whose variables were loaded."""
+    ``-c`` (relative to ``--cwd``) and the environment named with ``-e``."""
 
     config: Optional[Path] = None
     env: Optional[str] = None
-    env_files: tuple[Path, ...] = ()
 
 
 WRANGLER: ContextVar[Wrangler] = ContextVar("vcli_wrangler", default=Wrangler())  # noqa: B039 - a tuple
@@ -225,7 +223,7 @@ def read_dotenv(path: Path) -> dict[str, str]:
 
 @contextmanager
 def wrangler_globals(config: Optional[Path] = None, env: Optional[str] = None, cwd: Optional[Path] = None,
-                     env_files: Optional[list[str]] = None) -> Iterator[Wrangler]:
+                     env_files: Optional[list[str]] = None) -> Iterator[None]:
     """Apply wrangler's global flags for one command, and undo them after (a program may run the
     CLI in-process): ``--cwd`` changes the working directory; the variables of the ``--env-file``
     files (relative to where the command started, as wrangler reads them before ``--cwd``; or of
@@ -259,8 +257,8 @@ def wrangler_globals(config: Optional[Path] = None, env: Optional[str] = None, c
             if key not in os.environ:  # the process's own environment wins, as in wrangler
                 os.environ[key] = value
                 added.append(key)
-        token = WRANGLER.set(Wrangler(config, env, tuple(files)))
-        yield WRANGLER.get()
+        token = WRANGLER.set(Wrangler(config, env))
+        yield
     finally:
         if token is not None:
             WRANGLER.reset(token)

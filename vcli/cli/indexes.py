@@ -57,8 +57,8 @@ def create(
     if binding is not None or update_config:  # the config is edited first: a bad one changes nothing
         from ..workers import config as workers
 
-        env = WRANGLER.get().env
-        project = workers.read_config(workers.find_config(WRANGLER.get().config, Path.cwd()))
+        config, env = WRANGLER.get()
+        project = workers.read_config(workers.find_config(config, Path.cwd()))
         entry = {"binding": workers.binding_name(binding), "index_name": name, **({"remote": True} if use_remote else {})}
         edited = workers.add_binding(project, entry, env)
     cfg = catalog(data_dir, remote).create(name, dimensions, metric, preset=preset, description=description)

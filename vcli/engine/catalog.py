@@ -107,7 +107,8 @@ class Catalog:
         final = self.path_of(name)
         if final.exists():
             raise IndexExists(name)
-        held = len(self.list())
+        held = sum(1 for entry in self.data_dir.iterdir() if NAME_RE.fullmatch(entry.name)
+                   and (entry / CONFIG_FILE).is_file()) if self.data_dir.is_dir() else 0
         if held >= self.max_indexes:
             raise QuotaExceeded(
                 f"cannot create index \"{name}\": the data dir holds {held} indexes, the most allowed "
