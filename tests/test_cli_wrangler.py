@@ -158,6 +158,12 @@ def test_env_files_load_variables_as_wrangler_does(vcli, tmp_path, monkeypatch):
 def test_profile_install_skills_and_env_are_accepted(vcli, films):
     res = vcli("list", "--profile", "work", "--install-skills", "-e", "staging", "--json")
     assert res.code == 0 and [i["name"] for i in res.json] == ["films"]
+    # before the command too, as wrangler takes them (npx wrangler -c wrangler.staging.json …)
+    (films / "w.json").write_text('{"name": "w"}')
+    res = vcli("-c", "w.json", "--cwd", str(films), "--install-skills", "-e=staging", "get", "films", "--json")
+    assert res.code == 0 and res.json["name"] == "films"
+    res = vcli("-c", "missing.json", "list")
+    assert res.code == 1 and "missing.json" in res.err
     res = vcli("get", "films", "--install-skills=false", "--json")
     assert res.code == 0 and res.json["name"] == "films"
 

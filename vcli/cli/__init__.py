@@ -31,7 +31,8 @@ class OrderedGroup(TyperGroup):
         return _common.without_bool_metavar(super().get_params(ctx))
 
     def parse_args(self, ctx, args):
-        return super().parse_args(ctx, _common.boolean_forms(list(args), _common.false_flags(self.params)))
+        args = _common.globals_after_command(list(args))
+        return super().parse_args(ctx, _common.boolean_forms(args, _common.false_flags(self.params)))
 
     def list_commands(self, ctx):
         names = list(self.commands)

@@ -122,6 +122,8 @@ class VectorizeCommand(TyperCommand):
         if any(_is_v1(a) for a in head):
             render.error(V1_GONE)
             raise typer.Exit(1)
+        valued = {o for p in self.params if not getattr(p, "is_flag", True) for o in p.opts if len(o) == 2}
+        head = [a[:2] + a[3:] if a[:2] in valued and a[2:3] == "=" else a for a in head]  # yargs' -e=NAME
         args = [a for a in head if a.partition("=")[0] not in V1_FLAGS] + tail  # =false: V2, as always
         return super().parse_args(ctx, boolean_forms(expand_array_options(args), false_flags(self.params)))
 
@@ -171,6 +173,23 @@ GLOBAL_OPTIONS: dict[str, tuple[Any, Any]] = {
         "--install-skills", rich_help_panel=GLOBAL_PANEL,
         help="wrangler's agent skills installer: accepted, does nothing here.")),
 }
+
+
+def globals_after_command(args: list[str]) -> list[str]:
+    """``vcli -c wrangler.json --cwd app list`` as ``vcli list -c wrangler.json --cwd app``: wrangler
+    takes its global flags before the command too, and vcli's commands hold them."""
+    valued = {d for _, option in GLOBAL_OPTIONS.values() if option.metavar for d in (option.default, *option.param_decls)}
+    flags = {d for _, option in GLOBAL_OPTIONS.values() if not option.metavar for d in (option.default, *option.param_decls)}
+    moved: list[str] = []
+    i = 0
+    while i < len(args):
+        name, eq, _ = args[i].partition("=")
+        step = 2 if name in valued and not eq else 1
+        if name not in valued and name not in flags and name.replace("--no-", "--", 1) not in flags:
+            break
+        moved += args[i:i + step]
+        i += step
+    return [args[i], *moved, *args[i + 1:]] if moved and i < len(args) else list(args)
 
 
 def _option_names(param: inspect.Parameter) -> set[str]:
