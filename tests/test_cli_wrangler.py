@@ -267,3 +267,14 @@ def test_a_one_letter_index_is_created_with_a_note(vcli):
     res = vcli("create", "a", "--dimensions", "3", "--metric", "cosine")
     assert res.code == 0 and re.search(r"at least 2 characters", res.err)
     assert vcli("get", "a", "--json").json["name"] == "a"
+
+
+def test_serve_takes_its_token_from_an_env_file(tmp_path, monkeypatch):
+    monkeypatch.delenv("VCLI_SERVE_TOKEN", raising=False)
+    (tmp_path / "serve.env").write_text("VCLI_SERVE_TOKEN=from-the-file\n")
+    with serve_process(tmp_path, "--data-dir", str(tmp_path / "data"), "--env-file", str(tmp_path / "serve.env")) \
+            as server:
+        assert httpx.get(server.api + "/indexes", timeout=30).status_code == 401
+        resp = httpx.get(server.api + "/indexes", headers={"authorization": "Bearer from-the-file"}, timeout=30)
+        assert resp.status_code == 200 and resp.json()["result"] == []
+        assert "from-the-file" not in server.output()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Optional
 
 import typer
@@ -40,6 +41,7 @@ def serve(
     from ..engine.settings import load_settings
     from ..server.run import serve as serve_api
 
+    token = token or os.environ.get("VCLI_SERVE_TOKEN")  # also from an --env-file (read after the flags)
     settings = load_settings({"data_dir": data_dir, "apply_delay": apply_delay, "apply_jitter": apply_jitter})
     serve_api(catalog(data_dir), host=host, port=port, token=token or None, access_log=access_log,
               apply_delay=settings.value("apply_delay"), apply_jitter=settings.value("apply_jitter"),
