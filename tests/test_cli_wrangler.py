@@ -6,13 +6,15 @@ docs/contract.md, "Commands" ("wrangler's command lines", "create --binding …"
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import subprocess
 
 import httpx
 import pytest
-from conftest import ndjson, vcli_executable
+from conftest import NODE_PROJECT, ndjson, vcli_executable
 from test_serve import serve_process
 
 VECTORS = [{"id": f"v{i}", "values": [1.0, float(i), 0.5]} for i in range(1, 6)]
@@ -278,3 +280,40 @@ def test_serve_takes_its_token_from_an_env_file(tmp_path, monkeypatch):
         resp = httpx.get(server.api + "/indexes", headers={"authorization": "Bearer from-the-file"}, timeout=30)
         assert resp.status_code == 200 and resp.json()["result"] == []
         assert "from-the-file" not in server.output()
+
+
+def test_update_config_then_get_platform_proxy_serves_the_index(node_packages, tmp_path):
+    """The acceptance line end to end: a Worker with no Vectorize binding; ``vcli create …
+    --binding LAUNCH --update-config``; ``vcli workers-config --write``; then wrangler's own
+    getPlatformProxy() on the local environment upserts and queries that index through vcli serve."""
+    quiet = {"WRANGLER_SEND_METRICS": "false", "WRANGLER_SEND_ERROR_REPORTS": "false", "CI": "1", "NO_COLOR": "1"}
+    project = tmp_path / "worker"
+    shutil.copytree(NODE_PROJECT / "project" / "src", project / "src")
+    (project / "node_modules").symlink_to(node_packages)
+    (project / "wrangler.jsonc").write_text(
+        '{\n  // a Worker with no index yet\n  "name": "w",\n  "main": "src/index.mjs",\n'
+        '  "compatibility_date": "2025-01-01",\n  "compatibility_flags": ["nodejs_compat"]\n}\n')
+    env = {**os.environ, **quiet, "VCLI_DATA_DIR": str(tmp_path / "data"), "HOME": str(tmp_path),
+           "XDG_CONFIG_HOME": str(tmp_path / "config")}
+
+    def vcli_run(*args: str) -> subprocess.CompletedProcess:
+        proc = subprocess.run([vcli_executable(), *args], cwd=project, env=env, capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == 0, (args, proc.stderr)
+        return proc
+
+    with serve_process(tmp_path, "--data-dir", str(tmp_path / "data")) as server:
+        vcli_run("create", "launch-post", "--dimensions", "3", "--metric", "cosine", "--binding", "LAUNCH",
+                 "--update-config")
+        vcli_run("workers-config", "--write", "--url", server.url)
+        proc = subprocess.run(
+            ["node", "--no-warnings", str(NODE_PROJECT / "drive.mjs"), "platform-proxy", str(project),
+             str(project / "wrangler.jsonc"), "local"],
+            input=json.dumps([{"path": "/launch-post", "body": {"binding": "LAUNCH"}}]), cwd=project, env=env,
+            capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        [answer] = json.loads(proc.stdout)
+        matches = answer["result"]["matches"]["matches"]
+        assert [(m["id"], round(m["score"], 6)) for m in matches] == [("5", 0.999909), ("4", 0.789848), ("2", 0.611976)]
+        info = json.loads(vcli_run("info", "launch-post", "--json").stdout)
+        assert info["vectorCount"] == 5
