@@ -320,10 +320,10 @@ def test_vectorize_error_codes(http):
     assert "not valid JSON" in msg
     fails(http.post("/indexes", json={"name": "Bad/Name", "config": {"dimensions": 3, "metric": "cosine"}}),
           400, 3001)
-    fails(http.post("/indexes", json={"name": "d", "config": {"dimensions": 0, "metric": "cosine"}}), 400, 3003)
-    fails(http.post("/indexes", json={"name": "d", "config": {"dimensions": 3, "metric": "nope"}}), 400, 3003)
-    fails(http.post("/indexes", json={"name": "d", "config": {"preset": ["x"]}}), 400, 3003)
-    fails(http.post("/indexes", json={"name": "d"}), 400, 3003, "config")
+    fails(http.post("/indexes", json={"name": "dd", "config": {"dimensions": 0, "metric": "cosine"}}), 400, 3003)
+    fails(http.post("/indexes", json={"name": "dd", "config": {"dimensions": 3, "metric": "nope"}}), 400, 3003)
+    fails(http.post("/indexes", json={"name": "dd", "config": {"preset": ["x"]}}), 400, 3003)
+    fails(http.post("/indexes", json={"name": "dd"}), 400, 3003, "config")
     fails(http.get("/indexes/golden/list", params={"count": 0}), 400, 40025)
     fails(http.get("/indexes/golden/list", params={"count": "ten"}), 400, 40006, "ten")
     fails(http.get("/indexes/golden/list", params={"cursor": "%%%"}), 400, 40006, "cursor")

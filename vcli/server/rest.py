@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from ..engine import limits
-from ..engine.validate import check_api_name, check_config, check_query
+from ..engine.validate import check_api_name, check_query
 from ..errors import (
     BadInput,
     BadQuery,
@@ -143,7 +143,6 @@ def create_index(cat, name, body, params):
     preset = string(config, "preset", InvalidConfig, required=False)
     metric = string(config, "metric", InvalidConfig, required=False)
     dimensions = whole(config.get("dimensions"), "dimensions", InvalidConfig)
-    check_config(dimensions, metric, preset)
     check_api_name(index_name)
     cfg = cat.create(index_name, dimensions, metric, preset=preset, description=description)
     return cfg.to_json()
