@@ -51,7 +51,6 @@ MAX_WORKER_BATCH = 1000  # vectors a Worker's binding inserts or upserts in one 
 # (settings max_indexes and max_namespaces; Vectorize's figures for Workers Paid, Free in brackets)
 DEFAULT_MAX_INDEXES = 50_000  # indexes per account (Free: 100)
 DEFAULT_MAX_NAMESPACES = 50_000  # namespaces per index (Free: 1,000)
-MAX_VECTORS_PER_INDEX = 20_000_000  # Vectorize's documented cap since 2026-08 (vcli does not enforce it)
 
 # == vcli's own ===================================================================================
 DEFAULT_LOCK_TIMEOUT = 60.0  # seconds a write waits for another writer (setting lock_timeout)
