@@ -10,14 +10,14 @@ import typer
 from .. import render
 from ..render import Reply, Text
 from ..workers import config as workers
-from ._common import JsonFlag, run
+from ._common import JsonFlag, VectorizeCommand, run
 
 app = typer.Typer()
 
 PIECES = ("wrangler", "miniflare", "vitest")
 
 
-@app.command("workers-config")
+@app.command("workers-config", cls=VectorizeCommand, short_help="Point a Worker's bindings at vcli serve.")
 @run
 def workers_config(
     config: Annotated[
@@ -26,7 +26,8 @@ def workers_config(
                      help="The Worker's wrangler config (default: wrangler.json, wrangler.jsonc or wrangler.toml here)."),
     ] = None,
     url: Annotated[str, typer.Option(help="Where vcli serve listens.")] = workers.DEFAULT_URL,
-    env: Annotated[str, typer.Option(help="The wrangler environment to write (wrangler dev --env NAME).")] = workers.DEFAULT_ENV,
+    env: Annotated[str, typer.Option(
+        "--env", "-e", help="The wrangler environment to write (wrangler dev --env NAME).")] = workers.DEFAULT_ENV,
     only: Annotated[
         Optional[str],
         typer.Option(show_default=False, metavar="|".join(PIECES),

@@ -116,7 +116,7 @@ class VectorizeApp:
             body = await self._read(request, call.body, call.media_type)
             params = dict(request.query_params)
             data = await run_in_threadpool(lambda: protocol.encode(call.handler(self.catalog, call.name, body, params)))
-            return Response(data, 200, media_type="application/json")
+            return Response(data, getattr(call.handler, "http_status", 200), media_type="application/json")
         except VcliError as exc:
             return error_response(protocol, exc)
         except Exception as exc:  # noqa: BLE001 - one bad request must never stop the server

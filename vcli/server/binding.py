@@ -46,7 +46,7 @@ def _write(mode: str):
     write = rest.write_handler(mode)
 
     def handler(cat, name, body, params):
-        count = sum(1 for line in body.split(b"\n") if line.strip())
+        count = rest.vector_lines(body)
         if count > limits.MAX_WORKER_BATCH:
             raise LimitExceeded(
                 f"too many vectors in one {mode}: a Worker's binding takes at most "

@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from ..engine import limits
-from ..engine.validate import check_query
+from ..engine.validate import check_api_name, check_query
 from ..errors import (
     BadInput,
     BadQuery,
@@ -37,6 +37,7 @@ from ..errors import (
     InvalidConfig,
     InvalidName,
     TooManyIds,
+    TooManyVectors,
     VcliError,
 )
 from ..ndjson import parse_line
@@ -142,8 +143,12 @@ def create_index(cat, name, body, params):
     preset = string(config, "preset", InvalidConfig, required=False)
     metric = string(config, "metric", InvalidConfig, required=False)
     dimensions = whole(config.get("dimensions"), "dimensions", InvalidConfig)
+    check_api_name(index_name)
     cfg = cat.create(index_name, dimensions, metric, preset=preset, description=description)
     return cfg.to_json()
+
+
+create_index.http_status = 201  # type: ignore[attr-defined]  # as Cloudflare's API documents it
 
 
 def get_index(cat, name, body, params):
@@ -160,9 +165,18 @@ def info(cat, name, body, params):
         return index.info().to_json()
 
 
+def vector_lines(body: bytes) -> int:
+    """The vectors an NDJSON body holds (its non-blank lines)."""
+    return sum(1 for line in body.split(b"\n") if line.strip())
+
+
 def write_handler(mode: str):
     def handler(cat, name, body, params):
         discard = params.get("unparsable-behavior", "error") == "discard"
+        count = vector_lines(body)
+        if count > limits.MAX_BATCH_SIZE:  # the API's cap a request (the CLI splits a file into batches)
+            raise TooManyVectors(f"too many vectors in payload; max vector count is {limits.MAX_BATCH_SIZE}, "
+                                 f"got {count}")
         with cat.open(name, write=True) as index:
             write = index.insert if mode == "insert" else index.upsert
             return _mutation(write(ndjson_lines(body, index.dimensions, discard), batch_size=limits.MAX_BATCH_SIZE))

@@ -266,12 +266,146 @@ def write(result: WorkersConfig) -> None:
         text = config.text.rstrip("\n") + "\n\n" + result.wrangler
     else:
         text = _insert_jsonc_env(config, env, result.section)
-    mode = os.stat(config.path).st_mode & 0o7777
+    save(config.path, text)
+
+
+def save(path: Path, text: str) -> None:
+    """Replace a config file's text atomically, keeping its mode."""
+    mode = os.stat(path).st_mode & 0o7777
     try:
-        write_bytes_atomic(config.path, text.encode("utf-8"))
-        os.chmod(config.path, mode)
+        write_bytes_atomic(path, text.encode("utf-8"))
+        os.chmod(path, mode)
     except OSError as exc:
-        raise WorkersConfigError(f"cannot write {config.path}: {exc.strerror or exc}") from None
+        raise WorkersConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+# -- a Vectorize binding added to the config (``vcli create --binding NAME --update-config``) ----
+
+
+def binding_name(given: str | None, default: str = "VECTORIZE") -> str:
+    """wrangler's clean-up of a ``--binding`` name: spaces and ``-`` become ``_``, anything but
+    letters, digits and ``_`` goes, runs of ``_`` become one, a leading digit gets a ``_``; nothing
+    left means the default."""
+    name = re.sub(r"[\s-]", "_", given or "")
+    name = re.sub(r"_+", "_", re.sub(r"[^A-Za-z0-9_]", "", name))
+    if name[:1].isdigit():
+        name = "_" + name
+    return name or default
+
+
+def add_binding(config: WranglerConfig, entry: dict[str, Any], env: str | None = None) -> str:
+    """The config's text with ``entry`` (``{"binding", "index_name"[, "remote"]}``) in its
+    ``vectorize`` list, at the top level or under ``env.<env>``; an entry with the same binding
+    name is replaced. JSON and JSONC keep their comments and layout; TOML gets an
+    ``[[vectorize]]`` table at its end (refused where that would not be clean)."""
+    if config.is_toml:
+        return _add_toml_binding(config, entry, env)
+    text, toks = config.text, list(_tokens(config.text))
+    obj = next((i for i, t in enumerate(toks) if t[2] == "{"), None)
+    if obj is None:
+        raise WorkersConfigError(f"{config.path} does not hold an object")
+    path = ["env", env] if env else []
+    for depth, key in enumerate(path):
+        value = _member(toks, obj, key)
+        if value is None:
+            nested: Any = {"vectorize": [entry]}
+            for outer in reversed(path[depth + 1:]):
+                nested = {outer: nested}
+            return _insert_into(text, toks, obj, f"{json.dumps(key)}: {json.dumps(nested, indent=2)}")
+        if toks[value][2] != "{":
+            raise WorkersConfigError(f"{config.path}: {'.'.join(path[:depth + 1])} is not an object")
+        obj = value
+    array = _member(toks, obj, "vectorize")
+    if array is None:
+        return _insert_into(text, toks, obj, f'"vectorize": {json.dumps([entry], indent=2)}')
+    if toks[array][2] != "[":
+        raise WorkersConfigError(f"{config.path}: vectorize is not a list")
+    for element in _elements(toks, array):
+        if toks[element][2] != "{":
+            continue
+        name = _member(toks, element, "binding")
+        if name is not None and toks[name][2].startswith('"') and json.loads(toks[name][2]) == entry["binding"]:
+            start, end = toks[element][0], toks[_closing(toks, element)][1]
+            indent = _indent_of(text, start)
+            block = json.dumps(entry, indent=2).replace("\n", "\n" + indent)
+            return text[:start] + block + text[end:]
+    return _insert_into(text, toks, array, json.dumps(entry, indent=2))
+
+
+def _member(toks: list[tuple[int, int, str]], obj: int, key: str) -> int | None:
+    """The index of the first token of ``key``'s value in the object opening at ``obj``."""
+    depth = 0
+    for j in range(obj, len(toks)):
+        tok = toks[j][2]
+        if tok in "{[":
+            depth += 1
+        elif tok in "}]":
+            depth -= 1
+            if depth == 0:
+                return None
+        elif (depth == 1 and tok.startswith('"') and j + 2 < len(toks) and toks[j + 1][2] == ":"
+              and json.loads(tok) == key):
+            return j + 2
+    return None
+
+
+def _elements(toks: list[tuple[int, int, str]], array: int) -> list[int]:
+    """The index of the first token of each element of the array opening at ``array``."""
+    found, depth, expect = [], 0, True
+    for j in range(array, len(toks)):
+        tok = toks[j][2]
+        if depth == 1 and expect and tok not in "]":
+            found.append(j)
+            expect = False
+        if tok in "{[":
+            depth += 1
+        elif tok in "}]":
+            depth -= 1
+            if depth == 0:
+                return found
+        elif tok == "," and depth == 1:
+            expect = True
+    return found
+
+
+def _indent_of(text: str, at: int) -> str:
+    line = text[text.rfind("\n", 0, at) + 1:]
+    return line[: len(line) - len(line.lstrip(" \t"))]
+
+
+def _insert_into(text: str, toks: list[tuple[int, int, str]], opening: int, member: str) -> str:
+    """``member`` (JSON text) added as the last member or element of the object or array opening
+    at ``opening``, on a line of its own, indented one step more than the container's line."""
+    close = _closing(toks, opening)
+    before = toks[close - 1][2]
+    comma = "" if before in ("{", "[", ",") else ","
+    at = toks[close - 1][1]
+    inner = _indent_of(text, toks[opening][0]) + "  "
+    block = inner + member.replace("\n", "\n" + inner)
+    rest = text[at:]
+    if "\n" not in text[at:toks[close][0]]:  # the closing bracket shared the last line
+        rest = "\n" + _indent_of(text, toks[opening][0]) + rest.lstrip(" \t")
+    return text[:at] + comma + "\n" + block + rest
+
+
+def _add_toml_binding(config: WranglerConfig, entry: dict[str, Any], env: str | None) -> str:
+    table = f"env.{env}.vectorize" if env else "vectorize"
+    holder = (config.data.get("env") or {}).get(env) or {} if env else config.data
+    existing = holder.get("vectorize") if isinstance(holder, dict) else None
+    snippet = f"[[{table}]]\n" + "".join(f"{_toml_key(k)} = {_toml_value(v)}\n" for k, v in entry.items())
+    if existing and any(isinstance(b, dict) and b.get("binding") == entry["binding"] for b in existing):
+        raise WorkersConfigError(
+            f"{config.path} already has a Vectorize binding named {entry['binding']}: change it by hand, "
+            f"or choose another name with --binding (vcli rewrites bindings in JSON configs only)")
+    text = config.text.rstrip("\n") + "\n\n" + snippet
+    try:
+        after = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        after = {}
+    target = (after.get("env") or {}).get(env) or {} if env else after
+    if entry not in (target.get("vectorize") or []):  # e.g. vectorize = [...] written inline
+        raise WorkersConfigError(f"cannot add the binding to {config.path} cleanly; add it by hand:\n{snippet}")
+    return text
 
 
 # -- the pieces -----------------------------------------------------------------------------------
