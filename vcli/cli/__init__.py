@@ -15,11 +15,10 @@ from typer.core import TyperGroup
 from .. import startup
 from . import _common, check, config_cmd, export, indexes, metadata, serve, sync, vectors, workers
 
-startup.install_fast_params()  # plain option values without pydantic
-
 
 class OrderedGroup(TyperGroup):
-    """vcli's commands in wrangler's order, each listed with its one-line ``short_help``."""
+    """vcli's commands in wrangler's order, each listed with its one-line ``short_help``; its own
+    options converted without pydantic, as every command's (``vcli.startup.plain_params``)."""
 
     ORDER = (
         "create", "delete", "get", "list", "list-vectors", "query", "insert", "upsert",
@@ -28,7 +27,7 @@ class OrderedGroup(TyperGroup):
     )
 
     def get_params(self, ctx):
-        return _common.without_bool_metavar(super().get_params(ctx))
+        return _common.without_bool_metavar(startup.plain_params(super().get_params(ctx)))
 
     def parse_args(self, ctx, args):
         args = _common.globals_after_command(list(args))

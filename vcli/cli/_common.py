@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, Optional, TypeVar
 import typer
 from typer.core import TyperCommand
 
-from .. import render
+from .. import render, startup
 from ..errors import BadInput, VcliError
 
 if TYPE_CHECKING:
@@ -114,7 +114,8 @@ def _is_v1(arg: str) -> bool:
 
 
 class VectorizeCommand(TyperCommand):
-    """A command that reads its command line as wrangler does (the module docstring says how)."""
+    """A command that reads its command line as wrangler does (the module docstring says how), and
+    converts its plain option values without pydantic (``vcli.startup.plain_params``)."""
 
     def parse_args(self, ctx, args: list[str]) -> list[str]:
         cut = args.index("--") if "--" in args else len(args)
@@ -128,7 +129,7 @@ class VectorizeCommand(TyperCommand):
         return super().parse_args(ctx, boolean_forms(expand_array_options(args), false_flags(self.params)))
 
     def get_params(self, ctx):
-        return without_bool_metavar(super().get_params(ctx))
+        return without_bool_metavar(startup.plain_params(super().get_params(ctx)))
 
 
 def without_bool_metavar(params: list) -> list:
