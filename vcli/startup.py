@@ -51,6 +51,8 @@ from typing import Any, NoReturn
 import typer
 from typer.core import TyperArgument, TyperOption
 
+from .errors import ExitCode
+
 # == 1. option values without pydantic ============================================================
 _INT = re.compile(r"[+-]?[0-9]+(?:_[0-9]+)*(?:\.0*)?")  # what pydantic's lax int accepts from text
 INT_ERROR = "Input should be a valid integer, unable to parse string as an integer"
@@ -171,15 +173,15 @@ def leave(code: object) -> NoReturn:
     """Exit with ``code`` once stdout and stderr are flushed, skipping the interpreter's teardown
     when nothing can need it."""
     if code is None:
-        code = 0
+        code = ExitCode.OK
     elif not isinstance(code, int):
         print(code, file=sys.stderr)
-        code = 1
+        code = ExitCode.FAILURE
     try:
         sys.stdout.flush()
         sys.stderr.flush()
     except OSError:  # e.g. the reader of stdout went away: what was written may be lost
-        code = code or 1
+        code = code or ExitCode.FAILURE
     if threading.active_count() > 1 or "coverage" in sys.modules:
         sys.exit(code)
     os._exit(code)

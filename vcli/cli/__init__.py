@@ -13,6 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from .. import startup
+from ..errors import ExitCode
 from . import _common, check, config_cmd, export, indexes, metadata, serve, sync, vectors, workers
 
 
@@ -78,7 +79,7 @@ def main() -> NoReturn:
     app.registered_commands = startup.only_the_command(every, sys.argv)
     try:
         app(prog_name="vcli")
-        code: object = 0
+        code: object = ExitCode.OK
     except SystemExit as exc:
         code = exc.code
     finally:

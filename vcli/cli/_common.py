@@ -26,7 +26,7 @@ import typer
 from typer.core import TyperCommand
 
 from .. import render, startup
-from ..errors import BadInput, VcliError
+from ..errors import BadInput, ExitCode, VcliError
 
 if TYPE_CHECKING:
     from ..engine.tuning import Tuning
@@ -122,7 +122,7 @@ class VectorizeCommand(TyperCommand):
         head, tail = list(args[:cut]), list(args[cut:])
         if any(_is_v1(a) for a in head):
             render.error(V1_GONE)
-            raise typer.Exit(1)
+            raise typer.Exit(ExitCode.FAILURE)
         valued = {o for p in self.params if not getattr(p, "is_flag", True) for o in p.opts if len(o) == 2}
         head = [a[:2] + a[3:] if a[:2] in valued and a[2:3] == "=" else a for a in head]  # yargs' -e=NAME
         args = [a for a in head if a.partition("=")[0] not in V1_FLAGS] + tail  # =false: V2, as always
@@ -308,7 +308,7 @@ def run(fn: F) -> F:
             # ``errors.Interrupted`` says so when the write had already been saved.
             render.error(getattr(exc, "message", None)
                          or "interrupted; the index is as it was before this command")
-            raise typer.Exit(130) from None
+            raise typer.Exit(ExitCode.INTERRUPTED) from None
         except (typer.Exit, typer.Abort):
             raise
         except OSError as exc:
@@ -316,15 +316,15 @@ def run(fn: F) -> F:
                 raise
             where = f"{exc.filename}: " if exc.filename else ""
             render.error(f"{where}{exc.strerror or exc}")
-            raise typer.Exit(1) from None
+            raise typer.Exit(ExitCode.FAILURE) from None
         except Exception as exc:  # noqa: BLE001 - the last line of defence
             if os.environ.get("VCLI_DEBUG"):
                 raise
             if type(exc).__module__ == "sqlite3":  # the store said no outside a write
                 render.error(f"the index store could not be read: {exc} (run `vcli check` on it)")
-                raise typer.Exit(1) from None
+                raise typer.Exit(ExitCode.FAILURE) from None
             render.error(f"unexpected {type(exc).__name__}: {exc} (run with VCLI_DEBUG=1 for details)")
-            raise typer.Exit(1) from None
+            raise typer.Exit(ExitCode.FAILURE) from None
 
     _with_global_options(fn, wrapper)
     return wrapper  # type: ignore[return-value]
