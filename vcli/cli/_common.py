@@ -342,7 +342,7 @@ def catalog(data_dir: Optional[Path], remote: bool = False):
         return remote_catalog(data_dir)
     from ..engine.catalog import open_catalog  # lazy: ``vcli --help`` opens no catalog
 
-    return open_catalog(data_dir, tuning=TUNING.get())
+    return open_catalog(data_dir, tuning=TUNING.get(), background_builds=True)  # graphs built after a write returns
 
 
 def remote_catalog(data_dir: Optional[Path] = None):
