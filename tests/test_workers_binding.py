@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -263,14 +264,19 @@ def test_workers_config_reads_and_writes_both_kinds_of_config(local, tmp_path, c
     assert "#" in text or "//" in text  # the user's comments are kept
     env = written["env"]["local"]
     assert env["vars"] == {"WHERE": "local"}  # repeated: environments do not inherit it
-    assert [(b["name"], b["index_name"], b["dev"]["options"]["url"]) for b in env["unsafe"]["bindings"]] == [
+    *vectorize, ai = env["unsafe"]["bindings"]
+    assert [(b["name"], b["index_name"], b["dev"]["options"]["url"]) for b in vectorize] == [
         (name, index, f"{local.server.url}/binding/{index}/")
         for name, index in (("VECTORIZE", "films"), ("MISSING", "nope"), ("LAUNCH", "launch-post"))]
+    assert ai == {"name": "AI", "type": "ai", "dev": {"plugin": {"package": str(PLUGIN), "name": "vcli-ai"},
+                                                      "options": {"url": f"{local.server.url}/ai/"}}}
+    assert "ai" not in env  # it is vcli's unsafe binding there, not Workers AI's remote one
     plugin = env["unsafe"]["bindings"][0]["dev"]["plugin"]
     assert plugin == {"package": str(PLUGIN), "name": "vcli"} and Path(plugin["package"]).is_file()
     out = local.json("workers-config", "--config", str(project / config), "--url", local.server.url, "--env", "ci")
     assert out["wrangler"]["section"] == env
-    assert [b["url"] for b in out["bindings"]] == [b["dev"]["options"]["url"] for b in env["unsafe"]["bindings"]]
+    assert [b["url"] for b in out["bindings"]] == [b["dev"]["options"]["url"] for b in vectorize]
+    assert out["ai"] == {"binding": "AI", "url": f"{local.server.url}/ai/"}
     again = local.vcli("workers-config", "--config", config, "--write", cwd=project, ok=False)
     assert again.returncode == 1 and "already has an environment named local" in again.stderr
     assert (project / config).read_text() == text  # a refusal changes nothing
@@ -318,11 +324,7 @@ def test_plain_miniflare(local, tmp_path):
 def test_vitest_pool_workers(local, tmp_path):
     project = local.project(tmp_path / "p")
     (project / "cases.json").write_text(json.dumps(local.expected))
-    vitest = NODE_PROJECT / "node_modules" / "vitest" / "vitest.mjs"
-    proc = local.node(str(vitest), "run", "--reporter=verbose", cwd=project)
-    out = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)
-    assert proc.returncode == 0, out
-    assert re.search(rf"Tests\s+{len(CASES) + 1} passed", out), out
+    vitest(local, project, "test/binding.test.mjs", len(CASES) + 1)
 
 
 def test_get_platform_proxy_with_the_plugin(local, tmp_path):
@@ -342,10 +344,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_wrangler_dev_with_the_plugin(local, tmp_path):
-    project = local.project(tmp_path / "p")
+@contextmanager
+def wrangler_dev(local: Local, project: Path, log: Path):
+    """``wrangler dev --env local`` in ``project``: yields a function that POSTs requests to the
+    Worker and returns its answers; stops it with Ctrl-C (bounded in time) and checks its log."""
     port = free_port()
-    log = tmp_path / "wrangler-dev.log"
     cli = NODE_PROJECT / "node_modules" / "wrangler" / "wrangler-dist" / "cli.js"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -360,19 +363,33 @@ def test_wrangler_dev_with_the_plugin(local, tmp_path):
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")
             time.sleep(0.1)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
-            def run(requests):
-                return [http.post(r["path"], json=r.get("body", {})).json() for r in requests]
-            check_launch_post(run([{"path": "/launch-post", "body": {"binding": "LAUNCH"}}])[0])
-            check_cases(local, run(call_requests(local)))
-            check_writes(local, run)
+            yield lambda requests: [http.post(r["path"], json=r.get("body", {})).json() for r in requests]
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) is not None  # a clean stop, bounded in time
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    text = log.read_text(errors="replace")
-    assert "env.VECTORIZE (vectorize)" in text and "Traceback" not in text
+    assert "Traceback" not in log.read_text(errors="replace")
+
+
+def vitest(local: Local, project: Path, tests: str, count: int) -> None:
+    """``vitest run`` of the project's test file ``tests``: every one of its ``count`` tests passes."""
+    cli = NODE_PROJECT / "node_modules" / "vitest" / "vitest.mjs"
+    proc = local.node(str(cli), "run", "--reporter=verbose", tests, cwd=project)
+    out = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)
+    assert proc.returncode == 0, out
+    assert re.search(rf"Tests\s+{count} passed", out), out
+
+
+def test_wrangler_dev_with_the_plugin(local, tmp_path):
+    project = local.project(tmp_path / "p")
+    log = tmp_path / "wrangler-dev.log"
+    with wrangler_dev(local, project, log) as run:
+        check_launch_post(run([{"path": "/launch-post", "body": {"binding": "LAUNCH"}}])[0])
+        check_cases(local, run(call_requests(local)))
+        check_writes(local, run)
+    assert "env.VECTORIZE (vectorize)" in log.read_text(errors="replace")
 
 
 def test_a_load_through_a_worker(local, tmp_path, capsys):

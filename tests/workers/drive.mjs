@@ -3,7 +3,7 @@
 //                                                     <project>/vectorize.local.mjs (route 1)
 //   node drive.mjs platform-proxy <project> <config> <env>
 //                                                     getPlatformProxy() with vcli's plugin (route 2)
-// stdin: a JSON list of requests {"path": "/call" | "/launch-post" | "/load", "body": {...}};
+// stdin: a JSON list of requests {"path": "/call" | "/launch-post" | "/load" | "/ai", "body": {...}};
 // stdout: a JSON list of their answers ({"result"} or {"error"}), in order.
 import { readFileSync } from "node:fs";
 import path from "node:path";
@@ -15,12 +15,13 @@ const answers = [];
 
 if (mode === "miniflare") {
   const { Miniflare } = await import("miniflare");
-  const { vectorize } = await import(pathToFileURL(path.join(project, "vectorize.local.mjs")).href);
+  const { vectorize, ai } = await import(pathToFileURL(path.join(project, "vectorize.local.mjs")).href);
   const mf = new Miniflare({
     modules: true,
     scriptPath: path.join(project, "src", "index.mjs"),
     compatibilityDate: "2025-01-01",
     vectorize,
+    ai,
   });
   try {
     for (const { path: route, body } of requests) {
@@ -38,6 +39,7 @@ if (mode === "miniflare") {
     for (const { path: route, body = {} } of requests) {
       const index = env[body.binding ?? "VECTORIZE"];
       if (route === "/call") answers.push(await calls.call(env, body));
+      else if (route === "/ai") answers.push(await calls.ai(env, body));
       else if (route === "/launch-post") answers.push(await calls.launchPost(index));
       else answers.push(await calls.load(index, body));
     }

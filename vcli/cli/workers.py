@@ -1,4 +1,4 @@
-"""``vcli workers-config``: point a Worker's Vectorize bindings at ``vcli serve``."""
+"""``vcli workers-config``: point a Worker's Vectorize and AI bindings at ``vcli serve``."""
 
 from __future__ import annotations
 
@@ -31,12 +31,12 @@ def workers_config(
         Optional[str],
         typer.Option(show_default=False, metavar="|".join(PIECES),
                      help="Print one piece alone, ready to save: the wrangler environment, a Miniflare "
-                          "module (export const vectorize) or a vitest.config.mjs."),
+                          "module (export const vectorize, and ai) or a vitest.config.mjs."),
     ] = None,
     write: Annotated[bool, typer.Option("--write", help="Add the wrangler environment to the config file.")] = False,
     json: JsonFlag = False,
 ) -> None:
-    """Write the configuration that points a Worker's Vectorize bindings at vcli serve: for wrangler
+    """Write the configuration that points a Worker's Vectorize and AI bindings at vcli serve: for wrangler
     dev and getPlatformProxy (an environment using vcli's plugin), plain Miniflare and
     vitest-pool-workers, from the bindings in your wrangler config."""
     if only is not None and only not in PIECES:
@@ -47,15 +47,18 @@ def workers_config(
     if only is not None:
         render.show(Reply(None, [Text(getattr(result, only).rstrip("\n"))]), json=False)
         return
-    path, names = result.config.path, ", ".join(f"{b.name} → {b.url}" for b in result.bindings)
+    path = result.config.path
+    names = [f"{b.name} → {b.url}" for b in result.bindings]
+    names += [f"{result.ai.name} (AI) → {result.ai.url}"] if result.ai else []
     render.show(Reply(result, [
-        Text(f"Vectorize bindings in {path}: {names} (`vcli serve` answers them there)"),
+        Text(f"Bindings in {path}: {', '.join(names)} (`vcli serve` answers them there)"),
         Text(""),
         Text(f"wrangler dev --env {env} / getPlatformProxy({{ environment: \"{env}\" }}): "
              + (f"written to {path}" if write else f"add to {path} (or run again with --write)")),
         Text(result.wrangler.rstrip("\n")),
         Text(""),
-        Text("Miniflare: save as vectorize.local.mjs, then new Miniflare({ ...options, vectorize })"),
+        Text("Miniflare: save as vectorize.local.mjs, then new Miniflare({ ...options, vectorize"
+             + (", ai })" if result.ai else " })")),
         Text(result.miniflare.rstrip("\n")),
         Text(""),
         Text(f"vitest-pool-workers: save as vitest.config.mjs beside {path.name}"),

@@ -1,15 +1,16 @@
-"""The configuration that points a Worker's Vectorize bindings at ``vcli serve``.
+"""The configuration that points a Worker's Vectorize bindings and its AI binding at ``vcli serve``.
 
 It starts from the user's own wrangler config (``wrangler.json``, ``wrangler.jsonc`` or
-``wrangler.toml``), takes its ``vectorize`` bindings, and writes, for each local entry point:
+``wrangler.toml``), takes its ``vectorize`` bindings and its ``ai`` binding (Workers AI: vcli
+serves its embedding models at ``<server>/ai/``), and writes, for each local entry point:
 
 * **wrangler** (``wrangler dev --env local``, ``getPlatformProxy({environment: "local"})``): an
   environment whose bindings are vcli's plugin (``unsafe.bindings``). An environment inherits no
   bindings, so every other binding of the top level is repeated in it;
-* **Miniflare**: a module exporting the ``vectorize`` option, each binding with a
+* **Miniflare**: a module exporting the ``vectorize`` option (and ``ai``), each binding with a
   ``remoteProxyConnectionString`` (a ``URL``: Miniflare crashes on a string);
 * **vitest-pool-workers**: a ``vitest.config.mjs`` using the wrangler config, with the same
-  ``vectorize`` option, and ``remoteBindings: false`` so no binding asks for a Cloudflare login.
+  ``vectorize`` and ``ai`` options, and ``remoteBindings: false`` so no binding asks for a Cloudflare login.
 
 Nothing here talks to the server; the URL is only written down.
 """
@@ -27,7 +28,7 @@ from urllib.parse import quote, urlsplit
 
 from ..engine.fsutil import write_bytes_atomic
 from ..errors import VcliError
-from . import PLUGIN, PLUGIN_NAME
+from . import AI_PLUGIN_NAME, PLUGIN, PLUGIN_NAME
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -39,7 +40,7 @@ CONFIG_NAMES = ("wrangler.json", "wrangler.jsonc", "wrangler.toml")
 DEFAULT_URL = "http://127.0.0.1:8787"
 DEFAULT_ENV = "local"
 # The top-level keys an environment does not inherit (wrangler 4.86.0's list), which the local
-# environment repeats; ``vectorize`` itself becomes vcli's unsafe bindings.
+# environment repeats; ``vectorize`` and ``ai`` themselves become vcli's unsafe bindings.
 NOT_INHERITED = (
     "vars", "secrets", "define", "durable_objects", "workflows", "kv_namespaces", "cloudchamber",
     "containers", "send_email", "queues", "r2_buckets", "d1_databases", "vectorize",
@@ -63,6 +64,12 @@ class Binding:
 
 
 @dataclass(frozen=True)
+class AiBinding:
+    name: str  # env.<name>
+    url: str  # vcli serve's AI binding: <server>/ai/
+
+
+@dataclass(frozen=True)
 class WranglerConfig:
     path: Path
     text: str
@@ -80,16 +87,18 @@ class WorkersConfig:
     config: WranglerConfig
     env: str
     bindings: list[Binding]
+    ai: AiBinding | None
     plugin: Path
     section: dict[str, Any]  # the wrangler environment, as data
     wrangler: str  # ... as text to add to the wrangler config
-    miniflare: str  # a module: ``export const vectorize = {...}``
+    miniflare: str  # a module: ``export const vectorize = {...}`` (and ``ai``)
     vitest: str  # a vitest.config.mjs
 
     def to_json(self) -> dict[str, Any]:
         return {
             "config": str(self.config.path), "env": self.env, "plugin": str(self.plugin),
             "bindings": [{"binding": b.name, "index_name": b.index_name, "url": b.url} for b in self.bindings],
+            "ai": None if self.ai is None else {"binding": self.ai.name, "url": self.ai.url},
             "wrangler": {"section": self.section, "text": self.wrangler},
             "miniflare": self.miniflare, "vitest": self.vitest,
         }
@@ -123,7 +132,7 @@ def read_config(path: Path) -> WranglerConfig:
 
 
 def build(config: WranglerConfig, url: str = DEFAULT_URL, env: str = DEFAULT_ENV) -> WorkersConfig:
-    """The configuration for every entry point, from the Vectorize bindings of ``config``."""
+    """The configuration for every entry point, from the Vectorize and AI bindings of ``config``."""
     base = _server_url(url)
     if not re.fullmatch(r"[A-Za-z0-9_-]+", env):
         raise WorkersConfigError(f'"{env}" cannot name a wrangler environment (letters, digits, - and _)')
@@ -136,15 +145,27 @@ def build(config: WranglerConfig, url: str = DEFAULT_URL, env: str = DEFAULT_ENV
         if not isinstance(name, str) or not isinstance(index, str):
             raise WorkersConfigError(f"{config.path}: each vectorize binding needs binding and index_name")
         bindings.append(Binding(name, index, _binding_url(base, index)))
-    if not bindings:
-        raise WorkersConfigError(f"{config.path} has no Vectorize bindings (a vectorize = [...] list at its top level)")
-    section = _environment(config.data, bindings)
+    ai = _ai_binding(config, base)
+    if not bindings and ai is None:
+        raise WorkersConfigError(f"{config.path} has no Vectorize bindings (a vectorize = [...] list at "
+                                 "its top level) and no AI binding (ai = {binding = ...})")
+    section = _environment(config.data, bindings, ai)
     return WorkersConfig(
-        config, env, bindings, PLUGIN, section,
+        config, env, bindings, ai, PLUGIN, section,
         wrangler=_toml_section(env, section) if config.is_toml else _jsonc_section(env, section),
-        miniflare=_miniflare_module(bindings, base),
-        vitest=_vitest_config(config.path.name, bindings, base),
+        miniflare=_miniflare_module(bindings, ai, base),
+        vitest=_vitest_config(config.path.name, bindings, ai, base),
     )
+
+
+def _ai_binding(config: WranglerConfig, base: str) -> AiBinding | None:
+    """wrangler's ``"ai": {"binding": "AI"}`` (one binding, not a list)."""
+    found = config.data.get("ai")
+    if found is None:
+        return None
+    if not isinstance(found, dict) or not isinstance(found.get("binding"), str):
+        raise WorkersConfigError(f'{config.path}: ai must be one binding, {{"binding": "AI"}}')
+    return AiBinding(found["binding"], f"{base}/ai/")
 
 
 def write(result: WorkersConfig) -> None:
@@ -189,16 +210,19 @@ def _binding_url(base: str, index: str) -> str:
     return f"{base}/binding/{quote(index, safe='')}/"
 
 
-def _environment(data: dict[str, Any], bindings: list[Binding]) -> dict[str, Any]:
+def _environment(data: dict[str, Any], bindings: list[Binding], ai: AiBinding | None) -> dict[str, Any]:
     """The wrangler environment: the top level's other bindings, and vcli's in place of the
-    Vectorize ones."""
-    section = {k: data[k] for k in NOT_INHERITED if k in data and k not in ("vectorize", "unsafe")}
+    Vectorize and AI ones."""
+    section = {k: data[k] for k in NOT_INHERITED if k in data and k not in ("vectorize", "ai", "unsafe")}
     unsafe = dict(data.get("unsafe") or {})
     unsafe["bindings"] = [*unsafe.get("bindings", []), *(
         {"name": b.name, "type": "vectorize", "index_name": b.index_name,
          "dev": {"plugin": {"package": str(PLUGIN), "name": PLUGIN_NAME}, "options": {"url": b.url}}}
         for b in bindings
     )]
+    if ai is not None:
+        unsafe["bindings"].append({"name": ai.name, "type": "ai", "dev": {
+            "plugin": {"package": str(PLUGIN), "name": AI_PLUGIN_NAME}, "options": {"url": ai.url}}})
     section["unsafe"] = unsafe
     return section
 
@@ -207,7 +231,7 @@ def _comment(env: str) -> list[str]:
     return [
         f"Written by `vcli workers-config`: `wrangler dev --env {env}` and "
         f'getPlatformProxy({{ environment: "{env}" }})',
-        "with the Vectorize bindings answered by `vcli serve`. An environment inherits no bindings,",
+        "with the Vectorize and AI bindings answered by `vcli serve`. An environment inherits no bindings,",
         "so the others are repeated here.",
     ]
 
@@ -247,27 +271,33 @@ def _toml_value(value: Any) -> str:
     raise WorkersConfigError(f"cannot write {value!r} in TOML")  # dates: only TOML has them, and they pass through
 
 
-def _miniflare_module(bindings: list[Binding], base: str) -> str:
+def _ai_option(ai: AiBinding) -> str:
+    return f"{{ binding: {json.dumps(ai.name)}, remoteProxyConnectionString: new URL({json.dumps(ai.url)}) }}"
+
+
+def _miniflare_module(bindings: list[Binding], ai: AiBinding | None, base: str) -> str:
     entries = "\n".join(
         f"  {json.dumps(b.name)}: {{ index_name: {json.dumps(b.index_name)}, "
         f"remoteProxyConnectionString: new URL({json.dumps(b.url)}) }},"
         for b in bindings
     )
     return (
-        f"// Vectorize bindings for Miniflare, answered by `vcli serve` at {base}\n"
-        "// (written by `vcli workers-config`): new Miniflare({ ...yourOptions, vectorize })\n"
+        f"// Vectorize {'and AI ' if ai else ''}bindings for Miniflare, answered by `vcli serve` at {base}\n"
+        "// (written by `vcli workers-config`): new Miniflare({ ...yourOptions, vectorize"
+        f"{', ai' if ai else ''} }})\n"
         f"export const vectorize = {{\n{entries}\n}};\n"
+        + (f"export const ai = {_ai_option(ai)};\n" if ai else "")
     )
 
 
-def _vitest_config(config_name: str, bindings: list[Binding], base: str) -> str:
+def _vitest_config(config_name: str, bindings: list[Binding], ai: AiBinding | None, base: str) -> str:
     entries = "\n".join(
         f"          {json.dumps(b.name)}: {{ index_name: {json.dumps(b.index_name)}, "
         f"remoteProxyConnectionString: new URL({json.dumps(b.url)}) }},"
         for b in bindings
     )
     return (
-        f"// vitest-pool-workers with the Vectorize bindings answered by `vcli serve` at {base}\n"
+        f"// vitest-pool-workers with the Vectorize {'and AI ' if ai else ''}bindings answered by `vcli serve` at {base}\n"
         "// (written by `vcli workers-config`; keep it beside your wrangler config).\n"
         'import { defineConfig } from "vitest/config";\n'
         'import { cloudflareTest } from "@cloudflare/vitest-pool-workers";\n\n'
@@ -280,7 +310,8 @@ def _vitest_config(config_name: str, bindings: list[Binding], base: str) -> str:
         "        vectorize: {\n"
         f"{entries}\n"
         "        },\n"
-        "      },\n"
+        + (f"        ai: {_ai_option(ai)},\n" if ai else "")
+        + "      },\n"
         "    }),\n"
         "  ],\n"
         "});\n"

@@ -91,3 +91,79 @@ export const plugins = {
     },
   },
 };
+
+// ---- vcli's AI plugin: a Worker's env.AI (Workers AI) answered by `vcli serve` ----------------
+//
+// Declared under `unsafe.bindings` with `"dev": {"plugin": {"package": "<this file>", "name":
+// "vcli-ai"}, "options": {"url": "http://127.0.0.1:8787/ai/"}}` (`vcli workers-config` writes it
+// for a wrangler config's `"ai": {"binding": "AI"}`). The binding is the one Miniflare's own AI
+// plugin gives: workerd's `cloudflare-internal:ai-api` around a `fetcher` service, here a Worker
+// that sends `http://workers-binding.ai/run?version=3` to `<url>run?version=3` (the URL's own
+// query, e.g. `?token=…`, kept beside the request's).
+//
+// Miniflare 4 hands an external plugin its bindings as an array of `{name, options}`; Miniflare 5
+// hands it the Worker's options, with the bindings in `config.env` as
+// `{NAME: {type: "unsafe:<type>", dev: {plugin: {package, name}, options}}}`. `ownBindings` reads
+// either.
+const AI_NAME = "vcli-ai";
+
+export function ownBindings(given, pluginName) {
+  if (Array.isArray(given)) return given;
+  const env = given?.config?.env ?? {};
+  return Object.entries(env)
+    .filter(([, b]) => b?.dev?.plugin?.name === pluginName)
+    .map(([name, b]) => ({ name, options: { ...b.dev.options } }));
+}
+
+function aiForwarder(url) {
+  return `
+const BASE = new URL(${JSON.stringify(url)});
+export default {
+  async fetch(request) {
+    const asked = new URL(request.url);
+    const target = new URL(BASE);
+    target.pathname = BASE.pathname.replace(/\\/?$/, "/") + asked.pathname.replace(/^\\/+/, "");
+    for (const [key, value] of asked.searchParams) target.searchParams.append(key, value);
+    return fetch(new Request(target, request));
+  },
+};`;
+}
+
+function checkAi({ name, options = {} }) {
+  if (typeof options.url !== "string" || !/^https?:\/\//.test(options.url)) {
+    throw new Error(`vcli's AI plugin: binding ${name} needs "dev": {"options": {"url": ` +
+      `"http://127.0.0.1:8787/ai/"}} (the URL of vcli serve's AI binding)`);
+  }
+  return { name, url: options.url };
+}
+
+const aiServiceName = (name) => `vcli-ai:${name}`;
+
+plugins[AI_NAME] = {
+  options: {},
+  async getBindings(given) {
+    return ownBindings(given ?? [], AI_NAME).map(checkAi).map(({ name }) => ({
+      name,
+      wrapped: {
+        moduleName: "cloudflare-internal:ai-api",
+        innerBindings: [{ name: "fetcher", service: { name: aiServiceName(name) } }],
+      },
+    }));
+  },
+  getNodeBindings(given) {
+    const bindings = ownBindings(given ?? [], AI_NAME);
+    if (bindings.length === 0) return {};
+    const ProxyNodeBinding = proxyNodeBinding();
+    return Object.fromEntries(bindings.map(({ name }) => [name, new ProxyNodeBinding()]));
+  },
+  async getServices({ options }) {
+    return ownBindings(options ?? [], AI_NAME).map(checkAi).map(({ name, url }) => ({
+      name: aiServiceName(name),
+      worker: {
+        compatibilityDate: "2025-01-01",
+        modules: [{ name: "forward.mjs", esModule: aiForwarder(url) }],
+      },
+    }));
+  },
+};
+// ---- end of vcli's AI plugin --------------------------------------------------------------------
