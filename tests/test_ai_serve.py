@@ -186,3 +186,18 @@ def test_a_token_guards_the_ai_routes(tmp_path):
                          headers={"authorization": "Bearer s3cret"})
         assert rest.status_code == 200 and rest.json()["result"]["shape"] == [1, 384]
         assert "s3cret" not in server.output()
+
+
+def test_a_server_without_the_ai_extra(tmp_path):
+    """ONNX Runtime not importable (as without ``vcli[ai]``): the Worker is told how to install it."""
+    hidden = tmp_path / "hide"
+    (hidden / "onnxruntime").mkdir(parents=True)
+    (hidden / "onnxruntime" / "__init__.py").write_text('raise ImportError("not installed")\n')
+    models = pulled_models_dir(tmp_path)
+    env = {"VCLI_MODELS_DIR": str(models), "PYTHONPATH": str(hidden)}
+    with serve_process(tmp_path, env=env) as server, httpx.Client(base_url=server.url, timeout=60) as http:
+        resp = plugin(http, SMALL_MODEL, {"text": "a"})
+        assert resp.status_code == 503 and resp.headers["content-type"] == "application/json"
+        body = resp.json()
+        assert body["internalCode"] == 5007 and body["name"] == "AiError"
+        assert "pip install 'vcli[ai]'" in body["description"] and "onnxruntime" in body["description"]
