@@ -6,7 +6,7 @@ result, as a retrieval Worker does, under plain Miniflare (remote-proxy route), 
 (remote-proxy route, ``env.AI`` and ``SELF.fetch``), ``wrangler dev --env local`` and
 ``getPlatformProxy()`` (vcli's plugin). Each answer is compared with what vcli says for the same
 texts: the embeddings with ``vcli.embeddings.embed`` on the same model files, the matches with
-``vcli query``, and every error with the REST route's code and words, which the binding must throw
+``vcli query --text``, and every error with the REST route's code and words, which the binding must throw
 as production's does (``AiError``, ``5007: No such model …``).
 
 The model is the tiny BERT-shaped one of ``tests/aimodel.py``, installed as bge-small (384).
@@ -44,7 +44,8 @@ TEXTS = ["the cat sat on the mat", "a vector index", "query the cloud worker"]
 
 @pytest.fixture(scope="module")
 def ai_local(node_packages, tmp_path_factory):
-    """One server with the tiny model and an index of DOCS made from bge-small's preset."""
+    """One server with the tiny model and an index of DOCS made from text with bge-small's preset
+    (``vcli insert`` with ``"text"`` lines)."""
     tmp = tmp_path_factory.mktemp("workers-ai")
     models = pulled_models_dir(tmp)
     with serve_process(tmp, "--data-dir", str(tmp / "data"), env={"VCLI_MODELS_DIR": str(models)}) as server:
@@ -52,10 +53,7 @@ def ai_local(node_packages, tmp_path_factory):
         here.env["VCLI_MODELS_DIR"] = str(models)
         here.models = {"VCLI_MODELS_DIR": str(models)}
         here.vcli("create", "films", "--preset", SMALL_MODEL)
-        vectors = embed(SMALL_MODEL, [d["text"] for d in DOCS], env=here.models)
-        (tmp / "docs.ndjson").write_bytes(b"".join(
-            orjson.dumps({"id": d["id"], "values": v, "metadata": d["metadata"]}, option=orjson.OPT_SERIALIZE_NUMPY)
-            + b"\n" for d, v in zip(DOCS, vectors, strict=True)))
+        (tmp / "docs.ndjson").write_bytes(b"".join(orjson.dumps(d) + b"\n" for d in DOCS))
         here.vcli("insert", "films", "--file", str(tmp / "docs.ndjson"))
         here.cases = cases(here)
         yield here
@@ -70,8 +68,7 @@ def cases(local: Local) -> list[dict]:
     """Each call the Worker makes, with what it must see: vcli's embeddings and matches, or the
     REST route's error as the binding throws it."""
     question = embedding(local, [QUESTION])
-    vector = [repr(np.float32(x).item()) for x in question["data"][0]]
-    matches = local.json("query", "films", "--vector", *vector, "--top-k", "3", "--return-metadata", "all")
+    matches = local.json("query", "films", "--text", QUESTION, "--top-k", "3", "--return-metadata", "all")
     out = [
         {"name": "embed a question, then query the index with it",
          "request": {"model": SMALL_MODEL, "inputs": {"text": [QUESTION]},
@@ -139,3 +136,22 @@ def test_get_platform_proxy_with_the_plugin(ai_local, tmp_path):
                              requests=requests(ai_local))
     # Miniflare's Node-side proxy carries an error's message, not its class: "Error" there
     check(ai_local, answers, error_name="Error")
+
+
+def test_workers_config_with_only_an_ai_binding(vcli, tmp_path):
+    (tmp_path / "wrangler.toml").write_text('name = "w"\nmain = "src/index.js"\n\n[ai]\nbinding = "BRAIN"\n')
+    out = vcli("workers-config", "--url", "http://127.0.0.1:9000", "--json")
+    assert out.code == 0, out.err
+    result = out.json
+    assert result["bindings"] == [] and result["ai"] == {"binding": "BRAIN", "url": "http://127.0.0.1:9000/ai/"}
+    section = result["wrangler"]["section"]
+    assert "ai" not in section and [b["name"] for b in section["unsafe"]["bindings"]] == ["BRAIN"]
+    assert 'export const ai = { binding: "BRAIN", remoteProxyConnectionString: new URL("http://127.0.0.1:9000/ai/") };' \
+        in result["miniflare"]
+    assert 'ai: { binding: "BRAIN", remoteProxyConnectionString: new URL("http://127.0.0.1:9000/ai/") },' \
+        in result["vitest"]
+    assert vcli("workers-config", "--write").code == 0
+    assert "[[env.local.unsafe.bindings]]" in (tmp_path / "wrangler.toml").read_text()
+    (tmp_path / "wrangler.toml").write_text('name = "w"\nai = ["BRAIN"]\n')
+    bad = vcli("workers-config")
+    assert bad.code == 1 and 'ai must be one binding, {"binding": "AI"}' in bad.err
