@@ -15,7 +15,10 @@ The model is the tiny BERT-shaped one of ``tests/aimodel.py``, installed as bge-
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 
+import httpx
 import numpy as np
 import orjson
 import pytest
@@ -30,6 +33,7 @@ pytest.importorskip("onnx")
 from aimodel import SMALL_MODEL, pulled_models_dir  # noqa: E402
 
 from vcli.embeddings import embed  # noqa: E402
+from vcli.workers import PLUGIN  # noqa: E402
 
 DOCS = [
     {"id": "cat", "text": "the cat sat on the mat", "metadata": {"kind": "pet"}},
@@ -80,7 +84,6 @@ def cases(local: Local) -> list[dict]:
          "expected": {"result": embedding(local, TEXTS[2])}},
     ]
     assert matches["count"] == 3
-    import httpx
 
     for name, model, inputs, code, _ in ERRORS:
         resp = httpx.post(f"{local.server.url}/client/v4/accounts/{ACCOUNT}/ai/run/{model}", json=inputs, timeout=60)
@@ -155,3 +158,39 @@ def test_workers_config_with_only_an_ai_binding(vcli, tmp_path):
     (tmp_path / "wrangler.toml").write_text('name = "w"\nai = ["BRAIN"]\n')
     bad = vcli("workers-config")
     assert bad.code == 1 and 'ai must be one binding, {"binding": "AI"}' in bad.err
+
+
+def test_the_ai_plugin_reads_miniflare_4_and_5_call_shapes(tmp_path):
+    """Miniflare 4 hands the plugin an array of ``{name, options}``; Miniflare 5 the Worker's options
+    with the bindings in ``config.env`` (not run here: the shape is the one observed with wrangler
+    4.164.0). Both give the same binding and forwarding service."""
+    if not shutil.which("node"):
+        pytest.skip("node is needed to load the plugin")
+    url = "http://127.0.0.1:8787/ai/"
+    script = f"""
+const {{ plugins }} = await import({json.dumps(PLUGIN.as_uri())});
+const ai = plugins["vcli-ai"];
+const v4 = [{{ name: "AI", options: {{ url: {json.dumps(url)} }} }}];
+const v5 = {{ config: {{ env: {{
+  AI: {{ type: "unsafe:ai", dev: {{ plugin: {{ package: "x", name: "vcli-ai" }}, options: {{ url: {json.dumps(url)} }} }} }},
+  VECTORIZE: {{ type: "unsafe:vectorize", dev: {{ plugin: {{ package: "x", name: "vcli" }}, options: {{ url: "u" }} }} }},
+  WHERE: {{ type: "plain_text", value: "local" }} }} }} }};
+const out = {{}};
+for (const [shape, given] of [["v4", v4], ["v5", v5]]) {{
+  out[shape] = {{ bindings: await ai.getBindings(given), services: await ai.getServices({{ options: given }}) }};
+}}
+out.none = {{ bindings: await ai.getBindings({{ config: {{ env: {{}} }} }}), nodeBindings: ai.getNodeBindings([]) }};
+try {{ await ai.getBindings([{{ name: "AI", options: {{}} }}]); }} catch (e) {{ out.error = e.message; }}
+process.stdout.write(JSON.stringify(out));
+"""
+    proc = subprocess.run(["node", "--input-type=module", "-e", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["v4"] == out["v5"]
+    assert out["v4"]["bindings"] == [{"name": "AI", "wrapped": {
+        "moduleName": "cloudflare-internal:ai-api",
+        "innerBindings": [{"name": "fetcher", "service": {"name": "vcli-ai:AI"}}]}}]
+    [service] = out["v4"]["services"]
+    assert service["name"] == "vcli-ai:AI" and url in service["worker"]["modules"][0]["esModule"]
+    assert out["none"] == {"bindings": [], "nodeBindings": {}}
+    assert 'binding AI needs "dev": {"options": {"url": ' in out["error"]
