@@ -207,3 +207,19 @@ def test_a_model_of_other_dimensions_or_one_vcli_does_not_compute(vcli, models):
 def test_query_takes_exactly_one_of_vector_vector_id_text(vcli, docs):
     got = vcli("query", docs, "--text", "a", "--vector-id", "cat")
     assert got.code == 1 and "give one of --vector, --vector-id or --text" in got.err
+
+
+def test_without_the_extra_a_text_command_says_how_to_install_it(vcli_proc, models, data_dir, tmp_path):
+    """``onnxruntime`` shadowed by a package that fails to import, as when it is not installed."""
+    blocked = tmp_path / "blocked" / "onnxruntime"
+    blocked.mkdir(parents=True)
+    (blocked / "__init__.py").write_text("raise ImportError('not installed')\n")
+    env = {"VCLI_MODELS_DIR": str(models), "VCLI_DATA_DIR": str(data_dir), "PYTHONPATH": str(blocked.parent)}
+    assert vcli_proc("create", "docs", "--preset", SMALL_MODEL, env=env).code == 0
+    got = vcli_proc("query", "docs", "--text", "a cat", env=env)
+    assert got.code == 1 and got.err == ("Error: embedding models need the optional 'ai' extra (onnxruntime is "
+                                         "not installed): pip install 'vcli[ai]'\n")
+    # everything else works without it
+    assert vcli_proc("upsert", "docs", "--file", "-", input=ndjson([{"id": "a", "values": [0.1] * 384}]),
+                     env=env).code == 0
+    assert vcli_proc("models", "list", "--json", env=env).json[0]["pulled"] is True

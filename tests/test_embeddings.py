@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 
+import orjson
 import pytest
 
 np = pytest.importorskip("numpy")
@@ -239,3 +240,24 @@ def test_the_model_for_an_index():
         embeddings.model_for("docs", "openai/text-embedding-ada-002", None, 1536)
     with pytest.raises(NoModel, match='gives 384 dimensions but index "docs" has 768'):
         embeddings.model_for("docs", None, SMALL_MODEL, 768)
+
+
+def test_text_lines_embed_up_to_100_at_a_time_and_keep_every_line_in_order(env, monkeypatch):
+    calls = []
+    real = embeddings.embed
+    monkeypatch.setattr(embeddings, "embed", lambda *a, **k: calls.append(len(a[1])) or real(*a, **k))
+    import vcli.embeddings.lines as lines_module
+
+    monkeypatch.setattr(lines_module, "embed", embeddings.embed)
+    lines = [orjson.dumps({"id": str(i), "text": f"text {i}", "metadata": {"text": "kept"}}) + b"\n"
+             for i in range(250)]
+    lines.insert(3, b"\n")
+    lines.insert(7, b'{"id": "v", "values": [1, 2]}\n')
+    out = list(embeddings.text_lines(iter(lines), SMALL_MODEL, env=env))
+    assert calls == [100, 100, 50] and len(out) == len(lines)
+    assert out[3] == b"\n" and out[7] == b'{"id": "v", "values": [1, 2]}\n'
+    parsed = [orjson.loads(line) for i, line in enumerate(out) if i not in (3, 7)]
+    assert [p["id"] for p in parsed] == [str(i) for i in range(250)]
+    assert all("text" not in p and p["metadata"] == {"text": "kept"} for p in parsed)
+    assert np.array_equal(np.array(parsed[120]["values"], np.float32),
+                          real(SMALL_MODEL, ["text 120"], env=env)[0])

@@ -85,10 +85,15 @@ def model_path(model: str, env: Mapping[str, str] | None = None) -> Path:
     return models_dir(env) / spec(model).folder_name
 
 
-def check_texts(texts: Sequence[str], pooling: str) -> list[str]:
-    """The texts as a list, or ``BadEmbedInput`` saying what Workers AI would refuse."""
+def check_pooling(pooling: str) -> str:
     if pooling not in POOLINGS:
         raise BadEmbedInput(f'pooling must be "mean" or "cls", not {pooling!r}')
+    return pooling
+
+
+def check_texts(texts: Sequence[str], pooling: str) -> list[str]:
+    """The texts as a list, or ``BadEmbedInput`` saying what Workers AI would refuse."""
+    check_pooling(pooling)
     if isinstance(texts, (str, bytes)) or not isinstance(texts, Sequence):
         raise BadEmbedInput("the texts must be a list of strings")
     if not texts:
@@ -180,6 +185,7 @@ def text_lines(lines: Iterable[bytes], model: str, pooling: str = "mean", *, req
     ``require``, they are an error). Texts are embedded up to 100 at a time."""
     from .lines import text_lines as run
 
+    check_pooling(pooling)  # before the first line is read
     return run(lines, model, pooling, require=require, env=env)
 
 
@@ -189,4 +195,5 @@ def text_queries(lines: Iterable[bytes | None], model: str, pooling: str = "mean
     at a time (a query is answered as soon as its line arrives); other lines and pauses pass."""
     from .lines import text_queries as run
 
+    check_pooling(pooling)
     return run(lines, model, pooling, env=env)

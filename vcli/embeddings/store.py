@@ -53,6 +53,8 @@ def verified_files(folder: Path) -> dict[str, Path] | None:
     if manifest is None:
         return None
     again = f"run `vcli models pull {manifest.get('model', '<model>')}` again"
+    if not isinstance(manifest.get("files"), dict) or not set(REQUIRED) <= set(manifest["files"]):
+        raise ModelDamaged(f"{folder / MANIFEST} does not list the model's files: {again}")
     files = {}
     for name, want in manifest["files"].items():
         path = folder / name
