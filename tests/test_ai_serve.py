@@ -88,6 +88,19 @@ def test_the_binding_on_both_routes(ai_server, http):
     assert "websocket" not in ai_server.output().lower()
 
 
+def test_calls_at_once_each_get_their_own_embeddings(ai_server):
+    """Calls in parallel (a Worker's Promise.all) queue for the model in the server's threads; each
+    gets its own texts' vectors, and the REST API answers meanwhile."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    batches = [[f"{word} worker {i}" for word in TEXTS] for i in range(8)]
+    with httpx.Client(base_url=ai_server.url, timeout=120) as http, ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda texts: plugin(http, SMALL_MODEL, {"text": texts}), batches))
+        assert http.get(f"/client/v4/accounts/{ACCOUNT}/vectorize/v2/indexes").status_code == 200
+    for texts, resp in zip(batches, answers, strict=True):
+        check_embeddings(resp, expected(ai_server, texts))
+
+
 # (name, model, inputs, internalCode, words the description holds)
 ERRORS = [
     ("a model vcli does not serve", "@cf/meta/llama-3.1-8b-instruct", {"text": "hi"}, 5007,
