@@ -31,21 +31,22 @@ def workers_config(
         Optional[str],
         typer.Option(show_default=False, metavar="|".join(PIECES),
                      help="Print one piece alone, ready to save: the wrangler environment, a Miniflare "
-                          "module (export const vectorize, and ai) or a vitest.config.mjs."),
+                          "module or a vitest.config.mjs (written for the Miniflare and vitest package "
+                          "found in the project, said on stderr)."),
     ] = None,
     write: Annotated[bool, typer.Option("--write", help="Add the wrangler environment to the config file.")] = False,
     json: JsonFlag = False,
 ) -> None:
-    """Write the configuration that points a Worker's Vectorize and AI bindings at vcli serve: for wrangler
-    dev and getPlatformProxy (an environment using vcli's plugin), plain Miniflare and
-    vitest-pool-workers, from the bindings in your wrangler config."""
+    """Write the configuration that points a Worker's Vectorize and AI bindings at vcli serve: for
+    wrangler dev and getPlatformProxy (an environment using vcli's plugin), plain Miniflare and
+    vitest, from the bindings in your wrangler config."""
     if only is not None and only not in PIECES:
         raise typer.BadParameter(f"expected one of {', '.join(PIECES)}, got {only!r}", param_hint="--only")
     result = workers.build(workers.read_config(workers.find_config(config, Path.cwd())), url=url, env=env)
     if write:
         workers.write(result)
     if only is not None:
-        render.show(Reply(None, [Text(getattr(result, only).rstrip("\n"))]), json=False)
+        render.show(Reply(None, [Text(getattr(result, only).rstrip("\n"))], result.remarks(write)), json=False)
         return
     path = result.config.path
     names = [f"{b.name} → {b.url}" for b in result.bindings]
@@ -57,10 +58,9 @@ def workers_config(
              + (f"written to {path}" if write else f"add to {path} (or run again with --write)")),
         Text(result.wrangler.rstrip("\n")),
         Text(""),
-        Text("Miniflare: save as vectorize.local.mjs, then new Miniflare({ ...options, vectorize"
-             + (", ai })" if result.ai else " })")),
+        Text("Miniflare: save as vectorize.local.mjs, then use it as its first lines say"),
         Text(result.miniflare.rstrip("\n")),
         Text(""),
-        Text(f"vitest-pool-workers: save as vitest.config.mjs beside {path.name}"),
+        Text(f"vitest ({result.toolchain.vitest.name}): save as vitest.config.mjs beside {path.name}"),
         Text(result.vitest.rstrip("\n")),
-    ]), json)
+    ], result.remarks(write)), json)

@@ -7,12 +7,18 @@ serves its embedding models at ``<server>/ai/``), and writes, for each local ent
 * **wrangler** (``wrangler dev --env local``, ``getPlatformProxy({environment: "local"})``): an
   environment whose bindings are vcli's plugin (``unsafe.bindings``). An environment inherits no
   bindings, so every other binding of the top level is repeated in it;
-* **Miniflare**: a module exporting the ``vectorize`` option (and ``ai``), each binding with a
-  ``remoteProxyConnectionString`` (a ``URL``: Miniflare crashes on a string);
-* **vitest-pool-workers**: a ``vitest.config.mjs`` using the wrangler config, with the same
-  ``vectorize`` and ``ai`` options, and ``remoteBindings: false`` so no binding asks for a Cloudflare login.
+* **Miniflare**: a module for ``new Miniflare()``. Miniflare 4: the ``vectorize`` option (and
+  ``ai``), each binding with a ``remoteProxyConnectionString`` (a ``URL``: Miniflare crashes on a
+  string). Miniflare 5 keeps one such URL per Worker, so there: vcli's plugins as
+  ``unsafeBindings``, which Miniflare 5 takes through its ``convertV4MiniflareOptions``;
+* **vitest**: a ``vitest.config.mjs`` using the wrangler config, with ``remoteBindings: false`` so
+  no binding asks for a Cloudflare login. On Miniflare 4 (vitest-pool-workers < 0.20) it gives the
+  same ``vectorize`` and ``ai`` options; on Miniflare 5 it uses the local environment, i.e. the
+  plugins.
 
-Nothing here talks to the server; the URL is only written down.
+Which Miniflare and vitest package the project has is read from its ``node_modules`` or
+``package.json`` (``detect``); what was found or assumed is said with the result. Nothing here
+talks to the server; the URL is only written down.
 """
 
 from __future__ import annotations
@@ -81,6 +87,58 @@ class WranglerConfig:
 
 
 @dataclass(frozen=True)
+class Package:
+    """An npm package of the Worker's project, as ``detect`` found it."""
+
+    name: str
+    version: str | None  # None: not found, the newest assumed
+    source: str  # "node_modules", "package.json" or "assumed"
+
+    @property
+    def major_minor(self) -> tuple[int, int] | None:
+        m = re.search(r"(\d+)(?:\.(\d+))?", self.version or "")
+        return (int(m.group(1)), int(m.group(2) or 0)) if m else None
+
+    def describe(self) -> str:
+        if self.source == "assumed":
+            return f"{self.name} (not found in the project: the newest assumed)"
+        return f"{self.name} {self.version} (from {self.source})"
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    """What the pieces are written for: the Miniflare a plain ``new Miniflare()`` loads, and the
+    vitest package with the Miniflare inside it."""
+
+    miniflare: Package
+    vitest: Package
+
+    @property
+    def miniflare5(self) -> bool:
+        return (self.miniflare.major_minor or (5, 0)) >= (5, 0)
+
+    @property
+    def vitest_miniflare5(self) -> bool:
+        # vitest-pool-workers runs Miniflare 5 from 0.20 on; its successor, the vitest plugin, always
+        return self.vitest.name != POOL_WORKERS or (self.vitest.major_minor or (0, 20)) >= (0, 20)
+
+    def notes(self) -> list[str]:
+        return [
+            f"Miniflare piece written for Miniflare {5 if self.miniflare5 else 4}: {self.miniflare.describe()}",
+            f"vitest piece written for {self.vitest.name} on Miniflare {5 if self.vitest_miniflare5 else 4}: "
+            f"{self.vitest.describe()}",
+        ]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "miniflare": {"package": self.miniflare.name, "version": self.miniflare.version,
+                          "source": self.miniflare.source, "major": 5 if self.miniflare5 else 4},
+            "vitest": {"package": self.vitest.name, "version": self.vitest.version, "source": self.vitest.source,
+                       "miniflare_major": 5 if self.vitest_miniflare5 else 4},
+        }
+
+
+@dataclass(frozen=True)
 class WorkersConfig:
     """What ``vcli workers-config`` prints (or writes)."""
 
@@ -89,16 +147,26 @@ class WorkersConfig:
     bindings: list[Binding]
     ai: AiBinding | None
     plugin: Path
+    toolchain: Toolchain
     section: dict[str, Any]  # the wrangler environment, as data
     wrangler: str  # ... as text to add to the wrangler config
-    miniflare: str  # a module: ``export const vectorize = {...}`` (and ``ai``)
+    miniflare: str  # a module: ``export const vectorize`` and ``ai`` (Miniflare 4) or ``unsafeBindings`` (5)
     vitest: str  # a vitest.config.mjs
+
+    def remarks(self, written: bool = False) -> list[str]:
+        """What the pieces were written for, and what they still need."""
+        envs = self.config.data.get("env")
+        missing = not written and not (isinstance(envs, dict) and self.env in envs)
+        return self.toolchain.notes() + ([
+            f"the vitest piece takes the bindings of env.{self.env}, which {self.config.path} does not have "
+            "yet: add it with --write"] if missing and self.toolchain.vitest_miniflare5 else [])
 
     def to_json(self) -> dict[str, Any]:
         return {
             "config": str(self.config.path), "env": self.env, "plugin": str(self.plugin),
             "bindings": [{"binding": b.name, "index_name": b.index_name, "url": b.url} for b in self.bindings],
             "ai": None if self.ai is None else {"binding": self.ai.name, "url": self.ai.url},
+            "toolchain": self.toolchain.to_json(),
             "wrangler": {"section": self.section, "text": self.wrangler},
             "miniflare": self.miniflare, "vitest": self.vitest,
         }
@@ -131,8 +199,46 @@ def read_config(path: Path) -> WranglerConfig:
     return WranglerConfig(path, text, data)
 
 
-def build(config: WranglerConfig, url: str = DEFAULT_URL, env: str = DEFAULT_ENV) -> WorkersConfig:
-    """The configuration for every entry point, from the Vectorize and AI bindings of ``config``."""
+POOL_WORKERS = "@cloudflare/vitest-pool-workers"  # up to 0.23; 0.20 and later run Miniflare 5
+VITEST_PLUGIN = "@cloudflare/vitest-plugin"  # its successor (1.x), on Miniflare 5
+
+
+def detect(project: Path) -> Toolchain:
+    """The Miniflare and the vitest package of the Worker's project: installed in a
+    ``node_modules`` of ``project`` or a folder above it (as Node finds them), else named in the
+    nearest ``package.json``; else the newest (Miniflare 5, the vitest plugin) is assumed."""
+    folders = [project, *project.parents]
+    manifest = next((f / "package.json" for f in folders if (f / "package.json").is_file()), None)
+    wanted: dict[str, Any] = {}
+    if manifest is not None:
+        try:
+            data = json.loads(manifest.read_text(encoding="utf-8"))
+            for key in ("dependencies", "devDependencies"):
+                if isinstance(data.get(key), dict):
+                    wanted.update(data[key])
+        except (OSError, ValueError):
+            pass
+
+    def find(name: str) -> Package | None:
+        for folder in folders:
+            try:
+                version = json.loads((folder / "node_modules" / name / "package.json").read_text("utf-8"))["version"]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            return Package(name, str(version), "node_modules")
+        if isinstance(wanted.get(name), str):
+            return Package(name, wanted[name], "package.json")
+        return None
+
+    vitest = find(VITEST_PLUGIN) or find(POOL_WORKERS) or Package(VITEST_PLUGIN, None, "assumed")
+    return Toolchain(find("miniflare") or Package("miniflare", None, "assumed"), vitest)
+
+
+def build(config: WranglerConfig, url: str = DEFAULT_URL, env: str = DEFAULT_ENV,
+          toolchain: Toolchain | None = None) -> WorkersConfig:
+    """The configuration for every entry point, from the Vectorize and AI bindings of ``config``, for
+    ``toolchain`` (default: what ``detect`` finds beside the config)."""
+    toolchain = toolchain or detect(config.path.resolve().parent)
     base = _server_url(url)
     if not re.fullmatch(r"[A-Za-z0-9_-]+", env):
         raise WorkersConfigError(f'"{env}" cannot name a wrangler environment (letters, digits, - and _)')
@@ -151,10 +257,10 @@ def build(config: WranglerConfig, url: str = DEFAULT_URL, env: str = DEFAULT_ENV
                                  "its top level) and no AI binding (ai = {binding = ...})")
     section = _environment(config.data, bindings, ai)
     return WorkersConfig(
-        config, env, bindings, ai, PLUGIN, section,
+        config, env, bindings, ai, PLUGIN, toolchain, section,
         wrangler=_toml_section(env, section) if config.is_toml else _jsonc_section(env, section),
-        miniflare=_miniflare_module(bindings, ai, base),
-        vitest=_vitest_config(config.path.name, bindings, ai, base),
+        miniflare=_miniflare_module(bindings, ai, base, toolchain),
+        vitest=_vitest_config(config.path.name, bindings, ai, base, env, toolchain),
     )
 
 
@@ -210,19 +316,26 @@ def _binding_url(base: str, index: str) -> str:
     return f"{base}/binding/{quote(index, safe='')}/"
 
 
+def _plugin(name: str) -> dict[str, str]:
+    return {"package": str(PLUGIN), "name": name}
+
+
+def _unsafe_bindings(bindings: list[Binding], ai: AiBinding | None) -> list[dict[str, Any]]:
+    """Each binding answered by vcli's plugins, as wrangler's ``unsafe.bindings`` takes it."""
+    out: list[dict[str, Any]] = [
+        {"name": b.name, "type": "vectorize", "index_name": b.index_name,
+         "dev": {"plugin": _plugin(PLUGIN_NAME), "options": {"url": b.url}}} for b in bindings]
+    if ai is not None:
+        out.append({"name": ai.name, "type": "ai", "dev": {"plugin": _plugin(AI_PLUGIN_NAME), "options": {"url": ai.url}}})
+    return out
+
+
 def _environment(data: dict[str, Any], bindings: list[Binding], ai: AiBinding | None) -> dict[str, Any]:
     """The wrangler environment: the top level's other bindings, and vcli's in place of the
     Vectorize and AI ones."""
     section = {k: data[k] for k in NOT_INHERITED if k in data and k not in ("vectorize", "ai", "unsafe")}
     unsafe = dict(data.get("unsafe") or {})
-    unsafe["bindings"] = [*unsafe.get("bindings", []), *(
-        {"name": b.name, "type": "vectorize", "index_name": b.index_name,
-         "dev": {"plugin": {"package": str(PLUGIN), "name": PLUGIN_NAME}, "options": {"url": b.url}}}
-        for b in bindings
-    )]
-    if ai is not None:
-        unsafe["bindings"].append({"name": ai.name, "type": "ai", "dev": {
-            "plugin": {"package": str(PLUGIN), "name": AI_PLUGIN_NAME}, "options": {"url": ai.url}}})
+    unsafe["bindings"] = [*unsafe.get("bindings", []), *_unsafe_bindings(bindings, ai)]
     section["unsafe"] = unsafe
     return section
 
@@ -271,47 +384,72 @@ def _toml_value(value: Any) -> str:
     raise WorkersConfigError(f"cannot write {value!r} in TOML")  # dates: only TOML has them, and they pass through
 
 
-def _ai_option(ai: AiBinding) -> str:
+def _kinds(ai: AiBinding | None) -> str:
+    return f"Vectorize {'and AI ' if ai else ''}bindings"
+
+
+def _proxy_entries(bindings: list[Binding], indent: str) -> str:
+    """Miniflare 4's ``vectorize`` option: each binding sent to its URL by the remote-proxy client."""
+    return "\n".join(
+        f"{indent}{json.dumps(b.name)}: {{ index_name: {json.dumps(b.index_name)}, "
+        f"remoteProxyConnectionString: new URL({json.dumps(b.url)}) }},"
+        for b in bindings
+    )
+
+
+def _proxy_ai(ai: AiBinding) -> str:
+    """Miniflare 4's ``ai`` option (one binding, not a record), sent to vcli serve the same way."""
     return f"{{ binding: {json.dumps(ai.name)}, remoteProxyConnectionString: new URL({json.dumps(ai.url)}) }}"
 
 
-def _miniflare_module(bindings: list[Binding], ai: AiBinding | None, base: str) -> str:
-    entries = "\n".join(
-        f"  {json.dumps(b.name)}: {{ index_name: {json.dumps(b.index_name)}, "
-        f"remoteProxyConnectionString: new URL({json.dumps(b.url)}) }},"
-        for b in bindings
-    )
+def _miniflare_module(bindings: list[Binding], ai: AiBinding | None, base: str, toolchain: Toolchain) -> str:
+    head = (f"// {_kinds(ai)} for {toolchain.miniflare.name}, answered by `vcli serve` at {base}\n"
+            f"// (written by `vcli workers-config` for Miniflare {5 if toolchain.miniflare5 else 4}): ")
+    if not toolchain.miniflare5:
+        return (head + f"new Miniflare({{ ...yourOptions, vectorize{', ai' if ai else ''} }})\n"
+                f"export const vectorize = {{\n{_proxy_entries(bindings, '  ')}\n}};\n"
+                + (f"export const ai = {_proxy_ai(ai)};\n" if ai else ""))
+    entries = [{"name": b.name, "type": "vectorize", "plugin": _plugin(PLUGIN_NAME),
+                "options": {"index_name": b.index_name, "url": b.url}} for b in bindings]
+    if ai is not None:
+        entries.append({"name": ai.name, "type": "ai", "plugin": _plugin(AI_PLUGIN_NAME), "options": {"url": ai.url}})
     return (
-        f"// Vectorize {'and AI ' if ai else ''}bindings for Miniflare, answered by `vcli serve` at {base}\n"
-        "// (written by `vcli workers-config`): new Miniflare({ ...yourOptions, vectorize"
-        f"{', ai' if ai else ''} }})\n"
-        f"export const vectorize = {{\n{entries}\n}};\n"
-        + (f"export const ai = {_ai_option(ai)};\n" if ai else "")
+        head + "vcli's plugin for each binding.\n"
+        "// Miniflare 5 takes options of version 4 through its converter:\n"
+        "//   new Miniflare(convertV4MiniflareOptions({ ...yourV4Options, unsafeBindings }))\n"
+        "// (Miniflare 4 takes them as they are: new Miniflare({ ...yourOptions, unsafeBindings }))\n"
+        "export const unsafeBindings = [\n" + "".join(f"  {json.dumps(e)},\n" for e in entries) + "];\n"
     )
 
 
-def _vitest_config(config_name: str, bindings: list[Binding], ai: AiBinding | None, base: str) -> str:
-    entries = "\n".join(
-        f"          {json.dumps(b.name)}: {{ index_name: {json.dumps(b.index_name)}, "
-        f"remoteProxyConnectionString: new URL({json.dumps(b.url)}) }},"
-        for b in bindings
-    )
+def _vitest_config(config_name: str, bindings: list[Binding], ai: AiBinding | None, base: str, env: str,
+                   toolchain: Toolchain) -> str:
+    package = toolchain.vitest.name
+    if toolchain.vitest_miniflare5:
+        # One remote-proxy URL per Worker in Miniflare 5: the bindings go through the plugin,
+        # i.e. the wrangler environment.
+        how = (f"      wrangler: {{ configPath: {json.dumps('./' + config_name)}, environment: {json.dumps(env)} }},\n"
+               f"      // the {_kinds(ai)} are those of env.{env}: vcli's plugin (vcli workers-config --write)\n"
+               "      remoteBindings: false, // no Cloudflare login\n")
+    else:
+        how = (f"      wrangler: {{ configPath: {json.dumps('./' + config_name)} }},\n"
+               "      remoteBindings: false, // no Cloudflare login: the bindings below are local\n"
+               "      miniflare: {\n"
+               "        vectorize: {\n"
+               f"{_proxy_entries(bindings, ' ' * 10)}\n"
+               "        },\n"
+               + (f"        ai: {_proxy_ai(ai)},\n" if ai else "")
+               + "      },\n")
     return (
-        f"// vitest-pool-workers with the Vectorize {'and AI ' if ai else ''}bindings answered by `vcli serve` at {base}\n"
-        "// (written by `vcli workers-config`; keep it beside your wrangler config).\n"
+        f"// {package} with the {_kinds(ai)} answered by `vcli serve` at {base}\n"
+        f"// (written by `vcli workers-config` for Miniflare {5 if toolchain.vitest_miniflare5 else 4}; "
+        "keep it beside your wrangler config).\n"
         'import { defineConfig } from "vitest/config";\n'
-        'import { cloudflareTest } from "@cloudflare/vitest-pool-workers";\n\n'
+        f"import {{ cloudflareTest }} from {json.dumps(package)};\n\n"
         "export default defineConfig({\n"
         "  plugins: [\n"
         "    cloudflareTest({\n"
-        f"      wrangler: {{ configPath: {json.dumps('./' + config_name)} }},\n"
-        "      remoteBindings: false, // no Cloudflare login: the bindings below are local\n"
-        "      miniflare: {\n"
-        "        vectorize: {\n"
-        f"{entries}\n"
-        "        },\n"
-        + (f"        ai: {_ai_option(ai)},\n" if ai else "")
-        + "      },\n"
+        f"{how}"
         "    }),\n"
         "  ],\n"
         "});\n"

@@ -1,6 +1,7 @@
-// env.AI (Workers AI) under vitest-pool-workers, against `vcli serve` (tests/test_workers_ai.py
-// writes vitest.config.mjs with `vcli workers-config --only vitest`, and ai-cases.json: each
-// env.AI.run call, some followed by env.VECTORIZE.query, with what vcli says for the same texts).
+// env.AI (Workers AI) under vitest, against `vcli serve`. tests/test_workers_binding.py's vitest
+// runs write vitest.config.mjs with `vcli workers-config --only vitest`, and ai-cases.json (from
+// tests/test_workers_ai.py): each env.AI.run call, some followed by a query of env.DOCS with the
+// embedding, with what vcli says for the same texts.
 import { env, SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import cases from "../ai-cases.json";
