@@ -150,10 +150,11 @@ def pull(model: str, *, env: Mapping[str, str] | None = None,
          progress: Callable[[int, int], None] | None = None) -> ModelStatus:
     """Download ``model``'s official ONNX weights and tokenizer from its Hugging Face repository,
     check each file's checksum against the hub's, and install them. ``progress(done, total)`` is
-    called with bytes as they arrive."""
+    called with bytes as they arrive. The hub is ``HF_ENDPOINT`` of ``env`` (default: the process's
+    environment), else https://huggingface.co."""
     from .download import download
 
-    download(spec(model), models_dir(env), progress)
+    download(spec(model), models_dir(env), progress, (os.environ if env is None else env).get("HF_ENDPOINT"))
     return _status(model, env)
 
 

@@ -10,6 +10,7 @@ renamed into place (``store.finish``), so an interrupted or corrupt download lea
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 from collections.abc import Callable
@@ -55,10 +56,11 @@ def _progress_class(report: Progress, total: int) -> type:
     return Report
 
 
-def download(spec: ModelSpec, root: Path, progress: Progress | None = None) -> Path:
+def download(spec: ModelSpec, root: Path, progress: Progress | None = None, endpoint: str | None = None) -> Path:
+    """Download, check and install ``spec``'s model under ``root``; ``endpoint`` is the hub's URL
+    (default: ``$HF_ENDPOINT`` as huggingface_hub read it, else https://huggingface.co)."""
     try:
         import huggingface_hub
-        from huggingface_hub import constants
     except ImportError:
         from ..errors import AiExtraMissing
 
@@ -68,9 +70,12 @@ def download(spec: ModelSpec, root: Path, progress: Progress | None = None) -> P
     require_extra()
     offline = (f"; on a computer without access, download the repository's {spec.onnx_file}, "
                f"tokenizer.json and config.json elsewhere and run `vcli models pull {spec.name} --from DIR`")
-    repo_url = f"{constants.ENDPOINT}/{spec.hf_repo}"
+    # The hub's client logs its retries as warnings on stderr; the one line vcli prints says it all.
+    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
+    api = huggingface_hub.HfApi(endpoint=endpoint.rstrip("/") if endpoint else None)
+    repo_url = f"{api.endpoint}/{spec.hf_repo}"
     try:
-        info = huggingface_hub.HfApi().model_info(spec.hf_repo, files_metadata=True, timeout=30)
+        info = api.model_info(spec.hf_repo, files_metadata=True, timeout=30)
     except Exception as exc:  # noqa: BLE001 - httpx, hub and OS errors alike: one line for the user
         raise DownloadFailed(f"cannot reach {repo_url}: {_reason(exc)}{offline}") from None
     siblings = {s.rfilename: s for s in info.siblings or ()}
@@ -89,7 +94,8 @@ def download(spec: ModelSpec, root: Path, progress: Progress | None = None) -> P
         for remote, local in wanted.items():
             try:
                 path = Path(huggingface_hub.hf_hub_download(
-                    spec.hf_repo, remote, revision=info.sha, local_dir=fetched, tqdm_class=tqdm_class))
+                    spec.hf_repo, remote, revision=info.sha, local_dir=fetched, endpoint=api.endpoint,
+                    tqdm_class=tqdm_class))
             except Exception as exc:  # noqa: BLE001
                 raise DownloadFailed(f"downloading {remote} from {repo_url} failed: {_reason(exc)}{offline}") from None
             meta = siblings[remote]
