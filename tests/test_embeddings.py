@@ -261,3 +261,21 @@ def test_text_lines_embed_up_to_100_at_a_time_and_keep_every_line_in_order(env, 
     assert all("text" not in p and p["metadata"] == {"text": "kept"} for p in parsed)
     assert np.array_equal(np.array(parsed[120]["values"], np.float32),
                           real(SMALL_MODEL, ["text 120"], env=env)[0])
+
+
+def test_lines_without_text_stream_through_at_once(env):
+    """A file of vectors is not held in memory: each line comes out before the next is read."""
+    def source():
+        for i in range(5000):
+            yield b'{"id": "%d", "values": [1, 2]}\n' % i
+            read.append(i)
+
+    read: list[int] = []
+    out = embeddings.text_lines(source(), SMALL_MODEL, env=env)
+    for i, line in enumerate(out):
+        assert len(read) == i  # line i came out before line i + 1 was read
+        assert line == b'{"id": "%d", "values": [1, 2]}\n' % i
+    mixed = [orjson.dumps({"id": "t", "text": "a cat"}) + b"\n"] + [b'{"id": "%d", "values": [1]}\n' % i
+                                                                   for i in range(2500)]
+    got = list(embeddings.text_lines(iter(mixed), SMALL_MODEL, env=env))
+    assert got[1:] == mixed[1:] and len(orjson.loads(got[0])["values"]) == 384

@@ -121,13 +121,18 @@ def embed(model: str, texts: Sequence[str], pooling: str = "mean", *,
 
 
 def list_models(env: Mapping[str, str] | None = None) -> list[ModelStatus]:
-    """Every model vcli computes, whether it is on disk, where, and its size."""
+    """Every model vcli computes, whether it is on disk, where, and its size (a folder whose
+    manifest cannot be read counts as not pulled: pulling again mends it)."""
+    from ..errors import ModelDamaged
     from .store import read_manifest
 
     out = []
     for name, s in MODELS.items():
         path = model_path(name, env)
-        manifest = read_manifest(path)
+        try:
+            manifest = read_manifest(path)
+        except ModelDamaged:
+            manifest = None
         out.append(ModelStatus(
             name, s.dimensions, manifest is not None, path,
             sum(f["size"] for f in manifest["files"].values()) if manifest else None,
@@ -170,27 +175,27 @@ def model_for(index_name: str, index_model: str | None, given: str | None, dimen
         raise NoModel(f'index "{index_name}" has no embedding model, so it cannot take text: give one '
                       f"with --model (one of {', '.join(MODELS)}), or create the index with --preset")
     if model not in MODELS:
-        where = "" if given else f'index "{index_name}" was created with the preset {model}, which '
-        raise NoModel(f"{where or f'{model} '}is not a model vcli computes; give one with --model "
-                      f"({', '.join(MODELS)})")
+        what = model if given else f'index "{index_name}" was created with the preset {model}, which'
+        raise NoModel(f"{what} is not a model vcli computes; give one with --model ({', '.join(MODELS)})")
     if MODELS[model].dimensions != dimensions:
         raise NoModel(f"{model} gives {MODELS[model].dimensions} dimensions but index \"{index_name}\" has "
                       f"{dimensions}; give a model of {dimensions} dimensions with --model")
     return model
 
 
-def text_lines(lines: Iterable[bytes], model: str, pooling: str = "mean", *, require: bool = False,
+def text_lines(lines: Iterable[bytes], model: str | Callable[[], str], pooling: str = "mean", *, require: bool = False,
                env: Mapping[str, str] | None = None) -> Iterator[bytes]:
     """NDJSON lines where each ``{"text": …}`` becomes ``{"values": […]}`` (the rest of the line
     kept), one line out per line in, in order; lines without ``"text"`` pass as they are (with
-    ``require``, they are an error). Texts are embedded up to 100 at a time."""
+    ``require``, they are an error). Texts are embedded up to 100 at a time. ``model`` may be a
+    function giving the name, called at the first text (a file without text needs no model)."""
     from .lines import text_lines as run
 
     check_pooling(pooling)  # before the first line is read
     return run(lines, model, pooling, require=require, env=env)
 
 
-def text_queries(lines: Iterable[bytes | None], model: str, pooling: str = "mean", *,
+def text_queries(lines: Iterable[bytes | None], model: str | Callable[[], str], pooling: str = "mean", *,
                  env: Mapping[str, str] | None = None) -> Iterator[bytes | None]:
     """Query lines (``vcli query --file``) where ``{"text": …}`` becomes ``{"vector": […]}``, one
     at a time (a query is answered as soon as its line arrives); other lines and pauses pass."""

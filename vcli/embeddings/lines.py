@@ -17,6 +17,7 @@ from . import MAX_TEXTS, embed
 
 Model = str | Callable[[], str]
 NUMPY = orjson.OPT_SERIALIZE_NUMPY  # float32 values print as the shortest decimal that round-trips
+HELD_LINES = 1000  # lines held back at most while texts wait to be embedded together
 
 
 def _text_of(raw: bytes, lineno: int, other: tuple[str, ...], error: type[BadInput] | type[BadQuery]):
@@ -68,19 +69,20 @@ def text_lines(lines: Iterable[bytes], model: Model, pooling: str = "mean", *, r
         texts.clear()
 
     for lineno, raw in enumerate(lines, 1):
-        if not raw or raw.isspace():
-            if not require:
-                held.append(raw)
-            continue
-        found = _text_of(raw, lineno, ("values",), BadInput)
+        found = None if not raw or raw.isspace() else _text_of(raw, lineno, ("values",), BadInput)
         if found is None:
             if require:
+                if not raw or raw.isspace():
+                    continue
                 raise BadInput('no "text" to embed (each line is a JSON object with "text")', lineno)
+            if not texts:  # nothing waits: the line goes on at once (a file of vectors streams)
+                yield raw
+                continue
             held.append(raw)
-            continue
-        held.append(found[0])
-        texts.append(found[1])
-        if len(texts) == MAX_TEXTS:
+        else:
+            held.append(found[0])
+            texts.append(found[1])
+        if len(texts) == MAX_TEXTS or len(held) >= HELD_LINES:
             yield from flush()
     yield from flush()
 
