@@ -5,7 +5,8 @@
     embed(model, texts)         float32 vectors, as ``env.AI.run(model, {text, pooling})`` gives
     list_models()               each model, whether it is on disk and where
     pull(model) / pull_from()   download the official ONNX weights, or take a folder already on disk
-    text_lines / text_queries   NDJSON lines with ``"text"`` turned into ``"values"`` / ``"vector"``
+    vector_lines / text_lines / text_queries   NDJSON lines with ``"text"``: vectors to write,
+                                lines with ``"values"`` (vcli embed), queries with ``"vector"``
 
 Engine-level: it never prints or exits. This module imports nothing heavy; NumPy, ONNX Runtime,
 tokenizers and huggingface_hub are imported only when a model is loaded or pulled (the optional
@@ -25,6 +26,8 @@ from ..errors import BadEmbedInput, NoModel, UnknownModel
 
 if TYPE_CHECKING:
     import numpy
+
+    from ..engine.records import VectorLine
 
 
 @dataclass(frozen=True)
@@ -183,16 +186,26 @@ def model_for(index_name: str, index_model: str | None, given: str | None, dimen
     return model
 
 
-def text_lines(lines: Iterable[bytes], model: str | Callable[[], str], pooling: str = "mean", *, require: bool = False,
-               env: Mapping[str, str] | None = None) -> Iterator[bytes]:
-    """NDJSON lines where each ``{"text": …}`` becomes ``{"values": […]}`` (the rest of the line
-    kept), one line out per line in, in order; lines without ``"text"`` pass as they are (with
-    ``require``, they are an error). Texts are embedded up to 100 at a time. ``model`` may be a
-    function giving the name, called at the first text (a file without text needs no model)."""
-    from .lines import text_lines as run
+def vector_lines(lines: Iterable[bytes], dimensions: int, model: str | Callable[[], str], pooling: str = "mean",
+                 *, env: Mapping[str, str] | None = None) -> Iterator[VectorLine]:
+    """Checked vectors from NDJSON lines (``vcli.ndjson.read_vectors``), where a line may give
+    ``"text"`` instead of ``"values"``: texts are embedded up to 100 at a time, lines kept in order.
+    ``model`` may be a function giving the name, called at the first text (a file without text
+    needs no model)."""
+    from .lines import vector_lines as run
 
     check_pooling(pooling)  # before the first line is read
-    return run(lines, model, pooling, require=require, env=env)
+    return run(lines, dimensions, model, pooling, env=env)
+
+
+def text_lines(lines: Iterable[bytes], model: str, pooling: str = "mean", *,
+               env: Mapping[str, str] | None = None) -> Iterator[bytes]:
+    """``vcli embed``: NDJSON lines where each ``{"text": …}`` becomes ``{"values": […]}`` (the rest
+    of the line kept), in order; a line without ``"text"`` is an error."""
+    from .lines import text_lines as run
+
+    check_pooling(pooling)
+    return run(lines, model, pooling, env=env)
 
 
 def text_queries(lines: Iterable[bytes | None], model: str | Callable[[], str], pooling: str = "mean", *,
