@@ -298,3 +298,26 @@ def test_pull_reports_its_progress_in_bytes(tmp_path, monkeypatch):
     total = sum(map(len, files.values()))
     assert seen and seen[-1] == (total, total)
     assert [done for done, _ in seen] == sorted(done for done, _ in seen)
+
+
+def test_text_against_the_live_service_needs_model_and_sends_the_vectors(vcli_proc, models, tmp_path):
+    """The service does not say which preset made an index, so text there takes --model; the text
+    is embedded here and the vectors sent (``vcli serve`` stands in for the service)."""
+    from test_remote import TOKEN, _env
+    from test_serve import serve_process
+
+    with serve_process(tmp_path, "--data-dir", str(tmp_path / "service")) as service:
+        env = {**_env(service.url), "VCLI_MODELS_DIR": str(models)}
+        assert vcli_proc("create", "docs", "--preset", SMALL_MODEL, "--remote", env=env).code == 0
+        refused = vcli_proc("insert", "docs", "--remote", "--file", "-", input=ndjson(DOCS), env=env)
+        assert refused.code == 1 and 'index "docs" has no embedding model' in refused.err
+        sent = vcli_proc("insert", "docs", "--remote", "--model", SMALL_MODEL, "--file", "-", input=ndjson(DOCS),
+                         env=env)
+        assert sent.code == 0, sent.err
+        got = vcli_proc("query", "docs", "--remote", "--model", SMALL_MODEL, "--text", "a dog in the cloud",
+                        "--json", env=env)
+        assert got.code == 0 and got.json["matches"][0]["id"] == "dog" and TOKEN not in got.out + got.err
+        # the service holds the vectors vcli computed
+        stored = vcli_proc("get-vectors", "docs", "--ids", "cat", "--data-dir", tmp_path / "service", "--json")
+        want = vectors_of([DOCS[0]["text"]], models=models)[0]
+        assert np.array_equal(np.array(stored.json[0]["values"], np.float32), want)
