@@ -207,6 +207,8 @@ def test_a_model_of_other_dimensions_or_one_vcli_does_not_compute(vcli, models):
 def test_query_takes_exactly_one_of_vector_vector_id_text(vcli, docs):
     got = vcli("query", docs, "--text", "a", "--vector-id", "cat")
     assert got.code == 1 and "give one of --vector, --vector-id or --text" in got.err
+    got = vcli("query", docs, "--text", "")
+    assert got.code == 1 and got.err == "Error: --text is empty; give at least 1 character\n"
 
 
 def test_without_the_extra_a_text_command_says_how_to_install_it(vcli_proc, models, data_dir, tmp_path):

@@ -203,6 +203,8 @@ def query(
         raise BadQuery("give either --file or --vector/--vector-id/--text, not both")
     if file is None and given != 1:
         raise BadQuery("give one of --vector, --vector-id or --text")
+    if text == "":
+        raise BadQuery("--text is empty; give at least 1 character")
     values = parse_vector(vector) if vector is not None else None
     parsed_filter = parse_filter(filter) if filter is not None else None
     if file is not None:  # --json or not: the answers are JSON lines
