@@ -247,16 +247,23 @@ def test_pull_downloads_from_the_hub_checks_checksums_and_installs(vcli_proc, tm
     with FakeHub("BAAI/bge-small-en-v1.5", files) as hub:
         env = hub_env(tmp_path, hub)
         got = vcli_proc("models", "pull", SMALL_MODEL, "--json", env=env)
-    assert got.code == 0, got.err
-    assert got.json["pulled"] and got.json["source"] == f"{hub.url}/BAAI/bge-small-en-v1.5"
-    assert not any("README.md" in r for r in hub.requests)  # only the three files it needs
-    folder = tmp_path / "models" / "baai--bge-small-en-v1.5"
-    manifest = orjson.loads((folder / "manifest.json").read_bytes())
-    assert manifest["revision"] == COMMIT and set(manifest["files"]) == {"model.onnx", "tokenizer.json", "config.json"}
-    assert (folder / "model.onnx").read_bytes() == files["onnx/model.onnx"]
-    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["baai--bge-small-en-v1.5"]
-    embedded = vcli_proc("embed", SMALL_MODEL, "--file", "-", input=ndjson([{"text": "a cat"}]), env=env)
-    assert embedded.code == 0 and len(orjson.loads(embedded.out)["values"]) == 384
+        assert got.code == 0, got.err
+        assert got.json["pulled"] and got.json["source"] == f"{hub.url}/BAAI/bge-small-en-v1.5"
+        assert not any("README.md" in r for r in hub.requests)  # only the three files it needs
+        folder = tmp_path / "models" / "baai--bge-small-en-v1.5"
+        manifest = orjson.loads((folder / "manifest.json").read_bytes())
+        assert manifest["revision"] == COMMIT and set(manifest["files"]) == {"model.onnx", "tokenizer.json", "config.json"}
+        assert (folder / "model.onnx").read_bytes() == files["onnx/model.onnx"]
+        assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["baai--bge-small-en-v1.5"]
+        embedded = vcli_proc("embed", SMALL_MODEL, "--file", "-", input=ndjson([{"text": "a cat"}]), env=env)
+        assert embedded.code == 0 and len(orjson.loads(embedded.out)["values"]) == 384
+        # the same commit again: nothing downloaded; a damaged copy: downloaded again
+        asked = len(hub.requests)
+        assert vcli_proc("models", "pull", SMALL_MODEL, env=env).code == 0
+        assert [r for r in hub.requests[asked:] if "/resolve/" in r] == []
+        (folder / "tokenizer.json").write_text("{}")
+        assert vcli_proc("models", "pull", SMALL_MODEL, env=env).code == 0
+        assert (folder / "tokenizer.json").read_bytes() == files["tokenizer.json"]
 
 
 @pytest.mark.parametrize("corrupt, says", [

@@ -5,6 +5,7 @@ and, for files kept in Git LFS, sha256); every file is then downloaded from that
 ``hf_hub_download`` and checked: sha256 against the LFS oid, or the git blob id (sha1 of
 ``blob <size>\\0`` + content) for a file kept in git itself. Only then is the model checked and
 renamed into place (``store.finish``), so an interrupted or corrupt download leaves nothing behind.
+A pull of the commit already on disk (whole, by its manifest) downloads nothing.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import DownloadFailed
+from ..errors import DownloadFailed, ModelDamaged
 from . import ModelSpec
-from .store import check_model, finish, sha256, staging
+from .store import check_model, finish, read_manifest, sha256, staging, verified_files
 
 Progress = Callable[[int, int], None]
 
@@ -39,7 +40,7 @@ def _reason(exc: BaseException) -> str:
 
 def _progress_class(report: Progress, total: int) -> type:
     """A tqdm class for ``hf_hub_download`` that prints nothing and reports bytes to ``report``."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     done = [0]
 
@@ -54,6 +55,15 @@ def _progress_class(report: Progress, total: int) -> type:
             return None
 
     return Report
+
+
+def _have(folder: Path, repo_url: str, revision: str) -> bool:
+    try:
+        manifest = read_manifest(folder)
+        return (manifest is not None and (manifest.get("source"), manifest.get("revision")) == (repo_url, revision)
+                and verified_files(folder) is not None)
+    except ModelDamaged:
+        return False  # download it again
 
 
 def download(spec: ModelSpec, root: Path, progress: Progress | None = None, endpoint: str | None = None) -> Path:
@@ -87,6 +97,8 @@ def download(spec: ModelSpec, root: Path, progress: Progress | None = None, endp
     if missing:
         raise DownloadFailed(f"{repo_url} (commit {info.sha}) has no {', '.join(missing)}; export the model "
                              f"to ONNX yourself and run `vcli models pull {spec.name} --from DIR`")
+    if _have(root / spec.folder_name, repo_url, info.sha):
+        return root / spec.folder_name  # this commit is on disk already, whole: nothing to download
     total = sum(siblings[f].size or 0 for f in wanted)
     tqdm_class = _progress_class(progress, total) if progress else None
     with staging(spec, root) as tmp:
