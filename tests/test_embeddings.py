@@ -302,3 +302,13 @@ def test_text_lines_print_values_in_place_of_text(env):
     assert np.array_equal(np.array([o["values"] for o in out], np.float32), want)
     with pytest.raises(BadInput, match='line 2: no "text" to embed'):
         list(embeddings.text_lines(iter([lines[0], b'{"id": "x", "values": [1]}\n']), SMALL_MODEL, env=env))
+
+
+def test_a_new_pull_is_loaded_by_a_process_that_had_the_old_one(tmp_path):
+    env = {"VCLI_MODELS_DIR": str(tmp_path / "models")}
+    embeddings.pull_from(SMALL_MODEL, build_tiny_bert(tmp_path / "one", seed=1), env=env)
+    before = embeddings.embed(SMALL_MODEL, ["a cat"], env=env)
+    embeddings.pull_from(SMALL_MODEL, build_tiny_bert(tmp_path / "two", seed=2), env=env)
+    after = embeddings.embed(SMALL_MODEL, ["a cat"], env=env)
+    want = reference(tmp_path / "two" / "onnx" / "model.onnx", tmp_path / "two" / "tokenizer.json")("a cat")
+    assert not close(before[0], after[0]) and close(after[0], want)
