@@ -207,6 +207,8 @@ def test_a_model_of_other_dimensions_or_one_vcli_does_not_compute(vcli, models):
 def test_query_takes_exactly_one_of_vector_vector_id_text(vcli, docs):
     got = vcli("query", docs, "--text", "a", "--vector-id", "cat")
     assert got.code == 1 and "give one of --vector, --vector-id or --text" in got.err
+    got = vcli("query", docs, "--text", "")
+    assert got.code == 1 and got.err == "Error: --text is empty; give at least 1 character\n"
 
 
 def test_without_the_extra_a_text_command_says_how_to_install_it(vcli_proc, models, data_dir, tmp_path):
@@ -223,3 +225,108 @@ def test_without_the_extra_a_text_command_says_how_to_install_it(vcli_proc, mode
     assert vcli_proc("upsert", "docs", "--file", "-", input=ndjson([{"id": "a", "values": [0.1] * 384}]),
                      env=env).code == 0
     assert vcli_proc("models", "list", "--json", env=env).json[0]["pulled"] is True
+
+
+def hub_files(tmp_path):
+    source = build_tiny_bert(tmp_path / "bert")
+    return {"onnx/model.onnx": (source / "onnx" / "model.onnx").read_bytes(),
+            "tokenizer.json": (source / "tokenizer.json").read_bytes(),
+            "config.json": (source / "config.json").read_bytes(), "README.md": b"# a model\n"}
+
+
+def hub_env(tmp_path, hub):
+    return {"VCLI_MODELS_DIR": str(tmp_path / "models"), "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"),
+            "HF_HUB_DISABLE_TELEMETRY": "1"}
+
+
+def test_pull_downloads_from_the_hub_checks_checksums_and_installs(vcli_proc, tmp_path):
+    """The real download code against a local stand-in of the hub's routes (tests/fakehub.py)."""
+    from fakehub import COMMIT, FakeHub
+
+    files = hub_files(tmp_path)
+    with FakeHub("BAAI/bge-small-en-v1.5", files) as hub:
+        env = hub_env(tmp_path, hub)
+        got = vcli_proc("models", "pull", SMALL_MODEL, "--json", env=env)
+        assert got.code == 0, got.err
+        assert got.json["pulled"] and got.json["source"] == f"{hub.url}/BAAI/bge-small-en-v1.5"
+        assert not any("README.md" in r for r in hub.requests)  # only the three files it needs
+        folder = tmp_path / "models" / "baai--bge-small-en-v1.5"
+        manifest = orjson.loads((folder / "manifest.json").read_bytes())
+        assert manifest["revision"] == COMMIT and set(manifest["files"]) == {"model.onnx", "tokenizer.json", "config.json"}
+        assert (folder / "model.onnx").read_bytes() == files["onnx/model.onnx"]
+        assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["baai--bge-small-en-v1.5"]
+        embedded = vcli_proc("embed", SMALL_MODEL, "--file", "-", input=ndjson([{"text": "a cat"}]), env=env)
+        assert embedded.code == 0 and len(orjson.loads(embedded.out)["values"]) == 384
+        # the same commit again: nothing downloaded; a damaged copy: downloaded again
+        asked = len(hub.requests)
+        assert vcli_proc("models", "pull", SMALL_MODEL, env=env).code == 0
+        assert [r for r in hub.requests[asked:] if "/resolve/" in r] == []
+        (folder / "tokenizer.json").write_text("{}")
+        assert vcli_proc("models", "pull", SMALL_MODEL, env=env).code == 0
+        assert (folder / "tokenizer.json").read_bytes() == files["tokenizer.json"]
+
+
+@pytest.mark.parametrize("corrupt, says", [
+    ("onnx/model.onnx", "onnx/model.onnx from {url}/BAAI/bge-small-en-v1.5 does not match its sha256"),
+    ("tokenizer.json", "tokenizer.json from {url}/BAAI/bge-small-en-v1.5 does not match its git blob id"),
+])
+def test_a_download_that_does_not_match_its_checksum_installs_nothing(vcli_proc, tmp_path, corrupt, says):
+    from fakehub import FakeHub
+
+    files = hub_files(tmp_path)
+    bad = bytearray(files[corrupt])
+    bad[len(bad) // 2] ^= 0x01  # same size, one bit flipped on the way
+    with FakeHub("BAAI/bge-small-en-v1.5", files, served={corrupt: bytes(bad)}) as hub:
+        got = vcli_proc("models", "pull", SMALL_MODEL, env=hub_env(tmp_path, hub))
+    assert got.code == 1 and got.err.count("\n") == 1, got.err
+    assert says.format(url=hub.url) in got.err and got.err.endswith("run the pull again\n")
+    assert not (tmp_path / "models").exists() or list((tmp_path / "models").iterdir()) == []
+
+
+def test_a_repository_without_an_onnx_export_says_what_to_do(vcli_proc, tmp_path):
+    from fakehub import FakeHub
+
+    files = hub_files(tmp_path)
+    del files["onnx/model.onnx"]
+    with FakeHub("BAAI/bge-small-en-v1.5", files) as hub:
+        got = vcli_proc("models", "pull", SMALL_MODEL, env=hub_env(tmp_path, hub))
+    assert got.code == 1 and "has no onnx/model.onnx" in got.err
+    assert f"`vcli models pull {SMALL_MODEL} --from DIR`" in got.err
+
+
+def test_pull_reports_its_progress_in_bytes(tmp_path, monkeypatch):
+    from fakehub import FakeHub
+
+    files = hub_files(tmp_path)
+    del files["README.md"]
+    seen = []
+    with FakeHub("BAAI/bge-small-en-v1.5", files) as hub:
+        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+        embeddings.pull(SMALL_MODEL, env={"VCLI_MODELS_DIR": str(tmp_path / "models"), "HF_ENDPOINT": hub.url},
+                        progress=lambda done, total: seen.append((done, total)))
+    total = sum(map(len, files.values()))
+    assert seen and seen[-1] == (total, total)
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen)
+
+
+def test_text_against_the_live_service_needs_model_and_sends_the_vectors(vcli_proc, models, tmp_path):
+    """The service does not say which preset made an index, so text there takes --model; the text
+    is embedded here and the vectors sent (``vcli serve`` stands in for the service)."""
+    from test_remote import TOKEN, _env
+    from test_serve import serve_process
+
+    with serve_process(tmp_path, "--data-dir", str(tmp_path / "service")) as service:
+        env = {**_env(service.url), "VCLI_MODELS_DIR": str(models)}
+        assert vcli_proc("create", "docs", "--preset", SMALL_MODEL, "--remote", env=env).code == 0
+        refused = vcli_proc("insert", "docs", "--remote", "--file", "-", input=ndjson(DOCS), env=env)
+        assert refused.code == 1 and 'index "docs" has no embedding model' in refused.err
+        sent = vcli_proc("insert", "docs", "--remote", "--model", SMALL_MODEL, "--file", "-", input=ndjson(DOCS),
+                         env=env)
+        assert sent.code == 0, sent.err
+        got = vcli_proc("query", "docs", "--remote", "--model", SMALL_MODEL, "--text", "a dog in the cloud",
+                        "--json", env=env)
+        assert got.code == 0 and got.json["matches"][0]["id"] == "dog" and TOKEN not in got.out + got.err
+        # the service holds the vectors vcli computed
+        stored = vcli_proc("get-vectors", "docs", "--ids", "cat", "--data-dir", tmp_path / "service", "--json")
+        want = vectors_of([DOCS[0]["text"]], models=models)[0]
+        assert np.array_equal(np.array(stored.json[0]["values"], np.float32), want)

@@ -21,7 +21,9 @@ from vcli.embeddings import runtime  # noqa: E402
 from vcli.errors import (  # noqa: E402
     AiExtraMissing,
     BadEmbedInput,
+    BadInput,
     BadModelFolder,
+    DimensionMismatch,
     ModelDamaged,
     ModelNotPulled,
     NoModel,
@@ -242,22 +244,71 @@ def test_the_model_for_an_index():
         embeddings.model_for("docs", None, SMALL_MODEL, 768)
 
 
-def test_text_lines_embed_up_to_100_at_a_time_and_keep_every_line_in_order(env, monkeypatch):
-    calls = []
-    real = embeddings.embed
-    monkeypatch.setattr(embeddings, "embed", lambda *a, **k: calls.append(len(a[1])) or real(*a, **k))
+def test_vector_lines_embed_texts_100_at_a_time_in_order_beside_vectors(env, monkeypatch):
     import vcli.embeddings.lines as lines_module
 
-    monkeypatch.setattr(lines_module, "embed", embeddings.embed)
+    calls = []
+    real = embeddings.embed
+    monkeypatch.setattr(lines_module, "embed", lambda *a, **k: calls.append(len(a[1])) or real(*a, **k))
     lines = [orjson.dumps({"id": str(i), "text": f"text {i}", "metadata": {"text": "kept"}}) + b"\n"
              for i in range(250)]
     lines.insert(3, b"\n")
-    lines.insert(7, b'{"id": "v", "values": [1, 2]}\n')
-    out = list(embeddings.text_lines(iter(lines), SMALL_MODEL, env=env))
-    assert calls == [100, 100, 50] and len(out) == len(lines)
-    assert out[3] == b"\n" and out[7] == b'{"id": "v", "values": [1, 2]}\n'
-    parsed = [orjson.loads(line) for i, line in enumerate(out) if i not in (3, 7)]
-    assert [p["id"] for p in parsed] == [str(i) for i in range(250)]
-    assert all("text" not in p and p["metadata"] == {"text": "kept"} for p in parsed)
-    assert np.array_equal(np.array(parsed[120]["values"], np.float32),
-                          real(SMALL_MODEL, ["text 120"], env=env)[0])
+    lines.insert(7, orjson.dumps({"id": "v", "values": [0.5] * 384, "metadata": {"text": "a"}}) + b"\n")
+    out = list(embeddings.vector_lines(iter(lines), 384, SMALL_MODEL, env=env))
+    assert calls == [100, 100, 50]
+    assert [v.id for v in out] == [str(i) for i in range(6)] + ["v"] + [str(i) for i in range(6, 250)]
+    assert [v.line for v in out][:8] == [1, 2, 3, 5, 6, 7, 8, 9]  # line numbers count the blank line
+    assert all(v.metadata == {"text": "kept"} for v in out if v.id != "v")
+    assert out[6].blob == np.full(384, 0.5, np.float32).tobytes()
+    assert out[130].blob == real(SMALL_MODEL, ["text 129"], env=env)[0].tobytes()
+
+
+def test_vector_lines_without_text_stream_through_at_once(env):
+    """A file of vectors is not held in memory: each vector comes out before the next line is read."""
+    read: list[int] = []
+
+    def source():
+        for i in range(3000):
+            read.append(i)
+            yield b'{"id": "%d", "values": [1, 2], "metadata": {"text": "t"}}\n' % i
+
+    for i, vector in enumerate(embeddings.vector_lines(source(), 2, "no model needed", env=env)):
+        assert len(read) == i + 1 and vector.id == str(i)
+
+
+def test_vector_lines_hold_at_most_1000_lines_while_a_text_waits(env):
+    from vcli.embeddings import lines as lines_module
+
+    read: list[int] = []
+
+    def source():
+        yield orjson.dumps({"id": "t", "text": "a cat"}) + b"\n"
+        for i in range(2500):
+            read.append(i)
+            yield b'{"id": "%d", "values": [%d]}\n' % (i, i)
+
+    out = embeddings.vector_lines(source(), 1, SMALL_MODEL, env=env)
+    with pytest.raises(DimensionMismatch):  # the text's 384 values reach the 1-dimension check...
+        next(out)
+    assert len(read) == lines_module.HELD_LINES - 1  # ...after 1,000 lines were held, not the file
+
+
+def test_text_lines_print_values_in_place_of_text(env):
+    lines = [orjson.dumps({"id": "a", "text": "the cat", "namespace": "n"}) + b"\n", b"\n",
+             orjson.dumps({"text": "a dog"}) + b"\n"]
+    out = [orjson.loads(line) for line in embeddings.text_lines(iter(lines), SMALL_MODEL, env=env)]
+    assert out[0]["id"] == "a" and out[0]["namespace"] == "n" and "text" not in out[0] and len(out) == 2
+    want = embeddings.embed(SMALL_MODEL, ["the cat", "a dog"], env=env)
+    assert np.array_equal(np.array([o["values"] for o in out], np.float32), want)
+    with pytest.raises(BadInput, match='line 2: no "text" to embed'):
+        list(embeddings.text_lines(iter([lines[0], b'{"id": "x", "values": [1]}\n']), SMALL_MODEL, env=env))
+
+
+def test_a_new_pull_is_loaded_by_a_process_that_had_the_old_one(tmp_path):
+    env = {"VCLI_MODELS_DIR": str(tmp_path / "models")}
+    embeddings.pull_from(SMALL_MODEL, build_tiny_bert(tmp_path / "one", seed=1), env=env)
+    before = embeddings.embed(SMALL_MODEL, ["a cat"], env=env)
+    embeddings.pull_from(SMALL_MODEL, build_tiny_bert(tmp_path / "two", seed=2), env=env)
+    after = embeddings.embed(SMALL_MODEL, ["a cat"], env=env)
+    want = reference(tmp_path / "two" / "onnx" / "model.onnx", tmp_path / "two" / "tokenizer.json")("a cat")
+    assert not close(before[0], after[0]) and close(after[0], want)

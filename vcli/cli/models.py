@@ -87,6 +87,6 @@ def embed(
     embeddings.spec(model)
     with open_input(file) as stream:
         out = sys.stdout.buffer
-        for line in embeddings.text_lines(stream, model, pooling, require=True):
+        for line in embeddings.text_lines(stream, model, pooling):
             out.write(line)
         out.flush()

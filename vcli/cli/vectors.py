@@ -13,7 +13,7 @@ import typer
 from .. import embeddings, render
 from ..engine.records import Query
 from ..errors import BadFilter, BadQuery
-from ..ndjson import lines_with_pauses, open_input, read_queries, read_vectors
+from ..ndjson import lines_with_pauses, open_input, read_queries
 from ..render import Reply, Table, Text
 from ._common import (
     DataDir,
@@ -45,7 +45,7 @@ IdsArg = Annotated[
 def _write(mode: str, name: str, file: str, batch_size: int, json: bool, remote: bool, wait: bool,
            wait_timeout: float, data_dir, model: str | None, pooling: str) -> None:
     with catalog(data_dir, remote).open(name, write=True) as index, open_input(file) as stream:
-        vectors = read_vectors(embeddings.text_lines(stream, text_model(index, model), pooling), index.dimensions)
+        vectors = embeddings.vector_lines(stream, index.dimensions, text_model(index, model), pooling)
         write = index.insert if mode == "insert" else index.upsert
         with render.progress(f"{mode.capitalize()}ing") as progress:
             result = write(vectors, batch_size=batch_size, progress=progress)
@@ -203,6 +203,8 @@ def query(
         raise BadQuery("give either --file or --vector/--vector-id/--text, not both")
     if file is None and given != 1:
         raise BadQuery("give one of --vector, --vector-id or --text")
+    if text == "":
+        raise BadQuery("--text is empty; give at least 1 character")
     values = parse_vector(vector) if vector is not None else None
     parsed_filter = parse_filter(filter) if filter is not None else None
     if file is not None:  # --json or not: the answers are JSON lines

@@ -5,7 +5,8 @@
     embed(model, texts)         float32 vectors, as ``env.AI.run(model, {text, pooling})`` gives
     list_models()               each model, whether it is on disk and where
     pull(model) / pull_from()   download the official ONNX weights, or take a folder already on disk
-    text_lines / text_queries   NDJSON lines with ``"text"`` turned into ``"values"`` / ``"vector"``
+    vector_lines / text_lines / text_queries   NDJSON lines with ``"text"``: vectors to write,
+                                lines with ``"values"`` (vcli embed), queries with ``"vector"``
 
 Engine-level: it never prints or exits. This module imports nothing heavy; NumPy, ONNX Runtime,
 tokenizers and huggingface_hub are imported only when a model is loaded or pulled (the optional
@@ -25,6 +26,8 @@ from ..errors import BadEmbedInput, NoModel, UnknownModel
 
 if TYPE_CHECKING:
     import numpy
+
+    from ..engine.records import VectorLine
 
 
 @dataclass(frozen=True)
@@ -121,13 +124,18 @@ def embed(model: str, texts: Sequence[str], pooling: str = "mean", *,
 
 
 def list_models(env: Mapping[str, str] | None = None) -> list[ModelStatus]:
-    """Every model vcli computes, whether it is on disk, where, and its size."""
+    """Every model vcli computes, whether it is on disk, where, and its size (a folder whose
+    manifest cannot be read counts as not pulled: pulling again mends it)."""
+    from ..errors import ModelDamaged
     from .store import read_manifest
 
     out = []
     for name, s in MODELS.items():
         path = model_path(name, env)
-        manifest = read_manifest(path)
+        try:
+            manifest = read_manifest(path)
+        except ModelDamaged:
+            manifest = None
         out.append(ModelStatus(
             name, s.dimensions, manifest is not None, path,
             sum(f["size"] for f in manifest["files"].values()) if manifest else None,
@@ -150,10 +158,11 @@ def pull(model: str, *, env: Mapping[str, str] | None = None,
          progress: Callable[[int, int], None] | None = None) -> ModelStatus:
     """Download ``model``'s official ONNX weights and tokenizer from its Hugging Face repository,
     check each file's checksum against the hub's, and install them. ``progress(done, total)`` is
-    called with bytes as they arrive."""
+    called with bytes as they arrive. The hub is ``HF_ENDPOINT`` of ``env`` (default: the process's
+    environment), else https://huggingface.co."""
     from .download import download
 
-    download(spec(model), models_dir(env), progress)
+    download(spec(model), models_dir(env), progress, (os.environ if env is None else env).get("HF_ENDPOINT"))
     return _status(model, env)
 
 
@@ -169,27 +178,37 @@ def model_for(index_name: str, index_model: str | None, given: str | None, dimen
         raise NoModel(f'index "{index_name}" has no embedding model, so it cannot take text: give one '
                       f"with --model (one of {', '.join(MODELS)}), or create the index with --preset")
     if model not in MODELS:
-        where = "" if given else f'index "{index_name}" was created with the preset {model}, which '
-        raise NoModel(f"{where or f'{model} '}is not a model vcli computes; give one with --model "
-                      f"({', '.join(MODELS)})")
+        what = model if given else f'index "{index_name}" was created with the preset {model}, which'
+        raise NoModel(f"{what} is not a model vcli computes; give one with --model ({', '.join(MODELS)})")
     if MODELS[model].dimensions != dimensions:
         raise NoModel(f"{model} gives {MODELS[model].dimensions} dimensions but index \"{index_name}\" has "
                       f"{dimensions}; give a model of {dimensions} dimensions with --model")
     return model
 
 
-def text_lines(lines: Iterable[bytes], model: str, pooling: str = "mean", *, require: bool = False,
-               env: Mapping[str, str] | None = None) -> Iterator[bytes]:
-    """NDJSON lines where each ``{"text": …}`` becomes ``{"values": […]}`` (the rest of the line
-    kept), one line out per line in, in order; lines without ``"text"`` pass as they are (with
-    ``require``, they are an error). Texts are embedded up to 100 at a time."""
-    from .lines import text_lines as run
+def vector_lines(lines: Iterable[bytes], dimensions: int, model: str | Callable[[], str], pooling: str = "mean",
+                 *, env: Mapping[str, str] | None = None) -> Iterator[VectorLine]:
+    """Checked vectors from NDJSON lines (``vcli.ndjson.read_vectors``), where a line may give
+    ``"text"`` instead of ``"values"``: texts are embedded up to 100 at a time, lines kept in order.
+    ``model`` may be a function giving the name, called at the first text (a file without text
+    needs no model)."""
+    from .lines import vector_lines as run
 
     check_pooling(pooling)  # before the first line is read
-    return run(lines, model, pooling, require=require, env=env)
+    return run(lines, dimensions, model, pooling, env=env)
 
 
-def text_queries(lines: Iterable[bytes | None], model: str, pooling: str = "mean", *,
+def text_lines(lines: Iterable[bytes], model: str, pooling: str = "mean", *,
+               env: Mapping[str, str] | None = None) -> Iterator[bytes]:
+    """``vcli embed``: NDJSON lines where each ``{"text": …}`` becomes ``{"values": […]}`` (the rest
+    of the line kept), in order; a line without ``"text"`` is an error."""
+    from .lines import text_lines as run
+
+    check_pooling(pooling)
+    return run(lines, model, pooling, env=env)
+
+
+def text_queries(lines: Iterable[bytes | None], model: str | Callable[[], str], pooling: str = "mean", *,
                  env: Mapping[str, str] | None = None) -> Iterator[bytes | None]:
     """Query lines (``vcli query --file``) where ``{"text": …}`` becomes ``{"vector": […]}``, one
     at a time (a query is answered as soon as its line arrives); other lines and pauses pass."""

@@ -5,20 +5,22 @@ and, for files kept in Git LFS, sha256); every file is then downloaded from that
 ``hf_hub_download`` and checked: sha256 against the LFS oid, or the git blob id (sha1 of
 ``blob <size>\\0`` + content) for a file kept in git itself. Only then is the model checked and
 renamed into place (``store.finish``), so an interrupted or corrupt download leaves nothing behind.
+A pull of the commit already on disk (whole, by its manifest) downloads nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import DownloadFailed
+from ..errors import DownloadFailed, ModelDamaged
 from . import ModelSpec
-from .store import check_model, finish, sha256, staging
+from .store import check_model, finish, read_manifest, sha256, staging, verified_files
 
 Progress = Callable[[int, int], None]
 
@@ -38,7 +40,7 @@ def _reason(exc: BaseException) -> str:
 
 def _progress_class(report: Progress, total: int) -> type:
     """A tqdm class for ``hf_hub_download`` that prints nothing and reports bytes to ``report``."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     done = [0]
 
@@ -55,10 +57,20 @@ def _progress_class(report: Progress, total: int) -> type:
     return Report
 
 
-def download(spec: ModelSpec, root: Path, progress: Progress | None = None) -> Path:
+def _have(folder: Path, repo_url: str, revision: str) -> bool:
+    try:
+        manifest = read_manifest(folder)
+        return (manifest is not None and (manifest.get("source"), manifest.get("revision")) == (repo_url, revision)
+                and verified_files(folder) is not None)
+    except ModelDamaged:
+        return False  # download it again
+
+
+def download(spec: ModelSpec, root: Path, progress: Progress | None = None, endpoint: str | None = None) -> Path:
+    """Download, check and install ``spec``'s model under ``root``; ``endpoint`` is the hub's URL
+    (default: ``$HF_ENDPOINT`` as huggingface_hub read it, else https://huggingface.co)."""
     try:
         import huggingface_hub
-        from huggingface_hub import constants
     except ImportError:
         from ..errors import AiExtraMissing
 
@@ -68,9 +80,12 @@ def download(spec: ModelSpec, root: Path, progress: Progress | None = None) -> P
     require_extra()
     offline = (f"; on a computer without access, download the repository's {spec.onnx_file}, "
                f"tokenizer.json and config.json elsewhere and run `vcli models pull {spec.name} --from DIR`")
-    repo_url = f"{constants.ENDPOINT}/{spec.hf_repo}"
+    # The hub's client logs its retries as warnings on stderr; the one line vcli prints says it all.
+    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
+    api = huggingface_hub.HfApi(endpoint=endpoint.rstrip("/") if endpoint else None)
+    repo_url = f"{api.endpoint}/{spec.hf_repo}"
     try:
-        info = huggingface_hub.HfApi().model_info(spec.hf_repo, files_metadata=True, timeout=30)
+        info = api.model_info(spec.hf_repo, files_metadata=True, timeout=30)
     except Exception as exc:  # noqa: BLE001 - httpx, hub and OS errors alike: one line for the user
         raise DownloadFailed(f"cannot reach {repo_url}: {_reason(exc)}{offline}") from None
     siblings = {s.rfilename: s for s in info.siblings or ()}
@@ -82,6 +97,8 @@ def download(spec: ModelSpec, root: Path, progress: Progress | None = None) -> P
     if missing:
         raise DownloadFailed(f"{repo_url} (commit {info.sha}) has no {', '.join(missing)}; export the model "
                              f"to ONNX yourself and run `vcli models pull {spec.name} --from DIR`")
+    if _have(root / spec.folder_name, repo_url, info.sha):
+        return root / spec.folder_name  # this commit is on disk already, whole: nothing to download
     total = sum(siblings[f].size or 0 for f in wanted)
     tqdm_class = _progress_class(progress, total) if progress else None
     with staging(spec, root) as tmp:
@@ -89,7 +106,8 @@ def download(spec: ModelSpec, root: Path, progress: Progress | None = None) -> P
         for remote, local in wanted.items():
             try:
                 path = Path(huggingface_hub.hf_hub_download(
-                    spec.hf_repo, remote, revision=info.sha, local_dir=fetched, tqdm_class=tqdm_class))
+                    spec.hf_repo, remote, revision=info.sha, local_dir=fetched, endpoint=api.endpoint,
+                    tqdm_class=tqdm_class))
             except Exception as exc:  # noqa: BLE001
                 raise DownloadFailed(f"downloading {remote} from {repo_url} failed: {_reason(exc)}{offline}") from None
             meta = siblings[remote]

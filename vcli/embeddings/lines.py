@@ -1,100 +1,154 @@
 """NDJSON lines with ``"text"``: embedded into the ``"values"`` of a vector or the ``"vector"`` of a query.
 
-A line that does not mention ``"text"`` is passed on untouched (not even parsed), so the readers
-of ``vcli.ndjson`` still see every line, in order, and name the same line numbers in errors.
-``model`` is a name, or a function giving it, called at the first text (so a file without text
-never needs a model).
+Each line is parsed once. Texts are embedded up to 100 at a time (``in_order``): while some wait,
+the lines after them are held (1,000 at most), so everything comes out in order; while none wait,
+a line goes on at once, so a file of vectors streams exactly as before. Errors name the line as
+``vcli.ndjson``'s readers do. ``model`` is a name, or a function giving it, called at the first
+text (so a file without text never needs a model).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, TypeVar
 
 import orjson
 
+from ..engine.records import VectorLine
+from ..engine.validate import check_record
 from ..errors import BadInput, BadQuery
+from ..ndjson import parse_line
 from . import MAX_TEXTS, embed
 
 Model = str | Callable[[], str]
+T = TypeVar("T")
 NUMPY = orjson.OPT_SERIALIZE_NUMPY  # float32 values print as the shortest decimal that round-trips
+HELD_LINES = 1000  # lines held back at most while texts wait to be embedded together
 
 
-def _text_of(raw: bytes, lineno: int, other: tuple[str, ...], error: type[BadInput] | type[BadQuery]):
-    """The line's object and text when it has a ``"text"`` key, else None."""
-    if b'"text"' not in raw:
-        return None
-    try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None  # the reader after us says what is wrong with it, with its line number
-    if not isinstance(obj, dict) or "text" not in obj:
-        return None
-    text = obj["text"]
-
-    def fail(message: str) -> Exception:
-        vector_id = obj.get("id") if isinstance(obj.get("id"), str) else None
-        return BadInput(message, lineno, vector_id) if error is BadInput else BadQuery(f"line {lineno}: {message}")
-
-    if any(k in obj for k in other):
-        others = " or ".join(f'"{k}"' for k in other)
-        raise fail(f'give "text" or {others}, not both')
-    if not isinstance(text, str) or not text:
-        raise fail('"text" must be a string of at least 1 character')
-    return obj, text
-
-
-def _name(model: Model) -> str:
-    return model() if callable(model) else model
-
-
-def text_lines(lines: Iterable[bytes], model: Model, pooling: str = "mean", *, require: bool = False,
-               env: Mapping[str, str] | None = None) -> Iterator[bytes]:
-    held: list[bytes | dict] = []  # lines in order; a dict waits for its values
+def in_order(items: Iterable[tuple[T, str | None]], embed_texts: Callable[[list[str]], Any]
+             ) -> Iterator[tuple[T, Any]]:
+    """Each item with the vector of its text (None when it has none), in order."""
+    held: list[tuple[T, str | None]] = []
     texts: list[str] = []
-    name: str | None = None
 
-    def flush() -> Iterator[bytes]:
-        nonlocal name
-        if texts:
-            name = name or _name(model)
-            vectors = iter(embed(name, texts, pooling, env=env))
-            for i, item in enumerate(held):
-                if isinstance(item, dict):
-                    del item["text"]
-                    item["values"] = next(vectors)
-                    held[i] = orjson.dumps(item, option=NUMPY) + b"\n"
-        yield from held  # type: ignore[misc]
+    def flush() -> Iterator[tuple[T, Any]]:
+        vectors = iter(embed_texts(texts) if texts else ())
+        for item, text in held:
+            yield item, None if text is None else next(vectors)
         held.clear()
         texts.clear()
 
-    for lineno, raw in enumerate(lines, 1):
-        if not raw or raw.isspace():
-            if not require:
-                held.append(raw)
+    for item, text in items:
+        if text is None and not texts:
+            yield item, None
             continue
-        found = _text_of(raw, lineno, ("values",), BadInput)
-        if found is None:
-            if require:
-                raise BadInput('no "text" to embed (each line is a JSON object with "text")', lineno)
-            held.append(raw)
-            continue
-        held.append(found[0])
-        texts.append(found[1])
-        if len(texts) == MAX_TEXTS:
+        held.append((item, text))
+        if text is not None:
+            texts.append(text)
+        if len(texts) == MAX_TEXTS or len(held) >= HELD_LINES:
             yield from flush()
     yield from flush()
 
 
+def _parse(raw: bytes, lineno: int) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadInput(f"not valid JSON ({exc})", lineno) from None
+
+
+def _text(obj: Any, lineno: int, other: tuple[str, ...], query: bool = False) -> str | None:
+    """The line's ``"text"`` when it has one, checked; else None."""
+    if not isinstance(obj, dict) or "text" not in obj:
+        return None
+
+    def fail(message: str) -> Exception:
+        if query:
+            return BadQuery(f"line {lineno}: {message}")
+        return BadInput(message, lineno, obj["id"] if isinstance(obj.get("id"), str) else None)
+
+    if any(k in obj for k in other):
+        others = " or ".join(f'"{k}"' for k in other)
+        raise fail(f'give "text" or {others}, not both')
+    text = obj["text"]
+    if not isinstance(text, str) or not text:
+        raise fail('"text" must be a string of at least 1 character')
+    return text
+
+
+def _embedder(model: Model, pooling: str, env: Mapping[str, str] | None) -> Callable[[list[str]], Any]:
+    name: list[str] = []
+
+    def run(texts: list[str]) -> Any:
+        if not name:
+            name.append(model() if callable(model) else model)
+        return embed(name[0], texts, pooling, env=env)
+
+    return run
+
+
+def vector_lines(lines: Iterable[bytes], dimensions: int, model: Model, pooling: str = "mean", *,
+                 env: Mapping[str, str] | None = None) -> Iterator[VectorLine]:
+    """``ndjson.read_vectors`` where a line may give ``"text"`` instead of ``"values"``."""
+    def parsed() -> Iterator[tuple[tuple[int, bytes, Any], str | None]]:
+        for lineno, raw in enumerate(lines, 1):
+            if not raw or raw.isspace():
+                continue
+            if b'"text"' not in raw:
+                yield (lineno, raw, None), None  # parsed once, by parse_line
+                continue
+            obj = _parse(raw, lineno)
+            yield (lineno, raw, obj), _text(obj, lineno, ("values",))
+
+    for (lineno, raw, obj), vector in in_order(parsed(), _embedder(model, pooling, env)):
+        if obj is None:
+            yield parse_line(raw, lineno, dimensions)
+            continue
+        if vector is not None:
+            del obj["text"]
+            obj["values"] = vector
+        yield check_record(obj, lineno, dimensions, may_hold_bools=b"true" in raw or b"false" in raw)
+
+
+def text_lines(lines: Iterable[bytes], model: Model, pooling: str = "mean", *,
+               env: Mapping[str, str] | None = None) -> Iterator[bytes]:
+    """``vcli embed``: every non-blank line must have ``"text"``; out comes the line with
+    ``"values"`` in its place."""
+    def parsed() -> Iterator[tuple[dict, str]]:
+        for lineno, raw in enumerate(lines, 1):
+            if not raw or raw.isspace():
+                continue
+            obj = _parse(raw, lineno)
+            text = _text(obj, lineno, ("values",))
+            if text is None:
+                raise BadInput('no "text" to embed (each line is a JSON object with "text")', lineno)
+            yield obj, text
+
+    for obj, vector in in_order(parsed(), _embedder(model, pooling, env)):
+        del obj["text"]
+        obj["values"] = vector
+        yield orjson.dumps(obj, option=NUMPY | orjson.OPT_APPEND_NEWLINE)
+
+
 def text_queries(lines: Iterable[bytes | None], model: Model, pooling: str = "mean", *,
                  env: Mapping[str, str] | None = None) -> Iterator[bytes | None]:
+    """``vcli query --file``: a line with ``"text"`` gets ``"vector"`` in its place, one line at a
+    time (a query is answered as soon as its line arrives); other lines and pauses pass as they are."""
+    run = _embedder(model, pooling, env)
     lineno = 0
     for raw in lines:
         if raw is not None:
             lineno += 1
-            found = _text_of(raw, lineno, ("vector", "vectorId"), BadQuery)
-            if found is not None:
-                obj, text = found
+            text = None
+            if b'"text"' in raw:
+                try:
+                    obj = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    obj = None  # read_queries says what is wrong, with the line number
+                text = _text(obj, lineno, ("vector", "vectorId"), query=True)
+            if text is not None:
                 del obj["text"]
-                obj["vector"] = embed(_name(model), [text], pooling, env=env)[0]
-                raw = orjson.dumps(obj, option=NUMPY) + b"\n"
+                obj["vector"] = run([text])[0]
+                raw = orjson.dumps(obj, option=NUMPY | orjson.OPT_APPEND_NEWLINE)
         yield raw

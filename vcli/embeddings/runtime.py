@@ -1,6 +1,6 @@
 """Computing embeddings: the model's own tokenizer (``tokenizers``) and its ONNX graph (ONNX Runtime).
 
-As Workers AI does for the bge models: each text is tokenised with ``[CLS] … [SEP]`` and truncated
+As Workers AI describes the bge models: each text is tokenised with ``[CLS] … [SEP]`` and truncated
 to 512 tokens; texts are run in padded batches (attention mask 0 on the padding, so a text gets the
 same vector alone or in a batch, to float rounding); the last hidden state is pooled by ``"mean"``
 over the real tokens or by ``"cls"`` (the first token's state), then L2-normalised
@@ -112,24 +112,30 @@ def pool(state: np.ndarray, mask: np.ndarray, pooling: str) -> np.ndarray:
     return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
-_LOADED: dict[tuple[str, Path], Model] = {}
+_LOADED: dict[Path, tuple[int, Model]] = {}  # folder -> (its manifest's mtime, the model)
 _LOCK = threading.Lock()
 
 
 def load(model: str, env: Mapping[str, str] | None = None) -> Model:
-    """The model from ``models_dir(env)``, loaded once per process (and checked against its manifest
-    when first loaded); ``ModelNotPulled`` when it is not there."""
+    """The model from ``models_dir(env)``, loaded once per process and checked against its manifest
+    when loaded (again after a new pull, which writes a new manifest); ``ModelNotPulled`` when it is
+    not there."""
     from . import models_dir
-    from .store import verified_files
+    from .store import MANIFEST, verified_files
 
     s = spec(model)
     folder = models_dir(env) / s.folder_name
-    key = (model, folder)
+    try:
+        stamp = (folder / MANIFEST).stat().st_mtime_ns
+    except OSError:
+        stamp = None
     with _LOCK:
-        if key not in _LOADED:
+        loaded = _LOADED.get(folder)
+        if loaded is None or loaded[0] != stamp:
             require_extra()
             files = verified_files(folder)
-            if files is None:
+            if files is None or stamp is None:
+                _LOADED.pop(folder, None)
                 raise ModelNotPulled(model, str(models_dir(env)))
-            _LOADED[key] = Model(model, files["model.onnx"], files["tokenizer.json"], s.dimensions)
-        return _LOADED[key]
+            loaded = _LOADED[folder] = (stamp, Model(model, files["model.onnx"], files["tokenizer.json"], s.dimensions))
+        return loaded[1]

@@ -7,8 +7,8 @@
 A pull fills a temporary folder beside it, checks the model (it loads, takes ``input_ids`` and
 ``attention_mask``, gives ``last_hidden_state`` of the model's dimensions), writes the manifest
 last, and renames the folder into place, so a folder with a manifest is always a whole copy. A
-load checks each file's size and modification time against the manifest and, when either
-differs, its sha256: a copy cut short or changed since is refused with the command that mends it.
+load checks each file's size against the manifest and, when its modification time differs, its
+sha256: a copy cut short or changed since is refused with the command that mends it.
 """
 
 from __future__ import annotations
