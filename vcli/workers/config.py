@@ -409,10 +409,10 @@ def _miniflare_module(bindings: list[Binding], ai: AiBinding | None, base: str, 
         return (head + f"new Miniflare({{ ...yourOptions, vectorize{', ai' if ai else ''} }})\n"
                 f"export const vectorize = {{\n{_proxy_entries(bindings, '  ')}\n}};\n"
                 + (f"export const ai = {_proxy_ai(ai)};\n" if ai else ""))
-    entries = [{"name": b.name, "type": "vectorize", "plugin": _plugin(PLUGIN_NAME),
-                "options": {"index_name": b.index_name, "url": b.url}} for b in bindings]
-    if ai is not None:
-        entries.append({"name": ai.name, "type": "ai", "plugin": _plugin(AI_PLUGIN_NAME), "options": {"url": ai.url}})
+    # wrangler's unsafe bindings in Miniflare's shape: the plugin beside the name, every option in options
+    entries = [{"name": u["name"], "type": u["type"], "plugin": u["dev"]["plugin"],
+                "options": {**{k: v for k, v in u.items() if k not in ("name", "type", "dev")}, **u["dev"]["options"]}}
+               for u in _unsafe_bindings(bindings, ai)]
     return (
         head + "vcli's plugin for each binding.\n"
         "// Miniflare 5 takes options of version 4 through its converter:\n"
