@@ -530,11 +530,12 @@ def test_wrangler_dev_with_the_plugin(local, toolchain, tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     text = log.read_text(errors="replace")
-    assert "env.VECTORIZE (vectorize)" in text and "Traceback" not in text
-    assert "env.AI (ai)" in text or not local.ai
+    assert "env.VECTORIZE (vectorize)" in text and "env.AI (ai)" in text and "Traceback" not in text
     # the warnings README explains, in wrangler's words
     assert '"unsafe" fields are experimental' in text
-    assert '"vectorize" exists at the top level, but not on "env.local"' in text
+    for kind in ("vectorize", "ai"):
+        assert f'"{kind}" exists at the top level, but not on "env.local"' in text
+    assert 'The binding type "ai" is directly supported by wrangler' in text
 
 
 def test_a_load_through_a_worker(local, tmp_path, capsys):
