@@ -13,7 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from .. import startup
-from . import _common, check, config_cmd, export, indexes, metadata, serve, sync, vectors, workers
+from . import _common, check, config_cmd, export, indexes, metadata, models, serve, sync, vectors, workers
 
 startup.install_fast_params()  # plain option values without pydantic
 
@@ -51,9 +51,10 @@ app = typer.Typer(
 )
 
 for sub in (indexes.app, vectors.app, metadata.app, serve.app, workers.app, config_cmd.app, check.app, export.app,
-            sync.app):
+            sync.app, models.app):
     for info in sub.registered_commands:
         app.registered_commands.append(info)
+app.add_typer(models.models_app, name="models")
 
 
 def _version(value: bool) -> None:
