@@ -10,25 +10,20 @@ import sys
 from typing import NoReturn
 
 import typer
-from typer.core import TyperGroup
 
 from .. import startup
 from ..errors import ExitCode
-from . import _common, check, config_cmd, export, indexes, metadata, serve, sync, vectors, workers
+from . import _common, check, config_cmd, export, indexes, metadata, models, serve, sync, vectors, workers
 
 
-class OrderedGroup(TyperGroup):
-    """vcli's commands in wrangler's order, each listed with its one-line ``short_help``; its own
-    options converted without pydantic, as every command's (``vcli.startup.plain_params``)."""
+class OrderedGroup(_common.FlagGroup):
+    """vcli's commands in wrangler's order, each listed with its one-line ``short_help``."""
 
     ORDER = (
         "create", "delete", "get", "list", "list-vectors", "query", "insert", "upsert",
         "get-vectors", "delete-vectors", "info", "create-metadata-index", "list-metadata-index",
         "delete-metadata-index",
     )
-
-    def get_params(self, ctx):
-        return _common.without_bool_metavar(startup.plain_params(super().get_params(ctx)))
 
     def parse_args(self, ctx, args):
         args = _common.globals_after_command(list(args))
@@ -51,9 +46,10 @@ app = typer.Typer(
 )
 
 for sub in (indexes.app, vectors.app, metadata.app, serve.app, workers.app, config_cmd.app, check.app, export.app,
-            sync.app):
+            sync.app, models.app):
     for info in sub.registered_commands:
         app.registered_commands.append(info)
+app.add_typer(models.models_app, name="models")
 
 
 def _version(value: bool) -> None:
