@@ -11,10 +11,11 @@ without its downloads and progress bars) is ``vcli/engine/_usearch.py``.
 1. ``PlainOption``/``PlainArgument``: typer 0.29 converts every option value through a pydantic
    ``TypeAdapter``; importing pydantic and building adapters cost 0.17-0.30 s of CPU here, as
    much as NumPy and usearch together. vcli's options are plain ``str``, ``int``, ``bool``,
-   ``list[str]`` and ``Path``; every command's class (``VectorizeCommand``, given with ``cls=``)
-   makes its parameters these subclasses of typer's ``TyperOption``/``TyperArgument``, whose
-   ``process_value`` (Click's extension point) converts those exactly as the adapters would (same
-   results, same messages, exit code 2); anything else goes to typer's own conversion. Tests:
+   ``list[str]`` and ``Path``. The command and group classes given with ``cls=``
+   (``VectorizeCommand``, ``FlagGroup``) make the parameters their ``get_params`` gives these
+   subclasses of typer's ``TyperOption``/``TyperArgument``, whose ``process_value`` (Click's
+   extension point) converts those exactly as the adapters would (same results, same messages,
+   exit code 2); anything else goes to typer's own conversion. Tests:
    ``test_imports.py::test_a_query_imports_what_it_needs_and_not_pydantic``,
    ``test_plain_int_options_convert_as_typer_would`` and
    ``test_every_command_converts_its_plain_options_itself``.
