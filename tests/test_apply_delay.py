@@ -52,7 +52,7 @@ def wait_until_processed(server, mutation: str, name="films") -> float:
 
 def make_index(server, name="films", dims=3) -> None:
     resp = httpx.post(f"{server.api}/indexes", json={"name": name, "config": {"dimensions": dims, "metric": "cosine"}})
-    assert resp.status_code == 200, resp.text
+    assert resp.status_code == 201, resp.text
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from conftest import vcli_executable
 
 from vcli import _gendocs
 from vcli.cli import app
+from vcli.cli._common import GLOBAL_PANEL
 
 REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text(encoding="utf-8")
@@ -104,10 +105,12 @@ def test_every_flag_is_in_the_man_page(name):
     cmd = next(c for c in commands() if c.name == name)
     start = MAN.index(f'.SS "vcli {_gendocs.esc(name)} ')
     end = MAN.find(".SS ", start + 1)
-    section = MAN[start:end if end != -1 else MAN.index(".SH CONFIGURATION")]
+    section = MAN[start:end if end != -1 else MAN.index(".SH WRANGLER'S GLOBAL FLAGS")]
+    shared = MAN[MAN.index(".SH WRANGLER'S GLOBAL FLAGS"):MAN.index(".SH CONFIGURATION")]
     for param in cmd.params:
+        where = shared if getattr(param, "rich_help_panel", None) == GLOBAL_PANEL else section
         for opt in [*param.opts, *param.secondary_opts] if param.param_type_name == "option" else []:
-            assert f"\\fB{_gendocs.esc(opt)}\\fR" in section, f"{opt} of {name} is not in man/vcli.1"
+            assert f"\\fB{_gendocs.esc(opt)}\\fR" in where, f"{opt} of {name} is not in man/vcli.1"
 
 
 def test_readme_test_command_is_the_one_ci_runs():
@@ -209,7 +212,7 @@ def test_zsh_completion_loads_from_fpath_and_completes(tmp_path):
 @pytest.mark.skipif(not shutil.which("fish"), reason="fish is not installed")
 def test_fish_completion_completes_commands_and_flags(tmp_path):
     proc = run_shell(["fish", "--no-config", "-c",
-                      'source completions/vcli.fish; complete -C "vcli upse"; complete -C "vcli get-vectors x --i"'],
+                      'source completions/vcli.fish; complete -C "vcli upse"; complete -C "vcli get-vectors x --id"'],
                      tmp_path)
     assert proc.returncode == 0, proc.stderr
     got = [line.split("\t")[0] for line in proc.stdout.splitlines()]

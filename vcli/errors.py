@@ -88,6 +88,27 @@ class LimitExceeded(VcliError):
     code = 40025
 
 
+class MetadataTooLarge(BadInput):
+    """Metadata over 10 KiB: production answers 40016 (as two public reports show; Cloudflare's
+    documentation names no code)."""
+
+    code = 40016
+
+
+class TooManyVectors(VcliError):
+    """More vectors in one insert or upsert request than the REST API takes (5,000). Production's
+    answer is not known; vcli answers with 40007, the code of too many ids in one request."""
+
+    code = 40007
+
+
+class QuotaExceeded(VcliError):
+    """An account or index holds as many indexes or namespaces as the configured cap allows
+    (production's code is not known: the generic 1000)."""
+
+    code = 1000
+
+
 class TooManyIds(VcliError):
     """More ids in one get_by_ids / delete_by_ids request than Vectorize takes (``vcli serve``)."""
 

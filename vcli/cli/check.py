@@ -24,7 +24,7 @@ Exit codes: 0 healthy. 1 problems found and not all repaired (or any other error
 """
 
 
-@app.command("check", cls=VectorizeCommand, help=HELP)
+@app.command("check", cls=VectorizeCommand, short_help="Check an index; repair it with --repair.", help=HELP)
 @run
 def check(
     name: IndexName,

@@ -11,10 +11,12 @@ import typer
 from .. import embeddings, render
 from ..ndjson import open_input
 from ..render import Reply, Table, Text
-from ._common import JsonFlag, VectorizeCommand, run
+from ._common import FlagGroup, JsonFlag, VectorizeCommand, run
 
 app = typer.Typer()  # commands of the top level: embed
 models_app = typer.Typer(
+    cls=FlagGroup,
+    short_help="List and pull the Workers AI embedding models.",
     help="Workers AI's embedding models (@cf/baai/bge-*-en-v1.5) on this computer: list and pull them.",
     no_args_is_help=True,
 )
@@ -40,7 +42,7 @@ def _size(size: int | None) -> str:
     return "" if size is None else f"{size / 1e6:,.0f} MB"
 
 
-@models_app.command("list", cls=VectorizeCommand)
+@models_app.command("list", cls=VectorizeCommand, short_help="List the embedding models and where they are.")
 @run
 def list_(json: JsonFlag = False) -> None:
     """List the embedding models vcli computes, whether each is on disk, and where."""
@@ -53,7 +55,7 @@ def list_(json: JsonFlag = False) -> None:
     render.show(Reply(models, human), json)
 
 
-@models_app.command("pull", cls=VectorizeCommand)
+@models_app.command("pull", cls=VectorizeCommand, short_help="Download a model, or take it from a folder.")
 @run
 def pull(
     model: ModelArg,
@@ -73,7 +75,7 @@ def pull(
         f"Pulled {status.name} ({status.dimensions} dimensions, {_size(status.size)}) into {status.path}")]), json)
 
 
-@app.command("embed", cls=VectorizeCommand)
+@app.command("embed", cls=VectorizeCommand, short_help="Turn NDJSON lines of text into vectors.")
 @run
 def embed(
     model: ModelArg,

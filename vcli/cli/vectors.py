@@ -59,7 +59,7 @@ def _write(mode: str, name: str, file: str, batch_size: int, json: bool, remote:
     )]), json)
 
 
-@app.command("insert", cls=VectorizeCommand)
+@app.command("insert", cls=VectorizeCommand, short_help="Insert vectors into a Vectorize index.")
 @run
 def insert(
     name: IndexName,
@@ -79,7 +79,7 @@ def insert(
     _write("insert", name, file, batch_size, json, remote, wait, wait_timeout, data_dir, model, pooling)
 
 
-@app.command("upsert", cls=VectorizeCommand)
+@app.command("upsert", cls=VectorizeCommand, short_help="Upsert vectors into a Vectorize index.")
 @run
 def upsert(
     name: IndexName,
@@ -147,7 +147,7 @@ def _match_table(result, return_values: bool, return_metadata: str) -> Table:
     return Table(columns, rows)
 
 
-@app.command("query", cls=VectorizeCommand)
+@app.command("query", cls=VectorizeCommand, short_help="Query a Vectorize index.")
 @run
 def query(
     name: IndexName,
@@ -227,7 +227,7 @@ def query(
     render.show(Reply(result, human), json)
 
 
-@app.command("get-vectors", cls=VectorizeCommand)
+@app.command("get-vectors", cls=VectorizeCommand, short_help="Get vectors from a Vectorize index.")
 @run
 def get_vectors(name: IndexName, ids: IdsArg, json: JsonFlag = False, remote: RemoteFlag = False,
                 data_dir: DataDir = None) -> None:
@@ -240,7 +240,7 @@ def get_vectors(name: IndexName, ids: IdsArg, json: JsonFlag = False, remote: Re
     render.show(Reply(vectors, human), json)
 
 
-@app.command("delete-vectors", cls=VectorizeCommand)
+@app.command("delete-vectors", cls=VectorizeCommand, short_help="Delete vectors in a Vectorize index.")
 @run
 def delete_vectors(name: IndexName, ids: IdsArg, json: JsonFlag = False, remote: RemoteFlag = False,
                    wait: WaitFlag = False, wait_timeout: WaitTimeout = 300, data_dir: DataDir = None) -> None:
@@ -255,7 +255,7 @@ def delete_vectors(name: IndexName, ids: IdsArg, json: JsonFlag = False, remote:
     )]), json)
 
 
-@app.command("list-vectors", cls=VectorizeCommand)
+@app.command("list-vectors", cls=VectorizeCommand, short_help="List vector identifiers in a Vectorize index.")
 @run
 def list_vectors(
     name: IndexName,
