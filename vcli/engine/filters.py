@@ -385,7 +385,7 @@ class Plan:
         found = filtering.matching_keys(self.store, self.clauses, self.namespace, limit, entry)
         if found is None:
             return None
-        return _sorted_keys(found)
+        return sorted_keys(found)
 
     def _intersected(self, cache: dict):
         """The keys every positive condition reads, less those any negative one does."""
@@ -394,7 +394,7 @@ class Plan:
         def read(clause=None):
             name = ("namespace", self.namespace) if clause is None else (clause.slot, clause.test)
             if name not in cache:
-                cache[name] = _sorted_keys(filtering.condition_keys(self.store, clause, self.namespace))
+                cache[name] = sorted_keys(filtering.condition_keys(self.store, clause, self.namespace))
             return cache[name]
 
         sets = [read(c) for c in self.clauses if c.positive] + ([read()] if self.namespace is not None else [])
@@ -420,7 +420,7 @@ class Plan:
         return np.fromiter((k in passing for k in listed), bool, len(listed))
 
 
-def _sorted_keys(text: str):
+def sorted_keys(text: str):
     import numpy as np
 
     keys = np.fromstring(text, np.int64, sep=",")

@@ -31,6 +31,7 @@ import orjson
 
 from ..errors import BadInput, BadQuery, VcliError
 from . import filters
+from .masks import BatchMasks, use_product
 from .records import IndexConfig, Match, Query, QueryResult
 from .scoring import exact_scores
 from .search import Searcher
@@ -76,6 +77,7 @@ class Answerer:
         # a batch's namespaces and filters that several of its queries share: their matching keys
         self._subsets: dict[tuple, Any] = {}
         self._conditions: dict = {}  # and the keys of their conditions, read on their own
+        self._masks: BatchMasks | None = None  # on a matrix: the bitmaps of the batch's conditions
 
     # -- entry points ---------------------------------------------------------------------------
     def one(self, query: Query) -> QueryResult:
@@ -103,7 +105,7 @@ class Answerer:
                 """Start the pending block; answer the one started before it (or all)."""
                 nonlocal pending, done, asked
                 if pending:
-                    started.append((pending, _begin_block(searcher, pending)))
+                    started.append((pending, self._begin_block(searcher, pending)))
                     pending, asked = [], 0
                 while len(started) > (0 if everything else 1):
                     block, handle = started.pop(0)
@@ -235,10 +237,48 @@ class Answerer:
             pairs.setdefault(key, []).append((prop, filters.output_value(value, kind)))
         return {key: filters.nest(found) for key, found in pairs.items()}
 
-    def _finish_block(self, searcher: Searcher, block: list[Checked], handle, notes) -> Iterator[QueryResult]:
-        found = iter(searcher.finish(handle) if handle is not None else ())
-        keys = [next(found) if c.plain else None for c in block]
-        self._shared_candidates(searcher, block, keys)
+    def _begin_block(self, searcher: Searcher, block: list[Checked]) -> _Started:
+        """Start the block's heavy part: its plain queries, and on a matrix (without a graph) the
+        filtered ones that ``masks.use_product`` sends through the same product, each with its
+        filter's mask (``masks.BatchMasks``, the masks of every filter of the block found here)."""
+        plain = [i for i, c in enumerate(block) if c.plain]
+        bits, masked = self._block_masks(searcher, block)
+        order = plain + masked
+        if not order:
+            return _Started(order, None, bits)
+        handle = searcher.begin(np.stack([block[i].q for i in order]), [block[i].query.top_k for i in order],
+                                masks=[bits[block[i].group] for i in masked])
+        return _Started(order, handle, bits)
+
+    def _block_masks(self, searcher: Searcher, block: list[Checked]) -> tuple[dict | None, list[int]]:
+        """On a matrix without a graph: each filter's mask (by group), and the lines to be answered
+        through the block's product; else ``(None, [])`` (groups then read their keys with
+        ``Plan.matching_keys``)."""
+        if searcher.graph is not None or searcher.matrix is None:
+            return None, []
+        if self._masks is None:
+            self._masks = BatchMasks(self.store, searcher.matrix.keys, searcher.delta_keys(),
+                                     self.files.tuning.batch_mask_bytes)
+        groups: dict[tuple, list[int]] = {}
+        for i, c in enumerate(block):
+            if not c.plain:
+                groups.setdefault(c.group, []).append(i)
+        bits, masked = {}, []
+        rows = len(self._masks.matrix_keys) + len(self._masks.delta_keys)
+        for group, members in groups.items():
+            bits[group] = found = self._masks.of(block[members[0]].plan)
+            matches = int(found[0].sum()) + int(found[1].sum())
+            if use_product(len(members), matches, rows, self.files.tuning.masked_row_cost):
+                masked += members
+        return bits, masked
+
+    def _finish_block(self, searcher: Searcher, block: list[Checked], started: _Started,
+                      notes) -> Iterator[QueryResult]:
+        keys: list = [None] * len(block)
+        if started.handle is not None:
+            for i, found in zip(started.order, searcher.finish(started.handle), strict=True):
+                keys[i] = found
+        self._shared_candidates(searcher, block, keys, started.bits)
         rows = {row[0]: row for row in self.store.rows_for_keys(k for ks in keys if ks for k in ks)}
         for c, candidates in zip(block, keys, strict=True):
             try:
@@ -247,27 +287,32 @@ class Answerer:
                 raise _with_line(exc, c.query.line) from None
 
 
-    def _shared_candidates(self, searcher: Searcher, block: list[Checked], keys: list) -> None:
-        """Fill in ``keys`` for the queries of ``block`` whose namespace and filter another query of
-        the batch shares: each such group's matching keys are found once (kept for the rest of the
-        batch) and its queries searched together (``Searcher.candidates_within``). A query alone
-        with its filter is answered on its own (``_candidates``), as a one-shot query is."""
+    def _shared_candidates(self, searcher: Searcher, block: list[Checked], keys: list, bits: dict | None) -> None:
+        """Fill in ``keys`` for the filtered queries of ``block`` not answered yet. With ``bits``
+        (a matrix: each group's mask), each group's matching keys come from its mask. Else a
+        group whose namespace and filter another query of the batch shares has its matching keys
+        found once (kept for the rest of the batch); a query alone with its filter is answered on
+        its own (``_candidates``), as a one-shot query is. Either way a group's queries are
+        searched together (``Searcher.candidates_within``)."""
         groups: dict[tuple, list[int]] = {}
         for i, c in enumerate(block):
-            if not c.plain:
+            if not c.plain and keys[i] is None:
                 groups.setdefault(c.group, []).append(i)
         busy = frozenset(groups)
         started = []  # (members, the future of their candidates, or None when nothing matches)
         for group, members in groups.items():
-            if len(members) < 2 and group not in self._subsets:
-                continue
-            if group not in self._subsets:
-                if len(self._subsets) >= MAX_SUBSETS:
-                    self._subsets.pop(next(iter(self._subsets)))
-                if sum(map(len, self._conditions.values())) > MAX_CONDITION_KEYS:
-                    self._conditions.clear()
-                self._subsets[group] = block[members[0]].plan.matching_keys(cache=self._conditions)
-            allowed = self._subsets[group]
+            if bits is not None:
+                allowed = self._masks.keys(bits[group])
+            else:
+                if len(members) < 2 and group not in self._subsets:
+                    continue
+                if group not in self._subsets:
+                    if len(self._subsets) >= MAX_SUBSETS:
+                        self._subsets.pop(next(iter(self._subsets)))
+                    if sum(map(len, self._conditions.values())) > MAX_CONDITION_KEYS:
+                        self._conditions.clear()
+                    self._subsets[group] = block[members[0]].plan.matching_keys(cache=self._conditions)
+                allowed = self._subsets[group]
             started.append((members, None if not len(allowed) else searcher.begin_within(
                 np.stack([block[i].q for i in members]), [block[i].query.top_k for i in members], allowed,
                 group, busy)))  # searched in the background while the next group's keys are read
@@ -277,11 +322,13 @@ class Answerer:
                 keys[i] = candidates
 
 
-def _begin_block(searcher: Searcher, block: list[Checked]):
-    plain = [c for c in block if c.plain]
-    if not plain:
-        return None
-    return searcher.begin(np.stack([c.q for c in plain]), [c.query.top_k for c in plain])
+class _Started(NamedTuple):
+    """A block begun: the lines its heavy part answers (in its order), the handle of that part
+    (None when there are none), and the masks of its filters (None off a matrix)."""
+
+    order: list[int]
+    handle: Any
+    bits: dict | None
 
 
 def _at_line(check, obj: Any, line: int) -> Query:

@@ -253,6 +253,10 @@ class Searcher:
             self._removed_keys = np.sort(np.asarray(self.store.removed_since(self.seq), np.int64))
         return self._removed_keys
 
+    def delta_keys(self) -> np.ndarray:
+        """The keys of the rows written since the search file (the delta), in its order."""
+        return self._delta_arrays()[0]
+
     def _delta_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(keys, vectors, norms)`` of the rows written since the search file."""
         if self._delta_cache is None:
@@ -607,18 +611,28 @@ class Searcher:
             n = len(self.matrix.keys) if self.matrix is not None else 0
         return max(1, min(MAX_BLOCK_QUERIES, BLOCK_FLOATS // max(1, n + len(self._delta_arrays()[0]))))
 
-    def begin(self, queries: np.ndarray, ks: Sequence[int], *, background: bool = True) -> _Block:
+    def begin(self, queries: np.ndarray, ks: Sequence[int], *, background: bool = True,
+              masks: Sequence[tuple[np.ndarray, np.ndarray]] = ()) -> _Block:
         """Start ``candidates_many`` for at most ``block_size()`` queries; ``finish`` completes
         it. The heavy part (the matrix product and its group minima, or the graph search), which
         runs without Python's lock, goes to a background thread, so that a caller can answer the
-        block before (fetch rows, rescore, print) meanwhile: ``query.answer_many`` does."""
+        block before (fetch rows, rescore, print) meanwhile: ``query.answer_many`` does.
+
+        ``masks`` (on a matrix without a graph): the last ``len(masks)`` queries are filtered,
+        each by its mask of the matrix's rows and of the delta's (``masks.BatchMasks``); they
+        share the block's product and their candidates are the nearest of the rows they pass."""
         queries = np.ascontiguousarray(queries, np.float32).reshape(-1, self.dims)
         ks = list(ks)
         self._prepare()
-        heavy = self._graph_heavy if self.graph is not None else self._matrix_heavy
+        plain = len(ks) - len(masks)
+        if self.graph is not None:
+            assert not masks, "a graph's block is searched unfiltered"
+            heavy, args = self._graph_heavy, (queries, ks)
+        else:
+            heavy, args = self._matrix_heavy, (queries, ks, plain)
         if not background:
-            return _Block(queries, ks, result=heavy(queries, ks))
-        return _Block(queries, ks, future=self._background().submit(heavy, queries, ks))
+            return _Block(queries, ks, masks, result=heavy(*args))
+        return _Block(queries, ks, masks, future=self._background().submit(heavy, *args))
 
     def begin_within(self, queries: np.ndarray, ks: Sequence[int], allowed: np.ndarray, token: object,
                      busy: frozenset = frozenset()):
@@ -647,9 +661,11 @@ class Searcher:
         heavy = block.future.result() if block.future is not None else block.result
         if self.graph is not None:
             return self._graph_finish(block.queries, block.ks, heavy)
-        return self._matrix_finish(block.queries, block.ks, heavy)
+        return self._matrix_finish(block.queries, block.ks, heavy, block.masks)
 
-    def _matrix_heavy(self, queries: np.ndarray, ks: list[int]):
+    def _matrix_heavy(self, queries: np.ndarray, ks: list[int], plain: int):
+        """The block's product with the matrix, and the group minima of its first ``plain`` rows
+        (the queries that are not masked)."""
         m = self.matrix
         if m is None or not len(m.keys):
             return None
@@ -657,24 +673,32 @@ class Searcher:
         gone = self._removed_rows
         if gone is not None and len(gone):
             dists[:, gone] = np.inf
-        return dists, Groups(dists, ks)
+        return dists, Groups(dists[:plain], ks[:plain]) if plain else None
 
-    def _matrix_finish(self, queries: np.ndarray, ks: list[int], heavy) -> list[list[int]]:
+    def _matrix_finish(self, queries: np.ndarray, ks: list[int], heavy, masks=()) -> list[list[int]]:
         """Exact candidates for a block of queries: the delta and (when there is one) the matrix,
         each as one matrix product. Scanning the product is what costs beyond it, so each row is
         read once more only: for the minimum of each of ``GROUPS`` interleaved groups of columns.
         The k-th smallest of those minima bounds the k-th distance from above (k groups hold at
         least k rows that near), and only the few groups whose minimum is within the bound (plus
-        the tolerance) are looked into."""
+        the tolerance) are looked into. A masked query (the last ``len(masks)``) looks into the
+        rows its mask passes."""
         d_keys, d_vecs, d_norms = self._delta_arrays()
         d_dists = batch_distances(self.metric, queries, d_vecs, d_norms)
         m = self.matrix
         bound = max_norm(d_norms, m.norms if m is not None else _EMPTY_NORMS)
+        plain = len(ks) - len(masks)
         out = []
         for i, k in enumerate(ks):
             tol = tolerance(self.metric, queries[i], bound)
             keys, row = d_keys, d_dists[i]
-            if heavy is not None:
+            if i >= plain:
+                m_bits, d_bits = masks[i - plain]
+                keys, row = keys[d_bits], row[d_bits]
+                if heavy is not None:
+                    keys = np.concatenate([keys, m.keys[m_bits]])
+                    row = np.concatenate([row, heavy[0][i][m_bits]])
+            elif heavy is not None:
                 dists, groups = heavy
                 near = groups.near(i, tol)
                 keys, row = np.concatenate([keys, m.keys[near]]), np.concatenate([row, dists[i, near]])
@@ -706,7 +730,7 @@ class Searcher:
 class _Block:
     """A block of queries in ``Searcher.begin`` / ``finish``: its heavy part, done or coming."""
 
-    __slots__ = ("queries", "ks", "result", "future")
+    __slots__ = ("queries", "ks", "masks", "result", "future")
 
-    def __init__(self, queries: np.ndarray, ks: list[int], result: object = None, future: object = None):
-        self.queries, self.ks, self.result, self.future = queries, ks, result, future
+    def __init__(self, queries: np.ndarray, ks: list[int], masks=(), result: object = None, future: object = None):
+        self.queries, self.ks, self.masks, self.result, self.future = queries, ks, masks, result, future

@@ -39,6 +39,15 @@ class Tuning(NamedTuple):
     # contiguous copy of the matching vectors, kept for the batch: at most this many numbers in
     # all (256 MiB). On a graph, a larger set of matches is searched in the graph instead.
     gather_floats: int = 64 * 2**20
+    # On a matrix, a batch reads each condition of its filters (a namespace, a value, a range)
+    # once and keeps it as a bitmap over the rows (masks.py): at most this many bytes of them
+    # (64 MiB: ~1,100 conditions at 59k rows, ~380 at 175k), the least recently used given up first.
+    batch_mask_bytes: int = 64 * 2**20
+    # A line whose filter few lines of its block share is scored against every row with the
+    # block's one matrix product and masked, rather than from a gathered copy of its matches, when
+    # that costs less: a row of the product counts this much for each such line, a row gathered
+    # 64 (``masks.use_product``). 0: always through the product; a huge number: never.
+    masked_row_cost: float = 1.0
     # Exports of more numbers than this (~22k x 384) format them in one process per core: one core
     # writes a 384-dim vector in ~20 µs, and starting the processes costs ~0.1-0.2 s.
     export_parallel_floats: int = 8 * 2**20
