@@ -148,7 +148,7 @@ class Checker:
         group searched in it because that is judged cheaper than gathering its rows. On a matrix,
         also with every filtered line of a block scored with the block's product and masked, and
         with none (each filter's rows gathered, its keys from the batch's masks), and with room
-        for the bitmaps of only a few conditions."""
+        for the bitmaps of only a few conditions, and blocks cut at each filter."""
         for floats in (3000, 1):
             self.tune(gather_floats=floats)
             self.check()
@@ -156,9 +156,9 @@ class Checker:
         for cost in (0, 1e12):
             self.tune(masked_row_cost=cost)
             self.check()
-        self.tune(masked_row_cost=Tuning().masked_row_cost, batch_mask_bytes=1000)
+        self.tune(masked_row_cost=Tuning().masked_row_cost, batch_mask_bytes=1000, block_mask_bytes=1)
         self.check()
-        self.tune(batch_mask_bytes=Tuning().batch_mask_bytes)
+        self.tune(batch_mask_bytes=Tuning().batch_mask_bytes, block_mask_bytes=Tuning().block_mask_bytes)
         for module, name, value in ((search, "GROUP_FLOATS", 300), (query, "MAX_BLOCK_MATCHES", 25),
                                     (search, "GRAPH_ROWS_PER_DEPTH", 0)):
             saved = getattr(module, name)

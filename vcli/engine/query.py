@@ -98,8 +98,10 @@ class Answerer:
         pending: list[Checked] = []  # read, not started
         asked = 0  # the matches the pending queries ask for
         started: list = []  # at most one block: (block, its Searcher.begin handle)
+        filters: set = set()  # the distinct namespaces and filters of the pending queries
         with Searcher(self.files, notes) as searcher:
             size = searcher.block_size()
+            most_filters = searcher.block_filters()
 
             def advance(everything: bool) -> Iterator[QueryResult]:
                 """Start the pending block; answer the one started before it (or all)."""
@@ -107,6 +109,7 @@ class Answerer:
                 if pending:
                     started.append((pending, self._begin_block(searcher, pending)))
                     pending, asked = [], 0
+                    filters.clear()
                 while len(started) > (0 if everything else 1):
                     block, handle = started.pop(0)
                     for result in self._finish_block(searcher, block, handle, notes):
@@ -129,12 +132,15 @@ class Answerer:
                             except VcliError as exc:
                                 raise _with_line(exc, query.line or n) from None
                             asked += pending[-1].query.top_k
+                            if not pending[-1].plain:
+                                filters.add(pending[-1].group)
                     except StopIteration:
                         break
                     except VcliError:
                         yield from advance(everything=True)  # the lines before it, then the error
                         raise
-                    if item is None or len(pending) >= size or asked >= MAX_BLOCK_MATCHES:
+                    if item is None or len(pending) >= size or asked >= MAX_BLOCK_MATCHES \
+                            or len(filters) >= most_filters:
                         yield from advance(everything=item is None)
                 yield from advance(everything=True)
             except VcliError as exc:
@@ -251,10 +257,12 @@ class Answerer:
         return _Started(order, handle, bits)
 
     def _block_masks(self, searcher: Searcher, block: list[Checked]) -> tuple[dict | None, list[int]]:
-        """On a matrix without a graph: each filter's mask (by group), and the lines to be answered
-        through the block's product; else ``(None, [])`` (groups then read their keys with
-        ``Plan.matching_keys``)."""
-        if searcher.graph is not None or searcher.matrix is None:
+        """Each filter's mask (by group), and the lines answered with the block's plain ones: on a
+        matrix, those ``masks.use_product`` sends through its product; on a graph, those whose
+        filters' matches cost more to gather and score than a search of the parts as deep as
+        they call for (``Searcher.gathered_cheaper``). Without a matrix, ``(None, [])`` (groups
+        then read their keys with ``Plan.matching_keys``)."""
+        if searcher.matrix is None:
             return None, []
         if self._masks is None:
             self._masks = BatchMasks(self.store, searcher.matrix.keys, searcher.delta_keys(),
@@ -267,8 +275,11 @@ class Answerer:
         rows = len(self._masks.matrix_keys) + len(self._masks.delta_keys)
         for group, members in groups.items():
             bits[group] = found = self._masks.of(block[members[0]].plan)
-            matches = int(found[0].sum()) + int(found[1].sum())
-            if use_product(len(members), matches, rows, self.files.tuning.masked_row_cost):
+            matches = int(np.count_nonzero(found[0])) + int(np.count_nonzero(found[1]))
+            if searcher.graph is not None:
+                if matches and not searcher.gathered_cheaper(len(members), matches):
+                    masked += members
+            elif use_product(len(members), matches, rows, self.files.tuning.masked_row_cost):
                 masked += members
         return bits, masked
 
