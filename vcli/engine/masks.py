@@ -18,88 +18,95 @@ shared by many lines, or matching few rows, is still answered from a contiguous 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .filters import Clause, Plan, sorted_keys
 from .search import GATHER_ROWS, in_sorted
 from .store import filtering
 
-Bits = tuple[np.ndarray, np.ndarray]  # (over the matrix's rows, over the delta's rows), bool
+Rows = tuple[np.ndarray, np.ndarray]  # (the matrix's rows, int32 positions in no order; a bool per delta row)
+
+
+class _Condition(NamedTuple):
+    rows: np.ndarray  # the matrix's rows that hold it (sorted int32 positions)
+    bits: np.ndarray  # the same as a bool per row
+    delta: np.ndarray  # a bool per row of the delta
 
 
 class BatchMasks:
-    """The bitmaps of a batch's conditions over ``matrix_keys`` and ``delta_keys`` (the rows of an
+    """The rows of a batch's conditions in ``matrix_keys`` and ``delta_keys`` (the rows of an
     open ``Searcher``), read from ``store``'s snapshot once each and kept while they fit in
-    ``budget`` bytes (the oldest used given up first)."""
+    ``budget`` bytes (the least recently used given up first)."""
 
     def __init__(self, store, matrix_keys: np.ndarray, delta_keys: np.ndarray, budget: int):
         self.store = store
         self.matrix_keys = matrix_keys
         self.delta_keys = delta_keys
         self.budget = budget
-        self._kept: dict[tuple, Bits] = {}  # the least recently used first
+        self._kept: dict[tuple, _Condition] = {}  # the least recently used first
+        self._held = 0
 
-    def of(self, plan: Plan) -> Bits:
-        """Which rows of the matrix and of the delta pass ``plan`` (its namespace and filter)."""
-        m = np.zeros(len(self.matrix_keys), bool)
-        d = np.zeros(len(self.delta_keys), bool)
+    def rows(self, plan: Plan) -> Rows:
+        """The rows of the matrix and of the delta that pass ``plan`` (its namespace and filter).
+        Found from the positive condition with the fewest rows (a ``$in``: its values' rows
+        together, which no two share), then each other condition looked up for those rows
+        only: a line costs as much as its filter's matches, not as the rows of the index."""
+        n, d = len(self.matrix_keys), len(self.delta_keys)
         if plan.nothing:
-            return m, d
-        m[:], d[:] = True, True
-        if plan.namespace is not None:
-            self._and(m, d, self._condition(("namespace", plan.namespace), None), True)
-        for clause in plan.clauses:
-            self._and(m, d, self._clause(clause), clause.positive)
-        return m, d
-
-    def keys(self, bits: Bits) -> np.ndarray:
-        """The sorted keys of the rows ``bits`` selects (the delta's are newer than the matrix's)."""
-        return np.sort(np.concatenate([self.matrix_keys[bits[0]], self.delta_keys[bits[1]]]))
-
-    @staticmethod
-    def _and(m: np.ndarray, d: np.ndarray, bits: Bits, positive: bool) -> None:
-        if positive:
-            m &= bits[0]
-            d &= bits[1]
+            return np.zeros(0, np.int32), np.zeros(d, bool)
+        parts = [(True, [self._condition(("namespace", plan.namespace), None)])] if plan.namespace is not None else []
+        parts += [(clause.positive, self._clause(clause)) for clause in plan.clauses]
+        if any(keep for keep, _ in parts):
+            at = min(range(len(parts)), key=lambda i: sum(len(c.rows) for c in parts[i][1]) if parts[i][0] else n + 1)
+            first = parts.pop(at)
+            rows = np.concatenate([c.rows for c in first[1]])
+            delta = np.logical_or.reduce([c.delta for c in first[1]])
         else:
-            m &= ~bits[0]
-            d &= ~bits[1]
+            rows, delta = np.arange(n, dtype=np.int32), np.ones(d, bool)
+        for keep, conditions in parts:
+            inside = np.logical_or.reduce([c.bits[rows] for c in conditions])
+            rows = rows[inside if keep else ~inside]
+            either = np.logical_or.reduce([c.delta for c in conditions])
+            delta = delta & (either if keep else ~either)
+        return rows, delta
 
-    def _clause(self, clause: Clause) -> Bits:
-        """The rows with a value in the clause's metadata index that passes its test."""
+    def keys(self, rows: Rows) -> np.ndarray:
+        """The sorted keys of ``rows``."""
+        return np.sort(np.concatenate([self.matrix_keys[rows[0]], self.delta_keys[rows[1]]]))
+
+    def _clause(self, clause: Clause) -> list[_Condition]:
+        """The conditions of which the rows with a value passing the clause's test hold one."""
         (op, value), *more = clause.test
         if more or op not in ("=", "in"):  # a range: read as it is
-            return self._condition((clause.slot, clause.test), clause)
-        values = value if op == "in" else (value,)
-        parts = [self._condition((clause.slot, (("=", v),)), Clause(clause.slot, True, (("=", v),)))
-                 for v in values]
-        if len(parts) == 1:
-            return parts[0]
-        m, d = parts[0][0].copy(), parts[0][1].copy()
-        for pm, pd in parts[1:]:
-            m |= pm
-            d |= pd
-        return m, d
+            return [self._condition((clause.slot, clause.test), clause)]
+        return [self._condition((clause.slot, (("=", v),)), Clause(clause.slot, True, (("=", v),)))
+                for v in (value if op == "in" else (value,))]
 
-    def _condition(self, name: tuple, clause: Clause | None) -> Bits:
+    def _condition(self, name: tuple, clause: Clause | None) -> _Condition:
         if name in self._kept:
-            self._kept[name] = bits = self._kept.pop(name)  # now the most recently used
-            return bits
+            self._kept[name] = found = self._kept.pop(name)  # now the most recently used
+            return found
         keys = sorted_keys(filtering.condition_keys(self.store, clause, None if clause else name[1]))
         mk = self.matrix_keys
         rows = np.searchsorted(mk, keys)
         rows = rows[rows < len(mk)]
-        m = np.zeros(len(mk), bool)
-        m[rows[mk[rows] == keys[: len(rows)]]] = True
-        bits = (m, in_sorted(self.delta_keys, keys))
-        size = len(mk) + len(self.delta_keys)
-        held = size * len(self._kept)
-        while self._kept and held + size > self.budget:
-            self._kept.pop(next(iter(self._kept)))
-            held -= size
+        rows = rows[mk[rows] == keys[: len(rows)]].astype(np.int32)
+        bits = np.zeros(len(mk), bool)
+        bits[rows] = True
+        found = _Condition(rows, bits, in_sorted(self.delta_keys, keys))
+        size = _size(found)
+        while self._kept and self._held + size > self.budget:
+            self._held -= _size(self._kept.pop(next(iter(self._kept))))
         if size <= self.budget:
-            self._kept[name] = bits
-        return bits
+            self._kept[name] = found
+            self._held += size
+        return found
+
+
+def _size(c: _Condition) -> int:
+    return c.rows.nbytes + c.bits.nbytes + c.delta.nbytes
 
 
 def use_product(members: int, matches: int, rows: int, row_cost: float) -> bool:

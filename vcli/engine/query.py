@@ -274,8 +274,8 @@ class Answerer:
         bits, masked = {}, []
         rows = len(self._masks.matrix_keys) + len(self._masks.delta_keys)
         for group, members in groups.items():
-            bits[group] = found = self._masks.of(block[members[0]].plan)
-            matches = int(np.count_nonzero(found[0])) + int(np.count_nonzero(found[1]))
+            bits[group] = found = self._masks.rows(block[members[0]].plan)
+            matches = len(found[0]) + int(np.count_nonzero(found[1]))
             if searcher.graph is not None:
                 if matches and not searcher.gathered_cheaper(len(members), matches):
                     masked += members

@@ -612,9 +612,10 @@ class Searcher:
         return max(1, min(MAX_BLOCK_QUERIES, BLOCK_FLOATS // max(1, n + len(self._delta_arrays()[0]))))
 
     def block_filters(self) -> int:
-        """How many distinct filters a block of a batch may hold: their masks, a byte per row of
-        the matrix and of the delta each, are at most ``Tuning.block_mask_bytes``."""
-        rows = (len(self.matrix.keys) if self.matrix is not None else 0) + len(self._delta_arrays()[0])
+        """How many distinct filters a block of a batch may hold: their masks (``begin``), at most
+        4 bytes a row of the matrix and 1 a row of the delta each, are at most
+        ``Tuning.block_mask_bytes``."""
+        rows = 4 * (len(self.matrix.keys) if self.matrix is not None else 0) + len(self._delta_arrays()[0])
         return max(1, self.files.tuning.block_mask_bytes // max(1, rows))
 
     def begin(self, queries: np.ndarray, ks: Sequence[int], *, background: bool = True,
@@ -624,8 +625,9 @@ class Searcher:
         runs without Python's lock, goes to a background thread, so that a caller can answer the
         block before (fetch rows, rescore, print) meanwhile: ``query.answer_many`` does.
 
-        ``masks``: the last ``len(masks)`` queries are filtered, each by its mask of the matrix's
-        rows and of the delta's (``masks.BatchMasks``). On a matrix they share the block's
+        ``masks``: the last ``len(masks)`` queries are filtered, each by the matrix's rows it
+        passes (positions, in any order) and a mask of the delta's (``masks.BatchMasks.rows``).
+        On a matrix they share the block's
         product and their candidates are the nearest of the rows they pass; on a graph, those
         whose filters pass about as many vectors (within a factor of two) are searched together,
         as deep as the narrowest of them calls for, and each keeps the candidates it passes."""
@@ -698,11 +700,11 @@ class Searcher:
             tol = tolerance(self.metric, queries[i], bound)
             keys, row = d_keys, d_dists[i]
             if i >= plain:
-                m_bits, d_bits = masks[i - plain]
+                m_rows, d_bits = masks[i - plain]
                 keys, row = keys[d_bits], row[d_bits]
                 if heavy is not None:
-                    keys = np.concatenate([keys, m.keys[m_bits]])
-                    row = np.concatenate([row, heavy[0][i][m_bits]])
+                    keys = np.concatenate([keys, m.keys[m_rows]])
+                    row = np.concatenate([row, heavy[0][i][m_rows]])
             elif heavy is not None:
                 dists, groups = heavy
                 near = groups.near(i, tol)
@@ -729,8 +731,8 @@ class Searcher:
         matrix's rows (within a factor of two): ``(which, the fewest rows one of them passes)``."""
         size = max(len(self.graph), 1)
         bins: dict[int, list[tuple[int, int]]] = {}
-        for j, (m_bits, _) in enumerate(masks):
-            matches = max(int(np.count_nonzero(m_bits)), 1)
+        for j, (m_rows, _) in enumerate(masks):
+            matches = max(len(m_rows), 1)
             bins.setdefault(int(np.log2(size / matches)), []).append((j, matches))
         return [(np.array([j for j, _ in members]), min(n for _, n in members)) for members in bins.values()]
 
@@ -760,12 +762,18 @@ class Searcher:
             if plain else []
         masked: list = [None] * len(masks)
         for which, found_bin in bins:
-            qks, bits = [ks[plain + j] for j in which], [masks[j] for j in which]
+            qks, bits = [ks[plain + j] for j in which], [self._bits(masks[j]) for j in which]
             enough = [min(_search_count(k), self._covered_rows(b[0])) for k, b in zip(qks, bits, strict=True)]
             got = self._graph_block(queries[plain + which], qks, found_bin, delta, enough, masks=bits)
             for j, candidates in zip(which, got, strict=True):
                 masked[j] = candidates
         return out + masked
+
+    def _bits(self, mask):
+        """A query's mask (``begin``) as a bool per row of the matrix and of the delta."""
+        m_bits = np.zeros(len(self.matrix.keys), bool)
+        m_bits[mask[0]] = True
+        return m_bits, mask[1]
 
     def _covered_rows(self, m_bits: np.ndarray) -> int:
         """How many of the matrix's rows that ``m_bits`` passes are in the graph parts."""

@@ -43,10 +43,11 @@ class Tuning(NamedTuple):
     # once and keeps it as a bitmap over the rows (masks.py): at most this many bytes of them
     # (64 MiB: ~1,100 conditions at 59k rows, ~380 at 175k), the least recently used given up first.
     batch_mask_bytes: int = 64 * 2**20
-    # And the masks of the distinct filters of a block of a batch, a byte per row each: at most
-    # this many bytes (a block ends once its filters' would pass it: 64 MiB is ~1,100 filters at
-    # 59k rows, more than a block's queries; 134 at 500k). Two blocks are under way at a time.
-    block_mask_bytes: int = 64 * 2**20
+    # And the rows each distinct filter of a block of a batch passes (4 bytes a row of the matrix,
+    # 1 a row of the delta): at most this many bytes, however wide the filters, as a block ends
+    # once its filters could pass it (128 MiB: 569 filters at 59k rows, more than a block's
+    # queries; 67 at 500k). Two blocks are under way at a time.
+    block_mask_bytes: int = 128 * 2**20
     # A line whose filter few lines of its block share is scored against every row with the
     # block's one matrix product and masked, rather than from a gathered copy of its matches, when
     # that costs less: a row of the product counts this much for each such line, a row gathered
