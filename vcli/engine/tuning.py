@@ -39,10 +39,11 @@ class Tuning(NamedTuple):
     # contiguous copy of the matching vectors, kept for the batch: at most this many numbers in
     # all (256 MiB). On a graph, a larger set of matches is searched in the graph instead.
     gather_floats: int = 64 * 2**20
-    # On a matrix, a batch reads each condition of its filters (a namespace, a value, a range)
-    # once and keeps it as a bitmap over the rows (masks.py): at most this many bytes of them
-    # (64 MiB: ~1,100 conditions at 59k rows, ~380 at 175k), the least recently used given up first.
-    batch_mask_bytes: int = 64 * 2**20
+    # A batch reads each condition of its filters (a namespace, a value, a range) once and keeps
+    # the matrix's rows that hold it, as a list and as a bitmap (masks.py): at most this many
+    # bytes of them (a byte a row and 4 a row held: 128 MiB is ~1,900 conditions of 1 % at 59k
+    # rows, ~250 at 500k), the least recently used given up first.
+    batch_mask_bytes: int = 128 * 2**20
     # And the rows each distinct filter of a block of a batch passes (4 bytes a row of the matrix,
     # 1 a row of the delta): at most this many bytes, however wide the filters, as a block ends
     # once its filters could pass it (128 MiB: 569 filters at 59k rows, more than a block's
