@@ -6,9 +6,8 @@ are written before a metadata index exists and are not indexed for it), then run
 with random filters and namespaces. Vectors and queries hold small integers: scores are then
 computed exactly (the same float64 arithmetic in vcli and in the reference), so ties really tie
 and must be broken by id. Every query runs under both plans: scoring every match exactly, and
-(with ``filter_exact_rows`` at 0) widening the search while checking candidates; and twice in a
-batch, whose shared matching keys are found either way ``store/filtering.py`` can; and all of
-them in one batch, a filter on each line. The index is searched from the store alone, or from a
+(with ``filter_exact_rows`` at 0) widening the search while checking candidates; twice in a
+batch, sharing their filter's rows; and all of them in one batch, a filter on each line. The index is searched from the store alone, or from a
 matrix (and a delta), whose batches answer a filtered line through the block's product and its
 mask or from its filter's rows, gathered.
 """
@@ -24,7 +23,6 @@ from hypothesis import strategies as st
 from test_filters import exact_order, indexed_view, reference_match
 
 from vcli.engine import Catalog, Tuning
-from vcli.engine.store import filtering
 from vcli.errors import MetadataIndexError
 
 PROPERTIES = {"s": "string", "n": "number", "b": "boolean", "o.x": "number", "t": "string"}
@@ -188,19 +186,11 @@ def check_one_query(data, index, indexes, records, views) -> tuple[dict, tuple]:
         result = index.query(q, top_k=top_k, namespace=namespace, filter=flt,
                              return_metadata=return_metadata)
         check_result(result, q, top_k, namespace, flt, index.metric, records, views)
-    # a batch of two such lines: they share the matching keys, found by probing the other conditions
-    # row by row from the smallest, or by reading each condition's keys and intersecting them
+    # a batch of two such lines: they share the filter's rows, found from its conditions' rows
     line = {"vector": q, "topK": top_k, "returnMetadata": return_metadata,
             **({"namespace": namespace} if namespace else {}), **({"filter": flt} if flt is not None else {})}
-    for cost, rows in ((0, filtering.PROBE_ROWS), (filtering.PROBE_COST, -1)):
-        saved = filtering.PROBE_COST, filtering.PROBE_ROWS
-        filtering.PROBE_COST, filtering.PROBE_ROWS = cost, rows
-        try:
-            results = list(index.query_many([line, line]))
-        finally:
-            filtering.PROBE_COST, filtering.PROBE_ROWS = saved
-        for result in results:
-            check_result(result, q, top_k, namespace, flt, index.metric, records, views)
+    for result in index.query_many([line, line]):
+        check_result(result, q, top_k, namespace, flt, index.metric, records, views)
     return line, (q, top_k, namespace, flt, index.metric, records, views)
 
 

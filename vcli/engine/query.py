@@ -14,10 +14,12 @@
 ``Answerer.many`` answers a batch (``vcli query --file``) over one open searcher: queries without
 namespace or filter a block at a time (one matrix product or one graph search on all cores per
 block, in a background thread while the block before is answered). Queries of a block that share a
-namespace and a filter share one candidate set: its matching keys are found once per batch (kept
-for up to ``MAX_SUBSETS`` distinct groups) and the group is answered with one matrix product over
-those rows, or one widened graph search, in the background thread while the next group's keys are
-read. A query alone in its group takes the one-query path.
+namespace and a filter form a group. Each group's rows come from the batch's condition masks
+(``masks.BatchMasks``: each condition read from SQLite once per batch), and the group is answered
+either with the block (on a matrix, its queries scored by the block's product and masked; on a
+graph, searched with the other groups of about its width, as deep as that calls for, and
+masked), or from a gathered copy of its rows with one matrix product, whichever costs less, in
+the background thread while the next block's masks are found.
 Answers come out in input order.
 """
 
@@ -39,8 +41,6 @@ from .searchfiles import SearchFiles
 from .store import Store
 from .validate import check_query, check_query_namespace, check_top_k, pack_values
 
-MAX_SUBSETS = 64  # the namespaces and filters of a batch whose matching keys are kept
-MAX_CONDITION_KEYS = 8_000_000  # keys of single conditions kept for the batch's other filters (64 MB)
 # A block also ends once its queries ask for this many matches in all: their stored rows (values
 # and metadata, up to 10 KiB each) are read together (1,024 queries of top-k 10, 102 of top-k 100).
 MAX_BLOCK_MATCHES = 10_240
@@ -74,10 +74,7 @@ class Answerer:
         self.config = config
         self.top_k_cap = top_k_cap
         self._indexes: list[filters.MetadataIndexInfo] | None = None
-        # a batch's namespaces and filters that several of its queries share: their matching keys
-        self._subsets: dict[tuple, Any] = {}
-        self._conditions: dict = {}  # and the keys of their conditions, read on their own
-        self._masks: BatchMasks | None = None  # on a matrix: the bitmaps of the batch's conditions
+        self._masks: BatchMasks | None = None  # a batch's: the rows of its filters' conditions
 
     # -- entry points ---------------------------------------------------------------------------
     def one(self, query: Query) -> QueryResult:
@@ -244,9 +241,9 @@ class Answerer:
         return {key: filters.nest(found) for key, found in pairs.items()}
 
     def _begin_block(self, searcher: Searcher, block: list[Checked]) -> _Started:
-        """Start the block's heavy part: its plain queries, and on a matrix (without a graph) the
-        filtered ones that ``masks.use_product`` sends through the same product, each with its
-        filter's mask (``masks.BatchMasks``, the masks of every filter of the block found here)."""
+        """Start the block's heavy part: its plain queries, and the filtered ones that
+        ``_block_masks`` sends with them, each with its filter's rows (the rows of every filter
+        of the block are found here)."""
         plain = [i for i, c in enumerate(block) if c.plain]
         bits, masked = self._block_masks(searcher, block)
         order = plain + masked
@@ -256,17 +253,15 @@ class Answerer:
                                 masks=[bits[block[i].group] for i in masked])
         return _Started(order, handle, bits)
 
-    def _block_masks(self, searcher: Searcher, block: list[Checked]) -> tuple[dict | None, list[int]]:
-        """Each filter's mask (by group), and the lines answered with the block's plain ones: on a
-        matrix, those ``masks.use_product`` sends through its product; on a graph, those whose
-        filters' matches cost more to gather and score than a search of the parts as deep as
-        they call for (``Searcher.gathered_cheaper``). Without a matrix, ``(None, [])`` (groups
-        then read their keys with ``Plan.matching_keys``)."""
-        if searcher.matrix is None:
-            return None, []
+    def _block_masks(self, searcher: Searcher, block: list[Checked]) -> tuple[dict, list[int]]:
+        """Each filter's rows (by group: ``masks.BatchMasks.rows``), and the lines answered with
+        the block's plain ones: on a matrix (or the store alone), those ``masks.use_product``
+        sends through its product; on a graph, those whose filters' matches cost more to gather
+        and score than a search of the parts as deep as they call for
+        (``Searcher.gathered_cheaper``)."""
         if self._masks is None:
-            self._masks = BatchMasks(self.store, searcher.matrix.keys, searcher.delta_keys(),
-                                     self.files.tuning.batch_mask_bytes)
+            m_keys = searcher.matrix.keys if searcher.matrix is not None else np.zeros(0, np.int64)
+            self._masks = BatchMasks(self.store, m_keys, searcher.delta_keys(), self.files.tuning.batch_mask_bytes)
         groups: dict[tuple, list[int]] = {}
         for i, c in enumerate(block):
             if not c.plain:
@@ -298,13 +293,10 @@ class Answerer:
                 raise _with_line(exc, c.query.line) from None
 
 
-    def _shared_candidates(self, searcher: Searcher, block: list[Checked], keys: list, bits: dict | None) -> None:
-        """Fill in ``keys`` for the filtered queries of ``block`` not answered yet. With ``bits``
-        (a matrix: each group's mask), each group's matching keys come from its mask. Else a
-        group whose namespace and filter another query of the batch shares has its matching keys
-        found once (kept for the rest of the batch); a query alone with its filter is answered on
-        its own (``_candidates``), as a one-shot query is. Either way a group's queries are
-        searched together (``Searcher.candidates_within``)."""
+    def _shared_candidates(self, searcher: Searcher, block: list[Checked], keys: list, bits: dict) -> None:
+        """Fill in ``keys`` for the filtered queries of ``block`` not answered with the block:
+        each group's queries are scored together against a gathered copy of the rows of its mask
+        (``bits``; ``Searcher.candidates_within``), in the background thread."""
         groups: dict[tuple, list[int]] = {}
         for i, c in enumerate(block):
             if not c.plain and keys[i] is None:
@@ -312,18 +304,7 @@ class Answerer:
         busy = frozenset(groups)
         started = []  # (members, the future of their candidates, or None when nothing matches)
         for group, members in groups.items():
-            if bits is not None:
-                allowed = self._masks.keys(bits[group])
-            else:
-                if len(members) < 2 and group not in self._subsets:
-                    continue
-                if group not in self._subsets:
-                    if len(self._subsets) >= MAX_SUBSETS:
-                        self._subsets.pop(next(iter(self._subsets)))
-                    if sum(map(len, self._conditions.values())) > MAX_CONDITION_KEYS:
-                        self._conditions.clear()
-                    self._subsets[group] = block[members[0]].plan.matching_keys(cache=self._conditions)
-                allowed = self._subsets[group]
+            allowed = self._masks.keys(bits[group])
             started.append((members, None if not len(allowed) else searcher.begin_within(
                 np.stack([block[i].q for i in members]), [block[i].query.top_k for i in members], allowed,
                 group, busy)))  # searched in the background while the next group's keys are read
@@ -335,11 +316,11 @@ class Answerer:
 
 class _Started(NamedTuple):
     """A block begun: the lines its heavy part answers (in its order), the handle of that part
-    (None when there are none), and the masks of its filters (None off a matrix)."""
+    (None when there are none), and the rows of its filters (by group)."""
 
     order: list[int]
     handle: Any
-    bits: dict | None
+    bits: dict
 
 
 def _at_line(check, obj: Any, line: int) -> Query:
