@@ -203,12 +203,13 @@ def measure_batch(index, queries: np.ndarray, data64, norms, meta, nsp, repeat: 
         out.append((label, rate, recall(got, truth), base))
     if not many_only:
         out.append(_mixed(index, qs, meta, nsp, vcli_rate, numpy_rate, recall))
-    many, _ = measure_many(index, queries, data64, norms, meta, nsp, repeat, 1000, None)
+    many, grew_many = measure_many(index, queries, data64, norms, meta, nsp, repeat, 1000, None)
     out.append(many)
     big, grew = measure_many(index, queries, data64, norms, meta, nsp, 1, 10_000, 5_000, sample=10)
     out.append(big)
-    out.append(f"  the 10,000-line batch ran at {big[1] / many[1]:.2f}x the 1,000-line one's rate; "
-               f"memory beyond what the process held before it: {grew / 2**20:,.0f} MiB at its peak")
+    out.append(f"  the 10,000-line batch ran at {big[1] / many[1]:.2f}x the 1,000-line one's rate; memory beyond "
+               f"what the process held before each, at its peak: {grew / 2**20:,.0f} MiB (1,000 lines: "
+               f"{grew_many / 2**20:,.0f} MiB)")
     return out
 
 
