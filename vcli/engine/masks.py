@@ -2,18 +2,20 @@
 
 A batch whose lines carry many different filters (a filter per user, tenant or document set)
 would pay for each distinct filter what a shared one pays once: its keys read from SQLite, its
-rows gathered, a matrix product of its own. On a matrix, ``BatchMasks`` instead reads the keys of
-each *condition* once per batch (one range scan of the metadata index: a namespace, a property
-``= value``, or a range) and keeps them as a bitmap over the matrix's rows and one over the
-delta's; a ``$in`` is the union of its values' ``=`` bitmaps, so filters that share a value share
-its read. A filter's mask is its conditions' bitmaps combined (AND, OR for ``$in``, NOT for
-``$ne``/``$nin``), a few passes over a byte per row.
+rows gathered, a matrix product of its own. ``BatchMasks`` instead reads the keys of each
+*condition* once per batch (one range scan of the metadata index: a namespace, a property
+``= value``, or a range) and keeps the matrix's rows that hold it, as a list and as a bitmap, and
+a bitmap of the delta's rows; a ``$in`` is its values' ``=`` rows together, so filters that share
+a value share its read. A filter's rows are those of its narrowest positive condition, the
+others (NOT for ``$ne``/``$nin``) looked up in their bitmaps for those rows only.
 
-A line whose filter is shared by few others is then scored with the whole block of queries, by
-the block's one matrix product over every row, and its mask picks its matches out of its row of
-distances (``Searcher._matrix_finish``): what an unfiltered line costs, plus its mask. A filter
-shared by many lines, or matching few rows, is still answered from a contiguous copy of its rows
-(``Searcher.candidates_within``), which then costs less: ``use_product`` chooses, per filter.
+A line whose filter is shared by few others is then answered with the whole block of queries:
+scored by a matrix product over every row, its rows picked out of its row of distances, or on a
+graph, searched with the lines of other filters about as wide, as deep as that calls for, its
+candidates checked against its rows (``Searcher.begin``): what an unfiltered line costs, plus its
+mask (or the depth). A filter shared by many lines, or matching few rows, is answered from a
+contiguous copy of its rows (``Searcher.candidates_within``), which then costs less:
+``Searcher.with_block`` chooses, per filter.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .filters import Clause, Plan, sorted_keys
-from .search import GATHER_ROWS, in_sorted
+from .search import in_sorted
 from .store import filtering
 
 Rows = tuple[np.ndarray, np.ndarray]  # (the matrix's rows, int32 positions in no order; a bool per delta row)
@@ -107,11 +109,3 @@ class BatchMasks:
 
 def _size(c: _Condition) -> int:
     return c.rows.nbytes + c.bits.nbytes + c.delta.nbytes
-
-
-def use_product(members: int, matches: int, rows: int, row_cost: float) -> bool:
-    """Whether the ``members`` lines of a block that share a filter passing ``matches`` of the
-    ``rows`` rows are cheaper scored against every row with the block's product, then masked
-    (``row_cost`` a row: ``Tuning.masked_row_cost``), than from a copy of their matches, gathered
-    (``GATHER_ROWS`` a row) and scored against each of them."""
-    return matches > 0 and members * rows * row_cost < matches * (members + GATHER_ROWS)

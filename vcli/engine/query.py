@@ -33,7 +33,7 @@ import orjson
 
 from ..errors import BadInput, BadQuery, VcliError
 from . import filters
-from .masks import BatchMasks, use_product
+from .masks import BatchMasks
 from .records import IndexConfig, Match, Query, QueryResult
 from .scoring import exact_scores
 from .search import Searcher
@@ -255,10 +255,8 @@ class Answerer:
 
     def _block_masks(self, searcher: Searcher, block: list[Checked]) -> tuple[dict, list[int]]:
         """Each filter's rows (by group: ``masks.BatchMasks.rows``), and the lines answered with
-        the block's plain ones: on a matrix (or the store alone), those ``masks.use_product``
-        sends through its product; on a graph, those whose filters' matches cost more to gather
-        and score than a search of the parts as deep as they call for
-        (``Searcher.gathered_cheaper``)."""
+        the block's plain ones, masked, rather than from their filter's rows, gathered: those for
+        which that costs less (``Searcher.with_block``)."""
         if self._masks is None:
             m_keys = searcher.matrix.keys if searcher.matrix is not None else np.zeros(0, np.int64)
             self._masks = BatchMasks(self.store, m_keys, searcher.delta_keys(), self.files.tuning.batch_mask_bytes)
@@ -267,14 +265,9 @@ class Answerer:
             if not c.plain:
                 groups.setdefault(c.group, []).append(i)
         bits, masked = {}, []
-        rows = len(self._masks.matrix_keys) + len(self._masks.delta_keys)
         for group, members in groups.items():
             bits[group] = found = self._masks.rows(block[members[0]].plan)
-            matches = len(found[0]) + int(np.count_nonzero(found[1]))
-            if searcher.graph is not None:
-                if matches and not searcher.gathered_cheaper(len(members), matches):
-                    masked += members
-            elif use_product(len(members), matches, rows, self.files.tuning.masked_row_cost):
+            if searcher.with_block(len(members), len(found[0]) + int(np.count_nonzero(found[1]))):
                 masked += members
         return bits, masked
 

@@ -469,10 +469,10 @@ class Searcher:
         """``candidates(q, k, allowed)`` for each row of ``queries``, sharing the work: the vectors
         of ``allowed`` (sorted keys: a namespace's or a filter's matches) are gathered once into
         one contiguous array, kept under ``token`` for the rest of the batch, and scored against
-        the block with one matrix product; exact, as a matrix search is. (On a graph, a filter
-        whose matches cost more to gather than a search of the graph is a mask of ``begin``'s
-        instead: ``gathered_cheaper``.) ``busy``: the tokens of the caller's current block, which
-        are not given up to keep this one."""
+        the block with one matrix product; exact, as a matrix search is. (A filter whose matches
+        cost more to gather than its queries cost with their block is a mask of ``begin``'s
+        instead: ``with_block``.) ``busy``: the tokens of the caller's current block, which are not
+        given up to keep this one."""
         queries = np.ascontiguousarray(queries, np.float32).reshape(-1, self.dims)
         d_keys, d_vecs, d_norms = self._delta_arrays()
         keep = in_sorted(d_keys, allowed)
@@ -519,16 +519,27 @@ class Searcher:
             self._subsets[token] = found
         return found
 
-    def gathered_cheaper(self, queries: int, matches: int) -> bool:
-        """On a graph, whether ``queries`` queries of a filter passing ``matches`` vectors cost
-        less answered exactly from those vectors, gathered (again, if they cannot be kept) and
-        scored against every query, than by one search of the graph parts as deep as the filter
-        calls for; never when they are more than ``Tuning.gather_floats`` numbers."""
-        if matches * self.dims > self.files.tuning.gather_floats:
+    def with_block(self, queries: int, matches: int) -> bool:
+        """Whether ``queries`` queries of a filter passing ``matches`` vectors cost less answered
+        with their block, masked (``begin``: ``_masked_cost`` each), than from those vectors,
+        gathered (again, if they cannot be kept: ``GATHER_ROWS`` a row) and scored against every
+        query (``candidates_within``); on a graph, always when they are more than
+        ``Tuning.gather_floats`` numbers."""
+        if not matches:
             return False
-        share = matches / max(len(self.graph), 1)
-        graph = queries * GRAPH_ROWS_PER_DEPTH * self.graph.depth(share)
-        return graph >= matches * (queries + GATHER_ROWS)
+        if self.graph is not None and matches * self.dims > self.files.tuning.gather_floats:
+            return True
+        return queries * self._masked_cost(matches) < matches * (queries + GATHER_ROWS)
+
+    def _masked_cost(self, matches: int, graph: bool | None = None) -> float:
+        """What a masked query of a block costs, in rows scored: every row of the matrix's product
+        (``Tuning.masked_row_cost`` each), or on a graph (unless ``graph`` is False) a search of
+        the parts as deep as a filter passing ``matches`` vectors calls for, whichever is less."""
+        rows = (len(self.matrix.keys) if self.matrix is not None else 0) + len(self._delta_arrays()[0])
+        product = rows * self.files.tuning.masked_row_cost
+        if self.graph is None or graph is False:
+            return product
+        return min(product, GRAPH_ROWS_PER_DEPTH * self.graph.depth(matches / max(len(self.graph), 1)))
 
     def _within_depth(self, ks: Sequence[int], matches: int) -> int:
         """How many candidates a graph search for a filter passing ``matches`` vectors asks for:
@@ -656,7 +667,7 @@ class Searcher:
         the background thread only computes from arrays (and alone touches the kept subsets)."""
         self._delta_arrays()
         self._removed()
-        if self.graph is None and self.matrix is not None:
+        if self.matrix is not None:
             self._removed_columns()
 
     def _background(self):
@@ -716,25 +727,51 @@ class Searcher:
 
     def _graph_heavy(self, queries: np.ndarray, ks: list[int], plain: int, masks=()):
         """The search of the graph parts for the block's first ``plain`` queries (None when there
-        are none), and for the masked ones after them, ``(which, found)`` for each bin of them
-        searched together (``_mask_bins``)."""
+        are none); for the masked ones after them, those cheaper scored against every row of the
+        matrix (``_masked_cost``) scored so, their nearest kept (``{which: (keys, distances)}``),
+        and the others searched in the parts, ``(which, found)`` for each bin of them searched
+        together (``_mask_bins``)."""
         found = self._graph_search(queries[:plain], ks[:plain]) if plain else None
+        masked = [(j, max(len(m_rows), 1)) for j, (m_rows, _) in enumerate(masks)]
+        product = [j for j, n in masked if self._masked_cost(n, graph=False) <= self._masked_cost(n)]
+        near = self._product_near(queries[plain:], ks[plain:], masks, product)
         bins = []
-        for which, matches in self._mask_bins(masks):
+        for which, matches in self._mask_bins([(j, n) for j, n in masked if j not in near]):
             qks = [ks[plain + j] for j in which]
             with self._graph_lock:
                 bins.append((which, self.graph.search(queries[plain + which], self._within_depth(qks, matches),
                                                       threads=os.cpu_count() or 1,
                                                       share=matches / max(len(self.graph), 1))))
-        return found, bins
+        return found, near, bins
 
-    def _mask_bins(self, masks) -> list[tuple[np.ndarray, int]]:
-        """The masked queries of a block in bins of those whose masks pass about as many of the
-        matrix's rows (within a factor of two): ``(which, the fewest rows one of them passes)``."""
+    def _product_near(self, queries: np.ndarray, ks: list[int], masks, which: list[int]) -> dict:
+        """For queries ``which`` (of ``queries``, ``ks`` and ``masks``): the matrix's rows of
+        each one's mask within the tolerance of its k-th nearest, ``{j: (keys, distances)}``,
+        from matrix products of at most ``BLOCK_FLOATS`` distances."""
+        m, near = self.matrix, {}
+        if not which:
+            return near
+        bound = max_norm(self._delta_arrays()[2], m.norms)
+        gone = self._removed_rows
+        step = max(1, BLOCK_FLOATS // max(1, len(m.keys)))
+        for start in range(0, len(which), step):
+            js = which[start : start + step]
+            dists = batch_distances(self.metric, queries[js], m.values, m.norms)
+            if gone is not None and len(gone):
+                dists[:, gone] = np.inf
+            for j, row in zip(js, dists, strict=True):
+                rows = masks[j][0]
+                keys = top_candidates(rows, row[rows], ks[j], tolerance(self.metric, queries[j], bound))
+                near[j] = (m.keys[keys], row[keys])
+        return near
+
+    def _mask_bins(self, masked: list[tuple[int, int]]) -> list[tuple[np.ndarray, int]]:
+        """The masked queries ``masked`` (``(which, the rows its mask passes)``) in bins of those
+        whose masks pass about as many (within a factor of two): ``(which, the fewest rows one
+        of them passes)``."""
         size = max(len(self.graph), 1)
         bins: dict[int, list[tuple[int, int]]] = {}
-        for j, (m_rows, _) in enumerate(masks):
-            matches = max(len(m_rows), 1)
+        for j, matches in masked:
             bins.setdefault(int(np.log2(size / matches)), []).append((j, matches))
         return [(np.array([j for j, _ in members]), min(n for _, n in members)) for members in bins.values()]
 
@@ -756,13 +793,20 @@ class Searcher:
         """Graph candidates for a block of queries, found in one search on all cores (and one per
         bin of the masked ones); a query that loses too many of its candidates to removed keys
         (or its mask) widens alone."""
-        found, bins = heavy
+        found, near, bins = heavy
         removed, delta = self._removed(), self._delta_arrays()
         live = len(self.graph) - (0 if removed is None else len(removed))
         plain = len(ks) - len(masks)
         out = self._graph_block(queries[:plain], ks[:plain], found, delta, [min(k, live) for k in ks[:plain]]) \
             if plain else []
         masked: list = [None] * len(masks)
+        d_keys, d_vecs, d_norms = delta
+        bound = max_norm(d_norms, self.matrix.norms)
+        for j, (keys, dists) in near.items():  # scored against every row
+            q, d_bits = queries[plain + j], masks[j][1]
+            d_dists = batch_distances(self.metric, q[None, :], d_vecs[d_bits], d_norms[d_bits])[0]
+            masked[j] = top_candidates(np.concatenate([d_keys[d_bits], keys]), np.concatenate([d_dists, dists]),
+                                       ks[plain + j], tolerance(self.metric, q, bound)).tolist()
         for which, found_bin in bins:
             qks, bits = [ks[plain + j] for j in which], [self._bits(masks[j]) for j in which]
             enough = [min(_search_count(k), self._covered_rows(b[0])) for k, b in zip(qks, bits, strict=True)]

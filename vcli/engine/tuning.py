@@ -49,10 +49,11 @@ class Tuning(NamedTuple):
     # once its filters could pass it (128 MiB: 569 filters at 59k rows, more than a block's
     # queries; 67 at 500k). Two blocks are under way at a time.
     block_mask_bytes: int = 128 * 2**20
-    # A line whose filter few lines of its block share is scored against every row with the
-    # block's one matrix product and masked, rather than from a gathered copy of its matches, when
-    # that costs less: a row of the product counts this much for each such line, a row gathered
-    # 64 (``masks.use_product``). 0: always through the product; a huge number: never.
+    # A line whose filter few lines of its block share is answered with the block (scored against
+    # every row of the matrix, or on a graph searched as deep as its filter calls for, whichever
+    # costs less) rather than from a gathered copy of its matches when that costs less: a row of
+    # the product counts this much for each such line, a row gathered 64, a unit of graph depth
+    # 400 (``Searcher.with_block``). 0: always the product; a huge number: never.
     masked_row_cost: float = 1.0
     # Exports of more numbers than this (~22k x 384) format them in one process per core: one core
     # writes a 384-dim vector in ~20 µs, and starting the processes costs ~0.1-0.2 s.
