@@ -14,12 +14,13 @@
 ``Answerer.many`` answers a batch (``vcli query --file``) over one open searcher: queries without
 namespace or filter a block at a time (one matrix product or one graph search on all cores per
 block, in a background thread while the block before is answered). Queries of a block that share a
-namespace and a filter form a group. Each group's rows come from the batch's condition masks
-(``masks.BatchMasks``: each condition read from SQLite once per batch), and the group is answered
-either with the block (on a matrix, its queries scored by the block's product and masked; on a
-graph, searched with the other groups of about its width, as deep as that calls for, and
-masked), or from a gathered copy of its rows with one matrix product, whichever costs less, in
-the background thread while the next block's masks are found.
+namespace and a filter form a group. Each group's rows come from the rows of the batch's
+conditions (``masks.BatchMasks``: each condition read from SQLite once per batch), and the group
+is answered either with the block (its queries scored by a matrix product over every row and
+masked, or on a graph searched with the block's other masked queries of about its share, as deep
+as that calls for, and masked), or from a gathered copy of its rows with one matrix product,
+whichever costs less (``Searcher.with_block``), in the background thread while the next block's
+filters' rows are found.
 Answers come out in input order.
 """
 
@@ -94,7 +95,7 @@ class Answerer:
         done = n = 0
         pending: list[Checked] = []  # read, not started
         asked = 0  # the matches the pending queries ask for
-        started: list = []  # at most one block: (block, its Searcher.begin handle)
+        started: list = []  # at most one block: (block, its _Started)
         filters: set = set()  # the distinct namespaces and filters of the pending queries
         with Searcher(self.files, notes) as searcher:
             size = searcher.block_size()
@@ -245,13 +246,13 @@ class Answerer:
         ``_block_masks`` sends with them, each with its filter's rows (the rows of every filter
         of the block are found here)."""
         plain = [i for i, c in enumerate(block) if c.plain]
-        bits, masked = self._block_masks(searcher, block)
+        filter_rows, masked = self._block_masks(searcher, block)
         order = plain + masked
         if not order:
-            return _Started(order, None, bits)
+            return _Started(order, None, filter_rows)
         handle = searcher.begin(np.stack([block[i].q for i in order]), [block[i].query.top_k for i in order],
-                                masks=[bits[block[i].group] for i in masked])
-        return _Started(order, handle, bits)
+                                masks=[filter_rows[block[i].group] for i in masked])
+        return _Started(order, handle, filter_rows)
 
     def _block_masks(self, searcher: Searcher, block: list[Checked]) -> tuple[dict, list[int]]:
         """Each filter's rows (by group: ``masks.BatchMasks.rows``), and the lines answered with
@@ -264,12 +265,12 @@ class Answerer:
         for i, c in enumerate(block):
             if not c.plain:
                 groups.setdefault(c.group, []).append(i)
-        bits, masked = {}, []
+        filter_rows, masked = {}, []
         for group, members in groups.items():
-            bits[group] = found = self._masks.rows(block[members[0]].plan)
+            filter_rows[group] = found = self._masks.rows(block[members[0]].plan)
             if searcher.with_block(len(members), len(found[0]) + int(np.count_nonzero(found[1]))):
                 masked += members
-        return bits, masked
+        return filter_rows, masked
 
     def _finish_block(self, searcher: Searcher, block: list[Checked], started: _Started,
                       notes) -> Iterator[QueryResult]:
@@ -277,7 +278,7 @@ class Answerer:
         if started.handle is not None:
             for i, found in zip(started.order, searcher.finish(started.handle), strict=True):
                 keys[i] = found
-        self._shared_candidates(searcher, block, keys, started.bits)
+        self._shared_candidates(searcher, block, keys, started.filter_rows)
         rows = {row[0]: row for row in self.store.rows_for_keys(k for ks in keys if ks for k in ks)}
         for c, candidates in zip(block, keys, strict=True):
             try:
@@ -286,10 +287,10 @@ class Answerer:
                 raise _with_line(exc, c.query.line) from None
 
 
-    def _shared_candidates(self, searcher: Searcher, block: list[Checked], keys: list, bits: dict) -> None:
+    def _shared_candidates(self, searcher: Searcher, block: list[Checked], keys: list, filter_rows: dict) -> None:
         """Fill in ``keys`` for the filtered queries of ``block`` not answered with the block:
-        each group's queries are scored together against a gathered copy of the rows of its mask
-        (``bits``; ``Searcher.candidates_within``), in the background thread."""
+        each group's queries are scored together against a gathered copy of its filter's rows
+        (``filter_rows``; ``Searcher.candidates_within``), in the background thread."""
         groups: dict[tuple, list[int]] = {}
         for i, c in enumerate(block):
             if not c.plain and keys[i] is None:
@@ -297,7 +298,7 @@ class Answerer:
         busy = frozenset(groups)
         started = []  # (members, the future of their candidates, or None when nothing matches)
         for group, members in groups.items():
-            allowed = self._masks.keys(bits[group])
+            allowed = self._masks.keys(filter_rows[group])
             started.append((members, None if not len(allowed) else searcher.begin_within(
                 np.stack([block[i].q for i in members]), [block[i].query.top_k for i in members], allowed,
                 group, busy)))  # searched in the background while the next group's keys are read
@@ -313,7 +314,7 @@ class _Started(NamedTuple):
 
     order: list[int]
     handle: Any
-    bits: dict
+    filter_rows: dict
 
 
 def _at_line(check, obj: Any, line: int) -> Query:

@@ -556,9 +556,10 @@ class Searcher:
         """The candidates of a block of queries from one search of the graph parts (``found``: keys
         and graph distances, as ``Parts.search`` gives them; None when the parts are empty), the
         matrix rows they do not cover, and the ``delta`` (keys, vectors, norms), all scored at
-        once. Graph candidates that are gone (and, given ``masks``, one per query, outside the
-        query's) are dropped and only the nearest few of the rest gathered from the matrix; a
-        query left with fewer than ``enough[i]`` widens alone (``_candidates_one``)."""
+        once. Graph candidates that are gone (and, given ``masks``, per query a bool per row of
+        the matrix and of the delta, outside the query's) are dropped and only the nearest few of
+        the rest gathered from the matrix; a query left with fewer than ``enough[i]`` widens
+        alone (``_candidates_one``)."""
         m, removed = self.matrix, self._removed()
         d_keys, d_vecs, d_norms = delta
         dists = [batch_distances(self.metric, queries, d_vecs, d_norms)]
@@ -640,10 +641,11 @@ class Searcher:
 
         ``masks``: the last ``len(masks)`` queries are filtered, each by the matrix's rows it
         passes (positions, in any order) and a mask of the delta's (``masks.BatchMasks.rows``).
-        On a matrix they share the block's
-        product and their candidates are the nearest of the rows they pass; on a graph, those
-        whose filters pass about as many vectors (within a factor of two) are searched together,
-        as deep as the narrowest of them calls for, and each keeps the candidates it passes."""
+        On a matrix they share the block's product and their candidates are the nearest of the
+        rows they pass. On a graph, each is scored against every row of the matrix the same way
+        or, when that costs more (``_masked_cost``), searched in the parts with those whose
+        filters pass about as many vectors (within a factor of two), as deep as the narrowest of
+        them calls for, keeping the candidates it passes."""
         queries = np.ascontiguousarray(queries, np.float32).reshape(-1, self.dims)
         ks = list(ks)
         self._prepare()
