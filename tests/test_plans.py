@@ -20,7 +20,7 @@ import orjson
 import pytest
 from conftest import ndjson
 
-from vcli.engine import Tuning, query, search
+from vcli.engine import Tuning
 
 DIMS = 16
 QUERIES = 12
@@ -159,14 +159,12 @@ class Checker:
         self.tune(masked_row_cost=Tuning().masked_row_cost, batch_mask_bytes=1000, block_mask_bytes=1)
         self.check()
         self.tune(batch_mask_bytes=Tuning().batch_mask_bytes, block_mask_bytes=Tuning().block_mask_bytes)
-        for module, name, value in ((search, "GROUP_FLOATS", 300), (query, "MAX_BLOCK_MATCHES", 25),
-                                    (search, "GRAPH_ROWS_PER_DEPTH", 0)):
-            saved = getattr(module, name)
-            setattr(module, name, value)
+        for threshold in ({"group_floats": 300}, {"max_block_matches": 25}, {"graph_rows_per_depth": 0}):
+            self.tune(**threshold)
             try:
                 self.check()
             finally:
-                setattr(module, name, saved)
+                self.tune(**{name: getattr(Tuning(), name) for name in threshold})
 
     def check(self) -> None:
         """Batch, one-shot and by-id queries all give the brute-force answer."""
@@ -339,21 +337,19 @@ def parts_of(names: list[str]) -> list[tuple[int, int]]:
 
 
 @pytest.mark.parametrize("metric,long_runs", [("cosine", False), ("euclidean", False), ("euclidean", True)])
-def test_graph_parts_and_rows_no_part_covers(vcli, tmp_path, data_dir, metric, long_runs, monkeypatch):
+def test_graph_parts_and_rows_no_part_covers(vcli, tmp_path, data_dir, metric, long_runs):
     """A graph in parts of at most ``graph_part_rows`` vectors: filled and extended as rows come,
     a part rebuilt once a quarter of it is gone, and rows that no part covers (a part missing, the
     rows after the last, most of the matrix) scanned exactly beside the parts (``long_runs``: as
     runs too long to keep whole, of which each query keeps its nearest few)."""
-    from vcli.engine import search
     from vcli.engine.builder import needs_graph
     from vcli.engine.layout import Folder
     from vcli.engine.lock import writer_lock
 
-    if long_runs:
-        monkeypatch.setattr(search, "SMALL_RUN", 0)
     rng = np.random.default_rng(12)
     c = Checker(vcli, tmp_path, metric)
-    c.tune(graph_min_floats=1, graph_in_background=False, graph_part_rows=100, fold_rows=5)
+    c.tune(graph_min_floats=1, graph_in_background=False, graph_part_rows=100, fold_rows=5,
+           **({"small_run": 0} if long_runs else {}))
     c.write("insert", vectors(rng, 347, "a"))  # 350 vectors: parts of 100, 100, 100 and 50
     first = parts_of(c.files(data_dir))
     assert len(first) == 4 and first[0][0] == 0

@@ -42,10 +42,6 @@ from .searchfiles import SearchFiles
 from .store import Store
 from .validate import check_query, check_query_namespace, check_top_k, pack_values
 
-# A block also ends once its queries ask for this many matches in all: their stored rows (values
-# and metadata, up to 10 KiB each) are read together (1,024 queries of top-k 10, 102 of top-k 100).
-MAX_BLOCK_MATCHES = 10_240
-
 
 class Checked(NamedTuple):
     """A query checked against the index: its float32 vector, and the plan of its namespace and
@@ -137,7 +133,7 @@ class Answerer:
                     except VcliError:
                         yield from advance(everything=True)  # the lines before it, then the error
                         raise
-                    if item is None or len(pending) >= size or asked >= MAX_BLOCK_MATCHES \
+                    if item is None or len(pending) >= size or asked >= self.files.tuning.max_block_matches \
                             or len(filters) >= most_filters:
                         yield from advance(everything=item is None)
                 yield from advance(everything=True)

@@ -41,25 +41,7 @@ from .verify import StaleFile
 
 Accept = Callable[[np.ndarray], np.ndarray]  # keys -> boolean mask of the keys that pass
 
-# Batch queries score a block of queries against all rows at once: at most BLOCK_FLOATS distances
-# at a time (64 MiB), at most MAX_BLOCK_QUERIES queries a block (a graph's block is that large:
-# its queries that share a filter are scored together, a gathered subset used by more of them).
-BLOCK_FLOATS = 16 * 2**20
-MAX_BLOCK_QUERIES = 1024
-GROUP_FLOATS = BLOCK_FLOATS  # the queries of a block that share a filter: distances at a time
-# A filtered graph search that still has too few passing candidates at this many a part gives up
-# for an exact scan of the matrix (``Searcher._graph``).
-MAX_WIDENING = 4096
-# Rows no graph part covers are scored for a whole block at once; from a run longer than this only
-# each query's nearest few are kept (``scoring.Groups``), not the whole row of distances.
-SMALL_RUN = 4096
 _EMPTY_NORMS = np.zeros(0, np.float32)
-# What a batch's group of queries sharing a filter costs, in rows scored exactly by one matrix
-# product (500k x 384, 2 cores: ~12 ns a row): a graph part searched to expansion e, about
-# GRAPH_ROWS_PER_DEPTH x e a query (0.6 ms at 128, 2.8 ms at 512 with the rescoring), and each
-# matching row gathered from the matrix into a contiguous copy, GATHER_ROWS (~0.8 µs).
-GRAPH_ROWS_PER_DEPTH = 400
-GATHER_ROWS = 64
 
 
 def in_sorted(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
@@ -106,6 +88,7 @@ class Searcher:
 
     def __init__(self, files: SearchFiles, notes: list[str]):
         self.files = files
+        self.tuning = files.tuning
         self.notes = notes
         self.store = files.store
         self.metric = files.metric
@@ -182,7 +165,7 @@ class Searcher:
                 problem = _Problem("missing", "the search file was missing")
             if problem is None and file is not None and not accept_behind:
                 added, removed = self.store.count_since(file.seq)
-                if self.files.tuning.due((added, removed)):
+                if self.tuning.due((added, removed)):
                     problem = _Problem("behind", f"the search file was {added + removed} changes behind "
                                                  "the store (an earlier refresh did not finish)")
         except BaseException:
@@ -201,7 +184,7 @@ class Searcher:
         they cover at least half of its rows; else None (queries are then exact from the
         matrix). Rows no part covers (``_uncovered``) are scanned exactly beside the parts, and a
         builder is started to cover them; a damaged part is discarded (its rows then too)."""
-        if not self.files.tuning.wants_graph(len(m.keys), self.dims):
+        if not self.tuning.wants_graph(len(m.keys), self.dims):
             return None
         from .graph import Parts, uncovered  # lazy: usearch, only for indexes that have a graph
 
@@ -381,7 +364,7 @@ class Searcher:
     def _graph(self, q, k, allowed, removed, accept=None) -> tuple[np.ndarray, np.ndarray, float] | None:
         """Candidates from the graph parts, scored from the matrix; with a filter, the search
         widens until enough pass. None when a filter's matches are so rare in the parts that the
-        search would go deeper than ``MAX_WIDENING``: the caller scans the matrix exactly instead
+        search would go deeper than ``Tuning.max_widening``: the caller scans the matrix exactly instead
         (matches written since the parts were built, say, are in no part)."""
         g = self.graph
         skip = 0 if removed is None else len(removed)
@@ -408,7 +391,7 @@ class Searcher:
             if passing >= need or count >= g.largest:
                 keys, keep = _nearest(keys[None, :], dists[None, :], keep[None, :], max(need, _search_count(k)))
                 return self._scored_from_matrix(q, keys[0][keep[0]])
-            if count >= MAX_WIDENING:
+            if count >= self.tuning.max_widening:
                 return None
             # go straight to the depth the pass rate seen so far calls for (at least twice as deep)
             if filtered:
@@ -479,7 +462,7 @@ class Searcher:
         d_keys, d_vecs, d_norms = d_keys[keep], d_vecs[keep], d_norms[keep]
         s_keys, s_vecs, s_norms = self._subset(allowed, token, busy)
         bound = max_norm(d_norms, s_norms)
-        step = max(1, GROUP_FLOATS // max(1, len(s_keys)))
+        step = max(1, self.tuning.group_floats // max(1, len(s_keys)))
         out = []
         for start in range(0, len(queries), step):
             qs, qks = queries[start : start + step], ks[start : start + step]
@@ -499,7 +482,7 @@ class Searcher:
         all, the oldest not ``busy`` given up first)."""
         if token in self._subsets:
             return self._subsets[token]
-        removed, limit = self._removed(), self.files.tuning.gather_floats
+        removed, limit = self._removed(), self.tuning.gather_floats
         size = len(allowed) * self.dims
         held = sum(v[1].size for v in self._subsets.values())
         for old in [t for t in self._subsets if t not in busy]:  # the oldest first
@@ -522,24 +505,24 @@ class Searcher:
     def with_block(self, queries: int, matches: int) -> bool:
         """Whether ``queries`` queries of a filter passing ``matches`` vectors cost less answered
         with their block, masked (``begin``: ``_masked_cost`` each), than from those vectors,
-        gathered (again, if they cannot be kept: ``GATHER_ROWS`` a row) and scored against every
+        gathered (again, if they cannot be kept: ``Tuning.gather_rows`` a row) and scored against every
         query (``candidates_within``); on a graph, always when they are more than
         ``Tuning.gather_floats`` numbers."""
         if not matches:
             return False
-        if self.graph is not None and matches * self.dims > self.files.tuning.gather_floats:
+        if self.graph is not None and matches * self.dims > self.tuning.gather_floats:
             return True
-        return queries * self._masked_cost(matches) < matches * (queries + GATHER_ROWS)
+        return queries * self._masked_cost(matches) < matches * (queries + self.tuning.gather_rows)
 
     def _masked_cost(self, matches: int, graph: bool | None = None) -> float:
         """What a masked query of a block costs, in rows scored: every row of the matrix's product
         (``Tuning.masked_row_cost`` each), or on a graph (unless ``graph`` is False) a search of
         the parts as deep as a filter passing ``matches`` vectors calls for, whichever is less."""
         rows = (len(self.matrix.keys) if self.matrix is not None else 0) + len(self._delta_arrays()[0])
-        product = rows * self.files.tuning.masked_row_cost
+        product = rows * self.tuning.masked_row_cost
         if self.graph is None or graph is False:
             return product
-        return min(product, GRAPH_ROWS_PER_DEPTH * self.graph.depth(matches / max(len(self.graph), 1)))
+        return min(product, self.tuning.graph_rows_per_depth * self.graph.depth(matches / max(len(self.graph), 1)))
 
     def _within_depth(self, ks: Sequence[int], matches: int) -> int:
         """How many candidates a graph search for a filter passing ``matches`` vectors asks for:
@@ -594,7 +577,7 @@ class Searcher:
             u_dists[:, drop] = np.inf
             for i, (m_bits, _) in enumerate(masks or ()):
                 u_dists[i, ~m_bits[part]] = np.inf
-            if len(u_keys) <= SMALL_RUN:
+            if len(u_keys) <= self.tuning.small_run:
                 keys.append(np.broadcast_to(u_keys, (len(queries), len(u_keys))))
                 dists.append(u_dists)
                 continue
@@ -618,19 +601,20 @@ class Searcher:
 
     def block_size(self) -> int:
         """How many queries ``begin`` takes at once: the product of a block with the matrix (when
-        it is searched exactly) is at most ``BLOCK_FLOATS`` numbers."""
+        it is searched exactly) is at most ``Tuning.block_floats`` numbers."""
         if self.graph is not None:  # the rows no graph part covers are scanned exactly
             n = self._uncovered_rows
         else:
             n = len(self.matrix.keys) if self.matrix is not None else 0
-        return max(1, min(MAX_BLOCK_QUERIES, BLOCK_FLOATS // max(1, n + len(self._delta_arrays()[0]))))
+        rows = n + len(self._delta_arrays()[0])
+        return max(1, min(self.tuning.max_block_queries, self.tuning.block_floats // max(1, rows)))
 
     def block_filters(self) -> int:
         """How many distinct filters a block of a batch may hold: their masks (``begin``), at most
         4 bytes a row of the matrix and 1 a row of the delta each, are at most
         ``Tuning.block_mask_bytes``."""
         rows = 4 * (len(self.matrix.keys) if self.matrix is not None else 0) + len(self._delta_arrays()[0])
-        return max(1, self.files.tuning.block_mask_bytes // max(1, rows))
+        return max(1, self.tuning.block_mask_bytes // max(1, rows))
 
     def begin(self, queries: np.ndarray, ks: Sequence[int], *, background: bool = True,
               masks: Sequence[tuple[np.ndarray, np.ndarray]] = ()) -> _Block:
@@ -749,13 +733,13 @@ class Searcher:
     def _product_near(self, queries: np.ndarray, ks: list[int], masks, which: list[int]) -> dict:
         """For queries ``which`` (of ``queries``, ``ks`` and ``masks``): the matrix's rows of
         each one's mask within the tolerance of its k-th nearest, ``{j: (keys, distances)}``,
-        from matrix products of at most ``BLOCK_FLOATS`` distances."""
+        from matrix products of at most ``Tuning.block_floats`` distances."""
         m, near = self.matrix, {}
         if not which:
             return near
         bound = max_norm(self._delta_arrays()[2], m.norms)
         gone = self._removed_rows
-        step = max(1, BLOCK_FLOATS // max(1, len(m.keys)))
+        step = max(1, self.tuning.block_floats // max(1, len(m.keys)))
         for start in range(0, len(which), step):
             js = which[start : start + step]
             dists = batch_distances(self.metric, queries[js], m.values, m.norms)

@@ -53,9 +53,35 @@ class Tuning(NamedTuple):
     # A line whose filter few lines of its block share is answered with the block (scored against
     # every row of the matrix, or on a graph searched as deep as its filter calls for, whichever
     # costs less) rather than from a gathered copy of its matches when that costs less: a row of
-    # the product counts this much for each such line, a row gathered 64, a unit of graph depth
-    # 400 (``Searcher.with_block``). 0: always the product; a huge number: never.
+    # the product counts this much for each such line, a row gathered ``gather_rows``, a unit of
+    # graph depth ``graph_rows_per_depth`` (``Searcher.with_block``).
+    # 0: always the product; a huge number: never.
     masked_row_cost: float = 1.0
+    # Batch queries score a block of queries against all rows at once: at most this many
+    # distances at a time (64 MiB of float32).
+    block_floats: int = 16 * 2**20
+    # At most this many queries a block (a graph's block is that large: its queries that share a
+    # filter are scored together, a gathered subset used by more of them).
+    max_block_queries: int = 1024
+    # The queries of a block that share a filter: at most this many distances at a time.
+    group_floats: int = 16 * 2**20
+    # A block also ends once its queries ask for this many matches in all: their stored rows
+    # (values and metadata, up to 10 KiB each) are read together (1,024 queries of top-k 10, 102
+    # of top-k 100).
+    max_block_matches: int = 10_240
+    # A filtered graph search that still has too few passing candidates at this many a part gives
+    # up for an exact scan of the matrix (``Searcher._graph``).
+    max_widening: int = 4096
+    # Rows no graph part covers are scored for a whole block at once; from a run longer than this
+    # only each query's nearest few are kept (``scoring.Groups``), not the whole row of distances.
+    small_run: int = 4096
+    # What a batch's group of queries sharing a filter costs, in rows scored exactly by one matrix
+    # product: a graph part searched to expansion e costs about this many rows times e a query
+    # (the search and its exact rescoring) ...
+    graph_rows_per_depth: float = 400
+    # ... and each matching row gathered from the matrix into a contiguous copy this many
+    # (docs/performance.md).
+    gather_rows: float = 64
     # Exports of more numbers than this (~22k x 384) format them in one process per core: one core
     # writes a 384-dim vector in ~20 µs, and starting the processes costs ~0.1-0.2 s.
     export_parallel_floats: int = 8 * 2**20
