@@ -149,12 +149,7 @@ class Store:
         exception (including KeyboardInterrupt), so a command's writes land whole or not at all.
         ``pending``: the ``(seq, uuid)`` of the pending write this applies; its row is deleted in
         the same transaction (``AlreadyApplied`` and a rollback if another process got there first)."""
-        try:
-            self.conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise storage_error(exc, self.path) from exc
-        committed = False
-        try:
+        with self._write_transaction():
             mid = pending[1] if pending else str(uuid.uuid4())
             cur = self.conn.execute(
                 "INSERT INTO mutations (uuid, kind, at) VALUES (?, ?, ?)", (mid, kind, at)
@@ -162,6 +157,19 @@ class Store:
             yield Mutation(cur.lastrowid, mid, at)
             if pending and not self.conn.execute("DELETE FROM pending WHERE seq = ?", (pending[0],)).rowcount:
                 raise AlreadyApplied()
+
+    @contextmanager
+    def _write_transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE, COMMIT on success, ROLLBACK on any exception (including
+        KeyboardInterrupt); SQLite's errors as the storage error. The one wrapper of every write
+        (``mutation``, ``mutation_free_transaction``, ``add_pending``)."""
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise storage_error(exc, self.path) from exc
+        committed = False
+        try:
+            yield
             self.conn.execute("COMMIT")
             committed = True
         except BaseException as exc:
@@ -252,18 +260,8 @@ class Store:
     @contextmanager
     def mutation_free_transaction(self) -> Iterator[None]:
         """A write transaction that is not a user-visible mutation (housekeeping)."""
-        try:
-            self.conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise storage_error(exc, self.path) from exc
-        try:
+        with self._write_transaction():
             yield
-            self.conn.execute("COMMIT")
-        except BaseException as exc:
-            self._rollback_quietly()
-            if isinstance(exc, sqlite3.Error):
-                raise storage_error(exc, self.path) from exc
-            raise
 
     def removed_rows(self) -> int:
         """How many removals are remembered (``prune_removed`` forgets them)."""
@@ -331,20 +329,12 @@ class Store:
     def add_pending(self, mid: str, kind: str, delay: float, payload: bytes) -> float:
         """Keep a write to apply ``delay`` seconds from now, and never before one kept earlier
         (writes apply in the order acknowledged); durable when this returns. Its due time."""
-        try:
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                self.conn.execute(PENDING_SCHEMA)
-                last = self.conn.execute("SELECT max(due) FROM pending").fetchone()[0]
-                due = max(time.time() + delay, last or 0.0)
-                self.conn.execute("INSERT INTO pending (uuid, kind, due, payload) VALUES (?, ?, ?, ?)",
-                                  (mid, kind, due, payload))
-                self.conn.execute("COMMIT")
-            except BaseException:
-                self._rollback_quietly()
-                raise
-        except sqlite3.Error as exc:
-            raise storage_error(exc, self.path) from exc
+        with self._write_transaction():
+            self.conn.execute(PENDING_SCHEMA)
+            last = self.conn.execute("SELECT max(due) FROM pending").fetchone()[0]
+            due = max(time.time() + delay, last or 0.0)
+            self.conn.execute("INSERT INTO pending (uuid, kind, due, payload) VALUES (?, ?, ?, ?)",
+                              (mid, kind, due, payload))
         return due
 
     def pending(self, due_by: float | None = None) -> list[tuple[int, str, str, float, bytes]]:
