@@ -1,6 +1,6 @@
 """Every limit vcli enforces, defined once: Vectorize's own (docs/contract.md, "Limits") and vcli's
 defaults. The CLI, the engine, the REST API and ``vcli check`` all read them from here; the checks
-that apply them are in ``validate.py`` (and ``filters.py`` for filters).
+that apply them are in ``validate.py`` (and ``filters/parse.py`` for filters).
 """
 
 from __future__ import annotations

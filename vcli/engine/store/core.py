@@ -272,7 +272,7 @@ class Store:
         row = self.conn.execute("SELECT v FROM settings WHERE k = 'pruned_upto'").fetchone()
         return int(row[0]) if row else 0
 
-    # -- metadata indexes (see filters.py) ---------------------------------------------------
+    # -- metadata indexes (see filters/) ---------------------------------------------------
     def has_metadata_indexes(self) -> bool:
         return self.conn.execute("SELECT 1 FROM metadata_indexes LIMIT 1").fetchone() is not None
 

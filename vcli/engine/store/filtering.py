@@ -1,6 +1,6 @@
 """The SQL of namespaces and metadata filters, over ``metadata_values`` (see ``schema.py``).
 
-``filters.Plan`` hands over what a query asks as abstract ``Clause``s (``filters.py``): a slot
+``filters.Plan`` hands over what a query asks as abstract ``Clause``s (``filters/plan.py``): a slot
 (which metadata index), whether a vector must have (``positive``) or must not have a value that
 passes, and the test, a tuple of ``(operator, value)`` with operators ``=``, ``in`` (a tuple of
 values), ``>``, ``>=``, ``<``, ``<=``. Values are always bound as parameters, never put into the

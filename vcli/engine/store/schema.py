@@ -6,7 +6,7 @@
   search file written before can still be caught up (``prune`` forgets what every file reflects).
 * ``mutations``: one row per write command (``seq``, its public UUID, its kind and time).
 * ``metadata_indexes`` and ``metadata_values``: what each vector held, when it was written, for the
-  metadata indexes that existed then (see filters.py): ``slot`` = the mutation that created the
+  metadata indexes that existed then (see filters/): ``slot`` = the mutation that created the
   metadata index; ``value`` = a string cut to 64 bytes, a float64 number or 0/1. Its primary key
   serves filters; its second index, lookups by vector.
 * ``settings``: ``format`` and ``pruned_upto``.
