@@ -38,6 +38,7 @@ from . import fsutil
 from ._usearch import import_usearch
 from .layout import Folder, SearchFile
 from .matrix import Matrix
+from .tuning import Tuning
 
 _usearch = import_usearch()
 Index, MetricKind = _usearch.Index, _usearch.MetricKind
@@ -49,21 +50,8 @@ DTYPE, SCALAR = "bf16", "BF16"
 CONNECTIVITY = 16
 EXPANSION_ADD = 128
 EXPANSION_SEARCH = 128
-# A smaller part needs a deeper search for the same recall (recall@10 of a batch at ef 128 / 192 /
-# 256: 20k x 384 0.986 / 0.992 / 0.997, 60k x 384 0.989 / 0.993 / 0.993, 50k x 1536 0.991 / 0.995 /
-# 0.996, 150k x 384 0.996 at 128; docs/scale.md): a part of fewer than SMALL_PART vectors is
-# searched up to 1.5 times as deep, by the square root of how much smaller it is. A graph starts at
-# 64M numbers, so its first part is that small for wide vectors (43,690 x 1536).
-SMALL_PART = 160_000
-MAX_EXPANSION_SEARCH = 2048  # the deepest a filtered search goes (beyond, it asks for more instead)
 CHUNK = 16384  # rows added per call while building
 PARALLEL_MIN_SIZE = 20_000  # graphs smaller than this are built on one thread (see add_threads)
-# Candidates asked of each part per query (at least twice k); as many of all the parts' answers,
-# the nearest by the graphs' own distances (``nearest``), are scored exactly from the matrix. The
-# bf16 graph ranks so close to float32 that more do not help: recall@10 after rescoring was the
-# same for 16 candidates a part as for 32 (and at 1M in one graph, as for 128; docs/scale.md);
-# what recall needs is search depth.
-SEARCH_CANDIDATES = 16
 # A part is rebuilt once more than this share of its vectors are gone from the matrix (deleted or
 # replaced): searches step over them, so they cost depth and, in the end, recall.
 STALE_SHARE = 0.25
@@ -77,16 +65,11 @@ def add_threads(size: int) -> int:
     return 1 if size < PARALLEL_MIN_SIZE else os.cpu_count() or 1
 
 
-def search_count(k: int) -> int:
-    """How many candidates to ask each part for, to find the top ``k``."""
-    return max(2 * k, SEARCH_CANDIDATES)
-
-
-def search_depth(size: int, share: float = 1.0) -> int:
+def search_depth(size: int, share: float, tuning: Tuning) -> int:
     """The expansion a search of a part of ``size`` vectors goes to when ``share`` of them pass a
-    filter (``Parts.search``)."""
-    base = EXPANSION_SEARCH * min(1.5, max(1.0, math.sqrt(SMALL_PART / max(size, 1))))
-    return min(MAX_EXPANSION_SEARCH, int(base / min(max(share, 1e-6), 1.0)))
+    filter (``Parts.search``): deeper for a part smaller than ``Tuning.graph_small_part``."""
+    base = EXPANSION_SEARCH * min(1.5, max(1.0, math.sqrt(tuning.graph_small_part / max(size, 1))))
+    return min(tuning.graph_max_expansion, int(base / min(max(share, 1e-6), 1.0)))
 
 
 def new_index(dimensions: int, metric: str, lookups: bool = True) -> Index:
@@ -194,9 +177,10 @@ def extend_part(old: SearchFile, m: Matrix, folder: Folder, metric: str, hi: int
 class Parts:
     """The graph parts a search uses (opened views, in key order), searched as one."""
 
-    def __init__(self, files: Sequence[SearchFile], views: Sequence[Index]):
+    def __init__(self, files: Sequence[SearchFile], views: Sequence[Index], tuning: Tuning):
         self.files = list(files)
         self.views = list(views)
+        self.tuning = tuning
 
     def __len__(self) -> int:
         """The vectors they hold (stale ones included)."""
@@ -210,7 +194,7 @@ class Parts:
     def depth(self, share: float = 1.0) -> int:
         """The expansions of all the parts a search goes to (what it costs) when ``share`` of the
         vectors pass a filter."""
-        return sum(search_depth(len(v), share) for v in self.views)
+        return sum(search_depth(len(v), share, self.tuning) for v in self.views)
 
     def search(self, queries: np.ndarray, count: int, threads: int = 1,
                share: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -230,7 +214,7 @@ class Parts:
             n = min(count, len(view))
             if not n:
                 continue
-            view.expansion_search = search_depth(len(view), share)
+            view.expansion_search = search_depth(len(view), share, self.tuning)
             answer = view.search(queries, n, threads=threads)
             if hasattr(answer, "counts"):
                 counts = np.asarray(answer.counts).reshape(-1, 1)

@@ -3,7 +3,7 @@
 1. **Check** (``check``): top-k against its caps, the namespace, the filter's syntax, and the query
    vector (its dimensions, finite float32 numbers) or the stored vector of ``vector_id``.
 2. **Candidates** (``_candidates``): namespace first, then the filter, then the top k. With neither,
-   the search file and the delta are searched as they are (``search.py``). With one, a ``Plan``
+   the search file and the delta are searched as they are (``search/``). With one, a ``Plan``
    counts the matching rows in SQLite: when few match (``Tuning.filter_exact_rows``) all of them
    are scored exactly; when many do, the search widens and keeps the candidates that pass. Either
    way the answer has an unfiltered query's recall.

@@ -82,6 +82,19 @@ class Tuning(NamedTuple):
     # ... and each matching row gathered from the matrix into a contiguous copy this many
     # (docs/performance.md).
     gather_rows: float = 64
+    # Candidates asked of each graph part per query (at least twice k); as many of all the parts'
+    # answers, the nearest by the graphs' own distances (``graph.nearest``), are scored exactly
+    # from the matrix. The bf16 graph ranks so close to float32 that more do not help (recall@10
+    # after rescoring was the same for 16 a part as for 32; docs/scale.md): what recall needs is
+    # search depth.
+    graph_candidates: int = 16
+    # A smaller part needs a deeper search for the same recall (docs/scale.md): a part of fewer
+    # than this many vectors is searched up to 1.5 times as deep, by the square root of how much
+    # smaller it is. A graph starts at ``graph_min_floats``, so its first part is that small for
+    # wide vectors (43,690 x 1536).
+    graph_small_part: int = 160_000
+    # The deepest a filtered graph search goes (beyond, it asks for more candidates instead).
+    graph_max_expansion: int = 2048
     # Exports of more numbers than this (~22k x 384) format them in one process per core: one core
     # writes a 384-dim vector in ~20 µs, and starting the processes costs ~0.1-0.2 s.
     export_parallel_floats: int = 8 * 2**20
@@ -98,6 +111,10 @@ class Tuning(NamedTuple):
         """Whether the search files of ``count`` vectors are more than the memory that queries
         and the graph's build need them in."""
         return search_file_bytes(count, dimensions) > (self.memory_bytes or physical_memory())
+
+    def search_count(self, k: int) -> int:
+        """How many candidates a search asks each graph part for, to find the top ``k``."""
+        return max(2 * k, self.graph_candidates)
 
     def due(self, changes: tuple[int, int]) -> bool:
         """Whether ``(added, removed)`` rows since a search file are more than a query should scan

@@ -1,6 +1,6 @@
-"""What every mode of search shares: a key check against sorted keys, the graph's candidate
-count and nearest-first pick (imported lazily: usearch), and the distances -> nearest candidates
-step that ends each mode."""
+"""What every mode of search shares: a key check against sorted keys, the graph's
+nearest-first pick (imported lazily: usearch), and the distances -> nearest candidates step that
+ends each mode."""
 
 from __future__ import annotations
 
@@ -23,12 +23,6 @@ def in_sorted(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
     pos = np.searchsorted(sorted_keys, keys)
     pos[pos == len(sorted_keys)] = 0
     return sorted_keys[pos] == keys
-
-
-def _search_count(k: int) -> int:
-    from ..graph import search_count  # lazy: usearch, which a graph search has imported already
-
-    return search_count(k)
 
 
 def _nearest(keys, dists, usable, keep):

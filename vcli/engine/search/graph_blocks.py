@@ -18,7 +18,7 @@ from ..scoring import (
     top_candidates,
     top_candidates_rows,
 )
-from .common import _nearest, _search_count, in_sorted, nearest_keys
+from .common import _nearest, in_sorted, nearest_keys
 from .one import OneQuery
 
 
@@ -37,12 +37,12 @@ class GraphBlocks(OneQuery):
 
     def _within_depth(self, ks: Sequence[int], matches: int) -> int:
         """How many candidates a graph search for a filter passing ``matches`` vectors asks for:
-        enough that about ``search_count(k)`` of them are expected to pass."""
+        enough that about ``Tuning.search_count(k)`` of them are expected to pass."""
         removed, size = self._removed(), len(self.graph)
         share = max(matches / max(size, 1), 1e-6)
         # 1.6x the expected need: at 1.25x, one query in ten of a 50 % filter found too few
         # passing and widened alone, costing the batch a fifth of its time
-        need = _search_count(max(ks)) / share * 1.6
+        need = self.tuning.search_count(max(ks)) / share * 1.6
         return min(self.graph.largest, int(need) + (0 if removed is None else len(removed)))
 
     def _graph_heavy(self, queries: np.ndarray, ks: list[int], plain: int, masks=()):
@@ -98,7 +98,7 @@ class GraphBlocks(OneQuery):
     def _graph_search(self, queries: np.ndarray, ks: list[int]):
         g, m = self.graph, self.matrix
         removed = self._removed_keys
-        wanted = _search_count(max(ks))
+        wanted = self.tuning.search_count(max(ks))
         # candidates that will be dropped: keys removed since the matrix, and the parts' vectors
         # gone since they were built (a share of what each part finds)
         gone = len(g) - (len(m.keys) - self._uncovered_rows)
@@ -129,7 +129,8 @@ class GraphBlocks(OneQuery):
                                      tolerance(self.metric, q, bound))
         for which, found_bin in bins:
             qks, bits = [ks[plain + j] for j in which], [self._bits(masks[j]) for j in which]
-            enough = [min(_search_count(k), self._covered_rows(b[0])) for k, b in zip(qks, bits, strict=True)]
+            enough = [min(self.tuning.search_count(k), self._covered_rows(b[0]))
+                      for k, b in zip(qks, bits, strict=True)]
             got = self._graph_block(queries[plain + which], qks, found_bin, delta, enough, masks=bits)
             for j, candidates in zip(which, got, strict=True):
                 masked[j] = candidates
@@ -157,7 +158,7 @@ class GraphBlocks(OneQuery):
         if found is not None:
             g_keys, g_dists = found
             valid = self._usable(g_keys, g_dists, removed, None, masks)
-            g_keys, valid = _nearest(g_keys, g_dists, valid, _search_count(max(ks)))
+            g_keys, valid = _nearest(g_keys, g_dists, valid, self.tuning.search_count(max(ks)))
             rows = np.minimum(np.searchsorted(m.keys, g_keys), len(m.keys) - 1)
             rows[~valid] = 0
             norms = m.norms[rows]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..scoring import distances, max_norm, row_norms, tolerance
-from .common import Accept, _nearest, _search_count, in_sorted, nearest_keys
+from .common import Accept, _nearest, in_sorted, nearest_keys
 from .opening import Opened
 
 
@@ -111,12 +111,13 @@ class OneQuery(Opened):
         (matches written since the parts were built, say, are in no part)."""
         g = self.graph
         skip = 0 if removed is None else len(removed)
-        want = _search_count(k) + min(skip, _search_count(k))
+        count_k = self.tuning.search_count(k)
+        want = count_k + min(skip, count_k)
         # A filtered search widens until as many candidates pass as an unfiltered search looks
-        # at (search_count(k)), not just k: the graph is approximate deep in its answer too, and
+        # at (``Tuning.search_count(k)``), not just k: the graph is approximate deep in its answer too, and
         # this keeps a filtered query's recall at an unfiltered one's (benchmarks/filters.py).
         filtered = allowed is not None or accept is not None
-        need = _search_count(k) if filtered else k
+        need = count_k if filtered else k
         if allowed is not None:  # only those in the parts can be found there
             need = min(need, self._covered(allowed))
             if not need:
@@ -132,7 +133,7 @@ class OneQuery(Opened):
                 keep[keep] = accept(keys[keep])
             passing = int(keep.sum())
             if passing >= need or count >= g.largest:
-                keys, keep = _nearest(keys[None, :], dists[None, :], keep[None, :], max(need, _search_count(k)))
+                keys, keep = _nearest(keys[None, :], dists[None, :], keep[None, :], max(need, count_k))
                 return self._scored_from_matrix(q, keys[0][keep[0]])
             if count >= self.tuning.max_widening:
                 return None

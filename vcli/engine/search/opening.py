@@ -149,7 +149,7 @@ class Opened:
         self._uncovered_bound = None
         if left:
             self.files.start_graph()
-        return Parts(files, views) if files and 2 * left <= len(m.keys) else None
+        return Parts(files, views, self.tuning) if files and 2 * left <= len(m.keys) else None
 
     def _open_store_only(self) -> None:
         """No usable search file: every vector is in the delta (exact, slower)."""
