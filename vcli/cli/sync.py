@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from .. import render
 from ..render import Reply, Table, Text
 from ._common import DataDir, JsonFlag, VectorizeCommand, WaitTimeout, catalog, remote_catalog, run
+
+if TYPE_CHECKING:
+    from ..engine.interface import Index
 
 app = typer.Typer()
 REMOTE_PREFIX = "remote:"
@@ -101,7 +105,7 @@ def diff(
         raise typer.Exit(1)
 
 
-def _open(spec: str, data_dir):
+def _open(spec: str, data_dir: Optional[Path]) -> Index:
     if spec.startswith(REMOTE_PREFIX):
         return remote_catalog(data_dir).open(spec[len(REMOTE_PREFIX):])
     return catalog(data_dir).open(spec)

@@ -23,7 +23,7 @@ Answers come out in input order.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -85,7 +85,7 @@ class Answerer:
             result = self._answer(searcher, checked, notes)
         return result._replace(notes=tuple(notes))
 
-    def many(self, queries: Iterable[Query | dict | None], progress=None) -> Iterator[QueryResult]:
+    def many(self, queries: Iterable[Query | dict | None], progress=None) -> Generator[QueryResult, None, None]:
         """Answer queries in order, one result each, over one open searcher. A wrong query raises
         its error naming its line, once the answers to the lines before it have been yielded. A
         ``None`` among the queries (a pause in the input, see ``ndjson.lines_with_pauses``)

@@ -12,9 +12,10 @@ request errors of ``common.py``.
 from __future__ import annotations
 
 import hmac
+import os
 import sys
 import traceback
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.concurrency import run_in_threadpool
@@ -28,6 +29,9 @@ from ..engine.limits import MAX_UPLOAD_BYTES
 from ..errors import VcliError
 from . import binding, rest
 from .common import BadContentType, BodyTooLarge, RequestError, Unauthorized
+
+if TYPE_CHECKING:
+    from ..engine import interface
 
 MAX_BODY_BYTES = MAX_UPLOAD_BYTES  # Vectorize's upload limit per request
 NDJSON_TYPES = frozenset({
@@ -46,7 +50,7 @@ class VectorizeApp:
     ``Authorization: Bearer <token>``."""
 
     def __init__(self, catalog: Any, *, token: str | None = None, max_body: int = MAX_BODY_BYTES):
-        self.catalog = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
+        self.catalog: interface.Catalog = local_catalog(catalog)
         self.token = token.encode() if token else None
         self.max_body = max_body
 
@@ -176,6 +180,11 @@ class VectorizeApp:
             return await part.read()
         finally:
             await form.close()
+
+
+def local_catalog(catalog: Catalog | str | os.PathLike[str]) -> Catalog:
+    """``catalog`` itself, or the catalog of the data dir it names."""
+    return catalog if isinstance(catalog, Catalog) else Catalog(catalog)
 
 
 def create_app(catalog: Any, *, token: str | None = None, max_body: int = MAX_BODY_BYTES) -> VectorizeApp:
