@@ -152,6 +152,7 @@ def usage(cmd: Any) -> str:
 
 def man_page() -> str:
     group = typer.main.get_command(app)
+    assert isinstance(group, typer.core.TyperGroup)  # (vcli's app has commands: for the type checker)
     root_ctx = group.make_context(PROG, [], resilient_parsing=True)
     commands = [group.get_command(root_ctx, n) for n in group.list_commands(root_ctx)]
     commands = [c for c in commands if c is not None and not c.hidden]

@@ -70,8 +70,8 @@ def import_usearch():
         return getattr(importlib.import_module("urllib.request"), name)
 
     stand_ins = {"tqdm": types.ModuleType("tqdm"), "urllib.request": types.ModuleType("urllib.request")}
-    stand_ins["tqdm"].tqdm = tqdm
-    stand_ins["urllib.request"].__getattr__ = request_attribute
+    vars(stand_ins["tqdm"])["tqdm"] = tqdm
+    vars(stand_ins["urllib.request"])["__getattr__"] = request_attribute
     placed = [name for name in stand_ins if name not in sys.modules]
     sys.modules.update({name: stand_ins[name] for name in placed})
     try:
@@ -112,6 +112,8 @@ def install_fast_params() -> None:
     class PlainRuntimeParam(_coercion.RuntimeParam):
         """``RuntimeParam.coerce`` (None and multi-value handling) with a pydantic-free
         ``_coerce_value`` for plain types. (Not a dataclass itself: making one costs ~1.5 ms.)"""
+
+        descriptor: Any  # set in __init__ (the base class does not declare it)
 
         def __init__(self, parameter_info: Any, annotation: Any, descriptor: Any):
             object.__setattr__(self, "parameter_info", parameter_info)  # the base is frozen

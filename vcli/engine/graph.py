@@ -31,6 +31,7 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -40,7 +41,10 @@ from .layout import Folder, SearchFile
 from .matrix import Matrix
 
 _usearch = import_usearch()
-Index, MetricKind = _usearch.Index, _usearch.MetricKind
+if TYPE_CHECKING:
+    from usearch.index import Index, MetricKind
+else:
+    Index, MetricKind = _usearch.Index, _usearch.MetricKind
 
 USEARCH_METRIC = {"cosine": MetricKind.Cos, "euclidean": MetricKind.L2sq, "dot-product": MetricKind.IP}
 DTYPE, SCALAR = "bf16", "BF16"
@@ -230,7 +234,8 @@ class Parts:
             n = min(count, len(view))
             if not n:
                 continue
-            view.expansion_search = search_depth(len(view), share)
+            # (usearch has the setter, but apart from its getter, which mypy does not follow)
+            view.expansion_search = search_depth(len(view), share)  # type: ignore[misc]
             answer = view.search(queries, n, threads=threads)
             if hasattr(answer, "counts"):
                 counts = np.asarray(answer.counts).reshape(-1, 1)
