@@ -188,11 +188,8 @@ class Answerer:
         if keys is None:
             keys = self._candidates(searcher, c)
             rows = None
-        if rows is None:
-            rows = self.store.rows_for_keys(keys)
-        else:
-            rows = [rows[k] for k in keys if k in rows]
-        return QueryResult(self._matches(c, rows))
+        found = self.store.rows_for_keys(keys) if rows is None else [rows[k] for k in keys if k in rows]
+        return QueryResult(self._matches(c, found))
 
     def _candidates(self, searcher: Searcher, c: Checked) -> list[int]:
         """Namespace first, then the filter, then the top k: when few vectors match, score them all
@@ -200,6 +197,7 @@ class Answerer:
         top_k, plan = c.query.top_k, c.plan
         if c.plain:
             return searcher.candidates(c.q, top_k)
+        assert plan is not None  # (a query that is not plain has a plan: for the type checker)
         allowed = plan.matching_keys(self.files.tuning.filter_exact_rows)
         if allowed is None:
             return searcher.candidates(c.q, top_k, accept=plan.accept)
@@ -218,6 +216,7 @@ class Answerer:
         out = []
         for i in order:
             key, vid, ns, meta, _blob = rows[i]
+            metadata: dict | None
             if indexed is not None:
                 metadata = indexed.get(key, {})
             else:
@@ -266,7 +265,9 @@ class Answerer:
                     self._subsets.pop(next(iter(self._subsets)))
                 if sum(map(len, self._conditions.values())) > MAX_CONDITION_KEYS:
                     self._conditions.clear()
-                self._subsets[group] = block[members[0]].plan.matching_keys(cache=self._conditions)
+                plan = block[members[0]].plan
+                assert plan is not None  # (grouped queries are not plain: they have a plan)
+                self._subsets[group] = plan.matching_keys(cache=self._conditions)
             allowed = self._subsets[group]
             started.append((members, None if not len(allowed) else searcher.begin_within(
                 np.stack([block[i].q for i in members]), [block[i].query.top_k for i in members], allowed,
