@@ -18,9 +18,10 @@ from ..errors import BadQuery, IndexExists, IndexNotFound, VcliError
 if TYPE_CHECKING:
     from ..engine.interface import Catalog
 
-# A handler: (catalog, index name, body, query parameters) -> the result, as JSON-able data. It
+# A handler: (catalog, the name the route holds, body, query parameters) -> the result, as JSON-able
+# data. The name is an index's (None for the collection) or, for Workers AI, a model's. A handler
 # calls only the ``Catalog`` protocol, which the local indexes and the live service both have.
-Handler = Callable[["Catalog", "str | None", Any, Mapping[str, str]], Any]
+Handler = Callable[["Catalog", Any, Any, Mapping[str, str]], Any]
 
 
 class Call(NamedTuple):
