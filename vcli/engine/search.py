@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -36,6 +36,13 @@ from .scoring import (
 )
 from .searchfiles import FILE_ERRORS, SearchFiles
 from .verify import StaleFile
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
+    from contextlib import AbstractContextManager
+
+    from .graph import Parts
+    from .matrix import Matrix
 
 Accept = Callable[[np.ndarray], np.ndarray]  # keys -> boolean mask of the keys that pass
 
@@ -88,7 +95,7 @@ class _Problem(NamedTuple):
     text: str
 
 
-_RETRY = object()
+_RETRY = _Problem("retry", "a writer replaced the search file meanwhile")  # (compared by identity)
 
 
 class Searcher:
@@ -108,17 +115,18 @@ class Searcher:
         self.store = files.store
         self.metric = files.metric
         self.dims = files.dimensions
-        self.matrix = None
-        self.graph = None
+        self.matrix: Matrix | None = None  # the open matrix and graph parts (``_open``)
+        self.graph: Parts | None = None
         self.seq = 0
-        self._snapshot = None
+        self._snapshot: AbstractContextManager[None] | None = None
         self._removed_keys: np.ndarray | None = None
         self._uncovered: list[slice] = []  # rows of the matrix no graph part covers, searched exactly
         self._uncovered_rows = 0  # how many
         self._uncovered_bound: float | None = None  # their largest norm (``_graph_block``), once found
         self._removed_rows: np.ndarray | None = None
         self._delta_cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-        self._pool = None  # a thread for the heavy part of batch queries (see ``begin``)
+        # a thread for the heavy part of batch queries (see ``begin``)
+        self._pool: ThreadPoolExecutor | None = None
         # ``candidates_within``: the keys, vectors and norms of a subset, by the caller's token
         self._subsets: dict[object, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         # usearch keeps per-thread search contexts indexed from 0 in every call, so two searches
@@ -231,6 +239,16 @@ class Searcher:
         self._snapshot = self.store.snapshot()
         self._snapshot.__enter__()
 
+    def _open_matrix(self) -> Matrix:
+        """The open matrix, on the search paths that only run with one."""
+        assert self.matrix is not None  # (for the type checker: those paths check before)
+        return self.matrix
+
+    def _open_parts(self) -> Parts:
+        """The open graph parts, on the search paths that only run with them."""
+        assert self.graph is not None
+        return self.graph
+
     def _close_snapshot(self) -> None:
         if self._snapshot is not None:
             self._snapshot.__exit__(None, None, None)
@@ -268,7 +286,7 @@ class Searcher:
         if removed is None or not len(removed):
             return None
         if self._removed_rows is None:
-            self._removed_rows = np.flatnonzero(in_sorted(self.matrix.keys, removed))
+            self._removed_rows = np.flatnonzero(in_sorted(self._open_matrix().keys, removed))
         return self._removed_rows
 
     # -- one query ----------------------------------------------------------------------------
@@ -291,9 +309,9 @@ class Searcher:
         if self.graph is not None and (allowed is None or len(allowed) > max(4 * k, 2048)):
             found = self._graph(q, k, allowed, removed, accept)
         if found is not None:
-            found = [found, *(self._matrix(q, allowed, removed, k, accept, top, rows) for rows in self._uncovered)]
-            m_keys, m_dists = (np.concatenate([f[i] for f in found]) for i in (0, 1))
-            m_top = max(f[2] for f in found)
+            parts = [found, *(self._matrix(q, allowed, removed, k, accept, top, rows) for rows in self._uncovered)]
+            m_keys, m_dists = (np.concatenate([f[i] for f in parts]) for i in (0, 1))
+            m_top = max(f[2] for f in parts)
         elif self.matrix is not None:  # (a few allowed keys, or a filter the graph finds too few of)
             m_keys, m_dists, m_top = self._matrix(q, allowed, removed, k, accept, top)
         else:
@@ -324,7 +342,7 @@ class Searcher:
     def _matrix(self, q, allowed, removed, k, accept, delta_top: float,
                 part: slice = slice(None)) -> tuple[np.ndarray, np.ndarray, float]:
         """Candidates among the matrix's rows (those of ``part``), scored exactly."""
-        m = self.matrix
+        m = self._open_matrix()
         if allowed is not None:
             rows = self._matrix_rows(allowed)
             if part != slice(None):
@@ -342,7 +360,7 @@ class Searcher:
 
     def _matrix_rows(self, allowed: np.ndarray) -> np.ndarray:
         """The matrix's row positions of those of ``allowed`` (sorted keys) that it holds."""
-        m = self.matrix
+        m = self._open_matrix()
         rows = m.rows_of(allowed)
         ok = rows < len(m.keys)
         return rows[ok][m.keys[rows[ok]] == allowed[ok]]
@@ -377,7 +395,7 @@ class Searcher:
         widens until enough pass. None when a filter's matches are so rare in the parts that the
         search would go deeper than ``MAX_WIDENING``: the caller scans the matrix exactly instead
         (matches written since the parts were built, say, are in no part)."""
-        g = self.graph
+        g = self._open_parts()
         skip = 0 if removed is None else len(removed)
         want = _search_count(k) + min(skip, _search_count(k))
         # A filtered search widens until as many candidates pass as an unfiltered search looks
@@ -413,7 +431,7 @@ class Searcher:
 
     def _covered(self, allowed: np.ndarray) -> int:
         """How many of ``allowed`` (sorted keys) are in the key ranges of the graph parts."""
-        files = self.graph.files
+        files = self._open_parts().files
         starts = np.searchsorted(allowed, [f.lo for f in files], side="left")
         ends = np.searchsorted(allowed, [f.hi for f in files], side="right")
         return int((ends - starts).sum())
@@ -422,7 +440,7 @@ class Searcher:
         """Which graph candidates (``keys``, ``dists`` as ``Parts.search`` gives them) can be
         answers: found, in the matrix (not gone since their part was built), not removed since
         the matrix, and in ``allowed`` (sorted keys) when given."""
-        usable = np.isfinite(dists) & in_sorted(keys, self.matrix.keys)
+        usable = np.isfinite(dists) & in_sorted(keys, self._open_matrix().keys)
         if removed is not None and len(removed):
             usable &= ~in_sorted(keys, removed)
         if allowed is not None:
@@ -431,7 +449,7 @@ class Searcher:
 
     def _scored_from_matrix(self, q, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
         """Graph candidates ``keys`` that ``_usable`` kept (so all in the matrix), scored from it."""
-        m = self.matrix
+        m = self._open_matrix()
         keys = np.sort(keys)
         rows = m.rows_of(keys)
         return (keys, *self._scored(q, m.values[rows], m.norms[rows]))
@@ -517,25 +535,26 @@ class Searcher:
         """Whether one search of the graph parts for ``queries`` queries, as deep as a filter
         passing ``matches`` vectors calls for, costs less than gathering those vectors (again,
         if they cannot be kept) and scoring every one of them against every query."""
-        share = matches / max(len(self.graph), 1)
-        graph = queries * GRAPH_ROWS_PER_DEPTH * self.graph.depth(share)
+        share = matches / max(len(self._open_parts()), 1)
+        graph = queries * GRAPH_ROWS_PER_DEPTH * self._open_parts().depth(share)
         return graph < matches * (queries + GATHER_ROWS)
 
     def _within_depth(self, ks: Sequence[int], allowed: np.ndarray) -> int:
         """How many candidates a graph search for ``allowed`` asks for: enough that about
         ``search_count(k)`` of them are expected to pass."""
-        removed, size = self._removed(), len(self.graph)
+        removed, size = self._removed(), len(self._open_parts())
         share = max(len(allowed) / max(size, 1), 1e-6)
         # 1.6x the expected need: at 1.25x, one query in ten of a 50 % filter found too few
         # passing and widened alone, costing the batch a fifth of its time
         need = _search_count(max(ks)) / share * 1.6
-        return min(self.graph.largest, int(need) + (0 if removed is None else len(removed)))
+        return min(self._open_parts().largest, int(need) + (0 if removed is None else len(removed)))
 
     def _graph_within(self, queries: np.ndarray, ks: list[int], allowed: np.ndarray, delta) -> list[list[int]]:
         count = self._within_depth(ks, allowed)
+        parts = self._open_parts()
         with self._graph_lock:
-            found = self.graph.search(queries, count, threads=os.cpu_count() or 1,
-                                      share=len(allowed) / max(len(self.graph), 1))
+            found = parts.search(queries, count, threads=os.cpu_count() or 1,
+                                 share=len(allowed) / max(len(parts), 1))
         covered = self._covered(allowed)
         enough = [min(_search_count(k), covered) for k in ks]
         return self._graph_block(queries, ks, found if covered else None, delta, enough, allowed)
@@ -548,7 +567,7 @@ class Searcher:
         once. Graph candidates that are gone (and, given ``allowed``, outside it) are dropped and
         only the nearest few of the rest gathered from the matrix; a query left with fewer than
         ``enough[i]`` widens alone (``_candidates_one``)."""
-        m, removed = self.matrix, self._removed()
+        m, removed = self._open_matrix(), self._removed()
         d_keys, d_vecs, d_norms = delta
         dists = [batch_distances(self.metric, queries, d_vecs, d_norms)]
         keys = [np.broadcast_to(d_keys, (len(queries), len(d_keys)))]
@@ -588,13 +607,13 @@ class Searcher:
             for i in range(len(ks)):
                 near = groups.near(i, tols[i])
                 extra[i].append((u_keys[near], u_dists[i, near]))
-        keys, dists = np.concatenate(keys, axis=1), np.concatenate(dists, axis=1)
+        all_keys, all_dists = np.concatenate(keys, axis=1), np.concatenate(dists, axis=1)
         if any(extra):
-            out = [top_candidates(np.concatenate([keys[i], *(e[0] for e in extra[i])]),
-                                  np.concatenate([dists[i], *(e[1] for e in extra[i])]), k, tols[i])
+            out = [top_candidates(np.concatenate([all_keys[i], *(e[0] for e in extra[i])]),
+                                  np.concatenate([all_dists[i], *(e[1] for e in extra[i])]), k, tols[i])
                    for i, k in enumerate(ks)]
         else:
-            out = top_candidates_rows(keys, dists, ks, tols)
+            out = top_candidates_rows(all_keys, all_dists, ks, tols)
         return [self._candidates_one(queries[i], k, allowed) if short[i] else out[i].tolist()
                 for i, k in enumerate(ks)]
 
@@ -677,12 +696,12 @@ class Searcher:
             if heavy is not None:
                 dists, groups = heavy
                 near = groups.near(i, tol)
-                keys, row = np.concatenate([keys, m.keys[near]]), np.concatenate([row, dists[i, near]])
+                keys, row = np.concatenate([keys, self._open_matrix().keys[near]]), np.concatenate([row, dists[i, near]])
             out.append(top_candidates(keys, row, k, tol).tolist())
         return out
 
     def _graph_heavy(self, queries: np.ndarray, ks: list[int]):
-        g, m = self.graph, self.matrix
+        g, m = self._open_parts(), self._open_matrix()
         removed = self._removed_keys
         wanted = _search_count(max(ks))
         # candidates that will be dropped: keys removed since the matrix, and the parts' vectors
@@ -699,7 +718,7 @@ class Searcher:
         """Graph candidates for a block of queries, found in one search on all cores; a query
         that loses too many of its candidates to removed keys widens alone."""
         removed = self._removed()
-        live = len(self.graph) - (0 if removed is None else len(removed))
+        live = len(self._open_parts()) - (0 if removed is None else len(removed))
         return self._graph_block(queries, ks, found, self._delta_arrays(), [min(k, live) for k in ks])
 
 
@@ -708,5 +727,6 @@ class _Block:
 
     __slots__ = ("queries", "ks", "result", "future")
 
-    def __init__(self, queries: np.ndarray, ks: list[int], result: object = None, future: object = None):
+    def __init__(self, queries: np.ndarray, ks: list[int], result: object = None,
+                 future: Future | None = None):
         self.queries, self.ks, self.result, self.future = queries, ks, result, future
