@@ -1,6 +1,7 @@
-"""The live service behind the interface the CLI already calls: ``RemoteCatalog`` is a
-``Catalog``, ``RemoteIndex`` a ``VectorIndex``, and both return the engine's records, so every
-command prints the same tables and ``--json`` whichever side it ran on.
+"""The live service behind the interface the CLI already calls: ``RemoteCatalog`` and
+``RemoteIndex`` satisfy ``engine/interface.py``'s ``Catalog`` and ``Index`` as the local classes do,
+and return the engine's records, so every command prints the same tables and ``--json`` whichever
+side it ran on.
 
 Each call becomes the service's requests, in its chunk sizes (``engine/limits.py``): get_by_ids
 20 ids at a time, delete_by_ids 100, list pages of up to 1,000, uploads of up to 5,000 vectors and

@@ -85,8 +85,9 @@ class DiffResult(NamedTuple):
 
 
 # == push ==========================================================================================
-def push(local: VectorIndex, remote_catalog: RemoteCatalog, remote_name: str, *, batch_size: int = limits.MAX_BATCH_SIZE,
-         progress: Callable[[int], None] | None = None, wait_timeout: float = 300.0) -> MoveResult:
+def push(local: VectorIndex, remote_catalog: RemoteCatalog, remote_name: str, *,
+         batch_size: int = limits.MAX_BATCH_SIZE, progress: Callable[[int], None] | None = None,
+         wait_timeout: float = 300.0) -> MoveResult:
     """Make the remote index ``remote_name`` hold every vector of ``local`` (an open VectorIndex)."""
     client = remote_catalog.client
     requests0, bytes0 = client.requests, client.bytes_sent
@@ -94,8 +95,9 @@ def push(local: VectorIndex, remote_catalog: RemoteCatalog, remote_name: str, *,
     state_path = local.folder.path / f"push-{_target_key(remote_catalog.target, remote_name)}.json"
     info = local.info()
     state = _read_state(state_path)
-    fresh: dict[str, Any] = {"target": f"{remote_catalog.target.base_url} {client.account()} {remote_name}",
-             "localMutation": info.processed_up_to_mutation, "batchSize": batch_size, "batches": 0, "lines": 0}
+    fresh: dict[str, Any] = {
+        "target": f"{remote_catalog.target.base_url} {client.account()} {remote_name}",
+        "localMutation": info.processed_up_to_mutation, "batchSize": batch_size, "batches": 0, "lines": 0}
     if created or not (state and all(state.get(k) == fresh[k] for k in ("target", "localMutation", "batchSize"))):
         state = fresh  # (a remote index created now holds nothing an earlier run sent)
     skip_batches, skipped = int(state["batches"]), int(state["lines"])
@@ -275,7 +277,8 @@ def all_ids(index: Index) -> list[str]:
     return [i for page in id_pages(index) for i in page.ids]
 
 
-def diff(a: Index, b: Index, a_name: str, b_name: str, progress: Callable[[int], None] | None = None) -> DiffResult:
+def diff(a: Index, b: Index, a_name: str, b_name: str,
+         progress: Callable[[int], None] | None = None) -> DiffResult:
     """Ids only in ``a``, only in ``b``, and ids whose values, metadata or namespace differ."""
     ids_a, ids_b = all_ids(a), all_ids(b)
     set_b = set(ids_b)
