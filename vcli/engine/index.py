@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import time
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -28,6 +28,7 @@ import orjson
 
 from ..errors import BadInput, BadQuery, LimitExceeded, MetadataIndexError, QuotaExceeded
 from . import filters, limits
+from .interface import Progress
 from .layout import Folder, iso, now_iso
 from .lock import writer_lock
 from .records import (
@@ -47,8 +48,6 @@ from .searchfiles import SearchFiles
 from .store import Row, Store
 from .tuning import DEFAULT, Tuning
 from .validate import array_lines, check_batch_size, check_list_count, check_query_namespace, check_records
-
-Progress = Callable[[int], None]
 
 
 class VectorIndex:
