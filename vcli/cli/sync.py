@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from .. import render
+from ..errors import ExitCode
 from ..render import Reply, Table, Text
 from ._common import DataDir, JsonFlag, VectorizeCommand, WaitTimeout, catalog, remote_catalog, run
 
@@ -102,7 +103,7 @@ def diff(
         human.append(Table(("id", "difference"), rows))
     render.show(Reply(result, human), json)
     if not result.equal:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.DIFFERENT)
 
 
 def _open(spec: str, data_dir: Optional[Path]) -> Index:

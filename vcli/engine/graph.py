@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..startup import import_usearch
 from . import fsutil
+from ._usearch import import_usearch
 from .layout import Folder, SearchFile
 from .matrix import Matrix
 

@@ -185,11 +185,12 @@ class VectorizeApp:
 
 
 def local_catalog(catalog: Catalog | str | os.PathLike[str]) -> Catalog:
-    """``catalog`` itself, or the catalog of the data dir it names."""
-    return catalog if isinstance(catalog, Catalog) else Catalog(catalog)
+    """``catalog`` itself, or the catalog of the data dir it names (building graphs in the
+    background, as ``vcli serve``'s)."""
+    return catalog if isinstance(catalog, Catalog) else Catalog(catalog, background_builds=True)
 
 
 def create_app(catalog: Any, *, token: str | None = None, max_body: int = MAX_BODY_BYTES) -> VectorizeApp:
     """The app over ``catalog``: a ``vcli.engine.Catalog`` (as ``open_catalog`` configures it), or
-    a data dir path."""
+    a data dir path (a catalog that builds graphs in the background, as ``vcli serve``'s)."""
     return VectorizeApp(catalog, token=token, max_body=max_body)
