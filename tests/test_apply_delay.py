@@ -14,7 +14,7 @@ import time
 import httpx
 import orjson
 import pytest
-from conftest import vcli_executable
+from helpers import vcli_executable
 from test_serve import serve_process
 
 DELAY = 1.5

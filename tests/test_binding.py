@@ -11,7 +11,7 @@ from __future__ import annotations
 import httpx
 import orjson
 import pytest
-from conftest import GOLDEN, GOLDEN_QUERY, ndjson
+from helpers import GOLDEN, GOLDEN_QUERY, ndjson
 from test_serve import serve_process
 
 

@@ -14,7 +14,7 @@ import subprocess
 
 import httpx
 import pytest
-from conftest import NODE_PROJECT, ndjson, vcli_executable
+from helpers import NODE_PROJECT, ndjson, vcli_executable
 from test_serve import serve_process
 
 VECTORS = [{"id": f"v{i}", "values": [1.0, float(i), 0.5]} for i in range(1, 6)]

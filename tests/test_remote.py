@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
-from conftest import vcli_executable
 from faultproxy import FaultProxy, busiest_window
+from helpers import vcli_executable
 from test_serve import serve_process
 
 TOKEN = "tok-0a1b2c3d4e5f-never-shown"

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from conftest import GOLDEN, GOLDEN_QUERY, ndjson, vcli_executable
+from helpers import GOLDEN, GOLDEN_QUERY, ndjson, vcli_executable
 
 ACCOUNT = "0123456789abcdef0123456789abcdef"
 JSON_CT = {"content-type": "application/json; charset=utf-8;"}  # as wrangler sends it

@@ -9,7 +9,7 @@ from __future__ import annotations
 import httpx
 import orjson
 import pytest
-from conftest import ndjson
+from helpers import ndjson
 from test_serve import create, fails, ok, serve_process
 
 NDJSON_CT = {"content-type": "application/x-ndjson"}

@@ -38,7 +38,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from conftest import NODE_PROJECT, NODE_PROJECT_NEXT, NODE_PROJECT_NEXT_PLUGIN, npm_ci, vcli_executable
+from helpers import NODE_PROJECT, NODE_PROJECT_NEXT, NODE_PROJECT_NEXT_PLUGIN, npm_ci, vcli_executable
 from test_serve import serve_process
 
 from vcli.workers import PLUGIN
