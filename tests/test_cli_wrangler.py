@@ -41,7 +41,7 @@ def help_at(columns: int, *args: str) -> str:
 def test_help_gives_each_command_one_line(columns):
     from vcli.cli import app
 
-    names = {info.name for info in app.registered_commands}
+    names = {info.name for info in app.registered_commands} | {info.name for info in app.registered_groups}
     text = help_at(columns)
     panel = text[text.index("Commands"):]
     rows = [line.strip("│ ").split(" ", 1) for line in panel.splitlines()[1:] if line.startswith("│")]

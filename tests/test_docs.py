@@ -212,7 +212,7 @@ def test_zsh_completion_loads_from_fpath_and_completes(tmp_path):
 @pytest.mark.skipif(not shutil.which("fish"), reason="fish is not installed")
 def test_fish_completion_completes_commands_and_flags(tmp_path):
     proc = run_shell(["fish", "--no-config", "-c",
-                      'source completions/vcli.fish; complete -C "vcli upse"; complete -C "vcli get-vectors x --i"'],
+                      'source completions/vcli.fish; complete -C "vcli upse"; complete -C "vcli get-vectors x --id"'],
                      tmp_path)
     assert proc.returncode == 0, proc.stderr
     got = [line.split("\t")[0] for line in proc.stdout.splitlines()]

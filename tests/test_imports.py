@@ -12,7 +12,7 @@ import sys
 import pytest
 from helpers import ndjson, vcli_executable
 
-HEAVY = ("numpy", "usearch")
+HEAVY = ("numpy", "usearch", "onnxruntime", "tokenizers", "huggingface_hub")
 # typer 0.29 converts option values with pydantic, which costs as much to import as NumPy and
 # usearch together; vcli converts its plain options itself (vcli/startup.py).
 SLOW = ("pydantic",)

@@ -7,8 +7,8 @@ on two toolchains (``TOOLCHAINS``):
   vitest 4, and its successor @cloudflare/vitest-plugin 1.5.1 on vitest 5 (each with its own
   Miniflare 5).
 
-Each runs the test Worker of ``tests/workers/project/`` (three Vectorize bindings), configured only
-by what ``vcli workers-config`` writes for the packages it finds in the project:
+Each runs the test Worker of ``tests/workers/project/`` (four Vectorize bindings and Workers AI),
+configured only by what ``vcli workers-config`` writes for the packages it finds in the project:
 
 * plain Miniflare, driven by ``drive.mjs``: ``remoteProxyConnectionString`` (route 1) on
   Miniflare 4, vcli's plugin (route 2) through ``convertV4MiniflareOptions`` on Miniflare 5;
@@ -19,6 +19,8 @@ by what ``vcli workers-config`` writes for the packages it finds in the project:
 
 Every binding method and every error case (``CASES``) is compared with what ``vcli … --json`` says
 about the same index, and, for errors, with the REST API's code and words for the same request.
+The Worker's ``env.AI`` calls of tests/test_workers_ai.py ride in the same starts (one start per
+entry point and toolchain for both bindings) when the ai extra is installed.
 """
 
 from __future__ import annotations
@@ -238,18 +240,32 @@ class Local:
         return json.loads(proc.stdout)
 
 
+def worker_ai():
+    """tests/test_workers_ai.py, whose ``env.AI`` calls ride in this file's starts; None when it
+    skips (no ai extra)."""
+    try:
+        import test_workers_ai
+    except pytest.skip.Exception:
+        return None
+    return test_workers_ai
+
+
 @pytest.fixture(scope="module")
 def local(node_packages, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("workers")
     data_dir = tmp / "data"
-    with serve_process(tmp, "--data-dir", str(data_dir)) as server:
+    ai = worker_ai()
+    models = ai.models_env(tmp) if ai else {}
+    with serve_process(tmp, "--data-dir", str(data_dir), env=models) as server:
         here = Local(server, data_dir, tmp)
+        here.env.update(models)
         here.vcli("create", "films", "--dimensions", "3", "--metric", "cosine")
         here.vcli("create", "launch-post", "--dimensions", "3", "--metric", "cosine")
         here.vcli("create-metadata-index", "films", "--property-name", "genre", "--type", "string")
         (tmp / "films.ndjson").write_text("".join(json.dumps(f) + "\n" for f in FILMS))
         here.vcli("insert", "films", "--file", str(tmp / "films.ndjson"))
         here.answers = {name: expect(here, how) for name, request, how in CASES}
+        here.ai = ai.WorkerAi(here) if ai else None
         yield here
 
 
@@ -288,14 +304,19 @@ WRITES = [
 ]
 
 
-def check_everything(local: Local, run) -> None:
-    """One start of an entry point: the launch post's example, every case, then the writes
-    (``run`` takes the requests and gives the Worker's answers)."""
+def check_everything(local: Local, run, ai_error: str = "AiError") -> None:
+    """One start of an entry point: the launch post's example, every case, the writes, then the
+    ``env.AI`` calls (``run`` takes the requests and gives the Worker's answers; ``ai_error``: the
+    name an AI error has there)."""
     before, cases = local.json("info", "films"), local.expected
-    answers = run([LAUNCH_POST, *({"path": "/call", "body": case["request"]} for case in cases), *WRITES])
+    ai = local.ai.requests if local.ai else []
+    answers = run([LAUNCH_POST, *({"path": "/call", "body": case["request"]} for case in cases), *WRITES, *ai])
+    answers, ai_answers = answers[:len(answers) - len(ai)], answers[len(answers) - len(ai):]
     check_launch_post(answers[0])
     check_cases(cases, answers[1:-len(WRITES)])
     check_written(local, before, answers[-len(WRITES):])
+    if local.ai:
+        local.ai.check(ai_answers, ai_error)
 
 
 def check_launch_post(answer: dict) -> None:
@@ -332,14 +353,19 @@ def test_workers_config_reads_and_writes_both_kinds_of_config(local, tmp_path, c
     assert "#" in text or "//" in text  # the user's comments are kept
     env = written["env"]["local"]
     assert env["vars"] == {"WHERE": "local"}  # repeated: environments do not inherit it
-    assert [(b["name"], b["index_name"], b["dev"]["options"]["url"]) for b in env["unsafe"]["bindings"]] == [
+    *vectorize, ai = env["unsafe"]["bindings"]
+    assert [(b["name"], b["index_name"], b["dev"]["options"]["url"]) for b in vectorize] == [
         (name, index, f"{local.server.url}/binding/{index}/")
-        for name, index in (("VECTORIZE", "films"), ("MISSING", "nope"), ("LAUNCH", "launch-post"))]
+        for name, index in (("VECTORIZE", "films"), ("MISSING", "nope"), ("LAUNCH", "launch-post"), ("DOCS", "docs"))]
     plugin = env["unsafe"]["bindings"][0]["dev"]["plugin"]
     assert plugin == {"package": str(PLUGIN), "name": "vcli"} and Path(plugin["package"]).is_file()
+    assert ai == {"name": "AI", "type": "ai", "dev": {"plugin": {"package": str(PLUGIN), "name": "vcli-ai"},
+                                                      "options": {"url": f"{local.server.url}/ai/"}}}
+    assert "ai" not in env  # it is vcli's unsafe binding there, not Workers AI's remote one
     out = local.json("workers-config", "--config", str(project / config), "--url", local.server.url, "--env", "ci")
     assert out["wrangler"]["section"] == env
-    assert [b["url"] for b in out["bindings"]] == [b["dev"]["options"]["url"] for b in env["unsafe"]["bindings"]]
+    assert [b["url"] for b in out["bindings"]] == [b["dev"]["options"]["url"] for b in vectorize]
+    assert out["ai"] == {"binding": "AI", "url": f"{local.server.url}/ai/"}
     again = local.vcli("workers-config", "--config", config, "--write", cwd=project, ok=False)
     assert again.returncode == 1 and "already has an environment named local" in again.stderr
     assert (project / config).read_text() == text  # a refusal changes nothing
@@ -448,11 +474,15 @@ def test_vitest(local, toolchain, vitest, tmp_path):
     # Miniflare 5 (vitest-pool-workers >= 0.20, the vitest plugin) goes through the plugin
     assert ('environment: "local"' in config) == toolchain.miniflare5
     (project / "cases.json").write_text(json.dumps(local.expected))
+    files, count = ["test/binding.test.mjs"], len(CASES) + 1
+    if local.ai:
+        (project / "ai-cases.json").write_text(json.dumps(local.ai.cases))
+        files, count = [*files, "test/ai.test.mjs"], count + len(local.ai.cases) + 1
     proc = local.node(toolchain, str(packages / "node_modules" / "vitest" / "vitest.mjs"), "run",
-                      "--reporter=verbose", cwd=project)
+                      "--reporter=verbose", *files, cwd=project)
     out = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)
     assert proc.returncode == 0, out
-    assert re.search(rf"Tests\s+{len(CASES) + 1} passed", out), out
+    assert re.search(rf"Tests\s+{count} passed", out), out
     assert re.search(rf"RUN\s+v{re.escape(pins(packages)['vitest'])} ", out), out  # the toolchain's vitest ran
 
 
@@ -461,7 +491,9 @@ def test_get_platform_proxy_with_the_plugin(local, toolchain, tmp_path):
     for config in ("wrangler.jsonc",) if toolchain.miniflare5 else ("wrangler.jsonc", "wrangler.toml"):
         project = local.project(tmp_path / config, config, toolchain.packages)
         args = ("platform-proxy", project, str(project / config), "local")
-        check_everything(local, lambda requests, args=args: local.drive(toolchain, *args, requests=requests))
+        # Miniflare 4's Node-side proxy carries an error's message, not its name ("Error"); 5's both
+        check_everything(local, lambda requests, args=args: local.drive(toolchain, *args, requests=requests),
+                         ai_error="AiError" if toolchain.miniflare5 else "Error")
 
 
 def free_port() -> int:
@@ -498,10 +530,12 @@ def test_wrangler_dev_with_the_plugin(local, toolchain, tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     text = log.read_text(errors="replace")
-    assert "env.VECTORIZE (vectorize)" in text and "Traceback" not in text
+    assert "env.VECTORIZE (vectorize)" in text and "env.AI (ai)" in text and "Traceback" not in text
     # the warnings README explains, in wrangler's words
     assert '"unsafe" fields are experimental' in text
-    assert '"vectorize" exists at the top level, but not on "env.local"' in text
+    for kind in ("vectorize", "ai"):
+        assert f'"{kind}" exists at the top level, but not on "env.local"' in text
+    assert 'The binding type "ai" is directly supported by wrangler' in text
 
 
 def test_a_load_through_a_worker(local, tmp_path, capsys):

@@ -150,11 +150,25 @@ def usage(cmd: Any) -> str:
     return " ".join(pieces)
 
 
+def _flat(group: Any, ctx: Any, prefix: str = "") -> list:
+    """The group's commands, a sub-group's (``vcli models``) named ``models list`` and so on."""
+    out = []
+    for name in group.list_commands(ctx):
+        cmd = group.get_command(ctx, name)
+        if cmd is None:
+            continue
+        if hasattr(cmd, "list_commands"):
+            out += _flat(cmd, ctx, f"{prefix}{name} ")
+        else:
+            cmd.name = f"{prefix}{name}"
+            out.append(cmd)
+    return out
+
+
 def man_page() -> str:
     group = typer.main.get_command(app)
     root_ctx = group.make_context(PROG, [], resilient_parsing=True)
-    commands = [group.get_command(root_ctx, n) for n in group.list_commands(root_ctx)]
-    commands = [c for c in commands if c is not None and not c.hidden]
+    commands = [c for c in _flat(group, root_ctx) if not c.hidden]
     out = (_head(group) + _commands(commands) + _global_flags(commands) + _configuration() + _environment(commands)
            + _files_and_examples())
     return "\n".join(out) + "\n"
@@ -262,6 +276,9 @@ def _environment(commands: list) -> list[str]:
                         esc(f"{param.opts[0]} of vcli {cmd.name}: {param.help or ''}")]
     for name, text in (
         ("VCLI_DEBUG", "Set to 1 to show a Python traceback for unexpected errors."),
+        ("VCLI_MODELS_DIR", "Where vcli models pull puts embedding models and embed, query --text and "
+                            "vcli serve read them (default: the user cache dir's vcli/models, "
+                            "~/.cache/vcli/models on Linux)."),
         ("XDG_CONFIG_HOME", "Where the user config dir is (Linux): $XDG_CONFIG_HOME/vcli."),
         ("XDG_DATA_HOME", "Where the default data dir is (Linux): $XDG_DATA_HOME/vcli."),
         ("NO_COLOR", "Set to turn colours off in tables."),

@@ -152,3 +152,66 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
+
+
+# == embedding models (vcli.embeddings) ===========================================================
+# ``code`` is Workers AI's internal code for the same failure where it has one (5007 "No such
+# model", 5006 a bad input); ``vcli serve`` maps these onto the AI binding's and REST's answers.
+class UnknownModel(VcliError):
+    """A model name vcli does not compute; the message names the ones it does."""
+
+    code = 5007
+
+    def __init__(self, model: str, served: tuple[str, ...], what: str = "model"):
+        super().__init__(f'no such {what} "{model}": vcli computes {", ".join(served)}')
+        self.model = model
+
+
+class ModelNotPulled(VcliError):
+    """A model vcli computes whose files are not on disk yet."""
+
+    code = 5007
+    http_status = 503
+
+    def __init__(self, model: str, where: str):
+        super().__init__(f"the model {model} is not on disk (looked in {where}): "
+                         f"run `vcli models pull {model}` first")
+        self.model = model
+
+
+class ModelDamaged(VcliError):
+    """The files of a pulled model differ from what was pulled (a partial or corrupt copy)."""
+
+    code = 5007
+    http_status = 503
+
+
+class BadModelFolder(VcliError):
+    """``vcli models pull --from DIR``: the folder does not hold a model vcli can use as this one."""
+
+
+class DownloadFailed(VcliError):
+    """``vcli models pull``: the download did not finish or did not match its checksum."""
+
+    http_status = 502
+
+
+class AiExtraMissing(VcliError):
+    """ONNX Runtime or tokenizers is not installed."""
+
+    code = 5007
+    http_status = 503
+
+    def __init__(self, missing: str):
+        super().__init__(f"embedding models need the optional 'ai' extra ({missing} is not installed): "
+                         "pip install 'vcli[ai]'")
+
+
+class BadEmbedInput(VcliError):
+    """Texts Workers AI would refuse: none, an empty one, more than 100, a bad ``pooling``."""
+
+    code = 5006
+
+
+class NoModel(VcliError):
+    """Text given for an index that does not say which model embeds it."""

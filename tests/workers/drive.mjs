@@ -1,11 +1,11 @@
 // Runs the test Worker's calls in a local Workers runtime and prints what the Worker saw, as JSON.
 //   node drive.mjs miniflare <project>                 plain Miniflare, the bindings of
 //                                                     <project>/vectorize.local.mjs: `vectorize`
-//                                                     (Miniflare 4, route 1) or `unsafeBindings`
+//                                                     and `ai` (Miniflare 4, route 1) or `unsafeBindings`
 //                                                     (vcli's plugin; Miniflare 5 converts them)
 //   node drive.mjs platform-proxy <project> <config> <env>
 //                                                     getPlatformProxy() with vcli's plugin (route 2)
-// stdin: a JSON list of requests {"path": "/call" | "/launch-post" | "/load", "body": {...}};
+// stdin: a JSON list of requests {"path": "/call" | "/launch-post" | "/load" | "/ai", "body": {...}};
 // stdout: a JSON list of their answers ({"result"} or {"error"}), in order.
 // miniflare and wrangler are the project's own (<project>/node_modules), as in a user's script.
 import { readFileSync } from "node:fs";
@@ -59,6 +59,7 @@ if (mode === "miniflare") {
     for (const { path: route, body = {} } of requests) {
       const index = env[body.binding ?? "VECTORIZE"];
       if (route === "/call") answers.push(await calls.call(env, body));
+      else if (route === "/ai") answers.push(await calls.ai(env, body));
       else if (route === "/launch-post") answers.push(await calls.launchPost(index));
       else answers.push(await calls.load(index, body));
     }

@@ -10,15 +10,14 @@ import sys
 from typing import NoReturn
 
 import typer
-from typer.core import TyperGroup
 
 from .. import startup
-from . import _common, check, config_cmd, export, indexes, metadata, serve, sync, vectors, workers
+from . import _common, check, config_cmd, export, indexes, metadata, models, serve, sync, vectors, workers
 
 startup.install_fast_params()  # plain option values without pydantic
 
 
-class OrderedGroup(TyperGroup):
+class OrderedGroup(_common.FlagGroup):
     """vcli's commands in wrangler's order, each listed with its one-line ``short_help``."""
 
     ORDER = (
@@ -26,9 +25,6 @@ class OrderedGroup(TyperGroup):
         "get-vectors", "delete-vectors", "info", "create-metadata-index", "list-metadata-index",
         "delete-metadata-index",
     )
-
-    def get_params(self, ctx):
-        return _common.without_bool_metavar(super().get_params(ctx))
 
     def parse_args(self, ctx, args):
         args = _common.globals_after_command(list(args))
@@ -51,9 +47,10 @@ app = typer.Typer(
 )
 
 for sub in (indexes.app, vectors.app, metadata.app, serve.app, workers.app, config_cmd.app, check.app, export.app,
-            sync.app):
+            sync.app, models.app):
     for info in sub.registered_commands:
         app.registered_commands.append(info)
+app.add_typer(models.models_app, name="models")
 
 
 def _version(value: bool) -> None:

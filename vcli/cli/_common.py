@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, Optional, TypeVar
 
 import typer
-from typer.core import TyperCommand
+from typer.core import TyperCommand, TyperGroup
 
 from .. import render
 from ..errors import BadInput, VcliError
@@ -126,6 +126,13 @@ class VectorizeCommand(TyperCommand):
         head = [a[:2] + a[3:] if a[:2] in valued and a[2:3] == "=" else a for a in head]  # yargs' -e=NAME
         args = [a for a in head if a.partition("=")[0] not in V1_FLAGS] + tail  # =false: V2, as always
         return super().parse_args(ctx, boolean_forms(expand_array_options(args), false_flags(self.params)))
+
+    def get_params(self, ctx):
+        return without_bool_metavar(super().get_params(ctx))
+
+
+class FlagGroup(TyperGroup):
+    """A group of commands whose own flags (``--help``) show no ``<bool>`` metavar."""
 
     def get_params(self, ctx):
         return without_bool_metavar(super().get_params(ctx))

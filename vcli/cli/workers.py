@@ -1,4 +1,4 @@
-"""``vcli workers-config``: point a Worker's Vectorize bindings at ``vcli serve``."""
+"""``vcli workers-config``: point a Worker's Vectorize and AI bindings at ``vcli serve``."""
 
 from __future__ import annotations
 
@@ -38,9 +38,9 @@ def workers_config(
     write: Annotated[bool, typer.Option("--write", help="Add the wrangler environment to the config file.")] = False,
     json: JsonFlag = False,
 ) -> None:
-    """Write the configuration that points a Worker's Vectorize bindings at vcli serve: for wrangler
-    dev and getPlatformProxy (an environment using vcli's plugin), plain Miniflare and vitest,
-    from the bindings in your wrangler config."""
+    """Write the configuration that points a Worker's Vectorize and AI bindings at vcli serve: for
+    wrangler dev and getPlatformProxy (an environment using vcli's plugin), plain Miniflare and
+    vitest, from the bindings in your wrangler config."""
     if only is not None and only not in PIECES:
         raise typer.BadParameter(f"expected one of {', '.join(PIECES)}, got {only!r}", param_hint="--only")
     result = workers.build(workers.read_config(workers.find_config(config, Path.cwd())), url=url, env=env)
@@ -49,9 +49,11 @@ def workers_config(
     if only is not None:
         render.show(Reply(None, [Text(getattr(result, only).rstrip("\n"))], result.remarks(write)), json=False)
         return
-    path, names = result.config.path, ", ".join(f"{b.name} → {b.url}" for b in result.bindings)
+    path = result.config.path
+    names = [f"{b.name} → {b.url}" for b in result.bindings]
+    names += [f"{result.ai.name} (AI) → {result.ai.url}"] if result.ai else []
     render.show(Reply(result, [
-        Text(f"Vectorize bindings in {path}: {names} (`vcli serve` answers them there)"),
+        Text(f"Bindings in {path}: {', '.join(names)} (`vcli serve` answers them there)"),
         Text(""),
         Text(f"wrangler dev --env {env} / getPlatformProxy({{ environment: \"{env}\" }}): "
              + (f"written to {path}" if write else f"add to {path} (or run again with --write)")),

@@ -14,6 +14,9 @@ when ``CLOUDFLARE_ACCOUNT_ID`` is not set.
     POST   /indexes/{name}/insert           NDJSON          GET  /indexes/{name}/metadata_index/list
     POST   /indexes/{name}/upsert           NDJSON          POST /indexes/{name}/metadata_index/delete
 
+and Workers AI's ``POST /accounts/{account_id}/ai/run/{model}`` (the body is the model's inputs;
+handled by ``ai.py``).
+
 Every answer is Cloudflare's envelope ``{"success", "errors", "messages", "result"}``; a failure's
 ``code`` and ``http_status`` give the envelope's error code and the HTTP status. Handlers take
 ``(catalog, index name, body, query parameters)`` and run in a worker thread (``app.py``).
@@ -41,6 +44,7 @@ from ..errors import (
     VcliError,
 )
 from ..ndjson import parse_line
+from . import ai
 from .common import (
     JSON_OPTIONS,
     Call,
@@ -61,6 +65,7 @@ INDEXES = re.compile(
     r"(?:/(?P<name>[^/]+)(?P<action>/info|/insert|/upsert|/query|/get_by_ids|/delete_by_ids|/list"
     r"|/metadata_index/create|/metadata_index/list|/metadata_index/delete)?)?"
 )
+AI_RUN = re.compile(r"/accounts/[^/]+/ai/run/(?P<model>.+)")  # model names hold slashes: @cf/baai/…
 OTHER_VECTORIZE = re.compile(r"/accounts/[^/]+/vectorize(?:/.*)?")
 # The one account a server is (any account id in a path is accepted all the same).
 LOCAL_ACCOUNT = {"id": "0" * 32, "name": "vcli serve (local)"}
@@ -294,6 +299,11 @@ def route(method: str, path: str, headers: Mapping[str, str]) -> Call:
         if method != "GET":
             raise MethodNotAllowed(f"Method not allowed: {method} {path} (use GET)")
         return Call(ACCOUNT_ROUTES[path], None, None, None)
+    m = AI_RUN.fullmatch(path)
+    if m is not None:
+        if method != "POST":
+            raise MethodNotAllowed(f"Method not allowed: {method} {path} (use POST)")
+        return ai.rest_call(m.group("model"), headers)
     m = INDEXES.fullmatch(path)
     if m is None:
         if OTHER_VECTORIZE.fullmatch(path):

@@ -1,18 +1,20 @@
-"""The configuration that points a Worker's Vectorize bindings at ``vcli serve``.
+"""The configuration that points a Worker's Vectorize bindings and its AI binding at ``vcli serve``.
 
 It starts from the user's own wrangler config (``wrangler.json``, ``wrangler.jsonc`` or
-``wrangler.toml``), takes its ``vectorize`` bindings, and writes, for each local entry point:
+``wrangler.toml``), takes its ``vectorize`` bindings and its ``ai`` binding (Workers AI: vcli
+serves its embedding models at ``<server>/ai/``), and writes, for each local entry point:
 
 * **wrangler** (``wrangler dev --env local``, ``getPlatformProxy({environment: "local"})``): an
   environment whose bindings are vcli's plugin (``unsafe.bindings``). An environment inherits no
   bindings, so every other binding of the top level is repeated in it;
-* **Miniflare**: a module for ``new Miniflare()``. Miniflare 4: the ``vectorize`` option, each
-  binding with a ``remoteProxyConnectionString`` (a ``URL``: Miniflare crashes on a string).
-  Miniflare 5 keeps one such URL per Worker, so there: vcli's plugin as ``unsafeBindings``, which
-  Miniflare 5 takes through its ``convertV4MiniflareOptions``;
+* **Miniflare**: a module for ``new Miniflare()``. Miniflare 4: the ``vectorize`` option (and
+  ``ai``), each binding with a ``remoteProxyConnectionString`` (a ``URL``: Miniflare crashes on a
+  string). Miniflare 5 keeps one such URL per Worker, so there: vcli's plugins as
+  ``unsafeBindings``, which Miniflare 5 takes through its ``convertV4MiniflareOptions``;
 * **vitest**: a ``vitest.config.mjs`` using the wrangler config, with ``remoteBindings: false`` so
   no binding asks for a Cloudflare login. On Miniflare 4 (vitest-pool-workers < 0.20) it gives the
-  same ``vectorize`` option; on Miniflare 5 it uses the local environment, i.e. the plugin.
+  same ``vectorize`` and ``ai`` options; on Miniflare 5 it uses the local environment, i.e. the
+  plugins.
 
 Which Miniflare and vitest package the project has is read from its ``node_modules`` or
 ``package.json`` (``detect``); what was found or assumed is said with the result. Nothing here
@@ -32,7 +34,7 @@ from urllib.parse import quote, urlsplit
 
 from ..engine.fsutil import write_bytes_atomic
 from ..errors import VcliError
-from . import PLUGIN, PLUGIN_NAME
+from . import AI_PLUGIN_NAME, PLUGIN, PLUGIN_NAME
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -44,7 +46,7 @@ CONFIG_NAMES = ("wrangler.json", "wrangler.jsonc", "wrangler.toml")
 DEFAULT_URL = "http://127.0.0.1:8787"
 DEFAULT_ENV = "local"
 # The top-level keys an environment does not inherit (wrangler 4.86.0's list), which the local
-# environment repeats; ``vectorize`` itself becomes vcli's unsafe bindings.
+# environment repeats; ``vectorize`` and ``ai`` themselves become vcli's unsafe bindings.
 NOT_INHERITED = (
     "vars", "secrets", "define", "durable_objects", "workflows", "kv_namespaces", "cloudchamber",
     "containers", "send_email", "queues", "r2_buckets", "d1_databases", "vectorize",
@@ -65,6 +67,12 @@ class Binding:
     name: str  # the Worker's name for it: env.<name>
     index_name: str
     url: str  # vcli serve's URL for the index: <server>/binding/<index>/
+
+
+@dataclass(frozen=True)
+class AiBinding:
+    name: str  # env.<name>
+    url: str  # vcli serve's AI binding: <server>/ai/
 
 
 @dataclass(frozen=True)
@@ -137,11 +145,12 @@ class WorkersConfig:
     config: WranglerConfig
     env: str
     bindings: list[Binding]
+    ai: AiBinding | None
     plugin: Path
     toolchain: Toolchain
     section: dict[str, Any]  # the wrangler environment, as data
     wrangler: str  # ... as text to add to the wrangler config
-    miniflare: str  # a module: ``export const vectorize`` (Miniflare 4) or ``unsafeBindings`` (5)
+    miniflare: str  # a module: ``export const vectorize`` and ``ai`` (Miniflare 4) or ``unsafeBindings`` (5)
     vitest: str  # a vitest.config.mjs
 
     def remarks(self, written: bool = False) -> list[str]:
@@ -156,6 +165,7 @@ class WorkersConfig:
         return {
             "config": str(self.config.path), "env": self.env, "plugin": str(self.plugin),
             "bindings": [{"binding": b.name, "index_name": b.index_name, "url": b.url} for b in self.bindings],
+            "ai": None if self.ai is None else {"binding": self.ai.name, "url": self.ai.url},
             "toolchain": self.toolchain.to_json(),
             "wrangler": {"section": self.section, "text": self.wrangler},
             "miniflare": self.miniflare, "vitest": self.vitest,
@@ -226,7 +236,7 @@ def detect(project: Path) -> Toolchain:
 
 def build(config: WranglerConfig, url: str = DEFAULT_URL, env: str = DEFAULT_ENV,
           toolchain: Toolchain | None = None) -> WorkersConfig:
-    """The configuration for every entry point, from the Vectorize bindings of ``config``, for
+    """The configuration for every entry point, from the Vectorize and AI bindings of ``config``, for
     ``toolchain`` (default: what ``detect`` finds beside the config)."""
     toolchain = toolchain or detect(config.path.resolve().parent)
     base = _server_url(url)
@@ -241,15 +251,27 @@ def build(config: WranglerConfig, url: str = DEFAULT_URL, env: str = DEFAULT_ENV
         if not isinstance(name, str) or not isinstance(index, str):
             raise WorkersConfigError(f"{config.path}: each vectorize binding needs binding and index_name")
         bindings.append(Binding(name, index, _binding_url(base, index)))
-    if not bindings:
-        raise WorkersConfigError(f"{config.path} has no Vectorize bindings (a vectorize = [...] list at its top level)")
-    section = _environment(config.data, bindings)
+    ai = _ai_binding(config, base)
+    if not bindings and ai is None:
+        raise WorkersConfigError(f"{config.path} has no Vectorize bindings (a vectorize = [...] list at "
+                                 "its top level) and no AI binding (ai = {binding = ...})")
+    section = _environment(config.data, bindings, ai)
     return WorkersConfig(
-        config, env, bindings, PLUGIN, toolchain, section,
+        config, env, bindings, ai, PLUGIN, toolchain, section,
         wrangler=_toml_section(env, section) if config.is_toml else _jsonc_section(env, section),
-        miniflare=_miniflare_module(bindings, base, toolchain),
-        vitest=_vitest_config(config.path.name, bindings, base, env, toolchain),
+        miniflare=_miniflare_module(bindings, ai, base, toolchain),
+        vitest=_vitest_config(config.path.name, bindings, ai, base, env, toolchain),
     )
+
+
+def _ai_binding(config: WranglerConfig, base: str) -> AiBinding | None:
+    """wrangler's ``"ai": {"binding": "AI"}`` (one binding, not a list)."""
+    found = config.data.get("ai")
+    if found is None:
+        return None
+    if not isinstance(found, dict) or not isinstance(found.get("binding"), str):
+        raise WorkersConfigError(f'{config.path}: ai must be one binding, {{"binding": "AI"}}')
+    return AiBinding(found["binding"], f"{base}/ai/")
 
 
 def write(result: WorkersConfig) -> None:
@@ -428,18 +450,26 @@ def _binding_url(base: str, index: str) -> str:
     return f"{base}/binding/{quote(index, safe='')}/"
 
 
-def _unsafe_binding(b: Binding) -> dict[str, Any]:
-    """One binding answered by vcli's plugin, as wrangler's ``unsafe.bindings`` takes it."""
-    return {"name": b.name, "type": "vectorize", "index_name": b.index_name,
-            "dev": {"plugin": {"package": str(PLUGIN), "name": PLUGIN_NAME}, "options": {"url": b.url}}}
+def _plugin(name: str) -> dict[str, str]:
+    return {"package": str(PLUGIN), "name": name}
 
 
-def _environment(data: dict[str, Any], bindings: list[Binding]) -> dict[str, Any]:
+def _unsafe_bindings(bindings: list[Binding], ai: AiBinding | None) -> list[dict[str, Any]]:
+    """Each binding answered by vcli's plugins, as wrangler's ``unsafe.bindings`` takes it."""
+    out: list[dict[str, Any]] = [
+        {"name": b.name, "type": "vectorize", "index_name": b.index_name,
+         "dev": {"plugin": _plugin(PLUGIN_NAME), "options": {"url": b.url}}} for b in bindings]
+    if ai is not None:
+        out.append({"name": ai.name, "type": "ai", "dev": {"plugin": _plugin(AI_PLUGIN_NAME), "options": {"url": ai.url}}})
+    return out
+
+
+def _environment(data: dict[str, Any], bindings: list[Binding], ai: AiBinding | None) -> dict[str, Any]:
     """The wrangler environment: the top level's other bindings, and vcli's in place of the
-    Vectorize ones."""
-    section = {k: data[k] for k in NOT_INHERITED if k in data and k not in ("vectorize", "unsafe")}
+    Vectorize and AI ones."""
+    section = {k: data[k] for k in NOT_INHERITED if k in data and k not in ("vectorize", "ai", "unsafe")}
     unsafe = dict(data.get("unsafe") or {})
-    unsafe["bindings"] = [*unsafe.get("bindings", []), *map(_unsafe_binding, bindings)]
+    unsafe["bindings"] = [*unsafe.get("bindings", []), *_unsafe_bindings(bindings, ai)]
     section["unsafe"] = unsafe
     return section
 
@@ -448,7 +478,7 @@ def _comment(env: str) -> list[str]:
     return [
         f"Written by `vcli workers-config`: `wrangler dev --env {env}` and "
         f'getPlatformProxy({{ environment: "{env}" }})',
-        "with the Vectorize bindings answered by `vcli serve`. An environment inherits no bindings,",
+        "with the Vectorize and AI bindings answered by `vcli serve`. An environment inherits no bindings,",
         "so the others are repeated here.",
     ]
 
@@ -488,6 +518,10 @@ def _toml_value(value: Any) -> str:
     raise WorkersConfigError(f"cannot write {value!r} in TOML")  # dates: only TOML has them, and they pass through
 
 
+def _kinds(ai: AiBinding | None) -> str:
+    return f"Vectorize {'and AI ' if ai else ''}bindings"
+
+
 def _proxy_entries(bindings: list[Binding], indent: str) -> str:
     """Miniflare 4's ``vectorize`` option: each binding sent to its URL by the remote-proxy client."""
     return "\n".join(
@@ -497,33 +531,39 @@ def _proxy_entries(bindings: list[Binding], indent: str) -> str:
     )
 
 
-def _miniflare_module(bindings: list[Binding], base: str, toolchain: Toolchain) -> str:
-    head = (f"// Vectorize bindings for {toolchain.miniflare.name}, answered by `vcli serve` at {base}\n"
+def _proxy_ai(ai: AiBinding) -> str:
+    """Miniflare 4's ``ai`` option (one binding, not a record), sent to vcli serve the same way."""
+    return f"{{ binding: {json.dumps(ai.name)}, remoteProxyConnectionString: new URL({json.dumps(ai.url)}) }}"
+
+
+def _miniflare_module(bindings: list[Binding], ai: AiBinding | None, base: str, toolchain: Toolchain) -> str:
+    head = (f"// {_kinds(ai)} for {toolchain.miniflare.name}, answered by `vcli serve` at {base}\n"
             f"// (written by `vcli workers-config` for Miniflare {5 if toolchain.miniflare5 else 4}): ")
     if not toolchain.miniflare5:
-        return (head + "new Miniflare({ ...yourOptions, vectorize })\n"
-                f"export const vectorize = {{\n{_proxy_entries(bindings, '  ')}\n}};\n")
-    entries = "\n".join(
-        "  " + json.dumps({"name": b.name, "type": "vectorize", "plugin": {"package": str(PLUGIN), "name": PLUGIN_NAME},
-                           "options": {"index_name": b.index_name, "url": b.url}}) + ","
-        for b in bindings
-    )
+        return (head + f"new Miniflare({{ ...yourOptions, vectorize{', ai' if ai else ''} }})\n"
+                f"export const vectorize = {{\n{_proxy_entries(bindings, '  ')}\n}};\n"
+                + (f"export const ai = {_proxy_ai(ai)};\n" if ai else ""))
+    # wrangler's unsafe bindings in Miniflare's shape: the plugin beside the name, every option in options
+    entries = [{"name": u["name"], "type": u["type"], "plugin": u["dev"]["plugin"],
+                "options": {**{k: v for k, v in u.items() if k not in ("name", "type", "dev")}, **u["dev"]["options"]}}
+               for u in _unsafe_bindings(bindings, ai)]
     return (
         head + "vcli's plugin for each binding.\n"
         "// Miniflare 5 takes options of version 4 through its converter:\n"
         "//   new Miniflare(convertV4MiniflareOptions({ ...yourV4Options, unsafeBindings }))\n"
         "// (Miniflare 4 takes them as they are: new Miniflare({ ...yourOptions, unsafeBindings }))\n"
-        f"export const unsafeBindings = [\n{entries}\n];\n"
+        "export const unsafeBindings = [\n" + "".join(f"  {json.dumps(e)},\n" for e in entries) + "];\n"
     )
 
 
-def _vitest_config(config_name: str, bindings: list[Binding], base: str, env: str, toolchain: Toolchain) -> str:
+def _vitest_config(config_name: str, bindings: list[Binding], ai: AiBinding | None, base: str, env: str,
+                   toolchain: Toolchain) -> str:
     package = toolchain.vitest.name
     if toolchain.vitest_miniflare5:
         # One remote-proxy URL per Worker in Miniflare 5: the bindings go through the plugin,
         # i.e. the wrangler environment.
         how = (f"      wrangler: {{ configPath: {json.dumps('./' + config_name)}, environment: {json.dumps(env)} }},\n"
-               f"      // the Vectorize bindings are those of env.{env}: vcli's plugin (vcli workers-config --write)\n"
+               f"      // the {_kinds(ai)} are those of env.{env}: vcli's plugin (vcli workers-config --write)\n"
                "      remoteBindings: false, // no Cloudflare login\n")
     else:
         how = (f"      wrangler: {{ configPath: {json.dumps('./' + config_name)} }},\n"
@@ -532,9 +572,10 @@ def _vitest_config(config_name: str, bindings: list[Binding], base: str, env: st
                "        vectorize: {\n"
                f"{_proxy_entries(bindings, ' ' * 10)}\n"
                "        },\n"
-               "      },\n")
+               + (f"        ai: {_proxy_ai(ai)},\n" if ai else "")
+               + "      },\n")
     return (
-        f"// {package} with the Vectorize bindings answered by `vcli serve` at {base}\n"
+        f"// {package} with the {_kinds(ai)} answered by `vcli serve` at {base}\n"
         f"// (written by `vcli workers-config` for Miniflare {5 if toolchain.vitest_miniflare5 else 4}; "
         "keep it beside your wrangler config).\n"
         'import { defineConfig } from "vitest/config";\n'

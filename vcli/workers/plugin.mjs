@@ -1,13 +1,13 @@
-// vcli's Miniflare plugin: a Worker's Vectorize binding answered by `vcli serve`.
+// vcli's Miniflare plugins: a Worker's Vectorize bindings and its AI binding answered by `vcli serve`.
 //
 // wrangler (`wrangler dev`, `getPlatformProxy()`), vitest's Workers pool and plain Miniflare load
 // this file for a binding declared under `unsafe.bindings` with `"dev": {"plugin": {"package":
-// "<this file>", "name": "vcli"}, "options": {"url": "http://127.0.0.1:8787/binding/<index>/"}}`
-// (`vcli workers-config` writes it). The binding is the one Miniflare's own Vectorize plugin gives:
-// workerd's module `cloudflare-internal:vectorize-api`, the same code as in production, around a
-// `fetcher` service. Here that service is a small Worker that sends each of the binding's
-// requests, `http://vector-search/<endpoint>`, to `<url><endpoint>` (the URL's query, e.g.
-// `?token=…`, kept).
+// "<this file>", "name": "vcli" | "vcli-ai"}, "options": {"url": …}}` (`vcli workers-config`
+// writes it). Each binding is the one Miniflare's own plugin of that kind gives: workerd's module
+// (`cloudflare-internal:vectorize-api`, `cloudflare-internal:ai-api`), the same code as in
+// production, around a `fetcher` service. Here that service is a small Worker that sends each of
+// the binding's requests to `url` with the request's path appended (the URL's query, e.g.
+// `?token=…`, kept beside the request's own).
 //
 // Miniflare 4 and Miniflare 5 call a plugin differently (`ourBindings` reads both); each kind of
 // binding vcli answers is one entry of `plugins`, made by `externalPlugin`.
@@ -68,36 +68,55 @@ function externalPlugin(plugin, { check, binding, service }) {
   };
 }
 
-// -- Vectorize ------------------------------------------------------------------------------------
-
+// The code of the Worker that forwards a binding's requests, `http://<any host>/<path>?<query>`,
+// to `<url><path>` with the URL's query and the request's.
 function forwarder(url) {
   return `
 const BASE = new URL(${JSON.stringify(url)});
 export default {
   async fetch(request) {
+    const asked = new URL(request.url);
     const target = new URL(BASE);
-    const endpoint = new URL(request.url).pathname.replace(/^\\/+/, "");
-    target.pathname = BASE.pathname.replace(/\\/?$/, "/") + endpoint;
+    target.pathname = BASE.pathname.replace(/\\/?$/, "/") + asked.pathname.replace(/^\\/+/, "");
+    for (const [key, value] of asked.searchParams) target.searchParams.append(key, value);
     return fetch(new Request(target, request));
   },
 };`;
 }
 
-// One forwarding Worker per index URL, whichever Worker or binding name uses it.
-const vectorizeService = (url) => `vcli-vectorize:${url}`;
+// The forwarding Worker named `name`, for `url` (one per URL, whichever Worker or binding uses it).
+function forwardingService(name, url) {
+  return {
+    name,
+    worker: {
+      compatibilityDate: "2025-01-01",
+      modules: [{ name: "forward.mjs", esModule: forwarder(url) }],
+    },
+  };
+}
+
+// A binding's `url` option, checked: an http(s) URL (`example` in the error otherwise).
+function urlOption({ name, options = {} }, plugin, example) {
+  if (typeof options.url !== "string" || !/^https?:\/\//.test(options.url)) {
+    throw new Error(`vcli's ${plugin} plugin: binding ${name} needs "dev": {"options": {"url": ` +
+      `"${example}"}} (the URL where vcli serve answers it)`);
+  }
+  return options.url;
+}
+
+// -- Vectorize ------------------------------------------------------------------------------------
 
 const VECTORIZE = "vcli"; // the plugin's name in wrangler configs (vcli.workers.PLUGIN_NAME)
+const vectorizeService = (url) => `vcli-vectorize:${url}`;
 
 const vectorize = externalPlugin(VECTORIZE, {
-  check({ name, options = {} }) {
-    if (typeof options.url !== "string" || !/^https?:\/\//.test(options.url)) {
-      throw new Error(`vcli's Vectorize plugin: binding ${name} needs "dev": {"options": {"url": ` +
-        `"http://127.0.0.1:8787/binding/<index>/"}} (the URL of vcli serve's binding for its index)`);
+  check(binding) {
+    const url = urlOption(binding, "Vectorize", "http://127.0.0.1:8787/binding/<index>/");
+    const index = binding.options?.index_name;
+    if (typeof index !== "string" || index === "") {
+      throw new Error(`vcli's Vectorize plugin: binding ${binding.name} needs "index_name"`);
     }
-    if (typeof options.index_name !== "string" || options.index_name === "") {
-      throw new Error(`vcli's Vectorize plugin: binding ${name} needs "index_name"`);
-    }
-    return { name, url: options.url, index: options.index_name };
+    return { name: binding.name, url, index };
   },
   binding: ({ name, url, index }) => ({
     name,
@@ -111,13 +130,27 @@ const vectorize = externalPlugin(VECTORIZE, {
       ],
     },
   }),
-  service: ({ url }) => ({
-    name: vectorizeService(url),
-    worker: {
-      compatibilityDate: "2025-01-01",
-      modules: [{ name: "forward.mjs", esModule: forwarder(url) }],
-    },
-  }),
+  service: ({ url }) => forwardingService(vectorizeService(url), url),
 });
 
-export const plugins = { [VECTORIZE]: vectorize };
+// -- Workers AI -----------------------------------------------------------------------------------
+// A wrangler config's `"ai": {"binding": "AI"}` becomes this plugin's binding in the local
+// environment. `env.AI.run(model, inputs, options)` is one `POST
+// http://workers-binding.ai/run?version=3` to the fetcher, sent on to `<url>run?version=3`.
+
+const AI = "vcli-ai"; // vcli.workers.AI_PLUGIN_NAME
+const aiService = (url) => `vcli-ai:${url}`;
+
+const ai = externalPlugin(AI, {
+  check: (binding) => ({ name: binding.name, url: urlOption(binding, "AI", "http://127.0.0.1:8787/ai/") }),
+  binding: ({ name, url }) => ({
+    name,
+    wrapped: {
+      moduleName: "cloudflare-internal:ai-api",
+      innerBindings: [{ name: "fetcher", service: { name: aiService(url) } }],
+    },
+  }),
+  service: ({ url }) => forwardingService(aiService(url), url),
+});
+
+export const plugins = { [VECTORIZE]: vectorize, [AI]: ai };
