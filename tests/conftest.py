@@ -8,8 +8,10 @@ executable in a subprocess. Both return a ``helpers.Run`` with ``code``, ``out``
 
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
+import sys
 import types
 from pathlib import Path
 
@@ -23,69 +25,79 @@ from vcli.cli import app
 # gets them without naming them (tests/README.md):
 #   node        it runs the pinned npm toolchain (Node, wrangler, Miniflare, workerd, vitest);
 #   subprocess  it runs the installed vcli, or another program, in a process of its own;
-#   slow        every node and subprocess test, and the files and tests below, which take a second or
-#               more each (``pytest --durations=0``); ``pytest -m "not slow"`` is the quick loop.
+#   slow        every node test; every test that starts a process itself (the test or a
+#               function-scoped fixture: a server shared by a module costs its tests nothing); and
+#               the files and tests below, a second or more each (``pytest --durations=0``).
+# ``pytest -m "not slow"`` is the quick loop.
 NODE_NAMES = {"npm_ci", "node_packages", "NODE_PROJECT", "NODE_PROJECT_NEXT", "NODE_PROJECT_NEXT_PLUGIN"}
-PROCESS_NAMES = {"subprocess", "vcli_executable", "program", "vcli_proc"}
+PROCESS_NAMES = {"subprocess", "vcli_executable", "program"}
 SLOW_FILES = {
     "test_plans.py",  # every query plan on graphs of every metric
     "test_filters_property.py", "test_hostile.py",  # generated inputs by the hundred (hypothesis)
     "test_apply_delay.py",  # writes that wait out a delay
-    "test_binding.py", "test_cloudflare_sdk.py",  # a server and a client per test
 }
 SLOW_TESTS = {  # (without parameters)
     "tests/test_check.py::test_damaged_graph_is_rebuilt",
     "tests/test_filters.py::test_broad_and_narrow_filters_on_a_bigger_index",
-    "tests/test_serve.py::test_token_required_on_every_request",
-    "tests/test_serve.py::test_index_lifecycle_and_envelopes",
-    "tests/test_serve_limits.py::test_caps_on_indexes_and_namespaces_are_settings",
+    "tests/test_embeddings.py::test_batches_split_by_texts_and_tokens_keep_the_order",
 }
+TESTS = Path(__file__).parent
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        names = set(item.fixturenames)
-        for func in _functions_of(item):
-            names |= _global_names(func)
+        own, shared = _names_used(item)
+        names = own | shared
         node = bool(names & NODE_NAMES)
         if node:
             item.add_marker("node")
         if names & PROCESS_NAMES:
             item.add_marker("subprocess")
-        if node or item.get_closest_marker("subprocess") or item.path.name in SLOW_FILES \
-                or item.nodeid.split("[")[0] in SLOW_TESTS:
+        if node or own & PROCESS_NAMES or item.path.name in SLOW_FILES or item.nodeid.split("[")[0] in SLOW_TESTS:
             item.add_marker("slow")
 
 
-def _functions_of(item) -> list:
-    """The test function and the functions of the fixtures it uses."""
-    funcs = [getattr(item, "function", None)]
+def _names_used(item) -> tuple[set[str], set[str]]:
+    """The names that the test and its function-scoped fixtures use, and those that its wider
+    fixtures use (``_global_names``)."""
+    own = set(item.fixturenames) | _global_names(getattr(item, "function", None))
+    shared: set[str] = set()
     for defs in getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {}).values():
-        funcs += [d.func for d in defs]
-    return [f for f in funcs if isinstance(f, types.FunctionType)]
+        for d in defs:
+            (own if d.scope == "function" else shared).update(_global_names(d.func))
+    return own, shared
 
 
-def _global_names(func: types.FunctionType) -> set[str]:
+def _global_names(func) -> set[str]:
     """The global (and attribute) names that ``func`` refers to, with those of its nested functions
-    and of the functions and classes of its own module that it uses, however deep."""
+    and of the functions and classes of tests/ that it uses, however deep."""
     names: set[str] = set()
-    todo, seen = [func.__code__], set()
+    todo, seen = [func], set()
     while todo:
-        code = todo.pop()
-        if code in seen:
+        func = inspect.unwrap(todo.pop())  # (a @contextmanager's own function)
+        code = getattr(func, "__code__", None)
+        if code is None or code in seen:
             continue
         seen.add(code)
-        names.update(code.co_names)
-        todo += [c for c in code.co_consts if isinstance(c, types.CodeType)]
-        for name in code.co_names:
-            value = func.__globals__.get(name)
-            if getattr(value, "__module__", None) != func.__module__:
-                continue
-            if isinstance(value, types.FunctionType):
-                todo.append(value.__code__)
-            elif isinstance(value, type):  # a class of the test's file: its methods
-                todo += [f.__code__ for f in vars(value).values() if isinstance(f, types.FunctionType)]
+        codes = [code]
+        while codes:
+            code = codes.pop()
+            names.update(code.co_names)
+            codes += [c for c in code.co_consts if isinstance(c, types.CodeType)]
+            for name in code.co_names:
+                value = func.__globals__.get(name)
+                if not _in_tests(value):
+                    continue
+                if isinstance(value, type):  # its methods
+                    todo += [f for f in vars(value).values() if isinstance(f, types.FunctionType)]
+                elif callable(value):
+                    todo.append(value)
     return names
+
+
+def _in_tests(value) -> bool:
+    module = sys.modules.get(getattr(value, "__module__", None) or "")
+    return Path(getattr(module, "__file__", None) or "/").parent == TESTS
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,7 @@
 """What tests share besides fixtures (conftest.py holds those): the golden vectors and the exact
 order they are scored in, the ``Run`` a CLI call returns, the installed ``vcli`` and the programs in
-``tests/programs/``, the writer lock, NDJSON, and the pinned npm projects (``npm_ci``).
+``tests/programs/``, a ``vcli serve`` process (``serve_process``), the writer lock, NDJSON, and the
+pinned npm projects (``npm_ci``).
 
 Test files import from here (``from helpers import ndjson``), never from conftest.
 """
@@ -8,10 +9,13 @@ Test files import from here (``from helpers import ndjson``), never from conftes
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,3 +131,58 @@ def npm_ci(project: Path) -> Path:
         if proc.returncode != 0:
             pytest.fail(f"npm ci in {project} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return modules
+
+
+ACCOUNT = "0123456789abcdef0123456789abcdef"  # the account id in the API's paths (any will do locally)
+
+
+class ServeProcess:
+    """A ``vcli serve --port 0`` subprocess; ``url`` is where it listens."""
+
+    def __init__(self, *args: str, env: dict | None = None, log: Path):
+        self.log = log
+        self._log_file = open(log, "wb")
+        self.proc = subprocess.Popen(
+            [vcli_executable(), "serve", "--port", "0", *args],
+            stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
+        self.url = self._wait_for_url()
+        self.api = f"{self.url}/client/v4/accounts/{ACCOUNT}/vectorize/v2"
+
+    def _wait_for_url(self, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = re.search(r"Listening on (http://\S+)", self.output())
+            if m:
+                return m.group(1)
+            if self.proc.poll() is not None:
+                raise AssertionError(f"vcli serve exited with {self.proc.returncode}:\n{self.output()}")
+            time.sleep(0.05)
+        self.proc.kill()
+        raise AssertionError(f"vcli serve did not start within {timeout} s:\n{self.output()}")
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"vcli serve did not stop on signal {sig}:\n{self.output()}") from None
+        self._log_file.close()
+        return self.proc.returncode
+
+
+@contextmanager
+def serve_process(tmp_path: Path, *args: str, env: dict | None = None):
+    server = ServeProcess(*args, env=env, log=tmp_path / f"serve-{time.monotonic_ns()}.log")
+    try:
+        yield server
+    finally:
+        server.stop()
+    assert "Traceback" not in server.output(), server.output()
