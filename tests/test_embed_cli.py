@@ -206,7 +206,9 @@ def test_a_model_of_other_dimensions_or_one_vcli_does_not_compute(vcli, models):
 
 def test_query_takes_exactly_one_of_vector_vector_id_text(vcli, docs):
     got = vcli("query", docs, "--text", "a", "--vector-id", "cat")
-    assert got.code == 1 and "give one of --vector, --vector-id or --text" in got.err
+    assert got.code == 1 and got.err == "Error: give one of --vector, --vector-id or --text, not both\n"
+    got = vcli("query", docs)
+    assert got.code == 1 and got.err == "Error: give one of --vector, --vector-id or --text\n"
     got = vcli("query", docs, "--text", "")
     assert got.code == 1 and got.err == "Error: --text is empty; give at least 1 character\n"
 

@@ -202,7 +202,8 @@ def query(
     if file is not None and given:
         raise BadQuery("give either --file or --vector/--vector-id/--text, not both")
     if file is None and given != 1:
-        raise BadQuery("give one of --vector, --vector-id or --text")
+        raise BadQuery("give one of --vector, --vector-id or --text"
+                       + ("" if not given else ", not both" if given == 2 else ", not all three"))
     if text == "":
         raise BadQuery("--text is empty; give at least 1 character")
     values = parse_vector(vector) if vector is not None else None

@@ -21,8 +21,11 @@ import numpy as np
 from ..errors import AiExtraMissing, BadModelFolder, ModelNotPulled
 from . import MAX_TOKENS, spec
 
+# A run holds at most 32 texts and 1,024 padded tokens (32 texts of up to 32 tokens, 16 of 64, 2 of
+# 512). Short texts gain most from running together; for passages, larger runs were slower here
+# (their activations outgrow the CPU's caches): benchmarks/embed.py, docs/embeddings.md.
 BATCH_TEXTS = 32
-BATCH_TOKENS = 8192  # padded tokens per run: 16 texts of 512 tokens, 128 of 64
+BATCH_TOKENS = 1024
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
