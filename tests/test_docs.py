@@ -266,3 +266,16 @@ def test_readme_python_example_runs_under_pytest(tmp_path):
                           env=shell_env(tmp_path), timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "1 passed" in proc.stdout
+
+
+def test_exit_codes_are_pinned_and_documented():
+    """Scripts depend on these numbers: they never change, and docs/contract.md lists each."""
+    from vcli.errors import ExitCode
+
+    assert {e.name: int(e) for e in ExitCode.__members__.values()} == {
+        "OK": 0, "FAILURE": 1, "USAGE": 2, "REPAIRED": 3, "INTERRUPTED": 130,
+    }
+    assert ExitCode.DIFFERENT is ExitCode.FAILURE  # vcli diff's "they differ" is diff(1)'s 1
+    contract = (REPO / "docs" / "contract.md").read_text(encoding="utf-8")
+    table = contract.split("## Errors and exit codes", 1)[1].split("\n\n")[1]
+    assert [int(row.split("|")[1]) for row in table.splitlines()[2:]] == [int(e) for e in ExitCode]

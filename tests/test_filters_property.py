@@ -6,8 +6,10 @@ are written before a metadata index exists and are not indexed for it), then run
 with random filters and namespaces. Vectors and queries hold small integers: scores are then
 computed exactly (the same float64 arithmetic in vcli and in the reference), so ties really tie
 and must be broken by id. Every query runs under both plans: scoring every match exactly, and
-(with ``filter_exact_rows`` at 0) widening the search while checking candidates; and twice in a
-batch, whose shared matching keys are found either way ``store/filtering.py`` can.
+(with ``filter_exact_rows`` at 0) widening the search while checking candidates; twice in a
+batch, sharing their filter's rows; and all of them in one batch, a filter on each line. The index is searched from the store alone, or from a
+matrix (and a delta), whose batches answer a filtered line through the block's product and its
+mask or from its filter's rows, gathered.
 """
 
 from __future__ import annotations
@@ -20,8 +22,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from test_filters import exact_order, indexed_view, reference_match
 
-from vcli.engine import Catalog
-from vcli.engine.store import filtering
+from vcli.engine import Catalog, Tuning
 from vcli.errors import MetadataIndexError
 
 PROPERTIES = {"s": "string", "n": "number", "b": "boolean", "o.x": "number", "t": "string"}
@@ -96,16 +97,22 @@ def a_filter(draw, props: list[str]):
     return {p: draw(condition(p)) for p in chosen}
 
 
+# Where the vectors are searched: the store alone (a small index), or a matrix (and a delta) whose
+# batches mask each filtered line's row of the block's product, or gather every filter's rows.
+TUNINGS = [Tuning(), Tuning(fold_rows=3), Tuning(fold_rows=3, masked_row_cost=1e12)]
+
+
 # No shrink phase: one example costs a few hundred ms (an index, several writes), so shrinking
 # a failure would take minutes; the failing example's draws are printed as they are.
 @settings(max_examples=75, deadline=None,
           phases=[Phase.explicit, Phase.reuse, Phase.generate],
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(data=st.data(), metric=st.sampled_from(["cosine", "euclidean", "dot-product"]))
-def test_filtered_queries_match_the_reference(data, metric):
+@given(data=st.data(), metric=st.sampled_from(["cosine", "euclidean", "dot-product"]),
+       tuning=st.sampled_from(TUNINGS))
+def test_filtered_queries_match_the_reference(data, metric, tuning):
     tmp = tempfile.mkdtemp(prefix="vcli-prop-")
     try:
-        catalog = Catalog(tmp)
+        catalog = Catalog(tmp, tuning=tuning)
         catalog.create("p", dimensions=3, metric=metric)
         with catalog.open("p", write=True) as index:
             run_history(data, index)
@@ -149,11 +156,15 @@ def run_history(data, index) -> None:
                     views.pop(vid, None)
 
     assert {m.property_name: m.index_type for m in index.list_metadata_indexes()} == indexes
-    for _ in range(data.draw(st.integers(4, 12), label="queries")):
-        check_one_query(data, index, indexes, records, views)
+    asked = [check_one_query(data, index, indexes, records, views)
+             for _ in range(data.draw(st.integers(4, 12), label="queries"))]
+    # all of them in one batch: a filter (or none) of its own on each line
+    for result, (_line, check) in zip(index.query_many([a[0] for a in asked]), asked, strict=True):
+        check_result(result, *check)
 
 
-def check_one_query(data, index, indexes, records, views) -> None:
+def check_one_query(data, index, indexes, records, views) -> tuple[dict, tuple]:
+    """Check one query every way; its batch line and what ``check_result`` checks it with."""
     q = data.draw(vector, label="query")
     top_k = data.draw(st.integers(1, 12), label="top_k")
     namespace = data.draw(st.sampled_from([None, None, "x", "y"]), label="namespace")
@@ -175,19 +186,12 @@ def check_one_query(data, index, indexes, records, views) -> None:
         result = index.query(q, top_k=top_k, namespace=namespace, filter=flt,
                              return_metadata=return_metadata)
         check_result(result, q, top_k, namespace, flt, index.metric, records, views)
-    # a batch of two such lines: they share the matching keys, found by probing the other conditions
-    # row by row from the smallest, or by reading each condition's keys and intersecting them
+    # a batch of two such lines: they share the filter's rows, found from its conditions' rows
     line = {"vector": q, "topK": top_k, "returnMetadata": return_metadata,
             **({"namespace": namespace} if namespace else {}), **({"filter": flt} if flt is not None else {})}
-    for cost, rows in ((0, filtering.PROBE_ROWS), (filtering.PROBE_COST, -1)):
-        saved = filtering.PROBE_COST, filtering.PROBE_ROWS
-        filtering.PROBE_COST, filtering.PROBE_ROWS = cost, rows
-        try:
-            results = list(index.query_many([line, line]))
-        finally:
-            filtering.PROBE_COST, filtering.PROBE_ROWS = saved
-        for result in results:
-            check_result(result, q, top_k, namespace, flt, index.metric, records, views)
+    for result in index.query_many([line, line]):
+        check_result(result, q, top_k, namespace, flt, index.metric, records, views)
+    return line, (q, top_k, namespace, flt, index.metric, records, views)
 
 
 def check_result(result, q, top_k, namespace, flt, metric, records, views) -> None:

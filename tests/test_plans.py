@@ -7,7 +7,9 @@ folded in; and after deletes. Batches include namespaces and filters that severa
 which are searched together (gathered and kept for the batch, or, with ``Tuning.gather_floats``
 lowered so that not all can be kept, gathered again or searched in the graph). Each state is checked against a brute-force answer computed here in float64 from
 the float32 values, with ties broken by id, through ``vcli query --vector``, ``--vector-id`` and
-``--file`` (batch). The vectors are clustered and include exact duplicates and scaled copies, so
+``--file`` (batch), whose lines include a filter on almost every line (``many``: answered on a
+matrix through the block's one product and each line's mask, or from the rows of its filter,
+gathered). The vectors are clustered and include exact duplicates and scaled copies, so
 ties are exercised.
 """
 
@@ -40,7 +42,7 @@ def reference(stored: dict[str, np.ndarray], metric: str, q: np.ndarray, k: int)
     ids = sorted(stored)
     v = np.array([stored[i] for i in ids], np.float64)
     q = np.asarray(q, np.float32).astype(np.float64)
-    dots = v @ q
+    dots = np.einsum("ij,j->i", v, q)  # each row alone: BLAS may round a row differently with others
     if metric == "cosine":
         scores = dots / (np.linalg.norm(v, axis=1) * np.linalg.norm(q))
         order = sorted(range(len(ids)), key=lambda i: (-scores[i], ids[i]))
@@ -67,19 +69,37 @@ def in_namespace(vector_id: str) -> bool:
     return vector_id[-1] in "02468ab"
 
 
+def user(vector_id: str) -> str:
+    return f"u{sum(i * ord(ch) for i, ch in enumerate(vector_id)) % 7}"
+
+
 SHARED = [{"filter": {"g": "x"}}, {"filter": {"g": {"$in": ["x", "y"]}}}, {"namespace": "ns"},
           {"namespace": "ns", "filter": {"g": {"$ne": "z"}}}]
 
 
+def many(j: int) -> list[dict]:
+    """Namespaces and filters of query ``j``'s lines in a batch with a filter on almost every
+    line: ``$eq``, ``$in``, ``$ne``, ``$nin`` over one or two properties, most of them on this
+    query's lines alone."""
+    u, v, w = (f"u{(j + d) % 7}" for d in (0, 2, 3))
+    return [{"filter": {"u": u}}, {"namespace": "ns", "filter": {"u": {"$in": [u, v]}}},
+            {"filter": {"u": {"$in": [u, v, w]}, "g": {"$ne": "z"}}},
+            {**({"namespace": "ns"} if j % 2 else {}), "filter": {"u": {"$nin": [v]}, "g": "x"}},
+            {"filter": {"g": {"$in": ["x", "z"]}, "u": {"$ne": f"u{j % 3}"}}}]
+
+
 def passes(vector_id: str, line: dict) -> bool:
-    """Whether a vector is among the candidates of a query line of ``SHARED`` (or of no filter)."""
+    """Whether a vector is among the candidates of a query line (of no filter, of ``SHARED`` or of
+    ``many``)."""
     if "namespace" in line and not in_namespace(vector_id):
         return False
-    cond = line.get("filter", {}).get("g")
-    if isinstance(cond, dict):
-        op, value = next(iter(cond.items()))
-        return group(vector_id) in value if op == "$in" else group(vector_id) != value
-    return cond is None or group(vector_id) == cond
+    values = {"g": group(vector_id), "u": user(vector_id)}
+    for prop, cond in line.get("filter", {}).items():
+        op, value = next(iter(cond.items())) if isinstance(cond, dict) else ("$eq", cond)
+        have = values[prop]
+        if not {"$eq": have == value, "$ne": have != value, "$in": have in value, "$nin": have not in value}[op]:
+            return False
+    return True
 
 
 class Checker:
@@ -93,7 +113,8 @@ class Checker:
         rng = np.random.default_rng(7)
         self.queries = [rng.standard_normal(DIMS).astype(np.float32) * 3 for _ in range(QUERIES)]
         assert vcli("create", self.name, "--dimensions", DIMS, "--metric", metric).code == 0
-        assert vcli("create-metadata-index", self.name, "--property-name", "g", "--type", "string").code == 0
+        for prop in ("g", "u"):
+            assert vcli("create-metadata-index", self.name, "--property-name", prop, "--type", "string").code == 0
 
     def run(self, *args, **kw):
         return self.vcli(*args, tuning=self.tuning, **kw)
@@ -103,7 +124,7 @@ class Checker:
 
     def write(self, mode: str, vecs: dict[str, np.ndarray]) -> None:
         path = self.tmp / "in.ndjson"
-        path.write_text(ndjson({"id": i, "values": v.tolist(), "metadata": {"g": group(i)},
+        path.write_text(ndjson({"id": i, "values": v.tolist(), "metadata": {"g": group(i), "u": user(i)},
                                 **({"namespace": "ns"} if in_namespace(i) else {})} for i, v in vecs.items()))
         assert self.run(mode, self.name, "--file", path).code == 0
         for i, v in vecs.items():
@@ -124,11 +145,20 @@ class Checker:
         (on a graph, all searched in it); with a shared group's queries scored one or two at a
         time (as a large subset's are, to bound the memory of its distances); with blocks cut
         after a few queries' matches (as a batch of large top-k's are); and, on a graph, with every
-        group searched in it because that is judged cheaper than gathering its rows."""
+        group searched in it because that is judged cheaper than gathering its rows. On a matrix,
+        also with every filtered line of a block scored with the block's product and masked, and
+        with none (each filter's rows gathered, its keys from the batch's masks), and with room
+        for the bitmaps of only a few conditions, and blocks cut at each filter."""
         for floats in (3000, 1):
             self.tune(gather_floats=floats)
             self.check()
         self.tune(gather_floats=Tuning().gather_floats)
+        for cost in (0, 1e12):
+            self.tune(masked_row_cost=cost)
+            self.check()
+        self.tune(masked_row_cost=Tuning().masked_row_cost, batch_mask_bytes=1000, block_mask_bytes=1)
+        self.check()
+        self.tune(batch_mask_bytes=Tuning().batch_mask_bytes, block_mask_bytes=Tuning().block_mask_bytes)
         for module, name, value in ((search, "GROUP_FLOATS", 300), (query, "MAX_BLOCK_MATCHES", 25),
                                     (search, "GRAPH_ROWS_PER_DEPTH", 0)):
             saved = getattr(module, name)
@@ -145,6 +175,9 @@ class Checker:
         lines += [{"vectorId": i, "topK": 6} for i in ids]
         # namespaces and filters that several lines share: their queries are searched together
         lines += [{"vector": q.tolist(), "topK": 10, **extra} for q in self.queries for extra in SHARED]
+        # a filter on almost every line, most of them on no other line
+        lines += [{"vector": q.tolist(), "topK": k, **extra}
+                  for j, q in enumerate(self.queries) for extra, k in zip(many(j), (10, 3, 10, 1, 10), strict=True)]
         run = self.run("query", self.name, "--file", "-", input=ndjson(lines))
         assert run.code == 0, run.err
         answers = [orjson.loads(x) for x in run.out.splitlines()]
@@ -169,7 +202,7 @@ def test_every_plan_gives_the_same_matches(vcli, tmp_path, data_dir, metric):
     # not need: its rows would be scanned from the store, as a delta).
     c.tune(fold_rows=100)
     c.write("insert", vectors(rng, 300, "a"))
-    assert c.files(data_dir) == ["matrix-2.f32"]  # mutation 1 made the metadata index
+    assert c.files(data_dir) == ["matrix-3.f32"]  # mutations 1 and 2 made the metadata indexes
     c.check()
 
     # 2. Matrix plus a delta (upserts replacing some rows, new rows, deletes).
@@ -177,7 +210,7 @@ def test_every_plan_gives_the_same_matches(vcli, tmp_path, data_dir, metric):
     c.write("upsert", {**{f"a{i:04d}": rng.standard_normal(DIMS).astype(np.float32) for i in range(0, 40, 2)},
                        **vectors(rng, 25, "b")})
     c.delete([f"a{i:04d}" for i in range(1, 30, 3)] + ["adup-a"])
-    assert c.files(data_dir) == ["matrix-2.f32"]  # mutation 1 made the metadata index
+    assert c.files(data_dir) == ["matrix-3.f32"]  # mutations 1 and 2 made the metadata indexes
     c.check()
     c.check_kept_subsets()
 
@@ -186,7 +219,7 @@ def test_every_plan_gives_the_same_matches(vcli, tmp_path, data_dir, metric):
     c.tune(graph_min_floats=1, graph_in_background=False)
     c.write("insert", vectors(rng, 10, "c"))
     graph = c.files(data_dir)
-    assert [name.split("-")[:3] for name in graph] == [["graph", "2", "0"], ["matrix", "2.f32"]]  # one part
+    assert [name.split("-")[:3] for name in graph] == [["graph", "3", "0"], ["matrix", "3.f32"]]  # one part
     c.check()
 
     # 4. Graph plus a delta: rows written and removed since the graph was saved.

@@ -1,4 +1,4 @@
-"""Every failure a user can hit, each with its exit code.
+"""Every failure a user can hit, each with its exit code, and vcli's exit codes (``ExitCode``).
 
 The engine raises these; exactly one layer of the CLI (``vcli.cli._common.run``) turns them into an
 ``Error: …`` line on stderr and an exit code. ``code`` is the Vectorize API error code for the same
@@ -7,11 +7,24 @@ situation, so a REST front end can answer as Cloudflare does.
 
 from __future__ import annotations
 
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Every exit status of a vcli process (docs/contract.md, "Errors and exit codes")."""
+
+    OK = 0
+    FAILURE = 1  # a failure the user can fix (a ``VcliError``), a system error, anything unexpected
+    DIFFERENT = 1  # ``vcli diff``: the two sides differ (as diff(1) says it)
+    USAGE = 2  # wrong usage: Click's own (an unknown flag, a missing argument, a bad option value)
+    REPAIRED = 3  # ``vcli check --repair`` found problems and repaired them all
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it)
+
 
 class VcliError(Exception):
     """Base class: a failure the user can fix. Exit code 1."""
 
-    exit_code = 1
+    exit_code = ExitCode.FAILURE
     code = 1000  # generic Vectorize "bad request"
     http_status = 400
     notes: tuple[str, ...] = ()  # things worth telling the user that arose before the failure

@@ -12,9 +12,8 @@ from typing import NoReturn
 import typer
 
 from .. import startup
+from ..errors import ExitCode
 from . import _common, check, config_cmd, export, indexes, metadata, models, serve, sync, vectors, workers
-
-startup.install_fast_params()  # plain option values without pydantic
 
 
 class OrderedGroup(_common.FlagGroup):
@@ -76,7 +75,7 @@ def main() -> NoReturn:
     app.registered_commands = startup.only_the_command(every, sys.argv)
     try:
         app(prog_name="vcli")
-        code: object = 0
+        code: object = ExitCode.OK
     except SystemExit as exc:
         code = exc.code
     finally:

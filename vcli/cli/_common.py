@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, Optional, TypeVar
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from .. import render
-from ..errors import BadInput, VcliError
+from .. import render, startup
+from ..errors import BadInput, ExitCode, VcliError
 
 if TYPE_CHECKING:
     from ..engine.tuning import Tuning
@@ -114,28 +114,30 @@ def _is_v1(arg: str) -> bool:
 
 
 class VectorizeCommand(TyperCommand):
-    """A command that reads its command line as wrangler does (the module docstring says how)."""
+    """A command that reads its command line as wrangler does (the module docstring says how), and
+    converts its plain option values without pydantic (``vcli.startup.plain_params``)."""
 
     def parse_args(self, ctx, args: list[str]) -> list[str]:
         cut = args.index("--") if "--" in args else len(args)
         head, tail = list(args[:cut]), list(args[cut:])
         if any(_is_v1(a) for a in head):
             render.error(V1_GONE)
-            raise typer.Exit(1)
+            raise typer.Exit(ExitCode.FAILURE)
         valued = {o for p in self.params if not getattr(p, "is_flag", True) for o in p.opts if len(o) == 2}
         head = [a[:2] + a[3:] if a[:2] in valued and a[2:3] == "=" else a for a in head]  # yargs' -e=NAME
         args = [a for a in head if a.partition("=")[0] not in V1_FLAGS] + tail  # =false: V2, as always
         return super().parse_args(ctx, boolean_forms(expand_array_options(args), false_flags(self.params)))
 
     def get_params(self, ctx):
-        return without_bool_metavar(super().get_params(ctx))
+        return without_bool_metavar(startup.plain_params(super().get_params(ctx)))
 
 
 class FlagGroup(TyperGroup):
-    """A group of commands whose own flags (``--help``) show no ``<bool>`` metavar."""
+    """A group of commands whose own flags (``--help``) show no ``<bool>`` metavar, its options
+    converted without pydantic as a command's are."""
 
     def get_params(self, ctx):
-        return without_bool_metavar(super().get_params(ctx))
+        return without_bool_metavar(startup.plain_params(super().get_params(ctx)))
 
 
 def without_bool_metavar(params: list) -> list:
@@ -314,7 +316,7 @@ def run(fn: F) -> F:
             # ``errors.Interrupted`` says so when the write had already been saved.
             render.error(getattr(exc, "message", None)
                          or "interrupted; the index is as it was before this command")
-            raise typer.Exit(130) from None
+            raise typer.Exit(ExitCode.INTERRUPTED) from None
         except (typer.Exit, typer.Abort):
             raise
         except OSError as exc:
@@ -322,15 +324,15 @@ def run(fn: F) -> F:
                 raise
             where = f"{exc.filename}: " if exc.filename else ""
             render.error(f"{where}{exc.strerror or exc}")
-            raise typer.Exit(1) from None
+            raise typer.Exit(ExitCode.FAILURE) from None
         except Exception as exc:  # noqa: BLE001 - the last line of defence
             if os.environ.get("VCLI_DEBUG"):
                 raise
             if type(exc).__module__ == "sqlite3":  # the store said no outside a write
                 render.error(f"the index store could not be read: {exc} (run `vcli check` on it)")
-                raise typer.Exit(1) from None
+                raise typer.Exit(ExitCode.FAILURE) from None
             render.error(f"unexpected {type(exc).__name__}: {exc} (run with VCLI_DEBUG=1 for details)")
-            raise typer.Exit(1) from None
+            raise typer.Exit(ExitCode.FAILURE) from None
 
     _with_global_options(fn, wrapper)
     return wrapper  # type: ignore[return-value]
@@ -348,7 +350,7 @@ def catalog(data_dir: Optional[Path], remote: bool = False):
         return remote_catalog(data_dir)
     from ..engine.catalog import open_catalog  # lazy: ``vcli --help`` opens no catalog
 
-    return open_catalog(data_dir, tuning=TUNING.get())
+    return open_catalog(data_dir, tuning=TUNING.get(), background_builds=True)  # graphs built after a write returns
 
 
 def remote_catalog(data_dir: Optional[Path] = None):

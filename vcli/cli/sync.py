@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from .. import render
+from ..errors import ExitCode
 from ..render import Reply, Table, Text
 from ._common import DataDir, JsonFlag, VectorizeCommand, WaitTimeout, catalog, remote_catalog, run
 
@@ -98,7 +99,7 @@ def diff(
         human.append(Table(("id", "difference"), rows))
     render.show(Reply(result, human), json)
     if not result.equal:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.DIFFERENT)
 
 
 def _open(spec: str, data_dir):

@@ -20,7 +20,8 @@ The rules (docs/contract.md, "Metadata filters"; as Vectorize does):
 namespace) to the index's metadata indexes as ``Clause``s, which ``store/filtering.py`` runs as
 SQL. A query uses the plan in two ways (``query.py``): ``matching_keys(limit)`` lists the matching
 keys when there are at most ``limit`` of them (score them all exactly), and ``accept`` tells which
-of a batch of candidate keys pass (when many match: the search widens instead).
+of a batch of candidate keys pass (when many match: the search widens instead). A batch reads its
+plans' conditions one by one instead, once each, and combines them (``masks.py``).
 """
 
 from __future__ import annotations
@@ -370,42 +371,17 @@ class Plan:
         """Whether the plan restricts the candidates at all."""
         return self.nothing or bool(self.clauses) or self.namespace is not None
 
-    def matching_keys(self, limit: int | None = None, cache: dict | None = None):
-        """The sorted int64 keys of every matching vector if there are at most ``limit`` of them
-        (None: however many), else None. With no limit and several conditions, each condition's
-        keys may be read on their own and intersected (``filtering.probe_entry`` chooses); ``cache``
-        then keeps them for other plans of the same batch (a namespace shared by several filters)."""
+    def matching_keys(self, limit: int):
+        """The sorted int64 keys of every matching vector if there are at most ``limit`` of them,
+        else None."""
         import numpy as np
 
         if self.nothing:
             return np.zeros(0, np.int64)
-        entry = None if limit is not None else filtering.probe_entry(self.store, self.clauses, self.namespace)
-        if limit is None and entry is None:
-            return self._intersected({} if cache is None else cache)
-        found = filtering.matching_keys(self.store, self.clauses, self.namespace, limit, entry)
+        found = filtering.matching_keys(self.store, self.clauses, self.namespace, limit)
         if found is None:
             return None
-        return _sorted_keys(found)
-
-    def _intersected(self, cache: dict):
-        """The keys every positive condition reads, less those any negative one does."""
-        from .search import in_sorted  # lazy: NumPy
-
-        def read(clause=None):
-            name = ("namespace", self.namespace) if clause is None else (clause.slot, clause.test)
-            if name not in cache:
-                cache[name] = _sorted_keys(filtering.condition_keys(self.store, clause, self.namespace))
-            return cache[name]
-
-        sets = [read(c) for c in self.clauses if c.positive] + ([read()] if self.namespace is not None else [])
-        sets.sort(key=len)
-        keys = sets[0]
-        for other in sets[1:]:
-            keys = keys[in_sorted(keys, other)]
-        for clause in self.clauses:
-            if not clause.positive:
-                keys = keys[~in_sorted(keys, read(clause))]
-        return keys
+        return sorted_keys(found)
 
     def accept(self, keys):
         """A boolean mask: which of ``keys`` (int64 array of existing vectors) pass."""
@@ -420,7 +396,7 @@ class Plan:
         return np.fromiter((k in passing for k in listed), bool, len(listed))
 
 
-def _sorted_keys(text: str):
+def sorted_keys(text: str):
     import numpy as np
 
     keys = np.fromstring(text, np.int64, sep=",")

@@ -14,10 +14,13 @@
 ``Answerer.many`` answers a batch (``vcli query --file``) over one open searcher: queries without
 namespace or filter a block at a time (one matrix product or one graph search on all cores per
 block, in a background thread while the block before is answered). Queries of a block that share a
-namespace and a filter share one candidate set: its matching keys are found once per batch (kept
-for up to ``MAX_SUBSETS`` distinct groups) and the group is answered with one matrix product over
-those rows, or one widened graph search, in the background thread while the next group's keys are
-read. A query alone in its group takes the one-query path.
+namespace and a filter form a group. Each group's rows come from the rows of the batch's
+conditions (``masks.BatchMasks``: each condition read from SQLite once per batch), and the group
+is answered either with the block (its queries scored by a matrix product over every row and
+masked, or on a graph searched with the block's other masked queries of about its share, as deep
+as that calls for, and masked), or from a gathered copy of its rows with one matrix product,
+whichever costs less (``Searcher.with_block``), in the background thread while the next block's
+filters' rows are found.
 Answers come out in input order.
 """
 
@@ -31,6 +34,7 @@ import orjson
 
 from ..errors import BadInput, BadQuery, VcliError
 from . import filters
+from .masks import BatchMasks
 from .records import IndexConfig, Match, Query, QueryResult
 from .scoring import exact_scores
 from .search import Searcher
@@ -38,8 +42,6 @@ from .searchfiles import SearchFiles
 from .store import Store
 from .validate import check_query, check_query_namespace, check_top_k, pack_values
 
-MAX_SUBSETS = 64  # the namespaces and filters of a batch whose matching keys are kept
-MAX_CONDITION_KEYS = 8_000_000  # keys of single conditions kept for the batch's other filters (64 MB)
 # A block also ends once its queries ask for this many matches in all: their stored rows (values
 # and metadata, up to 10 KiB each) are read together (1,024 queries of top-k 10, 102 of top-k 100).
 MAX_BLOCK_MATCHES = 10_240
@@ -73,9 +75,7 @@ class Answerer:
         self.config = config
         self.top_k_cap = top_k_cap
         self._indexes: list[filters.MetadataIndexInfo] | None = None
-        # a batch's namespaces and filters that several of its queries share: their matching keys
-        self._subsets: dict[tuple, Any] = {}
-        self._conditions: dict = {}  # and the keys of their conditions, read on their own
+        self._masks: BatchMasks | None = None  # a batch's: the rows of its filters' conditions
 
     # -- entry points ---------------------------------------------------------------------------
     def one(self, query: Query) -> QueryResult:
@@ -95,16 +95,19 @@ class Answerer:
         done = n = 0
         pending: list[Checked] = []  # read, not started
         asked = 0  # the matches the pending queries ask for
-        started: list = []  # at most one block: (block, its Searcher.begin handle)
+        started: list = []  # at most one block: (block, its _Started)
+        filters: set = set()  # the distinct namespaces and filters of the pending queries
         with Searcher(self.files, notes) as searcher:
             size = searcher.block_size()
+            most_filters = searcher.block_filters()
 
             def advance(everything: bool) -> Iterator[QueryResult]:
                 """Start the pending block; answer the one started before it (or all)."""
                 nonlocal pending, done, asked
                 if pending:
-                    started.append((pending, _begin_block(searcher, pending)))
+                    started.append((pending, self._begin_block(searcher, pending)))
                     pending, asked = [], 0
+                    filters.clear()
                 while len(started) > (0 if everything else 1):
                     block, handle = started.pop(0)
                     for result in self._finish_block(searcher, block, handle, notes):
@@ -127,12 +130,15 @@ class Answerer:
                             except VcliError as exc:
                                 raise _with_line(exc, query.line or n) from None
                             asked += pending[-1].query.top_k
+                            if not pending[-1].plain:
+                                filters.add(pending[-1].group)
                     except StopIteration:
                         break
                     except VcliError:
                         yield from advance(everything=True)  # the lines before it, then the error
                         raise
-                    if item is None or len(pending) >= size or asked >= MAX_BLOCK_MATCHES:
+                    if item is None or len(pending) >= size or asked >= MAX_BLOCK_MATCHES \
+                            or len(filters) >= most_filters:
                         yield from advance(everything=item is None)
                 yield from advance(everything=True)
             except VcliError as exc:
@@ -235,10 +241,44 @@ class Answerer:
             pairs.setdefault(key, []).append((prop, filters.output_value(value, kind)))
         return {key: filters.nest(found) for key, found in pairs.items()}
 
-    def _finish_block(self, searcher: Searcher, block: list[Checked], handle, notes) -> Iterator[QueryResult]:
-        found = iter(searcher.finish(handle) if handle is not None else ())
-        keys = [next(found) if c.plain else None for c in block]
-        self._shared_candidates(searcher, block, keys)
+    def _begin_block(self, searcher: Searcher, block: list[Checked]) -> _Started:
+        """Start the block's heavy part: its plain queries, and the filtered ones that
+        ``_block_masks`` sends with them, each with its filter's rows (the rows of every filter
+        of the block are found here)."""
+        plain = [i for i, c in enumerate(block) if c.plain]
+        filter_rows, masked = self._block_masks(searcher, block)
+        order = plain + masked
+        if not order:
+            return _Started(order, None, filter_rows)
+        handle = searcher.begin(np.stack([block[i].q for i in order]), [block[i].query.top_k for i in order],
+                                masks=[filter_rows[block[i].group] for i in masked])
+        return _Started(order, handle, filter_rows)
+
+    def _block_masks(self, searcher: Searcher, block: list[Checked]) -> tuple[dict, list[int]]:
+        """Each filter's rows (by group: ``masks.BatchMasks.rows``), and the lines answered with
+        the block's plain ones, masked, rather than from their filter's rows, gathered: those for
+        which that costs less (``Searcher.with_block``)."""
+        if self._masks is None:
+            m_keys = searcher.matrix.keys if searcher.matrix is not None else np.zeros(0, np.int64)
+            self._masks = BatchMasks(self.store, m_keys, searcher.delta_keys(), self.files.tuning.batch_mask_bytes)
+        groups: dict[tuple, list[int]] = {}
+        for i, c in enumerate(block):
+            if not c.plain:
+                groups.setdefault(c.group, []).append(i)
+        filter_rows, masked = {}, []
+        for group, members in groups.items():
+            filter_rows[group] = found = self._masks.rows(block[members[0]].plan)
+            if searcher.with_block(len(members), len(found[0]) + int(np.count_nonzero(found[1]))):
+                masked += members
+        return filter_rows, masked
+
+    def _finish_block(self, searcher: Searcher, block: list[Checked], started: _Started,
+                      notes) -> Iterator[QueryResult]:
+        keys: list = [None] * len(block)
+        if started.handle is not None:
+            for i, found in zip(started.order, searcher.finish(started.handle), strict=True):
+                keys[i] = found
+        self._shared_candidates(searcher, block, keys, started.filter_rows)
         rows = {row[0]: row for row in self.store.rows_for_keys(k for ks in keys if ks for k in ks)}
         for c, candidates in zip(block, keys, strict=True):
             try:
@@ -247,27 +287,18 @@ class Answerer:
                 raise _with_line(exc, c.query.line) from None
 
 
-    def _shared_candidates(self, searcher: Searcher, block: list[Checked], keys: list) -> None:
-        """Fill in ``keys`` for the queries of ``block`` whose namespace and filter another query of
-        the batch shares: each such group's matching keys are found once (kept for the rest of the
-        batch) and its queries searched together (``Searcher.candidates_within``). A query alone
-        with its filter is answered on its own (``_candidates``), as a one-shot query is."""
+    def _shared_candidates(self, searcher: Searcher, block: list[Checked], keys: list, filter_rows: dict) -> None:
+        """Fill in ``keys`` for the filtered queries of ``block`` not answered with the block:
+        each group's queries are scored together against a gathered copy of its filter's rows
+        (``filter_rows``; ``Searcher.candidates_within``), in the background thread."""
         groups: dict[tuple, list[int]] = {}
         for i, c in enumerate(block):
-            if not c.plain:
+            if not c.plain and keys[i] is None:
                 groups.setdefault(c.group, []).append(i)
         busy = frozenset(groups)
         started = []  # (members, the future of their candidates, or None when nothing matches)
         for group, members in groups.items():
-            if len(members) < 2 and group not in self._subsets:
-                continue
-            if group not in self._subsets:
-                if len(self._subsets) >= MAX_SUBSETS:
-                    self._subsets.pop(next(iter(self._subsets)))
-                if sum(map(len, self._conditions.values())) > MAX_CONDITION_KEYS:
-                    self._conditions.clear()
-                self._subsets[group] = block[members[0]].plan.matching_keys(cache=self._conditions)
-            allowed = self._subsets[group]
+            allowed = self._masks.keys(filter_rows[group])
             started.append((members, None if not len(allowed) else searcher.begin_within(
                 np.stack([block[i].q for i in members]), [block[i].query.top_k for i in members], allowed,
                 group, busy)))  # searched in the background while the next group's keys are read
@@ -277,11 +308,13 @@ class Answerer:
                 keys[i] = candidates
 
 
-def _begin_block(searcher: Searcher, block: list[Checked]):
-    plain = [c for c in block if c.plain]
-    if not plain:
-        return None
-    return searcher.begin(np.stack([c.q for c in plain]), [c.query.top_k for c in plain])
+class _Started(NamedTuple):
+    """A block begun: the lines its heavy part answers (in its order), the handle of that part
+    (None when there are none), and the rows of its filters (by group)."""
+
+    order: list[int]
+    handle: Any
+    filter_rows: dict
 
 
 def _at_line(check, obj: Any, line: int) -> Query:

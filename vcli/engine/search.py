@@ -11,7 +11,9 @@ delta; ``query.py`` then rescores them exactly.
 ``allowed`` (sorted int64 keys) restricts the search to a subset, for namespaces and filters that
 match few rows; ``accept`` (a check of candidate keys) for those that match many. Batch queries
 (``begin``/``finish``) search a block of queries at once: one matrix product, or one graph search
-on all cores, in a background thread while the block before is answered.
+on all cores, in a background thread while the block before is answered; filtered ones with a
+mask each (the rows they pass, ``masks.py``) or, sharing a filter, from a gathered copy of its
+rows (``candidates_within``).
 """
 
 from __future__ import annotations
@@ -253,6 +255,10 @@ class Searcher:
             self._removed_keys = np.sort(np.asarray(self.store.removed_since(self.seq), np.int64))
         return self._removed_keys
 
+    def delta_keys(self) -> np.ndarray:
+        """The keys of the rows written since the search file (the delta), in its order."""
+        return self._delta_arrays()[0]
+
     def _delta_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(keys, vectors, norms)`` of the rows written since the search file."""
         if self._delta_cache is None:
@@ -418,11 +424,19 @@ class Searcher:
         ends = np.searchsorted(allowed, [f.hi for f in files], side="right")
         return int((ends - starts).sum())
 
-    def _usable(self, keys: np.ndarray, dists: np.ndarray, removed, allowed) -> np.ndarray:
+    def _usable(self, keys: np.ndarray, dists: np.ndarray, removed, allowed, masks=None) -> np.ndarray:
         """Which graph candidates (``keys``, ``dists`` as ``Parts.search`` gives them) can be
         answers: found, in the matrix (not gone since their part was built), not removed since
-        the matrix, and in ``allowed`` (sorted keys) when given."""
-        usable = np.isfinite(dists) & in_sorted(keys, self.matrix.keys)
+        the matrix, in ``allowed`` (sorted keys) when given, and with ``masks`` (a mask of the
+        matrix's rows and the delta's per query), in the query's mask."""
+        mk = self.matrix.keys
+        if masks is not None and len(mk):
+            rows = np.minimum(np.searchsorted(mk, keys), len(mk) - 1)
+            usable = np.isfinite(dists) & (mk[rows] == keys)
+            for i, (m_bits, _) in enumerate(masks):
+                usable[i] &= m_bits[rows[i]]
+        else:
+            usable = np.isfinite(dists) & in_sorted(keys, mk)
         if removed is not None and len(removed):
             usable &= ~in_sorted(keys, removed)
         if allowed is not None:
@@ -455,19 +469,15 @@ class Searcher:
         """``candidates(q, k, allowed)`` for each row of ``queries``, sharing the work: the vectors
         of ``allowed`` (sorted keys: a namespace's or a filter's matches) are gathered once into
         one contiguous array, kept under ``token`` for the rest of the batch, and scored against
-        the block with one matrix product; exact, as a matrix search is. On a graph, a subset too
-        large to gather, or wide enough that a graph search costs less (``_graph_cheaper``), is
-        searched in the graph for the whole block at once, as deep as how few of its keys pass
-        calls for, and a query still short of candidates widens alone. ``busy``: the tokens of
-        the caller's current block, which are not given up to keep this one."""
+        the block with one matrix product; exact, as a matrix search is. (A filter whose matches
+        cost more to gather than its queries cost with their block is a mask of ``begin``'s
+        instead: ``with_block``.) ``busy``: the tokens of the caller's current block, which are not
+        given up to keep this one."""
         queries = np.ascontiguousarray(queries, np.float32).reshape(-1, self.dims)
         d_keys, d_vecs, d_norms = self._delta_arrays()
         keep = in_sorted(d_keys, allowed)
         d_keys, d_vecs, d_norms = d_keys[keep], d_vecs[keep], d_norms[keep]
-        subset = self._subset(allowed, token, busy, ks)
-        if subset is None:  # a graph, and its keys too many to gather or cheaper searched there
-            return self._graph_within(queries, list(ks), allowed, (d_keys, d_vecs, d_norms))
-        s_keys, s_vecs, s_norms = subset
+        s_keys, s_vecs, s_norms = self._subset(allowed, token, busy)
         bound = max_norm(d_norms, s_norms)
         step = max(1, GROUP_FLOATS // max(1, len(s_keys)))
         out = []
@@ -483,18 +493,14 @@ class Searcher:
                                           np.concatenate([d_dists[i], dists[i, near]]), k, tol).tolist())
         return out
 
-    def _subset(self, allowed: np.ndarray, token: object, busy: frozenset, ks: Sequence[int]):
+    def _subset(self, allowed: np.ndarray, token: object, busy: frozenset):
         """The keys, float32 vectors and norms of ``allowed`` in the search file (removed keys
         left out), gathered once per token and kept (at most ``Tuning.gather_floats`` numbers in
-        all, the oldest not ``busy`` given up first). None for a graph when they are more than
-        that, or when searching the graph for the queries costs less than gathering them and
-        scoring them all."""
+        all, the oldest not ``busy`` given up first)."""
         if token in self._subsets:
             return self._subsets[token]
         removed, limit = self._removed(), self.files.tuning.gather_floats
         size = len(allowed) * self.dims
-        if self.graph is not None and (size > limit or self._graph_cheaper(len(ks), len(allowed))):
-            return None
         held = sum(v[1].size for v in self._subsets.values())
         for old in [t for t in self._subsets if t not in busy]:  # the oldest first
             if held + size <= limit:
@@ -513,52 +519,60 @@ class Searcher:
             self._subsets[token] = found
         return found
 
-    def _graph_cheaper(self, queries: int, matches: int) -> bool:
-        """Whether one search of the graph parts for ``queries`` queries, as deep as a filter
-        passing ``matches`` vectors calls for, costs less than gathering those vectors (again,
-        if they cannot be kept) and scoring every one of them against every query."""
-        share = matches / max(len(self.graph), 1)
-        graph = queries * GRAPH_ROWS_PER_DEPTH * self.graph.depth(share)
-        return graph < matches * (queries + GATHER_ROWS)
+    def with_block(self, queries: int, matches: int) -> bool:
+        """Whether ``queries`` queries of a filter passing ``matches`` vectors cost less answered
+        with their block, masked (``begin``: ``_masked_cost`` each), than from those vectors,
+        gathered (again, if they cannot be kept: ``GATHER_ROWS`` a row) and scored against every
+        query (``candidates_within``); on a graph, always when they are more than
+        ``Tuning.gather_floats`` numbers."""
+        if not matches:
+            return False
+        if self.graph is not None and matches * self.dims > self.files.tuning.gather_floats:
+            return True
+        return queries * self._masked_cost(matches) < matches * (queries + GATHER_ROWS)
 
-    def _within_depth(self, ks: Sequence[int], allowed: np.ndarray) -> int:
-        """How many candidates a graph search for ``allowed`` asks for: enough that about
-        ``search_count(k)`` of them are expected to pass."""
+    def _masked_cost(self, matches: int, graph: bool | None = None) -> float:
+        """What a masked query of a block costs, in rows scored: every row of the matrix's product
+        (``Tuning.masked_row_cost`` each), or on a graph (unless ``graph`` is False) a search of
+        the parts as deep as a filter passing ``matches`` vectors calls for, whichever is less."""
+        rows = (len(self.matrix.keys) if self.matrix is not None else 0) + len(self._delta_arrays()[0])
+        product = rows * self.files.tuning.masked_row_cost
+        if self.graph is None or graph is False:
+            return product
+        return min(product, GRAPH_ROWS_PER_DEPTH * self.graph.depth(matches / max(len(self.graph), 1)))
+
+    def _within_depth(self, ks: Sequence[int], matches: int) -> int:
+        """How many candidates a graph search for a filter passing ``matches`` vectors asks for:
+        enough that about ``search_count(k)`` of them are expected to pass."""
         removed, size = self._removed(), len(self.graph)
-        share = max(len(allowed) / max(size, 1), 1e-6)
+        share = max(matches / max(size, 1), 1e-6)
         # 1.6x the expected need: at 1.25x, one query in ten of a 50 % filter found too few
         # passing and widened alone, costing the batch a fifth of its time
         need = _search_count(max(ks)) / share * 1.6
         return min(self.graph.largest, int(need) + (0 if removed is None else len(removed)))
 
-    def _graph_within(self, queries: np.ndarray, ks: list[int], allowed: np.ndarray, delta) -> list[list[int]]:
-        count = self._within_depth(ks, allowed)
-        with self._graph_lock:
-            found = self.graph.search(queries, count, threads=os.cpu_count() or 1,
-                                      share=len(allowed) / max(len(self.graph), 1))
-        covered = self._covered(allowed)
-        enough = [min(_search_count(k), covered) for k in ks]
-        return self._graph_block(queries, ks, found if covered else None, delta, enough, allowed)
-
     def _graph_block(self, queries: np.ndarray, ks: list[int], found, delta, enough: list[int],
-                     allowed: np.ndarray | None = None) -> list[list[int]]:
+                     masks=None) -> list[list[int]]:
         """The candidates of a block of queries from one search of the graph parts (``found``: keys
         and graph distances, as ``Parts.search`` gives them; None when the parts are empty), the
         matrix rows they do not cover, and the ``delta`` (keys, vectors, norms), all scored at
-        once. Graph candidates that are gone (and, given ``allowed``, outside it) are dropped and
-        only the nearest few of the rest gathered from the matrix; a query left with fewer than
-        ``enough[i]`` widens alone (``_candidates_one``)."""
+        once. Graph candidates that are gone (and, given ``masks``, per query a bool per row of
+        the matrix and of the delta, outside the query's) are dropped and only the nearest few of
+        the rest gathered from the matrix; a query left with fewer than ``enough[i]`` widens
+        alone (``_candidates_one``)."""
         m, removed = self.matrix, self._removed()
         d_keys, d_vecs, d_norms = delta
         dists = [batch_distances(self.metric, queries, d_vecs, d_norms)]
         keys = [np.broadcast_to(d_keys, (len(queries), len(d_keys)))]
+        for i, (_, d_bits) in enumerate(masks or ()):
+            dists[0][i, ~d_bits] = np.inf
         if self._uncovered_bound is None:
             self._uncovered_bound = max_norm(*(m.norms[part] for part in self._uncovered))
         bound = max(max_norm(d_norms), self._uncovered_bound)
         short = np.asarray(enough) > 0
         if found is not None:
             g_keys, g_dists = found
-            valid = self._usable(g_keys, g_dists, removed, allowed)
+            valid = self._usable(g_keys, g_dists, removed, None, masks)
             g_keys, valid = _nearest(g_keys, g_dists, valid, _search_count(max(ks)))
             rows = np.minimum(np.searchsorted(m.keys, g_keys), len(m.keys) - 1)
             rows[~valid] = 0
@@ -577,9 +591,9 @@ class Searcher:
             drop = np.zeros(len(u_keys), bool)
             if removed is not None and len(removed):
                 drop |= in_sorted(u_keys, removed)
-            if allowed is not None:
-                drop |= ~in_sorted(u_keys, allowed)
             u_dists[:, drop] = np.inf
+            for i, (m_bits, _) in enumerate(masks or ()):
+                u_dists[i, ~m_bits[part]] = np.inf
             if len(u_keys) <= SMALL_RUN:
                 keys.append(np.broadcast_to(u_keys, (len(queries), len(u_keys))))
                 dists.append(u_dists)
@@ -595,8 +609,12 @@ class Searcher:
                    for i, k in enumerate(ks)]
         else:
             out = top_candidates_rows(keys, dists, ks, tols)
-        return [self._candidates_one(queries[i], k, allowed) if short[i] else out[i].tolist()
-                for i, k in enumerate(ks)]
+        return [self._candidates_one(queries[i], k, self._mask_keys(masks[i]) if masks else None)
+                if short[i] else out[i].tolist() for i, k in enumerate(ks)]
+
+    def _mask_keys(self, bits) -> np.ndarray:
+        """The sorted keys of the matrix's and the delta's rows that a mask passes."""
+        return np.sort(np.concatenate([self.matrix.keys[bits[0]], self._delta_arrays()[0][bits[1]]]))
 
     def block_size(self) -> int:
         """How many queries ``begin`` takes at once: the product of a block with the matrix (when
@@ -607,18 +625,36 @@ class Searcher:
             n = len(self.matrix.keys) if self.matrix is not None else 0
         return max(1, min(MAX_BLOCK_QUERIES, BLOCK_FLOATS // max(1, n + len(self._delta_arrays()[0]))))
 
-    def begin(self, queries: np.ndarray, ks: Sequence[int], *, background: bool = True) -> _Block:
+    def block_filters(self) -> int:
+        """How many distinct filters a block of a batch may hold: their masks (``begin``), at most
+        4 bytes a row of the matrix and 1 a row of the delta each, are at most
+        ``Tuning.block_mask_bytes``."""
+        rows = 4 * (len(self.matrix.keys) if self.matrix is not None else 0) + len(self._delta_arrays()[0])
+        return max(1, self.files.tuning.block_mask_bytes // max(1, rows))
+
+    def begin(self, queries: np.ndarray, ks: Sequence[int], *, background: bool = True,
+              masks: Sequence[tuple[np.ndarray, np.ndarray]] = ()) -> _Block:
         """Start ``candidates_many`` for at most ``block_size()`` queries; ``finish`` completes
         it. The heavy part (the matrix product and its group minima, or the graph search), which
         runs without Python's lock, goes to a background thread, so that a caller can answer the
-        block before (fetch rows, rescore, print) meanwhile: ``query.answer_many`` does."""
+        block before (fetch rows, rescore, print) meanwhile: ``query.answer_many`` does.
+
+        ``masks``: the last ``len(masks)`` queries are filtered, each by the matrix's rows it
+        passes (positions, in any order) and a mask of the delta's (``masks.BatchMasks.rows``).
+        On a matrix they share the block's product and their candidates are the nearest of the
+        rows they pass. On a graph, each is scored against every row of the matrix the same way
+        or, when that costs more (``_masked_cost``), searched in the parts with those whose
+        filters pass about as many vectors (within a factor of two), as deep as the narrowest of
+        them calls for, keeping the candidates it passes."""
         queries = np.ascontiguousarray(queries, np.float32).reshape(-1, self.dims)
         ks = list(ks)
         self._prepare()
+        plain = len(ks) - len(masks)
         heavy = self._graph_heavy if self.graph is not None else self._matrix_heavy
+        args = (queries, ks, plain) if self.graph is None else (queries, ks, plain, masks)
         if not background:
-            return _Block(queries, ks, result=heavy(queries, ks))
-        return _Block(queries, ks, future=self._background().submit(heavy, queries, ks))
+            return _Block(queries, ks, masks, result=heavy(*args))
+        return _Block(queries, ks, masks, future=self._background().submit(heavy, *args))
 
     def begin_within(self, queries: np.ndarray, ks: Sequence[int], allowed: np.ndarray, token: object,
                      busy: frozenset = frozenset()):
@@ -633,7 +669,7 @@ class Searcher:
         the background thread only computes from arrays (and alone touches the kept subsets)."""
         self._delta_arrays()
         self._removed()
-        if self.graph is None and self.matrix is not None:
+        if self.matrix is not None:
             self._removed_columns()
 
     def _background(self):
@@ -646,10 +682,12 @@ class Searcher:
     def finish(self, block: _Block) -> list[list[int]]:
         heavy = block.future.result() if block.future is not None else block.result
         if self.graph is not None:
-            return self._graph_finish(block.queries, block.ks, heavy)
-        return self._matrix_finish(block.queries, block.ks, heavy)
+            return self._graph_finish(block.queries, block.ks, heavy, block.masks)
+        return self._matrix_finish(block.queries, block.ks, heavy, block.masks)
 
-    def _matrix_heavy(self, queries: np.ndarray, ks: list[int]):
+    def _matrix_heavy(self, queries: np.ndarray, ks: list[int], plain: int):
+        """The block's product with the matrix, and the group minima of its first ``plain`` rows
+        (the queries that are not masked)."""
         m = self.matrix
         if m is None or not len(m.keys):
             return None
@@ -657,31 +695,89 @@ class Searcher:
         gone = self._removed_rows
         if gone is not None and len(gone):
             dists[:, gone] = np.inf
-        return dists, Groups(dists, ks)
+        return dists, Groups(dists[:plain], ks[:plain]) if plain else None
 
-    def _matrix_finish(self, queries: np.ndarray, ks: list[int], heavy) -> list[list[int]]:
+    def _matrix_finish(self, queries: np.ndarray, ks: list[int], heavy, masks=()) -> list[list[int]]:
         """Exact candidates for a block of queries: the delta and (when there is one) the matrix,
         each as one matrix product. Scanning the product is what costs beyond it, so each row is
         read once more only: for the minimum of each of ``GROUPS`` interleaved groups of columns.
         The k-th smallest of those minima bounds the k-th distance from above (k groups hold at
         least k rows that near), and only the few groups whose minimum is within the bound (plus
-        the tolerance) are looked into."""
+        the tolerance) are looked into. A masked query (the last ``len(masks)``) looks into the
+        rows its mask passes."""
         d_keys, d_vecs, d_norms = self._delta_arrays()
         d_dists = batch_distances(self.metric, queries, d_vecs, d_norms)
         m = self.matrix
         bound = max_norm(d_norms, m.norms if m is not None else _EMPTY_NORMS)
+        plain = len(ks) - len(masks)
         out = []
         for i, k in enumerate(ks):
             tol = tolerance(self.metric, queries[i], bound)
             keys, row = d_keys, d_dists[i]
-            if heavy is not None:
+            if i >= plain:
+                m_rows, d_bits = masks[i - plain]
+                keys, row = keys[d_bits], row[d_bits]
+                if heavy is not None:
+                    keys = np.concatenate([keys, m.keys[m_rows]])
+                    row = np.concatenate([row, heavy[0][i][m_rows]])
+            elif heavy is not None:
                 dists, groups = heavy
                 near = groups.near(i, tol)
                 keys, row = np.concatenate([keys, m.keys[near]]), np.concatenate([row, dists[i, near]])
             out.append(top_candidates(keys, row, k, tol).tolist())
         return out
 
-    def _graph_heavy(self, queries: np.ndarray, ks: list[int]):
+    def _graph_heavy(self, queries: np.ndarray, ks: list[int], plain: int, masks=()):
+        """The search of the graph parts for the block's first ``plain`` queries (None when there
+        are none); for the masked ones after them, those cheaper scored against every row of the
+        matrix (``_masked_cost``) scored so, their nearest kept (``{which: (keys, distances)}``),
+        and the others searched in the parts, ``(which, found)`` for each bin of them searched
+        together (``_mask_bins``)."""
+        found = self._graph_search(queries[:plain], ks[:plain]) if plain else None
+        masked = [(j, max(len(m_rows), 1)) for j, (m_rows, _) in enumerate(masks)]
+        product = [j for j, n in masked if self._masked_cost(n, graph=False) <= self._masked_cost(n)]
+        near = self._product_near(queries[plain:], ks[plain:], masks, product)
+        bins = []
+        for which, matches in self._mask_bins([(j, n) for j, n in masked if j not in near]):
+            qks = [ks[plain + j] for j in which]
+            with self._graph_lock:
+                bins.append((which, self.graph.search(queries[plain + which], self._within_depth(qks, matches),
+                                                      threads=os.cpu_count() or 1,
+                                                      share=matches / max(len(self.graph), 1))))
+        return found, near, bins
+
+    def _product_near(self, queries: np.ndarray, ks: list[int], masks, which: list[int]) -> dict:
+        """For queries ``which`` (of ``queries``, ``ks`` and ``masks``): the matrix's rows of
+        each one's mask within the tolerance of its k-th nearest, ``{j: (keys, distances)}``,
+        from matrix products of at most ``BLOCK_FLOATS`` distances."""
+        m, near = self.matrix, {}
+        if not which:
+            return near
+        bound = max_norm(self._delta_arrays()[2], m.norms)
+        gone = self._removed_rows
+        step = max(1, BLOCK_FLOATS // max(1, len(m.keys)))
+        for start in range(0, len(which), step):
+            js = which[start : start + step]
+            dists = batch_distances(self.metric, queries[js], m.values, m.norms)
+            if gone is not None and len(gone):
+                dists[:, gone] = np.inf
+            for j, row in zip(js, dists, strict=True):
+                rows = masks[j][0]
+                keys = top_candidates(rows, row[rows], ks[j], tolerance(self.metric, queries[j], bound))
+                near[j] = (m.keys[keys], row[keys])
+        return near
+
+    def _mask_bins(self, masked: list[tuple[int, int]]) -> list[tuple[np.ndarray, int]]:
+        """The masked queries ``masked`` (``(which, the rows its mask passes)``) in bins of those
+        whose masks pass about as many (within a factor of two): ``(which, the fewest rows one
+        of them passes)``."""
+        size = max(len(self.graph), 1)
+        bins: dict[int, list[tuple[int, int]]] = {}
+        for j, matches in masked:
+            bins.setdefault(int(np.log2(size / matches)), []).append((j, matches))
+        return [(np.array([j for j, _ in members]), min(n for _, n in members)) for members in bins.values()]
+
+    def _graph_search(self, queries: np.ndarray, ks: list[int]):
         g, m = self.graph, self.matrix
         removed = self._removed_keys
         wanted = _search_count(max(ks))
@@ -695,18 +791,47 @@ class Searcher:
         with self._graph_lock:
             return g.search(queries, count, threads=os.cpu_count() or 1)
 
-    def _graph_finish(self, queries: np.ndarray, ks: list[int], found) -> list[list[int]]:
-        """Graph candidates for a block of queries, found in one search on all cores; a query
-        that loses too many of its candidates to removed keys widens alone."""
-        removed = self._removed()
+    def _graph_finish(self, queries: np.ndarray, ks: list[int], heavy, masks=()) -> list[list[int]]:
+        """Graph candidates for a block of queries, found in one search on all cores (and one per
+        bin of the masked ones); a query that loses too many of its candidates to removed keys
+        (or its mask) widens alone."""
+        found, near, bins = heavy
+        removed, delta = self._removed(), self._delta_arrays()
         live = len(self.graph) - (0 if removed is None else len(removed))
-        return self._graph_block(queries, ks, found, self._delta_arrays(), [min(k, live) for k in ks])
+        plain = len(ks) - len(masks)
+        out = self._graph_block(queries[:plain], ks[:plain], found, delta, [min(k, live) for k in ks[:plain]]) \
+            if plain else []
+        masked: list = [None] * len(masks)
+        d_keys, d_vecs, d_norms = delta
+        bound = max_norm(d_norms, self.matrix.norms)
+        for j, (keys, dists) in near.items():  # scored against every row
+            q, d_bits = queries[plain + j], masks[j][1]
+            d_dists = batch_distances(self.metric, q[None, :], d_vecs[d_bits], d_norms[d_bits])[0]
+            masked[j] = top_candidates(np.concatenate([d_keys[d_bits], keys]), np.concatenate([d_dists, dists]),
+                                       ks[plain + j], tolerance(self.metric, q, bound)).tolist()
+        for which, found_bin in bins:
+            qks, bits = [ks[plain + j] for j in which], [self._bits(masks[j]) for j in which]
+            enough = [min(_search_count(k), self._covered_rows(b[0])) for k, b in zip(qks, bits, strict=True)]
+            got = self._graph_block(queries[plain + which], qks, found_bin, delta, enough, masks=bits)
+            for j, candidates in zip(which, got, strict=True):
+                masked[j] = candidates
+        return out + masked
+
+    def _bits(self, mask):
+        """A query's mask (``begin``) as a bool per row of the matrix and of the delta."""
+        m_bits = np.zeros(len(self.matrix.keys), bool)
+        m_bits[mask[0]] = True
+        return m_bits, mask[1]
+
+    def _covered_rows(self, m_bits: np.ndarray) -> int:
+        """How many of the matrix's rows that ``m_bits`` passes are in the graph parts."""
+        return int(np.count_nonzero(m_bits)) - sum(int(np.count_nonzero(m_bits[run])) for run in self._uncovered)
 
 
 class _Block:
     """A block of queries in ``Searcher.begin`` / ``finish``: its heavy part, done or coming."""
 
-    __slots__ = ("queries", "ks", "result", "future")
+    __slots__ = ("queries", "ks", "masks", "result", "future")
 
-    def __init__(self, queries: np.ndarray, ks: list[int], result: object = None, future: object = None):
-        self.queries, self.ks, self.result, self.future = queries, ks, result, future
+    def __init__(self, queries: np.ndarray, ks: list[int], masks=(), result: object = None, future: object = None):
+        self.queries, self.ks, self.masks, self.result, self.future = queries, ks, masks, result, future

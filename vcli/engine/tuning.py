@@ -22,9 +22,10 @@ class Tuning(NamedTuple):
     # 2M x 384 finds at most ~0.985 of the true top 10 however deep it is searched, four parts of
     # 500k 0.995 at less depth, and a part builds and is rewritten faster than one big graph.
     graph_part_rows: int = 500_000
-    # Graphs are built by a detached builder process after a write returns (builder.py); False
-    # builds them in the writing process instead, before it returns (tests use it to have a graph
-    # deterministically).
+    # Graphs are built by a detached builder process after a write returns (builder.py), where the
+    # catalog allows it (``Catalog(..., background_builds=True)``: the CLI's and the server's);
+    # False, or a catalog that does not, builds them in the writing process instead, before it
+    # returns (tests use it to have a graph deterministically).
     graph_in_background: bool = True
     # Changes (rows written + rows removed) since the matrix before the writer folds them in.
     # Every query scans them exactly (2,000 x 384 is ~3 MB from SQLite, a few ms); folding writes
@@ -39,6 +40,22 @@ class Tuning(NamedTuple):
     # contiguous copy of the matching vectors, kept for the batch: at most this many numbers in
     # all (256 MiB). On a graph, a larger set of matches is searched in the graph instead.
     gather_floats: int = 64 * 2**20
+    # A batch reads each condition of its filters (a namespace, a value, a range) once and keeps
+    # the matrix's rows that hold it, as a list and as a bitmap (masks.py): at most this many
+    # bytes of them (a byte a row and 4 a row held: 128 MiB is ~1,900 conditions of 1 % at 59k
+    # rows, ~250 at 500k), the least recently used given up first.
+    batch_mask_bytes: int = 128 * 2**20
+    # And the rows each distinct filter of a block of a batch passes (4 bytes a row of the matrix,
+    # 1 a row of the delta): at most this many bytes, however wide the filters, as a block ends
+    # once its filters could pass it (128 MiB: 569 filters at 59k rows, more than a block's
+    # queries; 67 at 500k). Two blocks are under way at a time.
+    block_mask_bytes: int = 128 * 2**20
+    # A line whose filter few lines of its block share is answered with the block (scored against
+    # every row of the matrix, or on a graph searched as deep as its filter calls for, whichever
+    # costs less) rather than from a gathered copy of its matches when that costs less: a row of
+    # the product counts this much for each such line, a row gathered 64, a unit of graph depth
+    # 400 (``Searcher.with_block``). 0: always the product; a huge number: never.
+    masked_row_cost: float = 1.0
     # Exports of more numbers than this (~22k x 384) format them in one process per core: one core
     # writes a 384-dim vector in ~20 µs, and starting the processes costs ~0.1-0.2 s.
     export_parallel_floats: int = 8 * 2**20

@@ -47,7 +47,7 @@ class VectorizeApp:
     ``Authorization: Bearer <token>``."""
 
     def __init__(self, catalog: Any, *, token: str | None = None, max_body: int = MAX_BODY_BYTES):
-        self.catalog = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
+        self.catalog = catalog if isinstance(catalog, Catalog) else Catalog(catalog, background_builds=True)
         self.token = token.encode() if token else None
         self.max_body = max_body
 
@@ -182,5 +182,5 @@ class VectorizeApp:
 
 def create_app(catalog: Any, *, token: str | None = None, max_body: int = MAX_BODY_BYTES) -> VectorizeApp:
     """The app over ``catalog``: a ``vcli.engine.Catalog`` (as ``open_catalog`` configures it), or
-    a data dir path."""
+    a data dir path (a catalog that builds graphs in the background, as ``vcli serve``'s)."""
     return VectorizeApp(catalog, token=token, max_body=max_body)

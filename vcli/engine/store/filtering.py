@@ -48,12 +48,6 @@ def _exists(clauses, namespace: str | None, key_column: str, skip=None) -> tuple
 
 
 _ENTRY_COUNT = 100_000  # rows counted at most to choose where to enter: past it, either is slow
-# Finding all the matches of several conditions (a batch's filter, kept for its group): probing the
-# other conditions row by row from the smallest costs about PROBE_COST keys read in a range scan per
-# probe (measured on 500,000 vectors), so past a few thousand entry rows it is cheaper to read each
-# condition's keys in one range scan and intersect them (``Plan.matching_keys``).
-PROBE_COST = 6
-PROBE_ROWS = 16_384  # the most entry rows worth probing from
 
 
 def _count(conn, sql: str, params: list[Any], limit: int) -> int:
@@ -89,18 +83,15 @@ def _smallest(conn, options, cap: int) -> tuple[int, int]:
     return best, fewest
 
 
-def _matching_sql(conn, clauses, namespace: str | None, limit: int | None, entry=None) -> tuple[str, list[Any]]:
+def _matching_sql(conn, clauses, namespace: str | None, limit: int) -> tuple[str, list[Any]]:
     """SQL selecting the key of every matching vector, entered the most selective way: a positive
     clause (a range of metadata_values' primary key) or the namespace, whichever has the fewest
-    rows (counted up to ``limit``, or up to 100,000 when every match is wanted), unless ``entry``
-    (an index into ``_entries``) names it; all vectors only when neither exists."""
+    rows (counted up to ``limit``, at most 100,000); all vectors only when neither exists."""
     options = _entries(clauses, namespace)
     if not options:
         parts, params = _exists(clauses, None, "v.key")
         return "SELECT v.key FROM vectors v WHERE " + " AND ".join(parts), params
-    if entry is None:
-        entry = _smallest(conn, options, _ENTRY_COUNT if limit is None else min(limit, _ENTRY_COUNT))[0] \
-            if len(options) > 1 else 0
+    entry = _smallest(conn, options, min(limit, _ENTRY_COUNT))[0] if len(options) > 1 else 0
     sql, params, first = options[entry]
     if first is None:  # entered by the namespace: every clause is a condition
         parts, more = _exists(clauses, None, "n.key")
@@ -111,42 +102,21 @@ def _matching_sql(conn, clauses, namespace: str | None, limit: int | None, entry
     return sql, params + more
 
 
-def matching_keys(store, clauses, namespace: str | None, limit: int | None, entry=None) -> str | None:
+def matching_keys(store, clauses, namespace: str | None, limit: int) -> str | None:
     """The keys of every vector in ``namespace`` (when given) that every clause admits, if there
-    are at most ``limit`` of them (None: however many), else None; as one text of decimal keys
-    joined by commas, in no order (NumPy reads 250,000 keys from it in a third of the time that
-    Python takes to build a list of them from rows). ``entry``: see ``probe_entry``."""
-    sql, params = _matching_sql(store.conn, clauses, namespace, limit, entry)
-    if limit is not None and _count(store.conn, sql, params, limit + 1) > limit:
+    are at most ``limit`` of them, else None; as one text of decimal keys joined by commas, in no
+    order (NumPy reads 250,000 keys from it in a third of the time that Python takes to build a
+    list of them from rows)."""
+    sql, params = _matching_sql(store.conn, clauses, namespace, limit)
+    if _count(store.conn, sql, params, limit + 1) > limit:
         return None
     return _keys_text(store, sql, params)
 
 
-def probe_entry(store, clauses, namespace: str | None) -> int | None:
-    """Where to enter to find every match of several conditions by probing the others row by row
-    (an index into ``_entries``, for ``matching_keys``), or None when reading each condition's
-    keys (``condition_keys``) and intersecting them costs less: when no positive condition has at
-    most ``PROBE_ROWS`` rows, or when the other conditions hold fewer rows than the probes cost."""
-    options = _entries(clauses, namespace)
-    others = len(clauses) + (namespace is not None) - 1
-    if not options or not others:  # nothing to enter by (all vectors are), or nothing to probe
-        return 0
-    best, fewest = _smallest(store.conn, options, PROBE_ROWS)
-    if fewest > PROBE_ROWS:
-        return None
-    budget = PROBE_COST * fewest * others  # what the probes cost, in keys read
-    read = fewest
-    scans = [o[:2] for i, o in enumerate(options) if i != best] + [_scan(c) for c in clauses if not c.positive]
-    for sql, params in scans:
-        if read >= budget:
-            break
-        read += _count(store.conn, sql, params, budget - read)
-    return best if read >= budget else None
-
-
 def condition_keys(store, clause=None, namespace: str | None = None) -> str:
     """The keys of every vector in ``namespace``, or with a value in ``clause``'s metadata index
-    that passes its test (whether the clause is positive or not), as ``matching_keys`` gives them."""
+    that passes its test (whether the clause is positive or not), as ``matching_keys`` gives them:
+    one range scan (a batch reads its filters' conditions so, once each: ``masks.py``)."""
     return _keys_text(store, *_scan(clause, namespace))
 
 
