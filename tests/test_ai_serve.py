@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import orjson
 import pytest
-from test_serve import ACCOUNT, serve_process
+from helpers import ACCOUNT, serve_process
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("tokenizers")

@@ -14,8 +14,7 @@ import time
 import httpx
 import orjson
 import pytest
-from conftest import vcli_executable
-from test_serve import serve_process
+from helpers import serve_process, vcli_executable
 
 DELAY = 1.5
 DEADLINE = 120  # seconds a poll may take on a busy machine

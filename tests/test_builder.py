@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import orjson
-from conftest import ndjson, program
+from helpers import ndjson, program
 
 from vcli.engine import Catalog, Tuning
 from vcli.engine.builder import needs_graph, running

@@ -14,8 +14,7 @@ import subprocess
 
 import httpx
 import pytest
-from conftest import NODE_PROJECT, ndjson, vcli_executable
-from test_serve import serve_process
+from helpers import NODE_PROJECT, ndjson, serve_process, vcli_executable
 
 VECTORS = [{"id": f"v{i}", "values": [1.0, float(i), 0.5]} for i in range(1, 6)]
 QUERY = ["--vector", "1", "2", "0.5"]

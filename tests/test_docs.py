@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import typer
-from conftest import vcli_executable
+from helpers import vcli_executable
 
 from vcli import _gendocs
 from vcli.cli import app

@@ -12,7 +12,7 @@ pytest.importorskip("tokenizers")
 pytest.importorskip("onnx")
 
 from aimodel import SMALL_MODEL, build_tiny_bert, pulled_models_dir  # noqa: E402
-from conftest import ndjson  # noqa: E402
+from helpers import ndjson  # noqa: E402
 
 from vcli import embeddings  # noqa: E402
 
@@ -314,8 +314,8 @@ def test_pull_reports_its_progress_in_bytes(tmp_path, monkeypatch):
 def test_text_against_the_live_service_needs_model_and_sends_the_vectors(vcli_proc, models, tmp_path):
     """The service does not say which preset made an index, so text there takes --model; the text
     is embedded here and the vectors sent (``vcli serve`` stands in for the service)."""
+    from helpers import serve_process
     from test_remote import TOKEN, _env
-    from test_serve import serve_process
 
     with serve_process(tmp_path, "--data-dir", str(tmp_path / "service")) as service:
         env = {**_env(service.url), "VCLI_MODELS_DIR": str(models)}

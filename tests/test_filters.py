@@ -12,7 +12,7 @@ import shlex
 import numpy as np
 import orjson
 import pytest
-from conftest import GOLDEN, GOLDEN_QUERY, exact_order, ndjson
+from helpers import GOLDEN, GOLDEN_QUERY, exact_order, ndjson
 
 from vcli.engine import Tuning
 

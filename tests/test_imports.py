@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ndjson, vcli_executable
+from helpers import ndjson, vcli_executable
 
 HEAVY = ("numpy", "usearch", "onnxruntime", "tokenizers", "huggingface_hub")
 # typer 0.29 converts option values with pydantic, which costs as much to import as NumPy and

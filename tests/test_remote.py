@@ -18,9 +18,8 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
-from conftest import vcli_executable
 from faultproxy import FaultProxy, busiest_window
-from test_serve import serve_process
+from helpers import serve_process, vcli_executable
 
 TOKEN = "tok-0a1b2c3d4e5f-never-shown"
 DIMS = 8

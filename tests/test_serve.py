@@ -1,81 +1,22 @@
 """``vcli serve`` over HTTP: a real server process on a free loopback port, driven with httpx.
 
 Envelopes, Vectorize's error codes and HTTP statuses, both NDJSON body kinds, the token, the URL
-prefixes, malformed requests, concurrency and a clean stop. ``ServeProcess`` is also used by the
-wrangler and cloudflare-SDK conformance tests.
+prefixes, malformed requests, concurrency and a clean stop (the server: ``helpers.serve_process``).
 """
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import socket
-import subprocess
 import threading
-import time
-from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 import orjson
 import pytest
-from conftest import GOLDEN, GOLDEN_QUERY, ndjson, vcli_executable
+from helpers import ACCOUNT, GOLDEN, GOLDEN_QUERY, ServeProcess, ndjson, serve_process
 
-ACCOUNT = "0123456789abcdef0123456789abcdef"
 JSON_CT = {"content-type": "application/json; charset=utf-8;"}  # as wrangler sends it
-
-
-class ServeProcess:
-    """A ``vcli serve --port 0`` subprocess; ``url`` is where it listens."""
-
-    def __init__(self, *args: str, env: dict | None = None, log: Path):
-        self.log = log
-        self._log_file = open(log, "wb")
-        self.proc = subprocess.Popen(
-            [vcli_executable(), "serve", "--port", "0", *args],
-            stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
-        )
-        self.url = self._wait_for_url()
-        self.api = f"{self.url}/client/v4/accounts/{ACCOUNT}/vectorize/v2"
-
-    def _wait_for_url(self, timeout: float = 30) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            m = re.search(r"Listening on (http://\S+)", self.output())
-            if m:
-                return m.group(1)
-            if self.proc.poll() is not None:
-                raise AssertionError(f"vcli serve exited with {self.proc.returncode}:\n{self.output()}")
-            time.sleep(0.05)
-        self.proc.kill()
-        raise AssertionError(f"vcli serve did not start within {timeout} s:\n{self.output()}")
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                raise AssertionError(f"vcli serve did not stop on signal {sig}:\n{self.output()}") from None
-        self._log_file.close()
-        return self.proc.returncode
-
-
-@contextmanager
-def serve_process(tmp_path: Path, *args: str, env: dict | None = None):
-    server = ServeProcess(*args, env=env, log=tmp_path / f"serve-{time.monotonic_ns()}.log")
-    try:
-        yield server
-    finally:
-        server.stop()
-    assert "Traceback" not in server.output(), server.output()
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ from __future__ import annotations
 import httpx
 import orjson
 import pytest
-from conftest import ndjson
-from test_serve import create, fails, ok, serve_process
+from helpers import ndjson, serve_process
+from test_serve import create, fails, ok
 
 NDJSON_CT = {"content-type": "application/x-ndjson"}
 

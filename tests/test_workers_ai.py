@@ -26,8 +26,8 @@ import httpx
 import numpy as np
 import orjson
 import pytest
+from helpers import ACCOUNT
 from test_ai_serve import BASE_MODEL, ERRORS
-from test_serve import ACCOUNT
 from test_workers_binding import close
 
 pytest.importorskip("onnxruntime")

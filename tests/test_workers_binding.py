@@ -40,8 +40,14 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from conftest import NODE_PROJECT, NODE_PROJECT_NEXT, NODE_PROJECT_NEXT_PLUGIN, npm_ci, vcli_executable
-from test_serve import serve_process
+from helpers import (
+    NODE_PROJECT,
+    NODE_PROJECT_NEXT,
+    NODE_PROJECT_NEXT_PLUGIN,
+    npm_ci,
+    serve_process,
+    vcli_executable,
+)
 
 from vcli.workers import PLUGIN
 from vcli.workers.config import read_config, strip_jsonc

@@ -30,8 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import Run, ndjson
-from test_serve import ACCOUNT, serve_process
+from helpers import ACCOUNT, Run, ndjson, serve_process
 
 from vcli.errors import MetadataIndexError
 

@@ -167,6 +167,7 @@ def _flat(group: Any, ctx: Any, prefix: str = "") -> list:
 
 def man_page() -> str:
     group = typer.main.get_command(app)
+    assert isinstance(group, typer.core.TyperGroup)  # (vcli's app has commands: for the type checker)
     root_ctx = group.make_context(PROG, [], resilient_parsing=True)
     commands = [c for c in _flat(group, root_ctx) if not c.hidden]
     out = (_head(group) + _commands(commands) + _global_flags(commands) + _configuration() + _environment(commands)

@@ -86,7 +86,7 @@ def process_plain(param: Any, typer_process: Any, ctx: Any, value: Any) -> Any:
     return got if param.callback is None else param.callback(ctx, param, got)
 
 
-PLAIN = {TyperOption: PlainOption, TyperArgument: PlainArgument}
+PLAIN: dict[type, type] = {TyperOption: PlainOption, TyperArgument: PlainArgument}
 
 
 def plain_params(params: list) -> list:

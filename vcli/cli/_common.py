@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, Optional, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple, Optional, TypeVar, overload
 
 import typer
 from typer.core import TyperCommand, TyperGroup
@@ -29,7 +29,10 @@ from .. import render, startup
 from ..errors import BadInput, ExitCode, VcliError
 
 if TYPE_CHECKING:
+    from ..engine import catalog as local
+    from ..engine.interface import Catalog, Index
     from ..engine.tuning import Tuning
+    from ..remote import RemoteCatalog
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -343,9 +346,14 @@ def run(fn: F) -> F:
 TUNING: ContextVar[Tuning | None] = ContextVar("vcli_tuning", default=None)  # set by the root callback
 
 
-def catalog(data_dir: Optional[Path], remote: bool = False):
+@overload
+def catalog(data_dir: Optional[Path], remote: Literal[False] = False) -> local.Catalog: ...
+@overload
+def catalog(data_dir: Optional[Path], remote: bool) -> Catalog: ...
+def catalog(data_dir: Optional[Path], remote: bool = False) -> Catalog:
     """The configured catalog (``--data-dir`` > ``VCLI_*`` > vcli.toml > config.toml > defaults);
-    with ``remote``, the account's indexes on the live service instead (``vcli.remote``)."""
+    with ``remote``, the account's indexes on the live service instead (``vcli.remote``). A command
+    that takes ``--remote`` sees the ``Catalog`` protocol (``engine/interface.py``) either way."""
     if remote:
         return remote_catalog(data_dir)
     from ..engine.catalog import open_catalog  # lazy: ``vcli --help`` opens no catalog
@@ -353,14 +361,14 @@ def catalog(data_dir: Optional[Path], remote: bool = False):
     return open_catalog(data_dir, tuning=TUNING.get(), background_builds=True)  # graphs built after a write returns
 
 
-def remote_catalog(data_dir: Optional[Path] = None):
+def remote_catalog(data_dir: Optional[Path] = None) -> RemoteCatalog:
     from ..engine.settings import load_settings
     from ..remote import RemoteCatalog, Target
 
     return RemoteCatalog(Target.from_settings(load_settings({"data_dir": data_dir})))
 
 
-def wait_for(index, mutation_id: str, wait: bool, timeout: int) -> None:
+def wait_for(index: Index, mutation_id: str, wait: bool, timeout: float) -> None:
     """``--wait``: return once the index shows the write applied (at once for a local index)."""
     if wait and mutation_id:
         index.wait(mutation_id, timeout)

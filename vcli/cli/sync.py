@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -10,6 +11,9 @@ from .. import render
 from ..errors import ExitCode
 from ..render import Reply, Table, Text
 from ._common import DataDir, JsonFlag, VectorizeCommand, WaitTimeout, catalog, remote_catalog, run
+
+if TYPE_CHECKING:
+    from ..engine.interface import Index
 
 app = typer.Typer()
 REMOTE_PREFIX = "remote:"
@@ -102,7 +106,7 @@ def diff(
         raise typer.Exit(ExitCode.DIFFERENT)
 
 
-def _open(spec: str, data_dir):
+def _open(spec: str, data_dir: Optional[Path]) -> Index:
     if spec.startswith(REMOTE_PREFIX):
         return remote_catalog(data_dir).open(spec[len(REMOTE_PREFIX):])
     return catalog(data_dir).open(spec)

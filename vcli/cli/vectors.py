@@ -270,6 +270,7 @@ def list_vectors(
     """List vector identifiers in a Vectorize index."""
     with catalog(data_dir, remote).open(name) as index:
         page = index.list_ids(count, cursor or None)
+    human: list[Table | Text]
     if not page.ids:
         human = [Text("No vectors found in this index.", err=True)]
     else:

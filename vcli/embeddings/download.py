@@ -44,7 +44,7 @@ def _progress_class(report: Progress, total: int) -> type:
 
     done = [0]
 
-    class Report(tqdm):  # type: ignore[misc, valid-type]
+    class Report(tqdm):
         def __init__(self, *args: Any, **kwargs: Any):
             kwargs["disable"] = True
             super().__init__(*args, **kwargs)
@@ -57,7 +57,7 @@ def _progress_class(report: Progress, total: int) -> type:
     return Report
 
 
-def _have(folder: Path, repo_url: str, revision: str) -> bool:
+def _have(folder: Path, repo_url: str, revision: str | None) -> bool:
     try:
         manifest = read_manifest(folder)
         return (manifest is not None and (manifest.get("source"), manifest.get("revision")) == (repo_url, revision)
@@ -111,6 +111,7 @@ def download(spec: ModelSpec, root: Path, progress: Progress | None = None, endp
             except Exception as exc:  # noqa: BLE001
                 raise DownloadFailed(f"downloading {remote} from {repo_url} failed: {_reason(exc)}{offline}") from None
             meta = siblings[remote]
+            want: str | None
             if meta.lfs is not None:
                 want, got, kind = meta.lfs.sha256, sha256(path), "sha256"
             else:

@@ -29,8 +29,8 @@ def import_usearch():
         return getattr(importlib.import_module("urllib.request"), name)
 
     stand_ins = {"tqdm": types.ModuleType("tqdm"), "urllib.request": types.ModuleType("urllib.request")}
-    stand_ins["tqdm"].tqdm = tqdm
-    stand_ins["urllib.request"].__getattr__ = request_attribute
+    vars(stand_ins["tqdm"])["tqdm"] = tqdm
+    vars(stand_ins["urllib.request"])["__getattr__"] = request_attribute
     placed = [name for name in stand_ins if name not in sys.modules]
     sys.modules.update({name: stand_ins[name] for name in placed})
     try:

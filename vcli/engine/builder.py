@@ -28,15 +28,18 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import ExitCode, LockTimeout, StorageError
 from .layout import Folder, SearchFile
 from .lock import writer_lock
 
+if TYPE_CHECKING:
+    import subprocess
+
 NICE = 10  # a builder yields the cores to queries and writes
 # the builders this process started (folder path, ``subprocess.Popen``), reaped as they end
-_children: list[tuple[Path, object]] = []
+_children: list[tuple[Path, subprocess.Popen]] = []
 
 
 class Step(NamedTuple):
@@ -172,10 +175,12 @@ def _take(step: Step, m, folder: Folder, metric: str) -> Path | None:
     from . import graph  # lazy: usearch
 
     if step.kind == "drop":
+        assert step.base is not None  # (a drop always names its part: for the type checker)
         step.base.path.unlink(missing_ok=True)
         return None
     path = None
     if step.kind == "extend":
+        assert step.base is not None  # (an extend too)
         try:
             path = graph.extend_part(step.base, m, folder, metric, step.keys[1])
         except (ValueError, RuntimeError, OSError):

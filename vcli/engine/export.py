@@ -17,7 +17,7 @@ import struct
 import sys
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -33,7 +33,7 @@ LINE_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
 def export_blocks(
     store: Store, dimensions: int, namespace: str | None, tuning: Tuning,
     progress: Callable[[int], None] | None = None, block_rows: int | None = None,
-) -> Iterator[tuple[bytes, int]]:
+) -> Generator[tuple[bytes, int], None, None]:
     """The vectors (of one namespace, or all) in the order they were written, as ``(text, lines)``
     blocks of up to ``block_rows`` lines, read from one snapshot (later writes do not show up
     half-way). ``progress(n)`` is called with the lines done so far."""

@@ -31,6 +31,7 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -41,7 +42,10 @@ from .matrix import Matrix
 from .tuning import Tuning
 
 _usearch = import_usearch()
-Index, MetricKind = _usearch.Index, _usearch.MetricKind
+if TYPE_CHECKING:
+    from usearch.index import Index, MetricKind
+else:
+    Index, MetricKind = _usearch.Index, _usearch.MetricKind
 
 USEARCH_METRIC = {"cosine": MetricKind.Cos, "euclidean": MetricKind.L2sq, "dot-product": MetricKind.IP}
 DTYPE, SCALAR = "bf16", "BF16"
@@ -214,7 +218,8 @@ class Parts:
             n = min(count, len(view))
             if not n:
                 continue
-            view.expansion_search = search_depth(len(view), share, self.tuning)
+            # (usearch has the setter, but apart from its getter, which mypy does not follow)
+            view.expansion_search = search_depth(len(view), share, self.tuning)  # type: ignore[misc]
             answer = view.search(queries, n, threads=threads)
             if hasattr(answer, "counts"):
                 counts = np.asarray(answer.counts).reshape(-1, 1)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -28,6 +28,7 @@ import orjson
 
 from ..errors import BadInput, BadQuery, LimitExceeded, MetadataIndexError, QuotaExceeded
 from . import filters, limits
+from .interface import Progress
 from .layout import Folder, iso, now_iso
 from .lock import writer_lock
 from .records import (
@@ -47,8 +48,6 @@ from .searchfiles import SearchFiles
 from .store import Row, Store
 from .tuning import DEFAULT, Tuning
 from .validate import array_lines, check_batch_size, check_list_count, check_query_namespace, check_records
-
-Progress = Callable[[int], None]
 
 
 class VectorIndex:
@@ -296,6 +295,7 @@ class VectorIndex:
             self.apply_pending()
         with self.writing(), self.store.mutation("delete-metadata-index", now_iso(), pending) as mut:
             index_type = self.check_metadata_index_change(property_name, creating=False)
+            assert index_type is not None  # (dropping one that does not exist raised)
             self.store.drop_metadata_index(property_name)
         return MetadataIndexResult(mut.id, property_name, index_type)
 
@@ -372,7 +372,7 @@ class VectorIndex:
 
     def export(
         self, namespace: str | None = None, *, progress: Progress | None = None, block_rows: int | None = None,
-    ) -> Iterator[tuple[bytes, int]]:
+    ) -> Generator[tuple[bytes, int], None, None]:
         """The vectors (of one namespace, or all) as NDJSON in exactly the insert format, in the
         order they were written, as ``(text, lines)`` blocks of up to ``block_rows`` lines, read
         from one snapshot (later writes do not show up half-way). ``progress(n)`` is called with
@@ -405,7 +405,7 @@ class VectorIndex:
 
     def query_many(
         self, queries: Iterable[Query | dict | None], *, progress: Progress | None = None
-    ) -> Iterator[QueryResult]:
+    ) -> Generator[QueryResult, None, None]:
         """Answer queries in order, one result each, over one open search file and store snapshot
         (``vcli query --file``). A query is a ``Query`` (``ndjson.read_queries`` reads them) or a
         dict of the Vectorize query API's JSON fields (``vector`` or ``vectorId``, ``topK``,

@@ -113,4 +113,7 @@ class Folder:
 
 def seq_of(path: Path) -> int:
     """The mutation a search file's name says it reflects."""
-    return int(_SEARCH_FILE.fullmatch(path.name).group(2))
+    m = _SEARCH_FILE.fullmatch(path.name)
+    if m is None:
+        raise ValueError(f"{path.name} is not a search file's name")
+    return int(m.group(2))

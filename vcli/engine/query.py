@@ -26,7 +26,7 @@ Answers come out in input order.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -81,7 +81,7 @@ class Answerer:
             result = self._answer(searcher, checked, notes)
         return result._replace(notes=tuple(notes))
 
-    def many(self, queries: Iterable[Query | dict | None], progress=None) -> Iterator[QueryResult]:
+    def many(self, queries: Iterable[Query | dict | None], progress=None) -> Generator[QueryResult, None, None]:
         """Answer queries in order, one result each, over one open searcher. A wrong query raises
         its error naming its line, once the answers to the lines before it have been yielded. A
         ``None`` among the queries (a pause in the input, see ``ndjson.lines_with_pauses``)
@@ -190,11 +190,8 @@ class Answerer:
         if keys is None:
             keys = self._candidates(searcher, c)
             rows = None
-        if rows is None:
-            rows = self.store.rows_for_keys(keys)
-        else:
-            rows = [rows[k] for k in keys if k in rows]
-        return QueryResult(self._matches(c, rows))
+        found = self.store.rows_for_keys(keys) if rows is None else [rows[k] for k in keys if k in rows]
+        return QueryResult(self._matches(c, found))
 
     def _candidates(self, searcher: Searcher, c: Checked) -> list[int]:
         """Namespace first, then the filter, then the top k: when few vectors match, score them all
@@ -202,6 +199,7 @@ class Answerer:
         top_k, plan = c.query.top_k, c.plan
         if c.plain:
             return searcher.candidates(c.q, top_k)
+        assert plan is not None  # (a query that is not plain has a plan: for the type checker)
         allowed = plan.matching_keys(self.files.tuning.filter_exact_rows)
         if allowed is None:
             return searcher.candidates(c.q, top_k, accept=plan.accept)
@@ -220,6 +218,7 @@ class Answerer:
         out = []
         for i in order:
             key, vid, ns, meta, _blob = rows[i]
+            metadata: dict | None
             if indexed is not None:
                 metadata = indexed.get(key, {})
             else:
@@ -263,7 +262,9 @@ class Answerer:
                 groups.setdefault(c.group, []).append(i)
         filter_rows, masked = {}, []
         for group, members in groups.items():
-            filter_rows[group] = found = self._masks.rows(block[members[0]].plan)
+            plan = block[members[0]].plan
+            assert plan is not None  # (grouped queries are not plain: they have a plan)
+            filter_rows[group] = found = self._masks.rows(plan)
             if searcher.with_block(len(members), len(found[0]) + int(np.count_nonzero(found[1]))):
                 masked += members
         return filter_rows, masked
@@ -293,8 +294,10 @@ class Answerer:
                 groups.setdefault(c.group, []).append(i)
         busy = frozenset(groups)
         started = []  # (members, the future of their candidates, or None when nothing matches)
+        masks = self._masks
+        assert masks is not None  # (``_block_masks`` made them for this block)
         for group, members in groups.items():
-            allowed = self._masks.keys(filter_rows[group])
+            allowed = masks.keys(filter_rows[group])
             started.append((members, None if not len(allowed) else searcher.begin_within(
                 np.stack([block[i].q for i in members]), [block[i].query.top_k for i in members], allowed,
                 group, busy)))  # searched in the background while the next group's keys are read

@@ -92,8 +92,8 @@ class WriteResult(NamedTuple):
     """What insert/upsert did: ``count`` vectors read, ``written`` of them stored (insert skips
     ids that already exist)."""
 
-    index: str
-    count: int
+    index: str  # type: ignore[assignment]  # shadows tuple.index(): the field keeps its public name
+    count: int  # type: ignore[assignment]  # shadows tuple.count(): the field keeps its public name
     written: int
     mutation_id: str
     notes: Notes = ()
@@ -107,7 +107,7 @@ class DeleteResult(NamedTuple):
     not say)."""
 
     mutation_id: str
-    count: int
+    count: int  # type: ignore[assignment]  # shadows tuple.count(): the field keeps its public name
     deleted: int | None
     notes: Notes = ()
 
@@ -154,7 +154,7 @@ class QueryResult(NamedTuple):
     notes: Notes = ()
 
     @property
-    def count(self) -> int:
+    def count(self) -> int:  # type: ignore[override]  # shadows tuple.count(): JSON's "count"
         return len(self.matches)
 
     def to_json(self) -> dict[str, Any]:

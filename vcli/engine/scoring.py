@@ -168,16 +168,16 @@ def top_candidates_rows(keys: np.ndarray, dists: np.ndarray, ks: Sequence[int],
     tolerance, the rows partitioned together."""
     dists = np.asarray(dists)
     rows, n = dists.shape
-    ks = np.asarray(ks, np.int64)
+    k_of = np.asarray(ks, np.int64)
     kth = np.full(rows, np.inf, dists.dtype)
-    for k in sorted(set(ks[ks <= n].tolist())):  # not np.unique: it imports numpy.ma (~20 ms)
-        pick = np.flatnonzero(ks == k)
+    for k in sorted(set(k_of[k_of <= n].tolist())):  # not np.unique: it imports numpy.ma (~20 ms)
+        pick = np.flatnonzero(k_of == k)
         kth[pick] = np.partition(dists[pick], k - 1, axis=1)[:, k - 1]
     with np.errstate(invalid="ignore"):
         near = (dists <= (kth + np.asarray(tolerances, dists.dtype))[:, None]) & np.isfinite(dists)
     counts = near.sum(axis=1)
-    return [top_candidates(keys[i], dists[i], int(ks[i]), float(tolerances[i]))
-            if counts[i] > ks[i] + MAX_EXTRA_TIES else keys[i][near[i]] for i in range(rows)]
+    return [top_candidates(keys[i], dists[i], int(k_of[i]), float(tolerances[i]))
+            if counts[i] > k_of[i] + MAX_EXTRA_TIES else keys[i][near[i]] for i in range(rows)]
 
 
 def top_candidates(keys: np.ndarray, dists: np.ndarray, k: int, tolerance: float) -> np.ndarray:

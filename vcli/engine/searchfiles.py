@@ -143,7 +143,7 @@ class SearchFiles:
             except FILE_ERRORS as exc:
                 notes.append(f"the search file {current.path.name} was unusable ({exc}); rebuilt it from the store")
                 old = None
-        if old is not None and not self.behind(current.seq):
+        if current is not None and old is not None and not self.behind(current.seq):
             path = current.path
         elif old is not None:
             try:
@@ -182,9 +182,9 @@ class SearchFiles:
         matrix = self.folder.newest_matrix()
         wanted = matrix is not None and self.tuning.wants_graph(self.store.count(), self.dimensions)
         for g in self.folder.search_files():
-            if g.kind == "graph" and (not wanted or g.seq > matrix.seq):
+            if g.kind == "graph" and (matrix is None or not wanted or g.seq > matrix.seq):
                 g.path.unlink(missing_ok=True)
-        if not wanted:
+        if matrix is None or not wanted:  # (wanted implies a matrix; the type checker is told)
             return
         parts = self.folder.graph_parts(matrix)  # (graph_parts would count the store's rows again)
         if verify and parts:

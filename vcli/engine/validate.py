@@ -202,7 +202,7 @@ def check_record(obj: Any, lineno: int, dimensions: int, *, may_hold_bools: bool
             raise ValueError(f'unknown field "{unknown[0]}" (a vector has id, values, metadata, namespace)')
         if "id" not in obj:
             raise ValueError('missing "id"')
-        check_id(vid)
+        vid = check_id(vid)
         if "values" not in obj:
             raise ValueError('missing "values"')
         values = obj["values"]
@@ -258,9 +258,14 @@ def array_lines(
         raise BadInput(f"{len(ids)} ids for {rows} rows")
     if metadata is not None and len(metadata) != rows:
         raise BadInput(f"{len(metadata)} metadata entries for {rows} rows")
-    per_row_ns = namespace is not None and not isinstance(namespace, str)
-    if per_row_ns and len(namespace) != rows:
-        raise BadInput(f"{len(namespace)} namespaces for {rows} rows")
+    per_row: Sequence[str | None] | None = None  # a namespace for each row, or ``shared`` for all
+    shared: str | None = None
+    if isinstance(namespace, str) or namespace is None:
+        shared = namespace
+    else:
+        per_row = namespace
+        if len(per_row) != rows:
+            raise BadInput(f"{len(per_row)} namespaces for {rows} rows")
     finite = np.isfinite(values).all(axis=1)
     for i in range(rows):
         vid = ids[i]
@@ -270,7 +275,7 @@ def array_lines(
                 raise ValueError("values hold a number that is not finite or too large for float32")
             meta = None if metadata is None else metadata[i]
             meta_json = None if meta is None else check_metadata(meta)
-            ns = namespace[i] if per_row_ns else namespace
+            ns = per_row[i] if per_row is not None else shared
             if ns is not None:
                 check_namespace(ns)
         except ValueError as exc:

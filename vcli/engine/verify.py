@@ -56,7 +56,7 @@ def verify(store: Store, file: SearchFile, obj, *, samples: int = SAMPLES, matri
         pos = np.array(sorted({0, n - 1, *(rng.randrange(n) for _ in range(samples))}))
         _check_file_keys(store, seq, obj.keys[pos], obj.values[pos])
     lo, hi = store.key_range()
-    if lo is None:
+    if lo is None or hi is None:  # (both are, in an empty store)
         return
     for pivot in sorted({lo, hi, *(rng.randint(lo, hi) for _ in range(samples))}):
         row = store.first_vector_from(pivot, seq)

@@ -289,7 +289,8 @@ def _result(status: int, raw: bytes) -> Any:
         return body.get("result")
     errors = body.get("errors")
     first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
-    code = first.get("code") if isinstance(first.get("code"), int) else status
+    given = first.get("code")
+    code = given if isinstance(given, int) else status
     message = str(first.get("message") or f"the service answered {status}")
     if code in (10000, 9106, 9109) or status in (401, 403):
         message += " (is CLOUDFLARE_API_TOKEN a valid token with Vectorize rights for this account?)"

@@ -1,6 +1,7 @@
-"""The live service behind the interface the CLI already calls: ``RemoteCatalog`` is a
-``Catalog``, ``RemoteIndex`` a ``VectorIndex``, and both return the engine's records, so every
-command prints the same tables and ``--json`` whichever side it ran on.
+"""The live service behind the interface the CLI already calls: ``RemoteCatalog`` and
+``RemoteIndex`` satisfy ``engine/interface.py``'s ``Catalog`` and ``Index`` as the local classes do,
+and return the engine's records, so every command prints the same tables and ``--json`` whichever
+side it ran on.
 
 Each call becomes the service's requests, in its chunk sizes (``engine/limits.py``): get_by_ids
 20 ids at a time, delete_by_ids 100, list pages of up to 1,000, uploads of up to 5,000 vectors and
@@ -12,11 +13,12 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from collections.abc import Generator, Iterable, Iterator, Sequence
+from typing import IO, Any
 from urllib.parse import quote
 
 from ..engine import filters, limits
+from ..engine.interface import Index, Progress
 from ..engine.records import (
     DeleteResult,
     IndexConfig,
@@ -176,14 +178,15 @@ class RemoteIndex:
 
     # == writes ============================================================================
     def insert(self, vectors: Iterable[VectorLine | dict], *, batch_size: int = limits.INSERT_BATCH_SIZE,
-               progress=None) -> WriteResult:
+               progress: Progress | None = None) -> WriteResult:
         return self._write("insert", vectors, batch_size, progress)
 
     def upsert(self, vectors: Iterable[VectorLine | dict], *, batch_size: int = limits.UPSERT_BATCH_SIZE,
-               progress=None) -> WriteResult:
+               progress: Progress | None = None) -> WriteResult:
         return self._write("upsert", vectors, batch_size, progress)
 
-    def _write(self, mode: str, vectors: Iterable[VectorLine | dict], batch_size: int, progress) -> WriteResult:
+    def _write(self, mode: str, vectors: Iterable[VectorLine | dict], batch_size: int,
+               progress: Progress | None) -> WriteResult:
         check_batch_size(batch_size)
         with tempfile.TemporaryFile(prefix="vcli-upload-") as spool:
             batches = spool_batches(check_records(vectors, self.dimensions), self.dimensions, batch_size, spool)
@@ -192,7 +195,8 @@ class RemoteIndex:
             count, mutation = self.send_batches(mode, spool, batches, progress)
         return WriteResult(self.name, count, count, mutation)
 
-    def send_batches(self, mode: str, spool, batches: list[Batch], progress=None) -> tuple[int, str]:
+    def send_batches(self, mode: str, spool: IO[bytes], batches: list[Batch],
+                     progress: Progress | None = None) -> tuple[int, str]:
         """Upload ``batches`` of ``spool`` in order; the vectors sent and the last mutation id."""
         mutation = ""
         accepted = done = 0
@@ -279,8 +283,8 @@ class RemoteIndex:
         return VectorPage(ids, int(obj.get("totalCount") or 0), nxt or None,
                           obj.get("cursorExpirationTimestamp") if nxt else None)
 
-    def export(self, namespace: str | None = None, *, progress=None, block_rows: int | None = None
-               ) -> Iterator[tuple[bytes, int]]:
+    def export(self, namespace: str | None = None, *, progress: Progress | None = None,
+               block_rows: int | None = None) -> Generator[tuple[bytes, int], None, None]:
         """Every vector (of one namespace, or all) as NDJSON in the insert format, in id order: each
         page of list-vectors, then its vectors by get_by_ids."""
         from ..engine.export import export_lines
@@ -297,7 +301,7 @@ class RemoteIndex:
                     progress(done)
 
     # == query =============================================================================
-    def query(self, vector=None, *, vector_id: str | None = None, top_k: int = limits.DEFAULT_TOP_K,
+    def query(self, vector: Any = None, *, vector_id: str | None = None, top_k: int = limits.DEFAULT_TOP_K,
               return_values: bool = False, return_metadata: str = "none", namespace: str | None = None,
               filter: dict | None = None) -> QueryResult:
         return self.answer(Query(vector, vector_id, top_k, return_values, return_metadata, namespace, filter))
@@ -324,7 +328,8 @@ class RemoteIndex:
             for m in obj.get("matches") or []
         ])
 
-    def query_many(self, queries: Iterable[Query | dict | None], *, progress=None) -> Iterator[QueryResult]:
+    def query_many(self, queries: Iterable[Query | dict | None], *,
+                   progress: Progress | None = None) -> Generator[QueryResult, None, None]:
         """One request a query, in order; a query the service refuses stops the batch, naming its line."""
         n = 0
         for item in queries:
@@ -341,7 +346,7 @@ class RemoteIndex:
                 progress(n)
 
 
-def id_pages(index, first: VectorPage | None = None) -> Iterator[VectorPage]:
+def id_pages(index: Index, first: VectorPage | None = None) -> Iterator[VectorPage]:
     """Every page of ``index``'s ids (a local or a remote index; 1,000 a page), from ``first``
     when given."""
     page = first or index.list_ids(limits.MAX_LIST_COUNT)
@@ -362,7 +367,7 @@ class Batch:
         self.first_line, self.last_line = first_line, last_line
 
 
-def spool_batches(lines: Iterable[VectorLine], dimensions: int, batch_size: int, spool) -> list[Batch]:
+def spool_batches(lines: Iterable[VectorLine], dimensions: int, batch_size: int, spool: IO[bytes]) -> list[Batch]:
     """Write every checked line to ``spool`` in the insert format and cut it into uploads of at
     most ``batch_size`` vectors and ``MAX_UPLOAD_BYTES`` bytes. A bad line raises before anything
     is sent (the caller sends only once this returns)."""

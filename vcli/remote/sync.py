@@ -21,19 +21,24 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
 from ..engine import limits
 from ..engine.fsutil import write_atomic
-from ..engine.records import VectorPage
+from ..engine.interface import Index
+from ..engine.records import IndexConfig, MetadataIndex, Vector, VectorPage
 from ..errors import ConfigError, Interrupted, VcliError
-from .client import RemoteError
-from .index import NOT_FOUND, RemoteIndex, id_pages
+from .client import RemoteError, Target
+from .index import NOT_FOUND, RemoteCatalog, RemoteIndex, id_pages
+
+if TYPE_CHECKING:
+    from ..engine.catalog import Catalog as LocalCatalog
+    from ..engine.index import VectorIndex
 
 PULL_COMMIT = 5000  # vectors fetched before each local commit (and state update) of a pull
 SAMPLE = 100  # vectors compared on both sides at the end of a move
@@ -45,7 +50,7 @@ class MoveResult(NamedTuple):
 
     source: str
     destination: str
-    count: int
+    count: int  # type: ignore[assignment]  # shadows tuple.count(): the field keeps its public name
     sent: int
     skipped: int
     created: bool
@@ -80,8 +85,9 @@ class DiffResult(NamedTuple):
 
 
 # == push ==========================================================================================
-def push(local, remote_catalog, remote_name: str, *, batch_size: int = limits.MAX_BATCH_SIZE,
-         progress: Callable[[int], None] | None = None, wait_timeout: float = 300.0) -> MoveResult:
+def push(local: VectorIndex, remote_catalog: RemoteCatalog, remote_name: str, *,
+         batch_size: int = limits.MAX_BATCH_SIZE, progress: Callable[[int], None] | None = None,
+         wait_timeout: float = 300.0) -> MoveResult:
     """Make the remote index ``remote_name`` hold every vector of ``local`` (an open VectorIndex)."""
     client = remote_catalog.client
     requests0, bytes0 = client.requests, client.bytes_sent
@@ -89,8 +95,9 @@ def push(local, remote_catalog, remote_name: str, *, batch_size: int = limits.MA
     state_path = local.folder.path / f"push-{_target_key(remote_catalog.target, remote_name)}.json"
     info = local.info()
     state = _read_state(state_path)
-    fresh = {"target": f"{remote_catalog.target.base_url} {client.account()} {remote_name}",
-             "localMutation": info.processed_up_to_mutation, "batchSize": batch_size, "batches": 0, "lines": 0}
+    fresh: dict[str, Any] = {
+        "target": f"{remote_catalog.target.base_url} {client.account()} {remote_name}",
+        "localMutation": info.processed_up_to_mutation, "batchSize": batch_size, "batches": 0, "lines": 0}
     if created or not (state and all(state.get(k) == fresh[k] for k in ("target", "localMutation", "batchSize"))):
         state = fresh  # (a remote index created now holds nothing an earlier run sent)
     skip_batches, skipped = int(state["batches"]), int(state["lines"])
@@ -124,7 +131,7 @@ def push(local, remote_catalog, remote_name: str, *, batch_size: int = limits.MA
                       client.requests - requests0, client.bytes_sent - bytes0, tuple(notes))
 
 
-def _remote_like(local, remote_catalog, name: str) -> tuple[RemoteIndex, bool]:
+def _remote_like(local: VectorIndex, remote_catalog: RemoteCatalog, name: str) -> tuple[RemoteIndex, bool]:
     """The remote index ``name``, created like ``local`` (config, then metadata indexes) when
     missing; refused when it exists with another configuration."""
     cfg = local.config
@@ -154,7 +161,7 @@ def _remote_like(local, remote_catalog, name: str) -> tuple[RemoteIndex, bool]:
     return remote, created
 
 
-def _upload_batches(blocks, batch_size: int) -> Iterator[tuple[bytes, int]]:
+def _upload_batches(blocks: Iterable[tuple[bytes, int]], batch_size: int) -> Iterator[tuple[bytes, int]]:
     """An export's blocks as upload bodies: at most ``batch_size`` lines and 100 MB each. The same
     index always gives the same batches (that is what lets a push resume)."""
     parts: list[bytes] = []
@@ -171,7 +178,7 @@ def _upload_batches(blocks, batch_size: int) -> Iterator[tuple[bytes, int]]:
 
 
 # == pull ==========================================================================================
-def pull(remote_catalog, remote_name: str, local_catalog, local_name: str, *,
+def pull(remote_catalog: RemoteCatalog, remote_name: str, local_catalog: LocalCatalog, local_name: str, *,
          progress: Callable[[int], None] | None = None) -> MoveResult:
     """Make the local index ``local_name`` a copy of the remote index ``remote_name``."""
     client = remote_catalog.client
@@ -229,7 +236,7 @@ def pull(remote_catalog, remote_name: str, local_catalog, local_name: str, *,
                       client.requests - requests0, client.bytes_sent - bytes0, tuple(notes))
 
 
-def _record(v) -> dict:
+def _record(v: Vector) -> dict:
     out = {"id": v.id, "values": v.values}
     if v.namespace is not None:
         out["namespace"] = v.namespace
@@ -238,7 +245,8 @@ def _record(v) -> dict:
     return out
 
 
-def _check_pull_target(local, have, kinds, created: bool, name: str) -> None:
+def _check_pull_target(local: VectorIndex, have: IndexConfig, kinds: list[MetadataIndex], created: bool,
+                       name: str) -> None:
     if created:
         return
     if (local.dimensions, local.metric) != (have.dimensions, have.metric):
@@ -265,11 +273,12 @@ def _pages(remote: RemoteIndex, cursor: str | None) -> Iterator[VectorPage]:
 
 
 # == diff ==========================================================================================
-def all_ids(index) -> list[str]:
+def all_ids(index: Index) -> list[str]:
     return [i for page in id_pages(index) for i in page.ids]
 
 
-def diff(a, b, a_name: str, b_name: str, progress: Callable[[int], None] | None = None) -> DiffResult:
+def diff(a: Index, b: Index, a_name: str, b_name: str,
+         progress: Callable[[int], None] | None = None) -> DiffResult:
     """Ids only in ``a``, only in ``b``, and ids whose values, metadata or namespace differ."""
     ids_a, ids_b = all_ids(a), all_ids(b)
     set_b = set(ids_b)
@@ -289,7 +298,7 @@ def diff(a, b, a_name: str, b_name: str, progress: Callable[[int], None] | None 
                       different)
 
 
-def _differs(va, vb) -> tuple[str, ...]:
+def _differs(va: Vector, vb: Vector) -> tuple[str, ...]:
     out = []
     if va.values.tobytes() != vb.values.tobytes():
         out.append("values")
@@ -300,7 +309,7 @@ def _differs(va, vb) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _check_equal(source, destination) -> list[str]:
+def _check_equal(source: Index, destination: Index) -> list[str]:
     """After a move: the destination holds at least the source's count, and a sample of the
     source's vectors is equal there; else a ``VcliError`` saying what differs. The notes say what
     the user should know but is not wrong (ids at the destination that the source lacks)."""
@@ -327,7 +336,7 @@ def _check_equal(source, destination) -> list[str]:
 
 
 # == state files ===================================================================================
-def _target_key(target, name: str) -> str:
+def _target_key(target: Target, name: str) -> str:
     return hashlib.sha256(f"{target.base_url}\0{target.account_id}\0{name}".encode()).hexdigest()[:16]
 
 

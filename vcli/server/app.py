@@ -13,9 +13,10 @@ request errors of ``common.py``.
 from __future__ import annotations
 
 import hmac
+import os
 import sys
 import traceback
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.concurrency import run_in_threadpool
@@ -29,6 +30,9 @@ from ..engine.limits import MAX_UPLOAD_BYTES
 from ..errors import VcliError
 from . import ai, binding, rest
 from .common import BadContentType, BodyTooLarge, RequestError, Unauthorized
+
+if TYPE_CHECKING:
+    from ..engine import interface
 
 MAX_BODY_BYTES = MAX_UPLOAD_BYTES  # Vectorize's upload limit per request
 NDJSON_TYPES = frozenset({
@@ -47,7 +51,7 @@ class VectorizeApp:
     ``Authorization: Bearer <token>``."""
 
     def __init__(self, catalog: Any, *, token: str | None = None, max_body: int = MAX_BODY_BYTES):
-        self.catalog = catalog if isinstance(catalog, Catalog) else Catalog(catalog, background_builds=True)
+        self.catalog: interface.Catalog = local_catalog(catalog)
         self.token = token.encode() if token else None
         self.max_body = max_body
 
@@ -178,6 +182,12 @@ class VectorizeApp:
             return await part.read()
         finally:
             await form.close()
+
+
+def local_catalog(catalog: Catalog | str | os.PathLike[str]) -> Catalog:
+    """``catalog`` itself, or the catalog of the data dir it names (building graphs in the
+    background, as ``vcli serve``'s)."""
+    return catalog if isinstance(catalog, Catalog) else Catalog(catalog, background_builds=True)
 
 
 def create_app(catalog: Any, *, token: str | None = None, max_body: int = MAX_BODY_BYTES) -> VectorizeApp:

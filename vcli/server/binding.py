@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import orjson
@@ -35,6 +36,9 @@ from ..engine import limits
 from ..errors import LimitExceeded, VcliError
 from . import rest
 from .common import JSON_OPTIONS, Call, MethodNotAllowed, NoRoute, media_type, service_message
+
+if TYPE_CHECKING:
+    from ..engine.interface import Catalog
 
 PREFIX = "/binding/"
 PATH = re.compile(r"/binding/(?P<name>[^/]+)(?:/(?P<endpoint>[^/]*))?")
@@ -45,7 +49,7 @@ def _write(mode: str):
     takes in production)."""
     write = rest.write_handler(mode)
 
-    def handler(cat, name, body, params):
+    def handler(cat: Catalog, name, body, params):
         count = rest.vector_lines(body)
         if count > limits.MAX_WORKER_BATCH:
             raise LimitExceeded(
@@ -88,7 +92,7 @@ def route(method: str, path: str, headers: Mapping[str, str]) -> Call:
     if method != wanted:
         raise MethodNotAllowed(f"Method not allowed: {method} {endpoint} (use {wanted})")
     if forwarded:  # the Worker's own headers, as the proxy client forwards them
-        headers = {"content-type": headers.get("mf-header-content-type")}
+        headers = {"content-type": headers.get("mf-header-content-type", "")}
     return Call(handler, kind, m.group("name"), media_type(headers))
 
 

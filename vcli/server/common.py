@@ -9,14 +9,19 @@ with the engine's errors; these are the failures of the HTTP request around it. 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, overload
 
 import orjson
 
 from ..errors import BadQuery, IndexExists, IndexNotFound, VcliError
 
-# A handler: (catalog, index name, body, query parameters) -> the result, as JSON-able data.
-Handler = Callable[[Any, "str | None", Any, Mapping[str, str]], Any]
+if TYPE_CHECKING:
+    from ..engine.interface import Catalog
+
+# A handler: (catalog, the name the route holds, body, query parameters) -> the result, as JSON-able
+# data. The name is an index's (None for the collection) or, for Workers AI, a model's. A handler
+# calls only the ``Catalog`` protocol, which the local indexes and the live service both have.
+Handler = Callable[["Catalog", Any, Any, Mapping[str, str]], Any]
 
 
 class Call(NamedTuple):
@@ -93,6 +98,10 @@ def whole(value: Any, what: str, error: type[VcliError]) -> int | None:
     raise error(f"{what} must be a whole number, got {orjson.dumps(value).decode()}")
 
 
+@overload
+def string(body: dict, key: str, error: type[VcliError], *, required: Literal[True] = True) -> str: ...
+@overload
+def string(body: dict, key: str, error: type[VcliError], *, required: bool) -> str | None: ...
 def string(body: dict, key: str, error: type[VcliError], *, required: bool = True) -> str | None:
     value = body.get(key)
     if value is None and not required:

@@ -17,12 +17,19 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..engine import limits
-from ..engine.records import DeleteResult, MetadataIndexResult, WriteResult
+from ..engine.interface import Progress
+from ..engine.records import DeleteResult, MetadataIndexResult, VectorLine, WriteResult
 from ..errors import IndexNotFound, VcliError
+
+if TYPE_CHECKING:
+    from ..engine.catalog import Catalog
+    from ..engine.index import VectorIndex
+    from ..engine.interface import Catalog as AnyCatalog
+    from ..engine.interface import Index
 
 IDLE_CHECK = 5.0  # seconds between looks at the kept writes when none is due sooner
 
@@ -30,13 +37,13 @@ IDLE_CHECK = 5.0  # seconds between looks at the kept writes when none is due so
 class DeferringCatalog:
     """The catalog as the server sees it: writable indexes defer their writes."""
 
-    def __init__(self, catalog: Any, delay: float, jitter: float, applier: Applier):
+    def __init__(self, catalog: Catalog, delay: float, jitter: float, applier: Applier):
         self.catalog, self.delay, self.jitter, self.applier = catalog, delay, jitter, applier
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.catalog, name)
 
-    def open(self, name: str, *, write: bool = False):
+    def open(self, name: str, *, write: bool = False) -> Index:
         index = self.catalog.open(name, write=write)
         return DeferringIndex(index, self) if write else index
 
@@ -47,7 +54,7 @@ class DeferringCatalog:
 class DeferringIndex:
     """A ``VectorIndex`` whose writes are acknowledged now and applied later."""
 
-    def __init__(self, index: Any, owner: DeferringCatalog):
+    def __init__(self, index: VectorIndex, owner: DeferringCatalog):
         self._index, self._owner = index, owner
 
     def __getattr__(self, name: str) -> Any:
@@ -64,15 +71,17 @@ class DeferringIndex:
         self._owner.applier.touch(self._index.name)
         return mid, count
 
-    def insert(self, vectors, *, batch_size: int = limits.INSERT_BATCH_SIZE, progress=None) -> WriteResult:
+    def insert(self, vectors: Iterable[VectorLine | dict], *, batch_size: int = limits.INSERT_BATCH_SIZE,
+               progress: Progress | None = None) -> WriteResult:
         mid, count = self._defer("insert", vectors)
         return WriteResult(self._index.name, count, count, mid)
 
-    def upsert(self, vectors, *, batch_size: int = limits.UPSERT_BATCH_SIZE, progress=None) -> WriteResult:
+    def upsert(self, vectors: Iterable[VectorLine | dict], *, batch_size: int = limits.UPSERT_BATCH_SIZE,
+               progress: Progress | None = None) -> WriteResult:
         mid, count = self._defer("upsert", vectors)
         return WriteResult(self._index.name, count, count, mid)
 
-    def delete(self, ids) -> DeleteResult:
+    def delete(self, ids: Sequence[str]) -> DeleteResult:
         mid, count = self._defer("delete", list(ids))
         return DeleteResult(mid, count, None)
 
@@ -88,7 +97,7 @@ class DeferringIndex:
 class Applier:
     """One thread that applies the kept writes of every index when they are due."""
 
-    def __init__(self, catalog: Any, notify: Callable[[str], None]):
+    def __init__(self, catalog: Catalog, notify: Callable[[str], None]):
         self.catalog, self.notify = catalog, notify
         self.names: set[str] = set()
         self.lock = threading.Lock()
@@ -145,7 +154,8 @@ class Applier:
         return None
 
 
-def with_apply_delay(catalog: Any, delay: float, jitter: float, notify: Callable[[str], None]):
+def with_apply_delay(catalog: Catalog, delay: float, jitter: float, notify: Callable[[str], None]
+                     ) -> tuple[AnyCatalog, Applier | None]:
     """The catalog the server answers from, and the applier to stop when it stops (None when there
     is no delay and nothing was left kept)."""
     kept = []

@@ -27,7 +27,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
@@ -58,6 +58,9 @@ from .common import (
     string,
     whole,
 )
+
+if TYPE_CHECKING:
+    from ..engine.interface import Catalog
 
 API_PREFIX = "/client/v4"
 INDEXES = re.compile(
@@ -131,11 +134,11 @@ def _mutation(result: Any) -> dict:
 # == handlers (common.Handler), run in a worker thread ========================================
 
 
-def list_indexes(cat, name, body, params):
+def list_indexes(cat: Catalog, name, body, params):
     return [c.to_json() for c in cat.list()]
 
 
-def create_index(cat, name, body, params):
+def create_index(cat: Catalog, name, body, params):
     body = json_object(body)
     index_name = string(body, "name", InvalidName)
     description = string(body, "description", InvalidConfig, required=False)
@@ -156,16 +159,16 @@ def create_index(cat, name, body, params):
 create_index.http_status = 201  # type: ignore[attr-defined]  # as Cloudflare's API documents it
 
 
-def get_index(cat, name, body, params):
+def get_index(cat: Catalog, name, body, params):
     return cat.config(name).to_json()
 
 
-def delete_index(cat, name, body, params):
+def delete_index(cat: Catalog, name, body, params):
     cat.delete(name)
     return None
 
 
-def info(cat, name, body, params):
+def info(cat: Catalog, name, body, params):
     with cat.open(name) as index:
         return index.info().to_json()
 
@@ -176,7 +179,7 @@ def vector_lines(body: bytes) -> int:
 
 
 def write_handler(mode: str):
-    def handler(cat, name, body, params):
+    def handler(cat: Catalog, name, body, params):
         discard = params.get("unparsable-behavior", "error") == "discard"
         count = vector_lines(body)
         if count > limits.MAX_BATCH_SIZE:  # the API's cap a request (the CLI splits a file into batches)
@@ -190,7 +193,7 @@ def write_handler(mode: str):
     return handler
 
 
-def query(cat, name, body, params):
+def query(cat: Catalog, name, body, params):
     body = json_object(body)
     if body.get("namespace") == "":  # an empty namespace is none
         body = {k: v for k, v in body.items() if k != "namespace"}
@@ -207,19 +210,19 @@ def checked_ids(body: Any, most: int) -> list[str]:
     return found
 
 
-def get_by_ids(cat, name, body, params):
+def get_by_ids(cat: Catalog, name, body, params):
     found = checked_ids(body, limits.MAX_GET_IDS)
     with cat.open(name) as index:
         return [v.to_json() for v in index.get(found)]
 
 
-def delete_by_ids(cat, name, body, params):
+def delete_by_ids(cat: Catalog, name, body, params):
     found = checked_ids(body, limits.MAX_DELETE_IDS)
     with cat.open(name, write=True) as index:
         return _mutation(index.delete(found))
 
 
-def list_vectors(cat, name, body, params):
+def list_vectors(cat: Catalog, name, body, params):
     raw = params.get("count")
     try:
         count = 100 if raw in (None, "") else int(raw)
@@ -229,7 +232,7 @@ def list_vectors(cat, name, body, params):
         return index.list_ids(count, params.get("cursor") or None).to_json()
 
 
-def create_metadata_index(cat, name, body, params):
+def create_metadata_index(cat: Catalog, name, body, params):
     body = json_object(body)
     prop = string(body, "propertyName", BadQuery)
     kind = string(body, "indexType", BadQuery)
@@ -237,12 +240,12 @@ def create_metadata_index(cat, name, body, params):
         return _mutation(index.create_metadata_index(prop, kind))
 
 
-def list_metadata_indexes(cat, name, body, params):
+def list_metadata_indexes(cat: Catalog, name, body, params):
     with cat.open(name) as index:
         return {"metadataIndexes": [m.to_json() for m in index.list_metadata_indexes()]}
 
 
-def delete_metadata_index(cat, name, body, params):
+def delete_metadata_index(cat: Catalog, name, body, params):
     prop = string(json_object(body), "propertyName", BadQuery)
     with cat.open(name, write=True) as index:
         return _mutation(index.delete_metadata_index(prop))
@@ -263,12 +266,12 @@ def _page(items: list, params: Mapping[str, str]) -> Paged:
                          "total_pages": max(1, -(-len(items) // per))})
 
 
-def list_accounts(cat, name, body, params):
+def list_accounts(cat: Catalog, name, body, params):
     return _page([{**LOCAL_ACCOUNT, "type": "standard", "settings": {"enforce_twofactor": False},
                    "created_on": "2000-01-01T00:00:00.000000Z"}], params)
 
 
-def list_memberships(cat, name, body, params):
+def list_memberships(cat: Catalog, name, body, params):
     return _page([{"id": "1" * 32, "status": "accepted", "account": LOCAL_ACCOUNT,
                    "roles": ["Administrator"]}], params)
 

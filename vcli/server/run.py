@@ -18,7 +18,7 @@ from typing import Any
 import uvicorn
 
 from ..errors import VcliError
-from .app import MAX_BODY_BYTES, create_app
+from .app import MAX_BODY_BYTES, create_app, local_catalog
 from .delay import with_apply_delay
 
 BACKLOG = 1024  # connections waiting to be accepted: a test runner's Worker makes 200 calls at once
@@ -99,8 +99,9 @@ def serve(
     sock = bind(infos, host, port)
     import numpy  # noqa: F401 - loaded once here rather than inside the first query
 
-    app = create_app(catalog, token=token, max_body=max_body)
-    app.catalog, applier = with_apply_delay(app.catalog, apply_delay, apply_jitter, notify)
+    local = local_catalog(catalog)
+    app = create_app(local, token=token, max_body=max_body)
+    app.catalog, applier = with_apply_delay(local, apply_delay, apply_jitter, notify)
     config = uvicorn.Config(
         app, lifespan="off", log_level="warning", access_log=access_log, server_header=False,
         backlog=BACKLOG,
@@ -115,7 +116,7 @@ def serve(
         logging.getLogger(name).addFilter(_Quiet())
     server = uvicorn.Server(config)
     url = url_of(sock)
-    notify(f"vcli serve: the Vectorize v2 API and the Workers binding for the indexes in {app.catalog.data_dir}")
+    notify(f"vcli serve: the Vectorize v2 API and the Workers binding for the indexes in {local.data_dir}")
     notify(f"Listening on {url} (Ctrl-C to stop)")
     notify(
         f"  wrangler: CLOUDFLARE_API_BASE_URL={url}/client/v4 CLOUDFLARE_API_TOKEN="

@@ -5,12 +5,16 @@ the block before; filtered queries as masks of the rows they pass (``masks.py``)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..scoring import Groups, batch_distances, max_norm, tolerance, top_candidates
 from .common import _EMPTY_NORMS
 from .graph_blocks import GraphBlocks
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 
 class Blocks(GraphBlocks):
@@ -124,12 +128,12 @@ class Blocks(GraphBlocks):
                 m_rows, d_bits = masks[i - plain]
                 keys, row = keys[d_bits], row[d_bits]
                 if heavy is not None:
-                    keys = np.concatenate([keys, m.keys[m_rows]])
+                    keys = np.concatenate([keys, self._open_matrix().keys[m_rows]])
                     row = np.concatenate([row, heavy[0][i][m_rows]])
             elif heavy is not None:
                 dists, groups = heavy
                 near = groups.near(i, tol)
-                keys, row = np.concatenate([keys, m.keys[near]]), np.concatenate([row, dists[i, near]])
+                keys, row = np.concatenate([keys, self._open_matrix().keys[near]]), np.concatenate([row, dists[i, near]])
             out.append(top_candidates(keys, row, k, tol).tolist())
         return out
 
@@ -139,5 +143,6 @@ class _Block:
 
     __slots__ = ("queries", "ks", "masks", "result", "future")
 
-    def __init__(self, queries: np.ndarray, ks: list[int], masks=(), result: object = None, future: object = None):
+    def __init__(self, queries: np.ndarray, ks: list[int], masks=(), result: object = None,
+                 future: Future | None = None):
         self.queries, self.ks, self.masks, self.result, self.future = queries, ks, masks, result, future

@@ -38,12 +38,12 @@ class GraphBlocks(OneQuery):
     def _within_depth(self, ks: Sequence[int], matches: int) -> int:
         """How many candidates a graph search for a filter passing ``matches`` vectors asks for:
         enough that about ``Tuning.search_count(k)`` of them are expected to pass."""
-        removed, size = self._removed(), len(self.graph)
+        removed, size = self._removed(), len(self._open_parts())
         share = max(matches / max(size, 1), 1e-6)
         # 1.6x the expected need: at 1.25x, one query in ten of a 50 % filter found too few
         # passing and widened alone, costing the batch a fifth of its time
         need = self.tuning.search_count(max(ks)) / share * 1.6
-        return min(self.graph.largest, int(need) + (0 if removed is None else len(removed)))
+        return min(self._open_parts().largest, int(need) + (0 if removed is None else len(removed)))
 
     def _graph_heavy(self, queries: np.ndarray, ks: list[int], plain: int, masks=()):
         """The search of the graph parts for the block's first ``plain`` queries (None when there
@@ -59,16 +59,18 @@ class GraphBlocks(OneQuery):
         for which, matches in self._mask_bins([(j, n) for j, n in masked if j not in near]):
             qks = [ks[plain + j] for j in which]
             with self._graph_lock:
-                bins.append((which, self.graph.search(queries[plain + which], self._within_depth(qks, matches),
-                                                      threads=os.cpu_count() or 1,
-                                                      share=matches / max(len(self.graph), 1))))
+                parts = self._open_parts()
+                bins.append((which, parts.search(queries[plain + which], self._within_depth(qks, matches),
+                                                 threads=os.cpu_count() or 1,
+                                                 share=matches / max(len(parts), 1))))
         return found, near, bins
 
     def _product_near(self, queries: np.ndarray, ks: list[int], masks, which: list[int]) -> dict:
         """For queries ``which`` (of ``queries``, ``ks`` and ``masks``): the matrix's rows of
         each one's mask within the tolerance of its k-th nearest, ``{j: (keys, distances)}``,
         from matrix products of at most ``Tuning.block_floats`` distances."""
-        m, near = self.matrix, {}
+        m = self._open_matrix()
+        near: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         if not which:
             return near
         bound = max_norm(self._delta_arrays()[2], m.norms)
@@ -89,14 +91,14 @@ class GraphBlocks(OneQuery):
         """The masked queries ``masked`` (``(which, the rows its mask passes)``) in bins of those
         whose masks pass about as many (within a factor of two): ``(which, the fewest rows one
         of them passes)``."""
-        size = max(len(self.graph), 1)
+        size = max(len(self._open_parts()), 1)
         bins: dict[int, list[tuple[int, int]]] = {}
         for j, matches in masked:
             bins.setdefault(int(np.log2(size / matches)), []).append((j, matches))
         return [(np.array([j for j, _ in members]), min(n for _, n in members)) for members in bins.values()]
 
     def _graph_search(self, queries: np.ndarray, ks: list[int]):
-        g, m = self.graph, self.matrix
+        g, m = self._open_parts(), self._open_matrix()
         removed = self._removed_keys
         wanted = self.tuning.search_count(max(ks))
         # candidates that will be dropped: keys removed since the matrix, and the parts' vectors
@@ -115,13 +117,13 @@ class GraphBlocks(OneQuery):
         (or its mask) widens alone."""
         found, near, bins = heavy
         removed, delta = self._removed(), self._delta_arrays()
-        live = len(self.graph) - (0 if removed is None else len(removed))
+        live = len(self._open_parts()) - (0 if removed is None else len(removed))
         plain = len(ks) - len(masks)
         out = self._graph_block(queries[:plain], ks[:plain], found, delta, [min(k, live) for k in ks[:plain]]) \
             if plain else []
         masked: list = [None] * len(masks)
         d_keys, d_vecs, d_norms = delta
-        bound = max_norm(d_norms, self.matrix.norms)
+        bound = max_norm(d_norms, self._open_matrix().norms)
         for j, (keys, dists) in near.items():  # scored against every row
             q, d_bits = queries[plain + j], masks[j][1]
             d_dists = batch_distances(self.metric, q[None, :], d_vecs[d_bits], d_norms[d_bits])[0]
@@ -145,7 +147,7 @@ class GraphBlocks(OneQuery):
         the matrix and of the delta, outside the query's) are dropped and only the nearest few of
         the rest gathered from the matrix; a query left with fewer than ``enough[i]`` widens
         alone (``_candidates_one``)."""
-        m, removed = self.matrix, self._removed()
+        m, removed = self._open_matrix(), self._removed()
         d_keys, d_vecs, d_norms = delta
         dists = [batch_distances(self.metric, queries, d_vecs, d_norms)]
         keys = [np.broadcast_to(d_keys, (len(queries), len(d_keys)))]
@@ -187,22 +189,22 @@ class GraphBlocks(OneQuery):
             for i in range(len(ks)):
                 near = groups.near(i, tols[i])
                 extra[i].append((u_keys[near], u_dists[i, near]))
-        keys, dists = np.concatenate(keys, axis=1), np.concatenate(dists, axis=1)
+        all_keys, all_dists = np.concatenate(keys, axis=1), np.concatenate(dists, axis=1)
         if any(extra):
-            out = [nearest_keys([keys[i], *(e[0] for e in extra[i])], [dists[i], *(e[1] for e in extra[i])],
+            out = [nearest_keys([all_keys[i], *(e[0] for e in extra[i])], [all_dists[i], *(e[1] for e in extra[i])],
                                 k, tols[i]) for i, k in enumerate(ks)]
         else:
-            out = [row.tolist() for row in top_candidates_rows(keys, dists, ks, tols)]
+            out = [row.tolist() for row in top_candidates_rows(all_keys, all_dists, ks, tols)]
         return [self._candidates_one(queries[i], k, self._mask_keys(masks[i]) if masks else None)
                 if short[i] else out[i] for i, k in enumerate(ks)]
 
     def _mask_keys(self, bits) -> np.ndarray:
         """The sorted keys of the matrix's and the delta's rows that a mask passes."""
-        return np.sort(np.concatenate([self.matrix.keys[bits[0]], self._delta_arrays()[0][bits[1]]]))
+        return np.sort(np.concatenate([self._open_matrix().keys[bits[0]], self._delta_arrays()[0][bits[1]]]))
 
     def _bits(self, mask):
         """A query's mask (``begin``) as a bool per row of the matrix and of the delta."""
-        m_bits = np.zeros(len(self.matrix.keys), bool)
+        m_bits = np.zeros(len(self._open_matrix().keys), bool)
         m_bits[mask[0]] = True
         return m_bits, mask[1]
 

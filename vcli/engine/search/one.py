@@ -24,9 +24,9 @@ class OneQuery(Opened):
         if self.graph is not None and (allowed is None or len(allowed) > max(4 * k, 2048)):
             found = self._graph(q, k, allowed, removed, accept)
         if found is not None:
-            found = [found, *(self._matrix(q, allowed, removed, k, accept, top, rows) for rows in self._uncovered)]
-            m_keys, m_dists = (np.concatenate([f[i] for f in found]) for i in (0, 1))
-            m_top = max(f[2] for f in found)
+            parts = [found, *(self._matrix(q, allowed, removed, k, accept, top, rows) for rows in self._uncovered)]
+            m_keys, m_dists = (np.concatenate([f[i] for f in parts]) for i in (0, 1))
+            m_top = max(f[2] for f in parts)
         elif self.matrix is not None:  # (a few allowed keys, or a filter the graph finds too few of)
             m_keys, m_dists, m_top = self._matrix(q, allowed, removed, k, accept, top)
         else:
@@ -56,7 +56,7 @@ class OneQuery(Opened):
     def _matrix(self, q, allowed, removed, k, accept, delta_top: float,
                 part: slice = slice(None)) -> tuple[np.ndarray, np.ndarray, float]:
         """Candidates among the matrix's rows (those of ``part``), scored exactly."""
-        m = self.matrix
+        m = self._open_matrix()
         if allowed is not None:
             rows = self._matrix_rows(allowed)
             if part != slice(None):
@@ -74,7 +74,7 @@ class OneQuery(Opened):
 
     def _matrix_rows(self, allowed: np.ndarray) -> np.ndarray:
         """The matrix's row positions of those of ``allowed`` (sorted keys) that it holds."""
-        m = self.matrix
+        m = self._open_matrix()
         rows = m.rows_of(allowed)
         ok = rows < len(m.keys)
         return rows[ok][m.keys[rows[ok]] == allowed[ok]]
@@ -109,7 +109,7 @@ class OneQuery(Opened):
         widens until enough pass. None when a filter's matches are so rare in the parts that the
         search would go deeper than ``Tuning.max_widening``: the caller scans the matrix exactly instead
         (matches written since the parts were built, say, are in no part)."""
-        g = self.graph
+        g = self._open_parts()
         skip = 0 if removed is None else len(removed)
         count_k = self.tuning.search_count(k)
         want = count_k + min(skip, count_k)
@@ -146,7 +146,7 @@ class OneQuery(Opened):
 
     def _covered(self, allowed: np.ndarray) -> int:
         """How many of ``allowed`` (sorted keys) are in the key ranges of the graph parts."""
-        files = self.graph.files
+        files = self._open_parts().files
         starts = np.searchsorted(allowed, [f.lo for f in files], side="left")
         ends = np.searchsorted(allowed, [f.hi for f in files], side="right")
         return int((ends - starts).sum())
@@ -156,7 +156,7 @@ class OneQuery(Opened):
         answers: found, in the matrix (not gone since their part was built), not removed since
         the matrix, in ``allowed`` (sorted keys) when given, and with ``masks`` (a mask of the
         matrix's rows and the delta's per query), in the query's mask."""
-        mk = self.matrix.keys
+        mk = self._open_matrix().keys
         if masks is not None and len(mk):
             rows = np.minimum(np.searchsorted(mk, keys), len(mk) - 1)
             usable = np.isfinite(dists) & (mk[rows] == keys)
@@ -172,7 +172,7 @@ class OneQuery(Opened):
 
     def _scored_from_matrix(self, q, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
         """Graph candidates ``keys`` that ``_usable`` kept (so all in the matrix), scored from it."""
-        m = self.matrix
+        m = self._open_matrix()
         keys = np.sort(keys)
         rows = m.rows_of(keys)
         return (keys, *self._scored(q, m.values[rows], m.norms[rows]))

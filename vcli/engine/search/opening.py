@@ -5,7 +5,7 @@ written since the matrix, keys removed since), read once from the snapshot."""
 from __future__ import annotations
 
 import threading
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -14,13 +14,20 @@ from ..searchfiles import FILE_ERRORS, SearchFiles
 from ..verify import StaleFile
 from .common import in_sorted
 
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+    from contextlib import AbstractContextManager
+
+    from ..graph import Parts
+    from ..matrix import Matrix
+
 
 class _Problem(NamedTuple):
     kind: str  # "damaged" (or foreign, or too old), "missing", "behind"
     text: str
 
 
-_RETRY = object()
+_RETRY = _Problem("retry", "a writer replaced the search file meanwhile")  # (compared by identity)
 
 
 class Opened:
@@ -35,17 +42,18 @@ class Opened:
         self.store = files.store
         self.metric = files.metric
         self.dims = files.dimensions
-        self.matrix = None
-        self.graph = None
+        self.matrix: Matrix | None = None  # the open matrix and graph parts (``_open``)
+        self.graph: Parts | None = None
         self.seq = 0
-        self._snapshot = None
+        self._snapshot: AbstractContextManager[None] | None = None
         self._removed_keys: np.ndarray | None = None
         self._uncovered: list[slice] = []  # rows of the matrix no graph part covers, searched exactly
         self._uncovered_rows = 0  # how many
         self._uncovered_bound: float | None = None  # their largest norm (``_graph_block``), once found
         self._removed_rows: np.ndarray | None = None
         self._delta_cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-        self._pool = None  # a thread for the heavy part of batch queries (see ``begin``)
+        # a thread for the heavy part of batch queries (see ``begin``)
+        self._pool: ThreadPoolExecutor | None = None
         # ``candidates_within``: the keys, vectors and norms of a subset, by the caller's token
         self._subsets: dict[object, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         # usearch keeps per-thread search contexts indexed from 0 in every call, so two searches
@@ -157,6 +165,16 @@ class Opened:
         self._snapshot = self.store.snapshot()
         self._snapshot.__enter__()
 
+    def _open_matrix(self) -> Matrix:
+        """The open matrix, on the search paths that only run with one."""
+        assert self.matrix is not None  # (for the type checker: those paths check before)
+        return self.matrix
+
+    def _open_parts(self) -> Parts:
+        """The open graph parts, on the search paths that only run with them."""
+        assert self.graph is not None
+        return self.graph
+
     def _close_snapshot(self) -> None:
         if self._snapshot is not None:
             self._snapshot.__exit__(None, None, None)
@@ -197,5 +215,5 @@ class Opened:
         if removed is None or not len(removed):
             return None
         if self._removed_rows is None:
-            self._removed_rows = np.flatnonzero(in_sorted(self.matrix.keys, removed))
+            self._removed_rows = np.flatnonzero(in_sorted(self._open_matrix().keys, removed))
         return self._removed_rows

@@ -154,6 +154,7 @@ class Store:
             cur = self.conn.execute(
                 "INSERT INTO mutations (uuid, kind, at) VALUES (?, ?, ?)", (mid, kind, at)
             )
+            assert cur.lastrowid is not None  # (an INSERT's row id: for the type checker)
             yield Mutation(cur.lastrowid, mid, at)
             if pending and not self.conn.execute("DELETE FROM pending WHERE seq = ?", (pending[0],)).rowcount:
                 raise AlreadyApplied()
