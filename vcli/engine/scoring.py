@@ -17,7 +17,6 @@ import numpy as np
 RELATIVE_TOLERANCE = 1e-5
 MAX_EXTRA_TIES = 1000  # candidates kept beyond k for ties, at most
 SAFE_NORM = 1e18  # above this, candidate distances are computed in float64 (see ``_huge``)
-GROUPS = 1024  # column groups whose minima bound the k-th distance (see ``Groups``)
 
 
 def tolerance(metric: str, q: np.ndarray, max_norm: float) -> float:
@@ -95,14 +94,14 @@ def batch_distances(metric: str, queries: np.ndarray, vecs: np.ndarray, norms: n
 
 
 class Groups:
-    """The columns of a block of distances in ``GROUPS`` interleaved groups (column ``j`` in group
-    ``j % groups``), each group's minimum per row, and per row the k-th smallest minimum: a bound
+    """The columns of a block of distances in ``groups`` interleaved groups (``Tuning.score_groups``;
+    column ``j`` in group ``j % groups``), each group's minimum per row, and per row the k-th smallest minimum: a bound
     that at least k entries of the row are at or below."""
 
-    def __init__(self, dists: np.ndarray, ks: Sequence[int]):
+    def __init__(self, dists: np.ndarray, ks: Sequence[int], groups: int):
         self.dists = dists
         rows, n = dists.shape
-        self.groups = groups = min(GROUPS, n)
+        self.groups = groups = min(groups, n)
         self.width = width = n // groups
         self.whole = width < 2 or max(ks) > groups  # too few columns: look at all of them
         if self.whole:

@@ -82,6 +82,10 @@ class Tuning(NamedTuple):
     # ... and each matching row gathered from the matrix into a contiguous copy this many
     # (docs/performance.md).
     gather_rows: float = 64
+    # A block's distances are read once more per row for the minimum of each of this many
+    # interleaved groups of columns (``scoring.Groups``): the k-th smallest minimum bounds the k-th
+    # distance, and only the groups within it (plus the tolerance) are looked into.
+    score_groups: int = 1024
     # Candidates asked of each graph part per query (at least twice k); as many of all the parts'
     # answers, the nearest by the graphs' own distances (``graph.nearest``), are scored exactly
     # from the matrix. The bf16 graph ranks so close to float32 that more do not help (recall@10

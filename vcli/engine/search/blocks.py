@@ -105,12 +105,12 @@ class Blocks(GraphBlocks):
         gone = self._removed_rows
         if gone is not None and len(gone):
             dists[:, gone] = np.inf
-        return dists, Groups(dists[:plain], ks[:plain]) if plain else None
+        return dists, Groups(dists[:plain], ks[:plain], self.tuning.score_groups) if plain else None
 
     def _matrix_finish(self, queries: np.ndarray, ks: list[int], heavy, masks=()) -> list[list[int]]:
         """Exact candidates for a block of queries: the delta and (when there is one) the matrix,
         each as one matrix product. Scanning the product is what costs beyond it, so each row is
-        read once more only: for the minimum of each of ``GROUPS`` interleaved groups of columns.
+        read once more only: for the minimum of each of ``Tuning.score_groups`` interleaved groups of columns.
         The k-th smallest of those minima bounds the k-th distance from above (k groups hold at
         least k rows that near), and only the few groups whose minimum is within the bound (plus
         the tolerance) are looked into. A masked query (the last ``len(masks)``) looks into the

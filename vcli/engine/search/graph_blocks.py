@@ -185,7 +185,7 @@ class GraphBlocks(OneQuery):
                 keys.append(np.broadcast_to(u_keys, (len(queries), len(u_keys))))
                 dists.append(u_dists)
                 continue
-            groups = Groups(u_dists, ks)  # a long run: only each query's nearest few go on
+            groups = Groups(u_dists, ks, self.tuning.score_groups)  # a long run: only each query's nearest few go on
             for i in range(len(ks)):
                 near = groups.near(i, tols[i])
                 extra[i].append((u_keys[near], u_dists[i, near]))
