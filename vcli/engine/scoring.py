@@ -94,9 +94,10 @@ def batch_distances(metric: str, queries: np.ndarray, vecs: np.ndarray, norms: n
 
 
 class Groups:
-    """The columns of a block of distances in ``groups`` interleaved groups (``Tuning.score_groups``;
-    column ``j`` in group ``j % groups``), each group's minimum per row, and per row the k-th smallest minimum: a bound
-    that at least k entries of the row are at or below."""
+    """The columns of a block of distances in ``groups`` interleaved groups
+    (``Tuning.score_groups``; column ``j`` in group ``j % groups``), each group's minimum per row,
+    and per row the k-th smallest minimum: a bound that at least k entries of the row are at or
+    below."""
 
     def __init__(self, dists: np.ndarray, ks: Sequence[int], groups: int):
         self.dists = dists

@@ -133,7 +133,8 @@ class Blocks(GraphBlocks):
             elif heavy is not None:
                 dists, groups = heavy
                 near = groups.near(i, tol)
-                keys, row = np.concatenate([keys, self._open_matrix().keys[near]]), np.concatenate([row, dists[i, near]])
+                keys = np.concatenate([keys, self._open_matrix().keys[near]])
+                row = np.concatenate([row, dists[i, near]])
             out.append(top_candidates(keys, row, k, tol).tolist())
         return out
 

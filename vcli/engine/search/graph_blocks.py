@@ -185,14 +185,15 @@ class GraphBlocks(OneQuery):
                 keys.append(np.broadcast_to(u_keys, (len(queries), len(u_keys))))
                 dists.append(u_dists)
                 continue
-            groups = Groups(u_dists, ks, self.tuning.score_groups)  # a long run: only each query's nearest few go on
+            # a long run: only each query's nearest few go on
+            groups = Groups(u_dists, ks, self.tuning.score_groups)
             for i in range(len(ks)):
                 near = groups.near(i, tols[i])
                 extra[i].append((u_keys[near], u_dists[i, near]))
         all_keys, all_dists = np.concatenate(keys, axis=1), np.concatenate(dists, axis=1)
         if any(extra):
-            out = [nearest_keys([all_keys[i], *(e[0] for e in extra[i])], [all_dists[i], *(e[1] for e in extra[i])],
-                                k, tols[i]) for i, k in enumerate(ks)]
+            out = [nearest_keys([all_keys[i], *(e[0] for e in extra[i])],
+                                [all_dists[i], *(e[1] for e in extra[i])], k, tols[i]) for i, k in enumerate(ks)]
         else:
             out = [row.tolist() for row in top_candidates_rows(all_keys, all_dists, ks, tols)]
         return [self._candidates_one(queries[i], k, self._mask_keys(masks[i]) if masks else None)

@@ -38,7 +38,8 @@ class Grouped(Blocks):
             qs, qks = queries[start : start + step], ks[start : start + step]
             dists = batch_distances(self.metric, qs, s_vecs, s_norms)
             d_dists = batch_distances(self.metric, qs, d_vecs, d_norms)  # the delta's few rows: all kept
-            groups = Groups(dists, qks, self.tuning.score_groups) if len(s_keys) else None  # (each row read once more)
+            # (each row read once more)
+            groups = Groups(dists, qks, self.tuning.score_groups) if len(s_keys) else None
             for i, k in enumerate(qks):
                 tol = tolerance(self.metric, qs[i], bound)
                 near = groups.near(i, tol) if groups else np.zeros(0, np.intp)
