@@ -1,4 +1,5 @@
-"""The builder process: ``python -m vcli.graph_builder <folder> <dimensions> <metric> <part rows>``.
+"""The builder process: ``python -m vcli.graph_builder <folder> <dimensions> <metric> <part rows>
+[<stale share>]`` (``Tuning.graph_part_rows`` and ``graph_stale_share``).
 
 Started detached, at low priority, by ``engine.builder.start`` after a write; it makes the index's
 graph parts (``engine.builder.run``) and exits 0, or 1 when another builder is at work or the build
@@ -20,7 +21,7 @@ def main(argv: list[str]) -> int:
         os.nice(NICE)
     except OSError:
         pass
-    return run(Folder(Path(argv[0])), int(argv[1]), argv[2], int(argv[3]))
+    return run(Folder(Path(argv[0])), int(argv[1]), argv[2], int(argv[3]), *(float(a) for a in argv[4:5]))
 
 
 if __name__ == "__main__":

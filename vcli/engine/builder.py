@@ -2,8 +2,8 @@
 
 A load returns as soon as its vectors are in the store and the matrix (durable, and queryable
 exactly); the graph parts of that matrix (``graph.py``), which take minutes for a million vectors, are
-built afterwards by ``python -m vcli.graph_builder <folder> <dimensions> <metric> <part rows>``, a
-process of its own that ``start`` launches (detached, at low priority) and that outlives the
+built afterwards by ``python -m vcli.graph_builder <folder> <dimensions> <metric> <part rows>
+[<stale share>]``, a process of its own that ``start`` launches (detached, at low priority) and that outlives the
 command that started it.
 
 * One builder per index: it holds ``build.lock`` (``lock.writer_lock``, not the writer lock: writes
@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from ..errors import ExitCode, LockTimeout, StorageError
 from .layout import Folder, SearchFile
 from .lock import writer_lock
+from .tuning import DEFAULT
 
 if TYPE_CHECKING:
     import subprocess
@@ -52,14 +53,14 @@ class Step(NamedTuple):
     base: SearchFile | None = None
 
 
-def plan(m, parts: list[SearchFile], part_rows: int) -> Step | None:
+def plan(m, parts: list[SearchFile], part_rows: int, stale_share: float) -> Step | None:
     """The next step towards parts that cover every row of matrix ``m`` (loaded) with few stale
     vectors, given the parts a search uses now (``Folder.graph_parts``); None when there is none.
 
     Rows no part covers come first: a gap between parts gets parts of its own; the rows after the
     last part fill it while it holds fewer than ``part_rows`` vectors (it is rebuilt with them if
     it is stale), then go into new parts of at most that many. Then a part of which more than
-    ``graph.STALE_SHARE`` is gone is dropped when nothing of it is left, else rebuilt together
+    ``stale_share`` (``Tuning.graph_stale_share``) is gone is dropped when nothing of it is left, else rebuilt together
     with the parts after it that fit beside it, so that parts do not pile up as an index is
     rewritten. Every step covers more rows or leaves fewer stale vectors or fewer parts, so a
     builder taking steps until there is none ends."""
@@ -70,7 +71,7 @@ def plan(m, parts: list[SearchFile], part_rows: int) -> Step | None:
     keys, n = m.keys, len(m.keys)
     live = [(rows := graph.rows_of(m, part)).stop - rows.start for part in parts]
     sizes = [graph.size_of(part.path) for part in parts]
-    stale = [size - alive > graph.STALE_SHARE * size or not alive for size, alive in zip(sizes, live, strict=True)]
+    stale = [size - alive > stale_share * size or not alive for size, alive in zip(sizes, live, strict=True)]
     below = -1  # every row with a key up to this one is covered
     for part in parts:
         first, last = (int(i) for i in np.searchsorted(keys, [below, part.lo - 1], side="right"))
@@ -98,7 +99,8 @@ def plan(m, parts: list[SearchFile], part_rows: int) -> Step | None:
     return None
 
 
-def needs_graph(folder: Folder, dimensions: int, part_rows: int) -> bool:
+def needs_graph(folder: Folder, dimensions: int, part_rows: int,
+                stale_share: float = DEFAULT.graph_stale_share) -> bool:
     """Whether the newest matrix is not yet covered by graph parts with few stale vectors."""
     from .matrix import Matrix  # lazy: NumPy
 
@@ -106,7 +108,7 @@ def needs_graph(folder: Folder, dimensions: int, part_rows: int) -> bool:
     if file is None:
         return False
     m = Matrix.load(file.path, file.seq, dimensions)
-    return plan(m, folder.graph_parts(file), part_rows) is not None
+    return plan(m, folder.graph_parts(file), part_rows, stale_share) is not None
 
 
 def running(folder: Folder) -> bool:
@@ -127,7 +129,8 @@ def running(folder: Folder) -> bool:
         return False
 
 
-def start(folder: Folder, dimensions: int, metric: str, part_rows: int) -> bool:
+def start(folder: Folder, dimensions: int, metric: str, part_rows: int,
+          stale_share: float = DEFAULT.graph_stale_share) -> bool:
     """Launch a detached builder for the index in ``folder`` unless one is running; whether one
     was launched. Never raises for a folder it cannot build in (read-only, or gone): the builder
     then ends at once, and queries stay exact."""
@@ -138,7 +141,7 @@ def start(folder: Folder, dimensions: int, metric: str, part_rows: int) -> bool:
     try:
         _children.append((folder.path, subprocess.Popen(
             [sys.executable, "-m", "vcli.graph_builder", str(folder.path), str(dimensions), metric,
-             str(part_rows)],
+             str(part_rows), repr(stale_share)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True, close_fds=True,
         )))
@@ -147,7 +150,8 @@ def start(folder: Folder, dimensions: int, metric: str, part_rows: int) -> bool:
     return True
 
 
-def build_pending(folder: Folder, dimensions: int, metric: str, part_rows: int) -> Path | None:
+def build_pending(folder: Folder, dimensions: int, metric: str, part_rows: int,
+                  stale_share: float = DEFAULT.graph_stale_share) -> Path | None:
     """Under the build lock, take steps (``plan``) until the newest matrix needs none; the last
     part made (or None). ``LockTimeout`` when another builder holds the lock; a damaged matrix
     raises."""
@@ -162,7 +166,7 @@ def build_pending(folder: Folder, dimensions: int, metric: str, part_rows: int) 
             parts = folder.graph_parts(file)
             _remove_superseded(folder, file, parts)
             parts = [part for part in parts if _readable(part)]
-            step = plan(m, parts, part_rows)
+            step = plan(m, parts, part_rows, stale_share)
             if step is None:
                 break
             made = _take(step, m, folder, metric) or made
@@ -214,15 +218,16 @@ def _remove_superseded(folder: Folder, matrix: SearchFile, parts: list[SearchFil
             f.path.unlink(missing_ok=True)
 
 
-def run(folder: Folder, dimensions: int, metric: str, part_rows: int) -> int:
+def run(folder: Folder, dimensions: int, metric: str, part_rows: int,
+        stale_share: float = DEFAULT.graph_stale_share) -> int:
     """What a builder process does (``vcli/graph_builder.py`` is its entry point): build until
     nothing is left to do; 0, or 1 when another builder is at work or the build failed."""
     try:
         while True:
-            build_pending(folder, dimensions, metric, part_rows)
+            build_pending(folder, dimensions, metric, part_rows, stale_share)
             # a matrix written after the last look, while this one still held the lock, may have
             # found it taken and started no builder: look once more, now that it is free
-            if not needs_graph(folder, dimensions, part_rows):
+            if not needs_graph(folder, dimensions, part_rows, stale_share):
                 return ExitCode.OK
     except (LockTimeout, OSError, ValueError, RuntimeError, MemoryError, KeyboardInterrupt):
         return ExitCode.FAILURE

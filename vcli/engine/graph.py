@@ -56,9 +56,6 @@ EXPANSION_ADD = 128
 EXPANSION_SEARCH = 128
 CHUNK = 16384  # rows added per call while building
 PARALLEL_MIN_SIZE = 20_000  # graphs smaller than this are built on one thread (see add_threads)
-# A part is rebuilt once more than this share of its vectors are gone from the matrix (deleted or
-# replaced): searches step over them, so they cost depth and, in the end, recall.
-STALE_SHARE = 0.25
 
 
 def add_threads(size: int) -> int:

@@ -205,8 +205,9 @@ class SearchFiles:
         queries scan what they do not cover exactly."""
         from . import builder
 
-        args = (self.folder, self.dimensions, self.metric, self.tuning.graph_part_rows)
-        if self.tuning.graph_in_background:
+        tuning = self.tuning
+        args = (self.folder, self.dimensions, self.metric, tuning.graph_part_rows, tuning.graph_stale_share)
+        if tuning.graph_in_background:
             builder.start(*args)
             return
         try:

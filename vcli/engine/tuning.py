@@ -22,6 +22,9 @@ class Tuning(NamedTuple):
     # 2M x 384 finds at most ~0.985 of the true top 10 however deep it is searched, four parts of
     # 500k 0.995 at less depth, and a part builds and is rewritten faster than one big graph.
     graph_part_rows: int = 500_000
+    # A part is rebuilt once more than this share of its vectors are gone from the matrix (deleted
+    # or replaced): searches step over them, so they cost depth and, in the end, recall.
+    graph_stale_share: float = 0.25
     # Graphs are built by a detached builder process after a write returns (builder.py), where the
     # catalog allows it (``Catalog(..., background_builds=True)``: the CLI's and the server's);
     # False, or a catalog that does not, builds them in the writing process instead, before it
