@@ -88,8 +88,8 @@ def new_index(dimensions: int, metric: str, lookups: bool = True) -> Index:
 def load(path: Path, dimensions: int, metric: str, *, view: bool = True, keys: bool = False) -> Index:
     """Open a graph file, checking that it fits this index; ``ValueError`` if it does not.
 
-    A view (for queries) is opened without the key -> node table, which would cost ~0.1 s per
-    million vectors: search works, but ``keys``, ``get``, ``contains`` and ``remove`` do not (they
+    A view (for queries) is opened without the key -> node table, which would cost time in
+    proportion to its size: search works, but ``keys``, ``get``, ``contains`` and ``remove`` do not (they
     answer garbage or nothing), and none is needed, as values come from the matrix. ``keys=True``
     (``vcli check``) or a full load (``view=False``, to extend it) has the table."""
     meta = Index.metadata(str(path))

@@ -170,7 +170,7 @@ def top_candidates_rows(keys: np.ndarray, dists: np.ndarray, ks: Sequence[int],
     rows, n = dists.shape
     k_of = np.asarray(ks, np.int64)
     kth = np.full(rows, np.inf, dists.dtype)
-    for k in sorted(set(k_of[k_of <= n].tolist())):  # not np.unique: it imports numpy.ma (~20 ms)
+    for k in sorted(set(k_of[k_of <= n].tolist())):  # not np.unique: it imports numpy.ma
         pick = np.flatnonzero(k_of == k)
         kth[pick] = np.partition(dists[pick], k - 1, axis=1)[:, k - 1]
     with np.errstate(invalid="ignore"):

@@ -1,7 +1,7 @@
 """The thresholds that decide how an index is searched and exported, as one value.
 
-``Tuning()`` holds the defaults, measured on 2 cores (docs/performance.md has the figures and how
-they were taken). A ``Catalog`` hands its tuning to every index it opens; tests and experiments
+``Tuning()`` holds the defaults, chosen by measurement (docs/performance.md has the figures and
+how they were taken); the comments below give each one's reason. A ``Catalog`` hands its tuning to every index it opens; tests and experiments
 pass another one (``Catalog(path, tuning=Tuning(graph_min_floats=1, graph_in_background=False))``
 builds a graph at any size, before a write returns), never by changing module globals. It changes speed, never answers.
 """
@@ -31,7 +31,7 @@ class Tuning(NamedTuple):
     # returns (tests use it to have a graph deterministically).
     graph_in_background: bool = True
     # Changes (rows written + rows removed) since the matrix before the writer folds them in.
-    # Every query scans them exactly (2,000 x 384 is ~3 MB from SQLite, a few ms); folding writes
+    # Every query scans them exactly (2,000 x 384 is ~3 MB read from SQLite); folding writes
     # a new matrix (and for a large index, a builder then extends its last graph part), so once
     # every 2,000 changes keeps that cheap per change. An index of at most this many vectors has
     # no matrix: all its rows are a delta.
@@ -102,8 +102,8 @@ class Tuning(NamedTuple):
     graph_small_part: int = 160_000
     # The deepest a filtered graph search goes (beyond, it asks for more candidates instead).
     graph_max_expansion: int = 2048
-    # Exports of more numbers than this (~22k x 384) format them in one process per core: one core
-    # writes a 384-dim vector in ~20 µs, and starting the processes costs ~0.1-0.2 s.
+    # Exports of more numbers than this (~22k x 384) format them in one process per core: below
+    # it, starting the processes costs more than formatting on one core saves.
     export_parallel_floats: int = 8 * 2**20
     export_block_rows: int = 1024  # lines per block that an export yields
     # A write that takes an index's search files (matrix and graph) past this many bytes notes

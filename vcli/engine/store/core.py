@@ -460,8 +460,8 @@ class Store:
 
     def count_at(self, seq: int) -> int:
         """How many vectors were live just after mutation ``seq``."""
-        # All rows minus those written since: counting a range of the seq index costs ~70 ms at
-        # 1M rows, the whole of it ~5 ms, and the rows since are few.
+        # All rows minus those written since: counting a range of the seq index is much slower
+        # than counting the whole of it, and the rows since are few.
         added, removed = self.count_since(seq)
         return self.count() - added + removed
 
@@ -478,7 +478,7 @@ class Store:
     def key_range(self) -> tuple[int | None, int | None]:
         """The smallest and largest live key."""
         # (Two subqueries: SQLite answers min() or max() alone from the rowid b-tree, but scans the
-        # whole table for both in one SELECT: 175 ms at 1M vectors.)
+        # whole table for both in one SELECT.)
         return self.conn.execute(
             "SELECT (SELECT min(key) FROM vectors), (SELECT max(key) FROM vectors)").fetchone()
 
