@@ -41,7 +41,7 @@ class GraphBlocks(OneQuery):
         removed, size = self._removed(), len(self._open_parts())
         share = max(matches / max(size, 1), 1e-6)
         # 1.6x the expected need: at 1.25x, one query in ten of a 50 % filter found too few
-        # passing and widened alone, which costs far more than the deeper search
+        # passing and widened alone, each a search of its own rather than a share of the block's
         need = self.tuning.search_count(max(ks)) / share * 1.6
         return min(self._open_parts().largest, int(need) + (0 if removed is None else len(removed)))
 
