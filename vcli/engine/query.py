@@ -200,7 +200,8 @@ class Answerer:
         if c.plain:
             return searcher.candidates(c.q, top_k)
         assert plan is not None  # (a query that is not plain has a plan: for the type checker)
-        allowed = plan.matching_keys(self.files.tuning.filter_exact_rows)
+        tuning = self.files.tuning
+        allowed = plan.matching_keys(tuning.filter_exact_rows, tuning.filter_entry_rows)
         if allowed is None:
             return searcher.candidates(c.q, top_k, accept=plan.accept)
         return searcher.candidates(c.q, top_k, allowed) if len(allowed) else []

@@ -39,6 +39,10 @@ class Tuning(NamedTuple):
     # A filtered or namespaced query lists the matching keys and scores them all exactly when at
     # most this many match; beyond that the search widens and checks its candidates instead.
     filter_exact_rows: int = 2048
+    # To list a filter's matches, SQLite enters by the namespace or a condition, whichever holds
+    # the fewest rows, counted up to ``filter_exact_rows`` and at most this many: past it,
+    # either way in is slow, and counting further only adds to it.
+    filter_entry_rows: int = 100_000
     # A batch's queries that share a namespace or filter are scored together against one
     # contiguous copy of the matching vectors, kept for the batch: at most this many numbers in
     # all (256 MiB). On a graph, a larger set of matches is searched in the graph instead.

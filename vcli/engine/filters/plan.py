@@ -100,14 +100,14 @@ class Plan:
         """Whether the plan restricts the candidates at all."""
         return self.nothing or bool(self.clauses) or self.namespace is not None
 
-    def matching_keys(self, limit: int):
+    def matching_keys(self, limit: int, entry_rows: int):
         """The sorted int64 keys of every matching vector if there are at most ``limit`` of them,
-        else None."""
+        else None (``entry_rows``: ``Tuning.filter_entry_rows``)."""
         import numpy as np
 
         if self.nothing:
             return np.zeros(0, np.int64)
-        found = filtering.matching_keys(self.store, self.clauses, self.namespace, limit)
+        found = filtering.matching_keys(self.store, self.clauses, self.namespace, limit, entry_rows)
         if found is None:
             return None
         return sorted_keys(found)

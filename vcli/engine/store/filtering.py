@@ -47,9 +47,6 @@ def _exists(clauses, namespace: str | None, key_column: str, skip=None) -> tuple
     return parts, params
 
 
-_ENTRY_COUNT = 100_000  # rows counted at most to choose where to enter: past it, either is slow
-
-
 def _count(conn, sql: str, params: list[Any], limit: int) -> int:
     return conn.execute(f"SELECT count(*) FROM ({sql} LIMIT ?)", (*params, limit)).fetchone()[0]
 
@@ -83,15 +80,15 @@ def _smallest(conn, options, cap: int) -> tuple[int, int]:
     return best, fewest
 
 
-def _matching_sql(conn, clauses, namespace: str | None, limit: int) -> tuple[str, list[Any]]:
+def _matching_sql(conn, clauses, namespace: str | None, cap: int) -> tuple[str, list[Any]]:
     """SQL selecting the key of every matching vector, entered the most selective way: a positive
     clause (a range of metadata_values' primary key) or the namespace, whichever has the fewest
-    rows (counted up to ``limit``, at most 100,000); all vectors only when neither exists."""
+    rows (counted up to ``cap``); all vectors only when neither exists."""
     options = _entries(clauses, namespace)
     if not options:
         parts, params = _exists(clauses, None, "v.key")
         return "SELECT v.key FROM vectors v WHERE " + " AND ".join(parts), params
-    entry = _smallest(conn, options, min(limit, _ENTRY_COUNT))[0] if len(options) > 1 else 0
+    entry = _smallest(conn, options, cap)[0] if len(options) > 1 else 0
     sql, params, first = options[entry]
     if first is None:  # entered by the namespace: every clause is a condition
         parts, more = _exists(clauses, None, "n.key")
@@ -102,12 +99,12 @@ def _matching_sql(conn, clauses, namespace: str | None, limit: int) -> tuple[str
     return sql, params + more
 
 
-def matching_keys(store, clauses, namespace: str | None, limit: int) -> str | None:
+def matching_keys(store, clauses, namespace: str | None, limit: int, entry_rows: int) -> str | None:
     """The keys of every vector in ``namespace`` (when given) that every clause admits, if there
     are at most ``limit`` of them, else None; as one text of decimal keys joined by commas, in no
-    order (NumPy reads 250,000 keys from it in a third of the time that Python takes to build a
-    list of them from rows)."""
-    sql, params = _matching_sql(store.conn, clauses, namespace, limit)
+    order (NumPy reads it much faster than Python builds a list of them from rows). Where to
+    enter is chosen by counting rows up to ``limit``, at most ``entry_rows``."""
+    sql, params = _matching_sql(store.conn, clauses, namespace, min(limit, entry_rows))
     if _count(store.conn, sql, params, limit + 1) > limit:
         return None
     return _keys_text(store, sql, params)
