@@ -41,7 +41,6 @@ from .validate import utf8_size
 from .verify import check_contents
 
 MAX_EXAMPLES = 5  # ids named in one problem
-CHECK_SAMPLES = 64  # store vectors compared with the search file (a query compares 8)
 
 
 @dataclass
@@ -272,7 +271,7 @@ def _search_file_problems(index, count: int) -> tuple[list[Problem], str | None]
     name = file.path.name
     try:
         obj = files.load(file)
-        files.verify(file, obj, samples=CHECK_SAMPLES)
+        files.verify(file, obj, samples=files.tuning.check_samples)
         wrong = check_contents(index.store, file, obj)
     except FILE_ERRORS as exc:
         wrong = f"is unusable ({exc})"
@@ -291,7 +290,7 @@ def _search_file_problems(index, count: int) -> tuple[list[Problem], str | None]
     for part in parts:
         try:
             g = files.load(part, keys=True)
-            files.verify(part, g, samples=CHECK_SAMPLES, matrix=obj)
+            files.verify(part, g, samples=files.tuning.check_samples, matrix=obj)
             wrong = check_contents(index.store, part, g, matrix=obj)
         except FILE_ERRORS as exc:
             wrong = f"is unusable ({exc})"

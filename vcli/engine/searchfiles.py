@@ -96,13 +96,15 @@ class SearchFiles:
 
         return graph.load(file.path, self.dimensions, self.metric, keys=keys)
 
-    def verify(self, file: SearchFile, obj, **options) -> None:
-        """Cheap checks that a loaded file fits the store (``verify.verify``, which takes
-        ``samples``, and for a graph part ``matrix``, the loaded newest matrix);
-        ``ValueError`` (or ``StaleFile``) says what is wrong."""
+    def verify(self, file: SearchFile, obj, *, samples: int | None = None, matrix=None) -> None:
+        """Cheap checks that a loaded file fits the store (``verify.verify``: ``samples`` store
+        vectors compared, ``Tuning.verify_samples`` unless given; for a graph part ``matrix``,
+        the loaded newest matrix); ``ValueError`` (or ``StaleFile``) says what is wrong."""
         from . import verify  # lazy: NumPy, which a small write does not load
 
-        verify.verify(self.store, file, obj, **options)
+        if samples is None:
+            samples = self.tuning.verify_samples
+        verify.verify(self.store, file, obj, samples=samples, matrix=matrix)
 
     # -- refreshing -----------------------------------------------------------------------------
     def refresh(self, notes: Notes, *, force: bool = False, verify: bool = False) -> None:

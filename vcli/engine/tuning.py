@@ -106,6 +106,10 @@ class Tuning(NamedTuple):
     graph_small_part: int = 160_000
     # The deepest a filtered graph search goes (beyond, it asks for more candidates instead).
     graph_max_expansion: int = 2048
+    # Store vectors compared with the search file a query opens (a cheap check that it fits the
+    # store, run on every open), and with the search files ``vcli check`` looks at (thorough).
+    verify_samples: int = 8
+    check_samples: int = 64
     # Exports of more numbers than this (~22k x 384) format them in one process per core: below
     # it, starting the processes costs more than formatting on one core saves.
     export_parallel_floats: int = 8 * 2**20

@@ -11,7 +11,6 @@ import numpy as np
 from .layout import SearchFile
 from .store import Store
 
-SAMPLES = 8  # store vectors a query compares with the matrix it opens (``vcli check``: 64)
 # A graph (opened without its key table) is checked by searching it for a few of its matrix's
 # vectors and comparing what it finds with the matrix (see ``_check_graph_finds``), each search
 # for this many results at this ef.
@@ -30,7 +29,7 @@ class StaleFile(ValueError):
     (or it was restored from an old copy), so it cannot be caught up any more."""
 
 
-def verify(store: Store, file: SearchFile, obj, *, samples: int = SAMPLES, matrix=None) -> None:
+def verify(store: Store, file: SearchFile, obj, *, samples: int, matrix=None) -> None:
     """Cheap checks, inside a store snapshot, that a loaded file fits this store. A matrix: not
     newer than the store, still catchable (``StaleFile`` otherwise), and ``samples`` vectors from
     each side equal in both. A graph part: at least as many vectors as ``matrix`` (the loaded
