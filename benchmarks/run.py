@@ -4,6 +4,7 @@
     python benchmarks/run.py              # the full run: loads of 20k, 60k and 200k vectors
     python benchmarks/run.py --scale      # also 1,000,000 x 384 (many minutes, GBs of disk)
     python benchmarks/run.py --scale-only [--scale-baseline] [--scale-size N] [--scale-pipe]
+    python benchmarks/run.py --start-up   # only the one-shot and imports figures (on 60k x 384)
 
 Data comes from ``datagen.py`` (deterministic clustered vectors that behave roughly like 384-dim
 text embeddings). vcli runs as the installed ``vcli`` executable in fresh processes, as a user
@@ -568,6 +569,9 @@ def main() -> int:
     parser.add_argument("--scale-only", action="store_true", help="run only the scale figures")
     parser.add_argument("--scale-pipe", action="store_true",
                         help="load the scale index through a pipe from datagen.py (no file on disk)")
+    parser.add_argument("--start-up", action="store_true",
+                        help="run only the start-up figures: one-shot (--runs, default 9) and imports")
+    parser.add_argument("--runs", type=int, help="one-shot runs (default 9, 5 with --quick)")
     parser.add_argument("--sizes", help="load sizes, comma-separated (default 20000,60000,200000)")
     parser.add_argument("--work", type=Path, help="work folder (kept; data files are reused)")
     args = parser.parse_args()
@@ -589,7 +593,7 @@ def main() -> int:
     try:
         constant = bench_imports_constant(b)
         b.report("memory", "constant: query of 1 vector", f"{constant / MB:,.0f} MB", "", "", None)
-        if args.scale_only:
+        if args.scale_only or args.start_up:
             sizes = []
         loaded = {n: bench_load(b, n, constant) for n in sizes}
         main_n = 60_000
@@ -598,13 +602,18 @@ def main() -> int:
             bench_scale(b, args.scale_size, constant, args.scale_baseline, args.scale_pipe)
             return report_end(b, started)
         main_name = loaded.get(main_n) or bench_load(b, main_n, constant, baseline=False)
+        runs = args.runs or (5 if args.quick else 9)
+        if args.start_up:
+            bench_one_shot(b, main_name, runs)
+            bench_imports(b, main_name)
+            return report_end(b, started)
         for n, name in loaded.items():
             bench_recall(b, name, n, 200 if args.quick else 500)
         if main_n not in loaded:
             bench_recall(b, main_name, main_n, 200 if args.quick else 500)
         if args.quick:
             bench_graph_forced(b, 20_000)
-        bench_one_shot(b, main_name, 5 if args.quick else 9)
+        bench_one_shot(b, main_name, runs)
         bench_imports(b, main_name)
         # The rate includes the process's start (~0.3 s): 1,000 queries (--quick) are too few to
         # judge it by.

@@ -1,65 +1,103 @@
-"""Shared fixtures: every test gets its own data dir and config dir; nothing touches the real home.
+"""Fixtures: every test gets its own data dir and config dir; nothing touches the real home.
 
 ``vcli(...)`` runs the CLI in-process (Typer's CliRunner; ``tuning=Tuning(...)`` gives the engine
 other thresholds, as a program running the CLI may); ``vcli_proc(...)`` runs the installed ``vcli``
-executable in a subprocess. Both return a ``Run`` with ``code``, ``out``, ``err`` and ``json``
-(stdout parsed as JSON). Programs that tests run in a subprocess are in ``tests/programs/``.
+executable in a subprocess. Both return a ``helpers.Run`` with ``code``, ``out``, ``err`` and
+``json`` (stdout parsed as JSON). What tests share besides fixtures is in ``helpers.py``.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
-import shutil
-import signal
 import subprocess
 import sys
-from dataclasses import dataclass
+import types
 from pathlib import Path
 
-import orjson
 import pytest
+from helpers import GOLDEN, NODE_PROJECT, Run, ndjson, npm_ci, vcli_executable
 from typer.testing import CliRunner
 
 from vcli.cli import app
 
-GOLDEN = [
-    ("1", [32.4, 74.1, 3.2]),
-    ("2", [15.1, 19.2, 15.8]),
-    ("3", [0.16, 1.2, 3.8]),
-    ("4", [75.1, 67.1, 29.9]),
-    ("5", [58.8, 6.7, 3.4]),
-]
-GOLDEN_QUERY = [54.8, 5.5, 3.1]
+# Markers (registered in pyproject.toml), set here from what each test uses, so that a new test file
+# gets them without naming them (tests/README.md):
+#   node        it runs the pinned npm toolchain (Node, wrangler, Miniflare, workerd, vitest);
+#   subprocess  it runs the installed vcli, or another program, in a process of its own;
+#   slow        every node test; every test that starts a process itself (the test or a
+#               function-scoped fixture: a server shared by a module costs its tests nothing); and
+#               the files and tests below, a second or more each (``pytest --durations=0``).
+# ``pytest -m "not slow"`` is the quick loop.
+NODE_NAMES = {"npm_ci", "node_packages", "NODE_PROJECT", "NODE_PROJECT_NEXT", "NODE_PROJECT_NEXT_PLUGIN"}
+PROCESS_NAMES = {"subprocess", "vcli_executable", "program"}
+SLOW_FILES = {
+    "test_plans.py",  # every query plan on graphs of every metric
+    "test_filters_property.py", "test_hostile.py",  # generated inputs by the hundred (hypothesis)
+    "test_apply_delay.py",  # writes that wait out a delay
+}
+SLOW_TESTS = {  # (without parameters)
+    "tests/test_check.py::test_damaged_graph_is_rebuilt",
+    "tests/test_filters.py::test_broad_and_narrow_filters_on_a_bigger_index",
+    "tests/test_embeddings.py::test_batches_split_by_texts_and_tokens_keep_the_order",
+}
+TESTS = Path(__file__).parent
 
 
-def exact_order(vectors: dict[str, list[float]], query, metric: str = "cosine") -> list[tuple[str, float]]:
-    """Every id with its Vectorize score, best first, ties by id (float64 from float32)."""
-    import numpy as np
-
-    q = np.asarray(np.float32(query), np.float64)
-    out = []
-    for vid, values in vectors.items():
-        v = np.asarray(np.float32(values), np.float64)
-        if metric == "cosine":
-            score = float(v @ q / (np.linalg.norm(v) * np.linalg.norm(q)))
-        elif metric == "euclidean":
-            score = float(np.linalg.norm(v - q))
-        else:
-            score = float(-(v @ q))
-        out.append((vid, score))
-    out.sort(key=lambda t: (-t[1] if metric == "cosine" else t[1], t[0]))
-    return out
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        own, shared = _names_used(item)
+        names = own | shared
+        node = bool(names & NODE_NAMES)
+        if node:
+            item.add_marker("node")
+        if names & PROCESS_NAMES:
+            item.add_marker("subprocess")
+        if node or own & PROCESS_NAMES or item.path.name in SLOW_FILES or item.nodeid.split("[")[0] in SLOW_TESTS:
+            item.add_marker("slow")
 
 
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
+def _names_used(item) -> tuple[set[str], set[str]]:
+    """The names that the test and its function-scoped fixtures use, and those that its wider
+    fixtures use (``_global_names``)."""
+    own = set(item.fixturenames) | _global_names(getattr(item, "function", None))
+    shared: set[str] = set()
+    for defs in getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {}).values():
+        for d in defs:
+            (own if d.scope == "function" else shared).update(_global_names(d.func))
+    return own, shared
 
-    @property
-    def json(self):
-        return orjson.loads(self.out)
+
+def _global_names(func) -> set[str]:
+    """The global (and attribute) names that ``func`` refers to, with those of its nested functions
+    and of the functions and classes of tests/ that it uses, however deep."""
+    names: set[str] = set()
+    todo, seen = [func], set()
+    while todo:
+        func = inspect.unwrap(todo.pop())  # (a @contextmanager's own function)
+        code = getattr(func, "__code__", None)
+        if code is None or code in seen:
+            continue
+        seen.add(code)
+        codes = [code]
+        while codes:
+            code = codes.pop()
+            names.update(code.co_names)
+            codes += [c for c in code.co_consts if isinstance(c, types.CodeType)]
+            for name in code.co_names:
+                value = func.__globals__.get(name)
+                if not _in_tests(value):
+                    continue
+                if isinstance(value, type):  # its methods
+                    todo += [f for f in vars(value).values() if isinstance(f, types.FunctionType)]
+                elif callable(value):
+                    todo.append(value)
+    return names
+
+
+def _in_tests(value) -> bool:
+    module = sys.modules.get(getattr(value, "__module__", None) or "")
+    return Path(getattr(module, "__file__", None) or "/").parent == TESTS
 
 
 @pytest.fixture(autouse=True)
@@ -97,25 +135,6 @@ def vcli(click_app, monkeypatch):
     return run
 
 
-PROGRAMS = Path(__file__).parent / "programs"
-
-
-def program(name: str, *args: str) -> list[str]:
-    """The command line that runs ``tests/programs/<name>.py`` with this Python."""
-    return [sys.executable, str(PROGRAMS / f"{name}.py"), *map(str, args)]
-
-
-def default_sigint() -> None:
-    """``preexec_fn`` for a child that a test stops with Ctrl-C (SIGINT): a shell without job
-    control starts background commands with SIGINT ignored, and the child would inherit that."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def vcli_executable() -> str:
-    found = Path(sys.executable).with_name("vcli")
-    return str(found) if found.exists() else (shutil.which("vcli") or "vcli")
-
-
 @pytest.fixture
 def vcli_proc():
     exe = vcli_executable()
@@ -131,24 +150,6 @@ def vcli_proc():
     return run
 
 
-def writer_lock_held(index_dir: Path) -> bool:
-    """Whether some process holds the writer lock of the index in ``index_dir``."""
-    import fcntl
-
-    fd = os.open(index_dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-
-
-def ndjson(records) -> str:
-    return "".join(orjson.dumps(r).decode() + "\n" for r in records)
-
-
 @pytest.fixture
 def golden(vcli, tmp_path):
     """A cosine index "golden" holding the five vectors of the Vectorize launch post."""
@@ -162,31 +163,7 @@ def golden(vcli, tmp_path):
     return make
 
 
-NODE_PROJECT = Path(__file__).parent / "workers"  # the pinned npm packages: package.json + lockfile
-
-
 @pytest.fixture(scope="session")
 def node_packages() -> Path:
-    """``tests/workers/node_modules``, installed with ``npm ci --ignore-scripts`` from the committed
-    lockfile when it is missing or stale. A failed install fails the test; only a machine without
-    node or npm skips it."""
-    import json
-
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if not node or not npm:
-        pytest.skip("node and npm are needed to run wrangler, Miniflare and workerd")
-    wanted = json.loads((NODE_PROJECT / "package.json").read_text())["dependencies"]
-    modules = NODE_PROJECT / "node_modules"
-
-    def installed(name: str) -> str | None:
-        manifest = modules / name / "package.json"
-        return json.loads(manifest.read_text())["version"] if manifest.is_file() else None
-
-    if any(installed(name) != version for name, version in wanted.items()):
-        proc = subprocess.run(
-            [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"], cwd=NODE_PROJECT,
-            capture_output=True, text=True, timeout=600,
-        )
-        if proc.returncode != 0:
-            pytest.fail(f"npm ci in {NODE_PROJECT} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return modules
+    """``tests/workers/node_modules``: the pinned toolchain (``npm_ci``)."""
+    return npm_ci(NODE_PROJECT)

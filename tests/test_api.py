@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import GOLDEN, GOLDEN_QUERY
+from helpers import GOLDEN, GOLDEN_QUERY
 
 from vcli.engine import Catalog, VectorIndex, open_catalog
 from vcli.errors import BadInput, DimensionMismatch, InvalidConfig, LimitExceeded, VcliError

@@ -14,8 +14,7 @@ import time
 import httpx
 import orjson
 import pytest
-from conftest import vcli_executable
-from test_serve import serve_process
+from helpers import serve_process, vcli_executable
 
 DELAY = 1.5
 DEADLINE = 120  # seconds a poll may take on a busy machine
@@ -52,7 +51,7 @@ def wait_until_processed(server, mutation: str, name="films") -> float:
 
 def make_index(server, name="films", dims=3) -> None:
     resp = httpx.post(f"{server.api}/indexes", json={"name": name, "config": {"dimensions": dims, "metric": "cosine"}})
-    assert resp.status_code == 200, resp.text
+    assert resp.status_code == 201, resp.text
 
 
 @pytest.fixture

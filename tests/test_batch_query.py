@@ -9,7 +9,7 @@ import subprocess
 
 import orjson
 import pytest
-from conftest import GOLDEN_QUERY, ndjson, vcli_executable
+from helpers import GOLDEN_QUERY, ndjson, vcli_executable
 
 
 def answers(run) -> list[dict]:

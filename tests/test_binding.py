@@ -11,8 +11,7 @@ from __future__ import annotations
 import httpx
 import orjson
 import pytest
-from conftest import GOLDEN, GOLDEN_QUERY, ndjson
-from test_serve import serve_process
+from helpers import GOLDEN, GOLDEN_QUERY, ndjson, serve_process
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import orjson
-from conftest import ndjson, program
+from helpers import ndjson, program
 
 from vcli.engine import Catalog, Tuning
 from vcli.engine.builder import needs_graph, running
@@ -68,7 +68,7 @@ def assert_exact(data_dir: Path, model: dict[str, np.ndarray], rng, count: int =
     """Queries through the library (as a reader would, while a builder may be at work) give the
     brute-force answer; their notes."""
     notes = []
-    with Catalog(data_dir, tuning=BACKGROUND).open(NAME) as ix:
+    with Catalog(data_dir, tuning=BACKGROUND, background_builds=True).open(NAME) as ix:
         for _ in range(count):
             q = rng.standard_normal(DIMS).astype(np.float32)
             res = ix.query(q.tolist(), top_k=10)
@@ -112,7 +112,7 @@ def test_a_write_returns_before_its_graph_and_queries_stay_exact(data_dir, tmp_p
 
 def test_a_killed_builder_leaves_no_half_graph(data_dir, tmp_path):
     rng = np.random.default_rng(2)
-    Catalog(data_dir, tuning=BACKGROUND).create(NAME, DIMS, "cosine")
+    Catalog(data_dir, tuning=BACKGROUND, background_builds=True).create(NAME, DIMS, "cosine")
     folder = data_dir / NAME
     model = load(tmp_path, rng, 10_000, "a")
     wait_for(lambda: graph_built(folder))
@@ -150,3 +150,23 @@ def test_a_killed_builder_leaves_no_half_graph(data_dir, tmp_path):
         assert not any(n.startswith(".") for n in files(folder))
         assert assert_exact(data_dir, model, rng, 2) == []
     assert kills > 0
+
+
+def test_a_library_catalog_starts_no_builder_unless_asked(data_dir, monkeypatch):
+    """A notebook's write starts no process: the graph is built before the write returns. A
+    catalog opened with ``background_builds=True`` (the CLI's, the server's) starts a builder."""
+    from vcli.engine import builder
+
+    started = []
+    real_start = builder.start
+    monkeypatch.setattr(builder, "start", lambda *args: started.append(args) or real_start(*args))
+    rows = np.random.default_rng(5).standard_normal((4000, DIMS)).astype(np.float32)
+    for background, name in ((False, "quiet"), (True, "busy")):
+        catalog = Catalog(data_dir, tuning=BACKGROUND, background_builds=background)
+        catalog.create(name, DIMS, "cosine")
+        with catalog.open(name, write=True) as ix:
+            ix.upsert_arrays([f"v{i}" for i in range(len(rows))], rows)
+        if not background:
+            assert started == [] and graph_built(data_dir / name)
+    assert [Path(args[0].path).name for args in started] == ["busy"]
+    wait_for(lambda: graph_built(data_dir / "busy"))

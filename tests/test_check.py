@@ -9,7 +9,7 @@ import sqlite3
 import numpy as np
 import orjson
 import pytest
-from conftest import exact_order
+from helpers import exact_order
 
 from vcli.engine import Catalog, Tuning
 

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import cloudflare
 import pytest
-from conftest import ndjson
-from test_serve import ACCOUNT, serve_process
+from helpers import ACCOUNT, ndjson, serve_process
 from test_wrangler_conformance import MOVIES
 
 from vcli.errors import MetadataIndexError

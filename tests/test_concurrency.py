@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 import numpy as np
 import orjson
-from conftest import program, vcli_executable, writer_lock_held
+from helpers import program, vcli_executable, writer_lock_held
 from test_crash import report
 
 from vcli.engine import Catalog

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import GOLDEN, GOLDEN_QUERY, exact_order, ndjson
+from helpers import GOLDEN, GOLDEN_QUERY, exact_order, ndjson
 
 from vcli.engine.presets import PRESETS
 

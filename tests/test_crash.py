@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import orjson
-from conftest import program, vcli_executable, writer_lock_held
+from helpers import program, vcli_executable, writer_lock_held
 
 from vcli.engine import Catalog, Tuning
 

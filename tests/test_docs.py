@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 import typer
-from conftest import vcli_executable
+from helpers import vcli_executable
 
 from vcli import _gendocs
 from vcli.cli import app
+from vcli.cli._common import GLOBAL_PANEL
 
 REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text(encoding="utf-8")
@@ -104,10 +105,12 @@ def test_every_flag_is_in_the_man_page(name):
     cmd = next(c for c in commands() if c.name == name)
     start = MAN.index(f'.SS "vcli {_gendocs.esc(name)} ')
     end = MAN.find(".SS ", start + 1)
-    section = MAN[start:end if end != -1 else MAN.index(".SH CONFIGURATION")]
+    section = MAN[start:end if end != -1 else MAN.index(".SH WRANGLER'S GLOBAL FLAGS")]
+    shared = MAN[MAN.index(".SH WRANGLER'S GLOBAL FLAGS"):MAN.index(".SH CONFIGURATION")]
     for param in cmd.params:
+        where = shared if getattr(param, "rich_help_panel", None) == GLOBAL_PANEL else section
         for opt in [*param.opts, *param.secondary_opts] if param.param_type_name == "option" else []:
-            assert f"\\fB{_gendocs.esc(opt)}\\fR" in section, f"{opt} of {name} is not in man/vcli.1"
+            assert f"\\fB{_gendocs.esc(opt)}\\fR" in where, f"{opt} of {name} is not in man/vcli.1"
 
 
 def test_readme_test_command_is_the_one_ci_runs():
@@ -209,7 +212,7 @@ def test_zsh_completion_loads_from_fpath_and_completes(tmp_path):
 @pytest.mark.skipif(not shutil.which("fish"), reason="fish is not installed")
 def test_fish_completion_completes_commands_and_flags(tmp_path):
     proc = run_shell(["fish", "--no-config", "-c",
-                      'source completions/vcli.fish; complete -C "vcli upse"; complete -C "vcli get-vectors x --i"'],
+                      'source completions/vcli.fish; complete -C "vcli upse"; complete -C "vcli get-vectors x --id"'],
                      tmp_path)
     assert proc.returncode == 0, proc.stderr
     got = [line.split("\t")[0] for line in proc.stdout.splitlines()]
@@ -263,3 +266,16 @@ def test_readme_python_example_runs_under_pytest(tmp_path):
                           env=shell_env(tmp_path), timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "1 passed" in proc.stdout
+
+
+def test_exit_codes_are_pinned_and_documented():
+    """Scripts depend on these numbers: they never change, and docs/contract.md lists each."""
+    from vcli.errors import ExitCode
+
+    assert {e.name: int(e) for e in ExitCode.__members__.values()} == {
+        "OK": 0, "FAILURE": 1, "USAGE": 2, "REPAIRED": 3, "INTERRUPTED": 130,
+    }
+    assert ExitCode.DIFFERENT is ExitCode.FAILURE  # vcli diff's "they differ" is diff(1)'s 1
+    contract = (REPO / "docs" / "contract.md").read_text(encoding="utf-8")
+    table = contract.split("## Errors and exit codes", 1)[1].split("\n\n")[1]
+    assert [int(row.split("|")[1]) for row in table.splitlines()[2:]] == [int(e) for e in ExitCode]

@@ -10,7 +10,7 @@ import threading
 import numpy as np
 import orjson
 import pytest
-from conftest import GOLDEN, ndjson
+from helpers import GOLDEN, ndjson
 
 import vcli.engine.index as index_mod
 from vcli.engine import Tuning

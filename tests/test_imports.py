@@ -10,11 +10,11 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ndjson, vcli_executable
+from helpers import ndjson, vcli_executable
 
-HEAVY = ("numpy", "usearch")
+HEAVY = ("numpy", "usearch", "onnxruntime", "tokenizers", "huggingface_hub")
 # typer 0.29 converts option values with pydantic, which costs as much to import as NumPy and
-# usearch together; vcli converts its plain options itself (vcli/startup.py).
+# usearch together; vcli converts its plain options itself (vcli/startup.py), through typer's public classes.
 SLOW = ("pydantic",)
 
 
@@ -151,3 +151,37 @@ def test_queries_of_an_index_with_a_matrix_do_not_import_numpy_ma(vcli):
     for extra in ([], ["--filter", '{"c": {"$ne": "c3"}}']):
         modules = imported("query", "big", "--vector", "1", "2", "3", "--top-k", "3", "--json", *extra)
         assert "numpy" in modules and "numpy.ma" not in modules, extra
+
+
+def test_every_command_converts_its_plain_options_itself():
+    """vcli/startup.py's plain conversion reaches every parameter of every command (through the
+    command classes' ``get_params``) and handles each one's default itself: on a Typer where it
+    no longer could, this fails instead of pydantic coming back unnoticed."""
+    import typer.main
+
+    from vcli import startup
+    from vcli.cli import app
+
+    commands = [typer.main.get_command(app)]
+    for group in commands:  # and the groups' commands, as they are found
+        commands += getattr(group, "commands", {}).values()
+    assert len(commands) > 20
+    for command in commands:
+        ctx = command.make_context("vcli", ["--help"], resilient_parsing=True)
+        for p in command.get_params(ctx):
+            if p.name == "help":
+                continue
+            assert type(p) in (startup.PlainOption, startup.PlainArgument), (command.name, p.name)
+            got = startup.plain_value(p, p.get_default(ctx))
+            info = p.type_descriptor.parameter_info
+            ranged_or_choice = info.min is not None or info.max is not None or p.type_descriptor.is_choice
+            assert (got is startup._NOT_PLAIN) == ranged_or_choice, (command.name, p.name)  # those: typer's
+
+
+def test_paths_are_checked_as_typer_checks_them_without_pydantic(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    assert heavy(imported("list", "--data-dir", str(tmp_path / "d"))) == []
+    proc = subprocess.run([vcli_executable(), "list", "--data-dir", "a-file"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "Invalid value for '--data-dir': dir 'a-file' is a file." in proc.stderr

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import orjson
 import pytest
-from conftest import ndjson
+from helpers import ndjson
 
 from vcli.engine import Tuning, query, search
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ndjson, vcli_executable
+from helpers import ndjson, vcli_executable
 
 from vcli import render
 

@@ -20,7 +20,7 @@ import time
 import numpy as np
 import orjson
 import pytest
-from conftest import default_sigint, vcli_executable, writer_lock_held
+from helpers import default_sigint, vcli_executable, writer_lock_held
 
 from vcli.engine import Catalog, Tuning
 from vcli.engine.check import check_index

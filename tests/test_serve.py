@@ -1,81 +1,22 @@
 """``vcli serve`` over HTTP: a real server process on a free loopback port, driven with httpx.
 
 Envelopes, Vectorize's error codes and HTTP statuses, both NDJSON body kinds, the token, the URL
-prefixes, malformed requests, concurrency and a clean stop. ``ServeProcess`` is also used by the
-wrangler and cloudflare-SDK conformance tests.
+prefixes, malformed requests, concurrency and a clean stop (the server: ``helpers.serve_process``).
 """
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import socket
-import subprocess
 import threading
-import time
-from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 import orjson
 import pytest
-from conftest import GOLDEN, GOLDEN_QUERY, ndjson, vcli_executable
+from helpers import ACCOUNT, GOLDEN, GOLDEN_QUERY, ServeProcess, ndjson, serve_process
 
-ACCOUNT = "0123456789abcdef0123456789abcdef"
 JSON_CT = {"content-type": "application/json; charset=utf-8;"}  # as wrangler sends it
-
-
-class ServeProcess:
-    """A ``vcli serve --port 0`` subprocess; ``url`` is where it listens."""
-
-    def __init__(self, *args: str, env: dict | None = None, log: Path):
-        self.log = log
-        self._log_file = open(log, "wb")
-        self.proc = subprocess.Popen(
-            [vcli_executable(), "serve", "--port", "0", *args],
-            stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
-        )
-        self.url = self._wait_for_url()
-        self.api = f"{self.url}/client/v4/accounts/{ACCOUNT}/vectorize/v2"
-
-    def _wait_for_url(self, timeout: float = 30) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            m = re.search(r"Listening on (http://\S+)", self.output())
-            if m:
-                return m.group(1)
-            if self.proc.poll() is not None:
-                raise AssertionError(f"vcli serve exited with {self.proc.returncode}:\n{self.output()}")
-            time.sleep(0.05)
-        self.proc.kill()
-        raise AssertionError(f"vcli serve did not start within {timeout} s:\n{self.output()}")
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                raise AssertionError(f"vcli serve did not stop on signal {sig}:\n{self.output()}") from None
-        self._log_file.close()
-        return self.proc.returncode
-
-
-@contextmanager
-def serve_process(tmp_path: Path, *args: str, env: dict | None = None):
-    server = ServeProcess(*args, env=env, log=tmp_path / f"serve-{time.monotonic_ns()}.log")
-    try:
-        yield server
-    finally:
-        server.stop()
-    assert "Traceback" not in server.output(), server.output()
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +44,9 @@ def http(server):
 
 
 def ok(resp: httpx.Response):
-    """The result of a successful envelope."""
-    assert resp.status_code == 200, resp.text
+    """The result of a successful envelope (201 for a new index, as Cloudflare's API documents)."""
+    created = resp.request.method == "POST" and resp.request.url.path.rstrip("/").endswith("/indexes")
+    assert resp.status_code == (201 if created else 200), resp.text
     assert resp.headers["content-type"].startswith("application/json")
     body = resp.json()
     assert set(body) == {"success", "errors", "messages", "result"}
@@ -170,19 +112,19 @@ def test_index_lifecycle_and_envelopes(http, vcli):
     with_desc = ok(http.post("/indexes", json={"name": "second", "description": "two",
                                                "config": {"metric": "euclidean", "dimensions": 4}}))
     assert with_desc["description"] == "two"
-    preset = ok(http.post("/indexes", json={"name": "p", "config": {"preset": "@cf/baai/bge-small-en-v1.5"}}))
+    preset = ok(http.post("/indexes", json={"name": "pp", "config": {"preset": "@cf/baai/bge-small-en-v1.5"}}))
     assert preset["config"] == {"dimensions": 384, "metric": "cosine"}
     listed = ok(http.get("/indexes"))
-    assert [i["name"] for i in listed] == ["golden", "p", "second"]
+    assert [i["name"] for i in listed] == ["golden", "pp", "second"]
     assert ok(http.get("/indexes/golden")) == made
     # the CLI sees the same indexes, with the same JSON
     assert vcli("list", "--json").json == listed
     assert vcli("get", "second", "--json").json == with_desc
     assert ok(http.get("/indexes/golden/info")) == {
         "vectorCount": 0, "dimensions": 3, "processedUpToDatetime": None, "processedUpToMutation": None}
-    assert ok(http.delete("/indexes/p")) is None
-    fails(http.get("/indexes/p"), 404, 3000, 'vectorize.index.not_found - Index name "p"')
-    assert vcli("get", "p").code == 1
+    assert ok(http.delete("/indexes/pp")) is None
+    fails(http.get("/indexes/pp"), 404, 3000, 'vectorize.index.not_found - Index name "pp"')
+    assert vcli("get", "pp").code == 1
 
 
 def test_insert_raw_and_multipart_then_query(http, vcli):
@@ -282,8 +224,8 @@ def test_query_options_and_metadata(http, vcli):
 def test_url_prefixes(server, prefix):
     base = server.url + prefix.format(a=ACCOUNT)
     assert ok(httpx.get(base + "/indexes")) == []
-    assert ok(httpx.post(base + "/indexes/", json={"name": "a", "config": {"dimensions": 2, "metric": "cosine"}}))
-    assert ok(httpx.get(base + "//indexes//a/info"))["dimensions"] == 2
+    assert ok(httpx.post(base + "/indexes/", json={"name": "aa", "config": {"dimensions": 2, "metric": "cosine"}}))
+    assert ok(httpx.get(base + "//indexes//aa/info"))["dimensions"] == 2
 
 
 @pytest.mark.parametrize("ctype", [
@@ -291,7 +233,7 @@ def test_url_prefixes(server, prefix):
 ])
 def test_json_content_types_accepted(server, ctype):
     headers = {"content-type": ctype} if ctype else {}
-    body = orjson.dumps({"name": "a", "config": {"dimensions": 2, "metric": "cosine"}})
+    body = orjson.dumps({"name": "aa", "config": {"dimensions": 2, "metric": "cosine"}})
     ok(httpx.post(server.api + "/indexes", content=body, headers=headers))
 
 
@@ -319,10 +261,10 @@ def test_vectorize_error_codes(http):
     assert "not valid JSON" in msg
     fails(http.post("/indexes", json={"name": "Bad/Name", "config": {"dimensions": 3, "metric": "cosine"}}),
           400, 3001)
-    fails(http.post("/indexes", json={"name": "d", "config": {"dimensions": 0, "metric": "cosine"}}), 400, 3003)
-    fails(http.post("/indexes", json={"name": "d", "config": {"dimensions": 3, "metric": "nope"}}), 400, 3003)
-    fails(http.post("/indexes", json={"name": "d", "config": {"preset": ["x"]}}), 400, 3003)
-    fails(http.post("/indexes", json={"name": "d"}), 400, 3003, "config")
+    fails(http.post("/indexes", json={"name": "dd", "config": {"dimensions": 0, "metric": "cosine"}}), 400, 3003)
+    fails(http.post("/indexes", json={"name": "dd", "config": {"dimensions": 3, "metric": "nope"}}), 400, 3003)
+    fails(http.post("/indexes", json={"name": "dd", "config": {"preset": ["x"]}}), 400, 3003)
+    fails(http.post("/indexes", json={"name": "dd"}), 400, 3003, "config")
     fails(http.get("/indexes/golden/list", params={"count": 0}), 400, 40025)
     fails(http.get("/indexes/golden/list", params={"count": "ten"}), 400, 40006, "ten")
     fails(http.get("/indexes/golden/list", params={"cursor": "%%%"}), 400, 40006, "cursor")

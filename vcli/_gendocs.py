@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 
 from . import __version__
 from .cli import app
+from .cli._common import GLOBAL_PANEL
 from .engine.settings import KEYS, PROJECT_FILE, USER_FILE
 
 PROG = "vcli"
@@ -149,12 +150,27 @@ def usage(cmd: Any) -> str:
     return " ".join(pieces)
 
 
+def _flat(group: Any, ctx: Any, prefix: str = "") -> list:
+    """The group's commands, a sub-group's (``vcli models``) named ``models list`` and so on."""
+    out = []
+    for name in group.list_commands(ctx):
+        cmd = group.get_command(ctx, name)
+        if cmd is None:
+            continue
+        if hasattr(cmd, "list_commands"):
+            out += _flat(cmd, ctx, f"{prefix}{name} ")
+        else:
+            cmd.name = f"{prefix}{name}"
+            out.append(cmd)
+    return out
+
+
 def man_page() -> str:
     group = typer.main.get_command(app)
     root_ctx = group.make_context(PROG, [], resilient_parsing=True)
-    commands = [group.get_command(root_ctx, n) for n in group.list_commands(root_ctx)]
-    commands = [c for c in commands if c is not None and not c.hidden]
-    out = _head(group) + _commands(commands) + _configuration() + _environment(commands) + _files_and_examples()
+    commands = [c for c in _flat(group, root_ctx) if not c.hidden]
+    out = (_head(group) + _commands(commands) + _global_flags(commands) + _configuration() + _environment(commands)
+           + _files_and_examples())
     return "\n".join(out) + "\n"
 
 
@@ -200,8 +216,27 @@ def _commands(commands: list) -> list[str]:
                 out.append(".PP")
             out.append(esc(para))
         for param in cmd.params:
-            if not getattr(param, "hidden", False):
+            if not getattr(param, "hidden", False) and not _is_global(param):
                 out.append(option_entry(param).rstrip("\n"))
+    return out
+
+
+def _is_global(param: Any) -> bool:
+    return getattr(param, "rich_help_panel", None) == GLOBAL_PANEL
+
+
+def _global_flags(commands: list) -> list[str]:
+    """wrangler's global flags, once: every command takes them (workers-config has its own -c and -e)."""
+    out = [".SH WRANGLER'S GLOBAL FLAGS", esc(
+        "Every command takes the flags wrangler takes on every command, so a wrangler command line "
+        "runs unchanged; a boolean flag also takes yargs' forms (--return-values=true, "
+        "--return-values=false, --no-return-values), and --deprecated-v1 is refused with a sentence "
+        "(Vectorize V1 indexes are gone).")]
+    shown = {}
+    for cmd in commands:
+        shown.update({p.name: p for p in cmd.params if _is_global(p) and p.name not in shown})
+    for param in shown.values():
+        out.append(option_entry(param).rstrip("\n"))
     return out
 
 
@@ -241,6 +276,9 @@ def _environment(commands: list) -> list[str]:
                         esc(f"{param.opts[0]} of vcli {cmd.name}: {param.help or ''}")]
     for name, text in (
         ("VCLI_DEBUG", "Set to 1 to show a Python traceback for unexpected errors."),
+        ("VCLI_MODELS_DIR", "Where vcli models pull puts embedding models and embed, query --text and "
+                            "vcli serve read them (default: the user cache dir's vcli/models, "
+                            "~/.cache/vcli/models on Linux)."),
         ("XDG_CONFIG_HOME", "Where the user config dir is (Linux): $XDG_CONFIG_HOME/vcli."),
         ("XDG_DATA_HOME", "Where the default data dir is (Linux): $XDG_DATA_HOME/vcli."),
         ("NO_COLOR", "Set to turn colours off in tables."),
@@ -267,6 +305,10 @@ def _files_and_examples() -> list[str]:
          "vcli insert docs \\-\\-file vectors.ndjson"),
         ("Query it, as JSON:", "vcli query docs \\-\\-vector 54.8 5.5 3.1 \\-\\-top\\-k 3 \\-\\-json"),
         ("Copy an index through a pipe:", "vcli export docs | vcli insert docs\\-copy \\-\\-file \\-"),
+        ("Serve the indexes with production's write timing (median under 30 s, p99 under 2 minutes):",
+         "vcli serve \\-\\-apply\\-delay 30 \\-\\-apply\\-jitter 90"),
+        ("Create an index and bind it in the project's wrangler config:",
+         "vcli create docs \\-\\-preset @cf/baai/bge\\-small\\-en\\-v1.5 \\-\\-binding DOCS \\-\\-update\\-config"),
         ("Keep the indexes of a project in its repository:",
          "echo 'data_dir = \"fixtures/indexes\"' > vcli.toml\nvcli config"),
     )

@@ -1,4 +1,4 @@
-"""Every failure a user can hit, each with its exit code.
+"""Every failure a user can hit, each with its exit code, and vcli's exit codes (``ExitCode``).
 
 The engine raises these; exactly one layer of the CLI (``vcli.cli._common.run``) turns them into an
 ``Error: …`` line on stderr and an exit code. ``code`` is the Vectorize API error code for the same
@@ -7,11 +7,24 @@ situation, so a REST front end can answer as Cloudflare does.
 
 from __future__ import annotations
 
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Every exit status of a vcli process (docs/contract.md, "Errors and exit codes")."""
+
+    OK = 0
+    FAILURE = 1  # a failure the user can fix (a ``VcliError``), a system error, anything unexpected
+    DIFFERENT = 1  # ``vcli diff``: the two sides differ (as diff(1) says it)
+    USAGE = 2  # wrong usage: Click's own (an unknown flag, a missing argument, a bad option value)
+    REPAIRED = 3  # ``vcli check --repair`` found problems and repaired them all
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it)
+
 
 class VcliError(Exception):
     """Base class: a failure the user can fix. Exit code 1."""
 
-    exit_code = 1
+    exit_code = ExitCode.FAILURE
     code = 1000  # generic Vectorize "bad request"
     http_status = 400
     notes: tuple[str, ...] = ()  # things worth telling the user that arose before the failure
@@ -88,6 +101,27 @@ class LimitExceeded(VcliError):
     code = 40025
 
 
+class MetadataTooLarge(BadInput):
+    """Metadata over 10 KiB: production answers 40016 (as two public reports show; Cloudflare's
+    documentation names no code)."""
+
+    code = 40016
+
+
+class TooManyVectors(VcliError):
+    """More vectors in one insert or upsert request than the REST API takes (5,000). Production's
+    answer is not known; vcli answers with 40007, the code of too many ids in one request."""
+
+    code = 40007
+
+
+class QuotaExceeded(VcliError):
+    """An account or index holds as many indexes or namespaces as the configured cap allows
+    (production's code is not known: the generic 1000)."""
+
+    code = 1000
+
+
 class TooManyIds(VcliError):
     """More ids in one get_by_ids / delete_by_ids request than Vectorize takes (``vcli serve``)."""
 
@@ -131,3 +165,66 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
+
+
+# == embedding models (vcli.embeddings) ===========================================================
+# ``code`` is Workers AI's internal code for the same failure where it has one (5007 "No such
+# model", 5006 a bad input); ``vcli serve`` maps these onto the AI binding's and REST's answers.
+class UnknownModel(VcliError):
+    """A model name vcli does not compute; the message names the ones it does."""
+
+    code = 5007
+
+    def __init__(self, model: str, served: tuple[str, ...], what: str = "model"):
+        super().__init__(f'no such {what} "{model}": vcli computes {", ".join(served)}')
+        self.model = model
+
+
+class ModelNotPulled(VcliError):
+    """A model vcli computes whose files are not on disk yet."""
+
+    code = 5007
+    http_status = 503
+
+    def __init__(self, model: str, where: str):
+        super().__init__(f"the model {model} is not on disk (looked in {where}): "
+                         f"run `vcli models pull {model}` first")
+        self.model = model
+
+
+class ModelDamaged(VcliError):
+    """The files of a pulled model differ from what was pulled (a partial or corrupt copy)."""
+
+    code = 5007
+    http_status = 503
+
+
+class BadModelFolder(VcliError):
+    """``vcli models pull --from DIR``: the folder does not hold a model vcli can use as this one."""
+
+
+class DownloadFailed(VcliError):
+    """``vcli models pull``: the download did not finish or did not match its checksum."""
+
+    http_status = 502
+
+
+class AiExtraMissing(VcliError):
+    """ONNX Runtime or tokenizers is not installed."""
+
+    code = 5007
+    http_status = 503
+
+    def __init__(self, missing: str):
+        super().__init__(f"embedding models need the optional 'ai' extra ({missing} is not installed): "
+                         "pip install 'vcli[ai]'")
+
+
+class BadEmbedInput(VcliError):
+    """Texts Workers AI would refuse: none, an empty one, more than 100, a bad ``pooling``."""
+
+    code = 5006
+
+
+class NoModel(VcliError):
+    """Text given for an index that does not say which model embeds it."""

@@ -1,30 +1,33 @@
-"""Start-up speed: every trick vcli plays to start fast, in one place, each with what it buys.
+"""Start-up speed: every trick the CLI plays to start fast, in one place, each with what it buys.
 
 A one-shot ``vcli query`` is mostly process start: importing NumPy (~105 ms), typer (~110 ms),
 usearch (~40 ms) and vcli itself (~35 ms) on the 2-core machine of docs/performance.md. vcli owns
 none of those libraries, so what it can do is not import what a command does not use, and not
-pay for teardown. Each trick below is measured by ``benchmarks/run.py`` and guarded by a test:
+pay for teardown. Each trick below is measured by ``benchmarks/run.py`` and guarded by a test; all
+use Typer and Click only through their public classes (no private module of typer is imported), so
+a new Typer either keeps them working or fails those tests. The engine's own trick (usearch
+without its downloads and progress bars) is ``vcli/engine/_usearch.py``.
 
-1. ``import_usearch``: usearch without tqdm and ``urllib.request``, which it imports for progress
-   bars and binary downloads vcli never uses (~50 ms and ~30 ms with ``http``, ``email`` and
-   ``ssl``). Test: ``tests/test_imports.py::test_usearch_is_imported_without_tqdm_and_urllib_request``.
-2. ``install_fast_params``: typer 0.29 converts every option value through a pydantic
+1. ``PlainOption``/``PlainArgument``: typer 0.29 converts every option value through a pydantic
    ``TypeAdapter``; importing pydantic and building adapters cost 0.17-0.30 s of CPU here, as
    much as NumPy and usearch together. vcli's options are plain ``str``, ``int``, ``bool``,
-   ``list[str]`` and ``Path``; those are converted here exactly as the adapters would (same
-   results, same messages, exit code 2), and anything else goes to typer's own conversion.
-   Tests: ``test_imports.py::test_a_query_imports_what_it_needs_and_not_pydantic`` and
-   ``test_plain_int_options_convert_as_typer_would``.
-3. ``only_the_command``: typer builds the Click command of every registered command on each run
+   ``list[str]`` and ``Path``. The command and group classes given with ``cls=``
+   (``VectorizeCommand``, ``FlagGroup``) make the parameters their ``get_params`` gives these
+   subclasses of typer's ``TyperOption``/``TyperArgument``, whose ``process_value`` (Click's
+   extension point) converts those exactly as the adapters would (same results, same messages,
+   exit code 2); anything else goes to typer's own conversion. Tests:
+   ``test_imports.py::test_a_query_imports_what_it_needs_and_not_pydantic``,
+   ``test_plain_int_options_convert_as_typer_would`` and
+   ``test_every_command_converts_its_plain_options_itself``.
+2. ``only_the_command``: typer builds the Click command of every registered command on each run
    (~30 ms of CPU); a run of one known command needs only that one. Help, typos and completion
    still see all. Test: ``test_imports.py::test_only_the_command_run_is_built_and_the_others_stay_reachable``.
-4. ``leave``: once the output is flushed, exit without the interpreter's teardown. Freeing NumPy,
+3. ``leave``: once the output is flushed, exit without the interpreter's teardown. Freeing NumPy,
    usearch's mapped graph and every module cost a query of a 1M-vector index ~50 ms (A/B medians
    619 -> 553 ms). So the engine must close every file, lock and worker before a command returns
    (it does: each is a context manager). The ordinary exit is kept when another thread still runs
    or coverage measures. Tests: every subprocess test checks exit codes.
-
-5. ``vcli.engine`` loads its public names when first used (a module ``__getattr__``), so the CLI
+4. ``vcli.engine`` loads its public names when first used (a module ``__getattr__``), so the CLI
    modules can import what they need of the engine (limits, checks, records) without importing
    all of it: ``vcli --help`` imports no catalog, index or store (~20 ms). Test:
    ``test_imports.py::test_help_builds_no_engine``.
@@ -34,110 +37,105 @@ Besides, NumPy is imported only inside the functions that need it, so ``vcli --h
 ``# lazy:`` where they stand. Records are ``NamedTuple``s rather than dataclasses (~1.5 ms each
 at every start), and temporary names come from ``os.urandom`` rather than ``secrets`` (OpenSSL's
 hashes, ~10 ms).
-
-Nothing here is imported at start but this module's own small header; typer is imported only by
-the functions that patch it.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import stat
 import sys
 import threading
-import types
 from pathlib import Path
 from typing import Any, NoReturn
 
+import typer
+from typer.core import TyperArgument, TyperOption
 
-# == 1. usearch without its downloads and progress bars ==========================================
-def import_usearch():
-    """Import ``usearch.index`` with stand-ins for tqdm and ``urllib.request`` in ``sys.modules``
-    while it loads; each stand-in loads the real module only if it is ever used, and both leave
-    ``sys.modules`` at once, so nobody else sees them."""
-    if "usearch" in sys.modules:
-        from usearch import index
-        return index
+from .errors import ExitCode
 
-    def tqdm(*args, **kwargs):
-        from tqdm import tqdm as real
-
-        return real(*args, **kwargs)
-
-    def request_attribute(name):
-        import importlib
-
-        return getattr(importlib.import_module("urllib.request"), name)
-
-    stand_ins = {"tqdm": types.ModuleType("tqdm"), "urllib.request": types.ModuleType("urllib.request")}
-    stand_ins["tqdm"].tqdm = tqdm
-    stand_ins["urllib.request"].__getattr__ = request_attribute
-    placed = [name for name in stand_ins if name not in sys.modules]
-    sys.modules.update({name: stand_ins[name] for name in placed})
-    try:
-        from usearch import index
-    except ImportError:  # a usearch that wants more of them: import it the ordinary way
-        for name in placed:
-            sys.modules.pop(name, None)
-        from usearch import index
-    finally:
-        for name in placed:
-            if sys.modules.get(name) is stand_ins[name]:
-                del sys.modules[name]
-    return index
-
-
-# == 2. option values without pydantic ============================================================
+# == 1. option values without pydantic ============================================================
 _INT = re.compile(r"[+-]?[0-9]+(?:_[0-9]+)*(?:\.0*)?")  # what pydantic's lax int accepts from text
 INT_ERROR = "Input should be a valid integer, unable to parse string as an integer"
 _NOT_PLAIN = object()
 _INVALID_INT = object()
 
 
-def install_fast_params() -> None:
-    """Replace ``typer.core.build_runtime_param`` (typer >=0.29,<0.30, as pyproject.toml allows);
-    with any other typer, do nothing."""
+class PlainOption(TyperOption):
+    """A typer option that converts plain values without pydantic, the rest as typer does."""
+
+    def process_value(self, ctx: Any, value: Any) -> Any:
+        return process_plain(self, super().process_value, ctx, value)
+
+
+class PlainArgument(TyperArgument):
+    """A typer argument that converts plain values without pydantic, the rest as typer does."""
+
+    def process_value(self, ctx: Any, value: Any) -> Any:
+        return process_plain(self, super().process_value, ctx, value)
+
+
+def process_plain(param: Any, typer_process: Any, ctx: Any, value: Any) -> Any:
+    """Click's ``process_value`` for ``param``: the value converted (plain values here, the rest by
+    ``typer_process``), checked as present if required, and given to the callback."""
+    got = plain_value(param, value)
+    if got is _INVALID_INT:
+        raise typer.BadParameter(INT_ERROR, ctx=ctx, param=param)
+    if got is _NOT_PLAIN or (param.required and param.value_is_missing(got)):
+        return typer_process(ctx, value)
+    return got if param.callback is None else param.callback(ctx, param, got)
+
+
+PLAIN = {TyperOption: PlainOption, TyperArgument: PlainArgument}
+
+
+def plain_params(params: list) -> list:
+    """``params``, typer's parameters among them made plain-value converting ones (in place: they
+    keep every attribute typer gave them). Commands call it from Click's ``get_params``, which
+    gives the parameters a run parses, typer's own completion options included."""
+    for p in params:
+        if type(p) in PLAIN:
+            p.__class__ = PLAIN[type(p)]
+    return params
+
+
+def plain_value(param: Any, value: Any) -> Any:
+    """``value`` of ``param`` converted as typer would, ``_INVALID_INT``, or ``_NOT_PLAIN``."""
+    descriptor = getattr(param, "type_descriptor", None)
+    if descriptor is None:  # pragma: no cover - another typer: its own conversion
+        return _NOT_PLAIN
+    multiple = param.multiple or param.nargs == -1
+    if value is None:
+        return () if multiple else None
+    if multiple and isinstance(value, str):
+        return _NOT_PLAIN  # typer's "Value must be an iterable."
+    info = descriptor.parameter_info
+    if descriptor.annotation is Path and isinstance(value, str) and info.parser is None and info.path_type is None:
+        return checked_path(value, info)
+    return convert(descriptor.annotation, info, descriptor, value)
+
+
+def checked_path(value: str, info: Any) -> Any:
+    """``Path(value)``, checked as typer checks a ``Path`` option (``exists``, ``file_okay``,
+    ``dir_okay``, ``readable``, ``writable``), or ``_NOT_PLAIN`` when it would resolve the path or
+    accept ``-``."""
+    if info.resolve_path or (info.file_okay and info.allow_dash and value == "-"):
+        return _NOT_PLAIN
+    label = "file" if info.file_okay and not info.dir_okay else "dir" if info.dir_okay and not info.file_okay else "path"
+    shown = repr(typer.format_filename(value))
     try:
-        from typer import _coercion, core
-        from typer._click.exceptions import BadParameter
-        from typer._param_types import coerce_cli_path
-    except ImportError:  # pragma: no cover - another typer
-        return
-    if not hasattr(core, "build_runtime_param") or not hasattr(_coercion, "RuntimeParam"):
-        return  # pragma: no cover
-    if getattr(core.build_runtime_param, "_vcli", False):
-        return
-    typer_build = _coercion.build_runtime_param
-
-    class PlainRuntimeParam(_coercion.RuntimeParam):
-        """``RuntimeParam.coerce`` (None and multi-value handling) with a pydantic-free
-        ``_coerce_value`` for plain types. (Not a dataclass itself: making one costs ~1.5 ms.)"""
-
-        def __init__(self, parameter_info: Any, annotation: Any, descriptor: Any):
-            object.__setattr__(self, "parameter_info", parameter_info)  # the base is frozen
-            object.__setattr__(self, "annotation", annotation)
-            object.__setattr__(self, "descriptor", descriptor)
-
-        def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
-            info = self.parameter_info
-            if (self.annotation is Path and isinstance(value, str) and info.parser is None
-                    and info.path_type is None):
-                # typer's adapter turns the text into a Path with pydantic, then checks it here
-                return coerce_cli_path(Path(value), info, path_type=Path, param=param, ctx=ctx)
-            converted = convert(self.annotation, info, self.descriptor, value)
-            if converted is _INVALID_INT:
-                raise BadParameter(INT_ERROR, ctx=ctx, param=param)
-            if converted is _NOT_PLAIN:
-                return typer_build(self.descriptor)._coerce_value(value, param=param, ctx=ctx)
-            return converted
-
-    def build(descriptor: Any) -> Any:
-        if descriptor.file_annotation is not None:
-            return typer_build(descriptor)
-        return PlainRuntimeParam(descriptor.parameter_info, descriptor.annotation, descriptor)
-
-    build._vcli = True  # type: ignore[attr-defined]
-    core.build_runtime_param = build
+        st = os.stat(value)
+    except OSError:
+        if info.exists:
+            raise typer.BadParameter(f"{label} {shown} does not exist.") from None
+        return Path(value)
+    for wrong, why in ((not info.file_okay and stat.S_ISREG(st.st_mode), "is a file"),
+                       (not info.dir_okay and stat.S_ISDIR(st.st_mode), "is a directory"),
+                       (info.readable and not os.access(value, os.R_OK), "is not readable"),
+                       (info.writable and not os.access(value, os.W_OK), "is not writable")):
+        if wrong:
+            raise typer.BadParameter(f"{label} {shown} {why}.")
+    return Path(value)
 
 
 def convert(annotation: Any, info: Any, descriptor: Any, value: Any) -> Any:
@@ -160,7 +158,7 @@ def convert(annotation: Any, info: Any, descriptor: Any, value: Any) -> Any:
     return _NOT_PLAIN
 
 
-# == 3. build only the command that runs ==========================================================
+# == 2. build only the command that runs ==========================================================
 def only_the_command(commands: list, argv: list[str]) -> list:
     """The registered typer commands to build for a run with ``argv``: the one it names, or all
     (for ``--help``, a mistyped name, or shell completion)."""
@@ -171,20 +169,20 @@ def only_the_command(commands: list, argv: list[str]) -> list:
     return only or commands
 
 
-# == 4. no teardown ===============================================================================
+# == 3. no teardown ===============================================================================
 def leave(code: object) -> NoReturn:
     """Exit with ``code`` once stdout and stderr are flushed, skipping the interpreter's teardown
     when nothing can need it."""
     if code is None:
-        code = 0
+        code = ExitCode.OK
     elif not isinstance(code, int):
         print(code, file=sys.stderr)
-        code = 1
+        code = ExitCode.FAILURE
     try:
         sys.stdout.flush()
         sys.stderr.flush()
     except OSError:  # e.g. the reader of stdout went away: what was written may be lost
-        code = code or 1
+        code = code or ExitCode.FAILURE
     if threading.active_count() > 1 or "coverage" in sys.modules:
         sys.exit(code)
     os._exit(code)

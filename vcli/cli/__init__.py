@@ -10,20 +10,24 @@ import sys
 from typing import NoReturn
 
 import typer
-from typer.core import TyperGroup
 
 from .. import startup
-from . import _common, check, config_cmd, export, indexes, metadata, serve, sync, vectors, workers
+from ..errors import ExitCode
+from . import _common, check, config_cmd, export, indexes, metadata, models, serve, sync, vectors, workers
 
-startup.install_fast_params()  # plain option values without pydantic
 
+class OrderedGroup(_common.FlagGroup):
+    """vcli's commands in wrangler's order, each listed with its one-line ``short_help``."""
 
-class OrderedGroup(TyperGroup):
     ORDER = (
         "create", "delete", "get", "list", "list-vectors", "query", "insert", "upsert",
         "get-vectors", "delete-vectors", "info", "create-metadata-index", "list-metadata-index",
         "delete-metadata-index",
     )
+
+    def parse_args(self, ctx, args):
+        args = _common.globals_after_command(list(args))
+        return super().parse_args(ctx, _common.boolean_forms(args, _common.false_flags(self.params)))
 
     def list_commands(self, ctx):
         names = list(self.commands)
@@ -34,7 +38,7 @@ class OrderedGroup(TyperGroup):
 app = typer.Typer(
     name="vcli",
     cls=OrderedGroup,
-    help="Cloudflare Vectorize on your own disk: the `wrangler vectorize` commands, locally.",
+    help="Cloudflare Vectorize on your own disk: `wrangler vectorize`, locally.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=True,
@@ -42,9 +46,10 @@ app = typer.Typer(
 )
 
 for sub in (indexes.app, vectors.app, metadata.app, serve.app, workers.app, config_cmd.app, check.app, export.app,
-            sync.app):
+            sync.app, models.app):
     for info in sub.registered_commands:
         app.registered_commands.append(info)
+app.add_typer(models.models_app, name="models")
 
 
 def _version(value: bool) -> None:
@@ -61,7 +66,7 @@ def _root(
     version: bool = typer.Option(False, "--version", "-v", callback=_version, is_eager=True,
                                  help="Show the version and exit."),
 ) -> None:
-    """Cloudflare Vectorize on your own disk: the `wrangler vectorize` commands, locally."""
+    """Cloudflare Vectorize on your own disk: `wrangler vectorize`, locally."""
     _common.TUNING.set(ctx.obj)  # a program running the CLI in-process may give the engine's tuning
 
 
@@ -70,7 +75,7 @@ def main() -> NoReturn:
     app.registered_commands = startup.only_the_command(every, sys.argv)
     try:
         app(prog_name="vcli")
-        code: object = 0
+        code: object = ExitCode.OK
     except SystemExit as exc:
         code = exc.code
     finally:

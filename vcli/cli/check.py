@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from .. import render
-from ..errors import IndexDamaged
+from ..errors import ExitCode, IndexDamaged
 from ..render import Reply, Table, Text
 from ._common import DataDir, IndexName, JsonFlag, VectorizeCommand, catalog, run
 
@@ -24,7 +24,7 @@ Exit codes: 0 healthy. 1 problems found and not all repaired (or any other error
 """
 
 
-@app.command("check", cls=VectorizeCommand, help=HELP)
+@app.command("check", cls=VectorizeCommand, short_help="Check an index; repair it with --repair.", help=HELP)
 @run
 def check(
     name: IndexName,
@@ -32,7 +32,7 @@ def check(
     json: JsonFlag = False,
     data_dir: DataDir = None,
 ) -> None:
-    from ..engine.check import EXIT_REPAIRED, check_index  # lazy: NumPy, for this command only
+    from ..engine.check import check_index  # lazy: NumPy, for this command only
 
     with catalog(data_dir).open(name) as index:
         report = check_index(index, repair=repair)
@@ -44,7 +44,7 @@ def check(
         fixable = " (run 'vcli check " + name + " --repair')" if any(p.repairable for p in report.problems) else ""
         raise IndexDamaged(f"{n} problem{'s' * (n != 1)} found in index '{name}'{fixable}")
     if report.problems:
-        raise typer.Exit(EXIT_REPAIRED)
+        raise typer.Exit(ExitCode.REPAIRED)
 
 
 def _human(report) -> list:

@@ -12,7 +12,7 @@ from ._common import DataDir, JsonFlag, VectorizeCommand, run
 app = typer.Typer()
 
 
-@app.command("config", cls=VectorizeCommand)
+@app.command("config", cls=VectorizeCommand, short_help="Show the settings and where each came from.")
 @run
 def config(json: JsonFlag = False, data_dir: DataDir = None) -> None:
     """Show the effective settings and where each came from (default, user config.toml, project

@@ -28,7 +28,7 @@ Writes to stdout, or with --output to a file that appears whole or not at all.
 """
 
 
-@app.command("export", cls=VectorizeCommand, help=HELP)
+@app.command("export", cls=VectorizeCommand, short_help="Export an index's vectors as NDJSON.", help=HELP)
 @run
 def export(
     name: IndexName,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from .. import render
 from ..render import Reply, Table, Text
-from ._common import DataDir, IndexName, JsonFlag, RemoteFlag, VectorizeCommand, catalog, run
+from ._common import WRANGLER, DataDir, IndexName, JsonFlag, RemoteFlag, VectorizeCommand, catalog, run
 
 app = typer.Typer()
 PRESET_HELP = (
@@ -24,7 +25,7 @@ def _index_table(configs) -> Table:
     ])
 
 
-@app.command("create", cls=VectorizeCommand)
+@app.command("create", cls=VectorizeCommand, short_help="Create a Vectorize index.")
 @run
 def create(
     name: IndexName,
@@ -39,19 +40,42 @@ def create(
     description: Annotated[
         Optional[str], typer.Option(help="A description of the index.", show_default=False)
     ] = None,
+    binding: Annotated[Optional[str], typer.Option(
+        show_default=False, help="Add a binding of this name for the new index to your wrangler config "
+        "(implies --update-config).")] = None,
+    update_config: Annotated[bool, typer.Option(
+        "--update-config", help="Add the index's binding (VECTORIZE unless --binding) to your wrangler "
+        "config (-c, else wrangler.json, wrangler.jsonc or wrangler.toml here), under -e ENV when given.")] = False,
+    use_remote: Annotated[bool, typer.Option(
+        "--use-remote", help='With --update-config: the binding gets "remote": true.')] = False,
     json: JsonFlag = False,
     remote: RemoteFlag = False,
     data_dir: DataDir = None,
 ) -> None:
     """Create a Vectorize index."""
+    edited = None
+    if binding is not None or update_config:  # the config is edited first: a bad one changes nothing
+        from ..workers import config as workers
+
+        config, env = WRANGLER.get()
+        project = workers.read_config(workers.find_config(config, Path.cwd()))
+        entry = {"binding": workers.binding_name(binding), "index_name": name, **({"remote": True} if use_remote else {})}
+        edited = workers.add_binding(project, entry, env)
     cfg = catalog(data_dir, remote).create(name, dimensions, metric, preset=preset, description=description)
     human = [Text(f"Configuring index based on the embedding model {preset}.")] if preset else []
     human.append(Text(f"Successfully created a new Vectorize index: '{cfg.name}' "
                       f"({cfg.dimensions} dimensions, {cfg.metric})."))
-    render.show(Reply(cfg, human), json)
+    notes = [] if len(cfg.name) > 1 else [
+        f"Vectorize itself needs index names of at least 2 characters: '{cfg.name}' works here, "
+        f"but `vcli push` or wrangler cannot create it on the live service"]
+    if edited is not None:
+        workers.save(project.path, edited)
+        where = f' in its "{env}" environment' if env else ""
+        notes.append(f"added the binding {entry['binding']} for '{cfg.name}' to {project.path}{where}")
+    render.show(Reply(cfg, human, notes), json)
 
 
-@app.command("list", cls=VectorizeCommand)
+@app.command("list", cls=VectorizeCommand, short_help="List your Vectorize indexes.")
 @run
 def list_(json: JsonFlag = False, remote: RemoteFlag = False, data_dir: DataDir = None) -> None:
     """List your Vectorize indexes."""
@@ -62,7 +86,7 @@ def list_(json: JsonFlag = False, remote: RemoteFlag = False, data_dir: DataDir 
     render.show(Reply(configs, human), json)
 
 
-@app.command("get", cls=VectorizeCommand)
+@app.command("get", cls=VectorizeCommand, short_help="Get a Vectorize index by name.")
 @run
 def get(name: IndexName, json: JsonFlag = False, remote: RemoteFlag = False, data_dir: DataDir = None) -> None:
     """Get a Vectorize index by name."""
@@ -70,7 +94,7 @@ def get(name: IndexName, json: JsonFlag = False, remote: RemoteFlag = False, dat
     render.show(Reply(cfg, [_index_table([cfg])]), json)
 
 
-@app.command("info", cls=VectorizeCommand)
+@app.command("info", cls=VectorizeCommand, short_help="Get additional details about the index.")
 @run
 def info(name: IndexName, json: JsonFlag = False, remote: RemoteFlag = False, data_dir: DataDir = None) -> None:
     """Get additional details about the index."""
@@ -83,7 +107,7 @@ def info(name: IndexName, json: JsonFlag = False, remote: RemoteFlag = False, da
     )]), json)
 
 
-@app.command("delete", cls=VectorizeCommand)
+@app.command("delete", cls=VectorizeCommand, short_help="Delete a Vectorize index.")
 @run
 def delete(
     name: IndexName,

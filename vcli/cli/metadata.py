@@ -31,7 +31,7 @@ PropertyName = Annotated[
 ]
 
 
-@app.command("create-metadata-index", cls=VectorizeCommand)
+@app.command("create-metadata-index", cls=VectorizeCommand, short_help="Enable metadata filtering on a property.")
 @run
 def create_metadata_index(
     name: IndexName,
@@ -63,7 +63,7 @@ def create_metadata_index(
     )], notes), json)
 
 
-@app.command("list-metadata-index", cls=VectorizeCommand)
+@app.command("list-metadata-index", cls=VectorizeCommand, short_help="List the properties enabled for filtering.")
 @run
 def list_metadata_index(name: IndexName, json: JsonFlag = False, remote: RemoteFlag = False,
                         data_dir: DataDir = None) -> None:
@@ -77,7 +77,7 @@ def list_metadata_index(name: IndexName, json: JsonFlag = False, remote: RemoteF
     render.show(Reply(found, human), json)
 
 
-@app.command("delete-metadata-index", cls=VectorizeCommand)
+@app.command("delete-metadata-index", cls=VectorizeCommand, short_help="Delete metadata indexes.")
 @run
 def delete_metadata_index(
     name: IndexName, property_name: PropertyName, json: JsonFlag = False, remote: RemoteFlag = False,

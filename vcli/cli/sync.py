@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from .. import render
+from ..errors import ExitCode
 from ..render import Reply, Table, Text
 from ._common import DataDir, JsonFlag, VectorizeCommand, WaitTimeout, catalog, remote_catalog, run
 
@@ -37,7 +38,7 @@ def _moved(result, verb: str) -> Reply:
     )], list(result.notes))
 
 
-@app.command("push", cls=VectorizeCommand, help=PUSH_HELP)
+@app.command("push", cls=VectorizeCommand, short_help="Copy a local index to the live service.", help=PUSH_HELP)
 @run
 def push(
     local: Annotated[str, typer.Argument(help="The local index.", show_default=False)],
@@ -59,7 +60,7 @@ def push(
     render.show(_moved(result, "pushed"), json)
 
 
-@app.command("pull", cls=VectorizeCommand, help=PULL_HELP)
+@app.command("pull", cls=VectorizeCommand, short_help="Copy an index from the live service here.", help=PULL_HELP)
 @run
 def pull(
     remote: Annotated[str, typer.Argument(help="The remote index.", show_default=False)],
@@ -75,7 +76,7 @@ def pull(
     render.show(_moved(result, "pulled"), json)
 
 
-@app.command("diff", cls=VectorizeCommand, help=DIFF_HELP)
+@app.command("diff", cls=VectorizeCommand, short_help="Compare two indexes, local or remote.", help=DIFF_HELP)
 @run
 def diff(
     a: Annotated[str, typer.Argument(help="An index: a local name, or remote:NAME.", show_default=False)],
@@ -98,7 +99,7 @@ def diff(
         human.append(Table(("id", "difference"), rows))
     render.show(Reply(result, human), json)
     if not result.equal:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.DIFFERENT)
 
 
 def _open(spec: str, data_dir):

@@ -10,10 +10,10 @@ from typing import Annotated, Optional
 import orjson
 import typer
 
-from .. import render
+from .. import embeddings, render
 from ..engine.records import Query
 from ..errors import BadFilter, BadQuery
-from ..ndjson import lines_with_pauses, open_input, read_queries, read_vectors
+from ..ndjson import lines_with_pauses, open_input, read_queries
 from ..render import Reply, Table, Text
 from ._common import (
     DataDir,
@@ -27,13 +27,14 @@ from ._common import (
     run,
     wait_for,
 )
+from .models import ModelOpt, PoolingOpt, text_model
 
 app = typer.Typer()
 
 FileArg = Annotated[
     str,
-    typer.Option("--file", help="NDJSON file of vectors, one JSON object a line; - reads stdin.",
-                 show_default=False),
+    typer.Option("--file", help="NDJSON file of vectors, one JSON object a line, with \"values\" or "
+                 "\"text\" (embedded with the index's model); - reads stdin.", show_default=False),
 ]
 IdsArg = Annotated[
     list[str],
@@ -42,9 +43,9 @@ IdsArg = Annotated[
 
 
 def _write(mode: str, name: str, file: str, batch_size: int, json: bool, remote: bool, wait: bool,
-           wait_timeout: float, data_dir) -> None:
+           wait_timeout: float, data_dir, model: str | None, pooling: str) -> None:
     with catalog(data_dir, remote).open(name, write=True) as index, open_input(file) as stream:
-        vectors = read_vectors(stream, index.dimensions)
+        vectors = embeddings.vector_lines(stream, index.dimensions, text_model(index, model), pooling)
         write = index.insert if mode == "insert" else index.upsert
         with render.progress(f"{mode.capitalize()}ing") as progress:
             result = write(vectors, batch_size=batch_size, progress=progress)
@@ -58,7 +59,7 @@ def _write(mode: str, name: str, file: str, batch_size: int, json: bool, remote:
     )]), json)
 
 
-@app.command("insert", cls=VectorizeCommand)
+@app.command("insert", cls=VectorizeCommand, short_help="Insert vectors into a Vectorize index.")
 @run
 def insert(
     name: IndexName,
@@ -66,6 +67,8 @@ def insert(
     batch_size: Annotated[
         int, typer.Option("--batch-size", "--batchSize", help="Vectors written per batch (1-5000).")
     ] = 1000,
+    model: ModelOpt = None,
+    pooling: PoolingOpt = "mean",
     json: JsonFlag = False,
     remote: RemoteFlag = False,
     wait: WaitFlag = False,
@@ -73,10 +76,10 @@ def insert(
     data_dir: DataDir = None,
 ) -> None:
     """Insert vectors into a Vectorize index (ids that exist are kept as they are)."""
-    _write("insert", name, file, batch_size, json, remote, wait, wait_timeout, data_dir)
+    _write("insert", name, file, batch_size, json, remote, wait, wait_timeout, data_dir, model, pooling)
 
 
-@app.command("upsert", cls=VectorizeCommand)
+@app.command("upsert", cls=VectorizeCommand, short_help="Upsert vectors into a Vectorize index.")
 @run
 def upsert(
     name: IndexName,
@@ -84,6 +87,8 @@ def upsert(
     batch_size: Annotated[
         int, typer.Option("--batch-size", "--batchSize", help="Vectors written per batch (1-5000).")
     ] = 5000,
+    model: ModelOpt = None,
+    pooling: PoolingOpt = "mean",
     json: JsonFlag = False,
     remote: RemoteFlag = False,
     wait: WaitFlag = False,
@@ -91,7 +96,7 @@ def upsert(
     data_dir: DataDir = None,
 ) -> None:
     """Upsert vectors into a Vectorize index (ids that exist are replaced whole)."""
-    _write("upsert", name, file, batch_size, json, remote, wait, wait_timeout, data_dir)
+    _write("upsert", name, file, batch_size, json, remote, wait, wait_timeout, data_dir, model, pooling)
 
 
 def parse_vector(tokens: list[str]) -> list[float]:
@@ -142,7 +147,7 @@ def _match_table(result, return_values: bool, return_metadata: str) -> Table:
     return Table(columns, rows)
 
 
-@app.command("query", cls=VectorizeCommand)
+@app.command("query", cls=VectorizeCommand, short_help="Query a Vectorize index.")
 @run
 def query(
     name: IndexName,
@@ -154,6 +159,11 @@ def query(
     vector_id: Annotated[
         Optional[str],
         typer.Option("--vector-id", "--vectorId", help="Query with the stored vector of this id.",
+                     show_default=False),
+    ] = None,
+    text: Annotated[
+        Optional[str],
+        typer.Option("--text", help="Query with this text, embedded with the index's model (or --model).",
                      show_default=False),
     ] = None,
     top_k: Annotated[
@@ -176,29 +186,38 @@ def query(
     file: Annotated[
         Optional[str],
         typer.Option("--file", show_default=False, help=(
-            "Answer many queries: NDJSON, one query a line ({\"vector\": [...]} or "
-            "{\"vectorId\": \"...\"}, optional topK, filter, namespace, returnValues, "
+            "Answer many queries: NDJSON, one query a line ({\"vector\": [...]}, "
+            "{\"vectorId\": \"...\"} or {\"text\": \"...\"}, optional topK, filter, namespace, returnValues, "
             "returnMetadata); - reads stdin. Prints one JSON result a line, in order; the other "
             "options are defaults for lines that leave them out.")),
     ] = None,
+    model: ModelOpt = None,
+    pooling: PoolingOpt = "mean",
     json: JsonFlag = False,
     remote: RemoteFlag = False,
     data_dir: DataDir = None,
 ) -> None:
     """Query a Vectorize index."""
-    if file is not None and (vector is not None or vector_id is not None):
-        raise BadQuery("give either --file or --vector/--vector-id, not both")
-    if file is None and (vector is None) == (vector_id is None):
-        raise BadQuery("give either --vector or --vector-id, but not both")
+    given = sum(x is not None for x in (vector, vector_id, text))
+    if file is not None and given:
+        raise BadQuery("give either --file or --vector/--vector-id/--text, not both")
+    if file is None and given != 1:
+        raise BadQuery("give one of --vector, --vector-id or --text"
+                       + ("" if not given else ", not both" if given == 2 else ", not all three"))
+    if text == "":
+        raise BadQuery("--text is empty; give at least 1 character")
     values = parse_vector(vector) if vector is not None else None
     parsed_filter = parse_filter(filter) if filter is not None else None
     if file is not None:  # --json or not: the answers are JSON lines
         defaults = Query(None, None, top_k, return_values, return_metadata, namespace or None, parsed_filter)
-        with catalog(data_dir, remote).open(name) as index, open_input(file) as stream, \
-                closing(index.query_many(read_queries(lines_with_pauses(stream), defaults))) as results:
-            render.show_lines(results)
+        with catalog(data_dir, remote).open(name) as index, open_input(file) as stream:
+            lines = embeddings.text_queries(lines_with_pauses(stream), text_model(index, model), pooling)
+            with closing(index.query_many(read_queries(lines, defaults))) as results:
+                render.show_lines(results)
         return
     with catalog(data_dir, remote).open(name) as index:
+        if text is not None:
+            values = embeddings.embed(text_model(index, model)(), [text], pooling)[0]
         result = index.query(
             values, vector_id=vector_id, top_k=top_k, return_values=return_values,
             return_metadata=return_metadata, namespace=namespace or None, filter=parsed_filter,
@@ -208,7 +227,7 @@ def query(
     render.show(Reply(result, human), json)
 
 
-@app.command("get-vectors", cls=VectorizeCommand)
+@app.command("get-vectors", cls=VectorizeCommand, short_help="Get vectors from a Vectorize index.")
 @run
 def get_vectors(name: IndexName, ids: IdsArg, json: JsonFlag = False, remote: RemoteFlag = False,
                 data_dir: DataDir = None) -> None:
@@ -221,7 +240,7 @@ def get_vectors(name: IndexName, ids: IdsArg, json: JsonFlag = False, remote: Re
     render.show(Reply(vectors, human), json)
 
 
-@app.command("delete-vectors", cls=VectorizeCommand)
+@app.command("delete-vectors", cls=VectorizeCommand, short_help="Delete vectors in a Vectorize index.")
 @run
 def delete_vectors(name: IndexName, ids: IdsArg, json: JsonFlag = False, remote: RemoteFlag = False,
                    wait: WaitFlag = False, wait_timeout: WaitTimeout = 300, data_dir: DataDir = None) -> None:
@@ -236,7 +255,7 @@ def delete_vectors(name: IndexName, ids: IdsArg, json: JsonFlag = False, remote:
     )]), json)
 
 
-@app.command("list-vectors", cls=VectorizeCommand)
+@app.command("list-vectors", cls=VectorizeCommand, short_help="List vector identifiers in a Vectorize index.")
 @run
 def list_vectors(
     name: IndexName,

@@ -16,6 +16,12 @@
 does; ``Catalog(path)`` uses only what it is given. Every user-fixable failure is a
 ``vcli.errors.VcliError`` subclass with a readable ``message``.
 
+Background builds are opt-in: a library call starts no process unless the catalog is opened with
+``background_builds=True`` (as the CLI and ``vcli serve`` do), which lets a write of a large index
+(from 64M numbers, ~175,000 vectors of 384 dimensions) return before a detached builder process
+makes its search graph. Without it, that graph is built in the calling process, by the write (or
+the first query) that finds it missing.
+
 Nothing here prints, exits or imports the CLI stack; NumPy and usearch load only for queries and
 for the writes that rebuild search files. The names below are loaded when first used, so that
 importing one module of the engine (``vcli.engine.limits``) does not import all of it.

@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
-from ..errors import LockTimeout, StorageError
+from ..errors import ExitCode, LockTimeout, StorageError
 from .layout import Folder, SearchFile
 from .lock import writer_lock
 
@@ -218,6 +218,6 @@ def run(folder: Folder, dimensions: int, metric: str, part_rows: int) -> int:
             # a matrix written after the last look, while this one still held the lock, may have
             # found it taken and started no builder: look once more, now that it is free
             if not needs_graph(folder, dimensions, part_rows):
-                return 0
+                return ExitCode.OK
     except (LockTimeout, OSError, ValueError, RuntimeError, MemoryError, KeyboardInterrupt):
-        return 1
+        return ExitCode.FAILURE

@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..errors import IndexExists, IndexNotFound, InvalidConfig, StorageError
+from ..errors import IndexExists, IndexNotFound, InvalidConfig, QuotaExceeded, StorageError
 from . import fsutil, limits
 from .index import VectorIndex
 from .layout import CONFIG_FILE, OWN_FILES, Folder, now_iso
@@ -59,19 +59,30 @@ class Catalog:
     """The indexes in one data dir.
 
     ``lock_timeout`` (seconds a write waits for another writer), ``max_top_k_with_values``
-    (1..50) and ``tuning`` (``tuning.py``) are handed to every index it opens;
-    ``vcli.engine.open_catalog`` takes the first two from the configuration files and ``VCLI_*``
-    variables."""
+    (1..50), ``max_namespaces`` and ``tuning`` (``tuning.py``) are handed to every index it opens;
+    ``max_indexes`` caps how many it holds; ``vcli.engine.open_catalog`` takes all but the tuning
+    and ``background_builds`` from the configuration files and ``VCLI_*`` variables.
+
+    ``background_builds``: whether its indexes may start a detached builder process (``builder.py``)
+    to make a large index's graph after a write returns, as the CLI and ``vcli serve`` do. Off by
+    default: a library call starts no process, and the graph is built in the calling process, by
+    the write (or the first query) that finds it missing."""
 
     def __init__(
         self, data_dir: str | os.PathLike[str], *, lock_timeout: float | None = None,
         max_top_k_with_values: int | None = None, tuning: Tuning | None = None,
+        max_indexes: int = limits.DEFAULT_MAX_INDEXES, max_namespaces: int = limits.DEFAULT_MAX_NAMESPACES,
+        background_builds: bool = False,
     ):
         self.data_dir = Path(data_dir)
+        self.max_indexes = max_indexes
+        self.max_namespaces = max_namespaces
         self.lock_timeout = limits.DEFAULT_LOCK_TIMEOUT if lock_timeout is None else lock_timeout
         self.max_top_k_with_values = (limits.MAX_TOP_K_WITH_DATA if max_top_k_with_values is None
                                       else max_top_k_with_values)
-        self.tuning = tuning or DEFAULT
+        tuning = tuning or DEFAULT
+        self.background_builds = background_builds
+        self.tuning = tuning if background_builds else tuning._replace(graph_in_background=False)
 
     # -- paths -----------------------------------------------------------------------------
     def path_of(self, name: str) -> Path:
@@ -104,6 +115,13 @@ class Catalog:
         final = self.path_of(name)
         if final.exists():
             raise IndexExists(name)
+        held = sum(1 for entry in self.data_dir.iterdir() if NAME_RE.fullmatch(entry.name)
+                   and (entry / CONFIG_FILE).is_file()) if self.data_dir.is_dir() else 0
+        if held >= self.max_indexes:
+            raise QuotaExceeded(
+                f"cannot create index \"{name}\": the data dir holds {held} indexes, the most allowed "
+                f"(setting max_indexes, {self.max_indexes}; Vectorize allows 50,000 per account on Workers "
+                f"Paid, 100 on Free)")
         stamp = now_iso()
         cfg = IndexConfig(name, dims, metric_, description, stamp, stamp, preset)
         tmp = self.data_dir / f".create-{name}-{os.urandom(4).hex()}"
@@ -147,7 +165,8 @@ class Catalog:
         """Open index ``name`` for reading or (with ``write=True``) for writing."""
         path = self._existing(name)
         return VectorIndex(Folder(path), read_config(path), write=write, lock_timeout=self.lock_timeout,
-                           max_top_k_with_values=self.max_top_k_with_values, tuning=self.tuning)
+                           max_top_k_with_values=self.max_top_k_with_values, tuning=self.tuning,
+                           max_namespaces=self.max_namespaces)
 
     def open_or_create(
         self,
@@ -226,14 +245,18 @@ def open_catalog(
     env: Mapping[str, str] | None = None,
     cwd: str | os.PathLike[str] | None = None,
     tuning: Tuning | None = None,
+    background_builds: bool = False,
 ) -> Catalog:
     """The catalog of indexes as the CLI sees it, with the configured settings.
 
     ``data_dir`` wins as ``--data-dir`` does; without it the data dir comes from ``VCLI_DATA_DIR``,
     a project ``vcli.toml`` (searched from ``cwd`` upwards), the user ``config.toml``, or the
     platform's user data dir. ``lock_timeout`` and ``max_top_k_with_values`` come from the same
-    places. ``env`` defaults to ``os.environ``; ``tuning`` to ``Tuning()``. Raises ``ConfigError``
-    for a bad config file."""
+    places. ``env`` defaults to ``os.environ``; ``tuning`` to ``Tuning()``; ``background_builds``
+    (off: no builder process is started) is ``Catalog``'s. Raises ``ConfigError`` for a bad config
+    file."""
     settings = load_settings({"data_dir": data_dir}, env, cwd)
     return Catalog(settings.data_dir, lock_timeout=settings.lock_timeout,
-                   max_top_k_with_values=settings.max_top_k_with_values, tuning=tuning)
+                   max_top_k_with_values=settings.max_top_k_with_values, tuning=tuning,
+                   max_indexes=settings.max_indexes, max_namespaces=settings.max_namespaces,
+                   background_builds=background_builds)

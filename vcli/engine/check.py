@@ -42,7 +42,6 @@ from .verify import check_contents
 
 MAX_EXAMPLES = 5  # ids named in one problem
 CHECK_SAMPLES = 64  # store vectors compared with the search file (a query compares 8)
-EXIT_REPAIRED = 3  # ``vcli check``'s exit code when every problem found was repaired
 
 
 @dataclass

@@ -199,9 +199,9 @@ def parse(obj: Any) -> Filter:
         size = len(orjson.dumps(obj))
     except TypeError as exc:
         raise BadFilter(f"the filter must hold only JSON values ({exc})") from None
-    if size > MAX_FILTER_BYTES:
+    if size >= MAX_FILTER_BYTES:  # Vectorize: "less than 2048 bytes"
         raise BadFilter(
-            f"the filter is {size:,} bytes as compact JSON; the limit is {MAX_FILTER_BYTES:,} bytes"
+            f"the filter is {size:,} bytes as compact JSON; it must be less than {MAX_FILTER_BYTES:,} bytes"
         )
     conditions = []
     for prop, spec in obj.items():

@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..startup import import_usearch
 from . import fsutil
+from ._usearch import import_usearch
 from .layout import Folder, SearchFile
 from .matrix import Matrix
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta, timezone
@@ -25,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from ..errors import BadInput, BadQuery, LimitExceeded, MetadataIndexError
+from ..errors import BadInput, BadQuery, LimitExceeded, MetadataIndexError, QuotaExceeded
 from . import filters, limits
 from .layout import Folder, iso, now_iso
 from .lock import writer_lock
@@ -55,13 +56,15 @@ class VectorIndex:
 
     ``lock_timeout`` is how many seconds a write waits for another writer of this index;
     ``max_top_k_with_values`` caps ``top_k`` when values or all metadata are returned (1..50);
+    ``max_namespaces`` caps the namespaces a write may leave in the index;
     ``tuning`` sets the thresholds of search and export (``tuning.py``). ``Catalog.open`` passes
-    all three from its own settings (``vcli.engine.open_catalog`` reads the configuration)."""
+    them all from its own settings (``vcli.engine.open_catalog`` reads the configuration)."""
 
     def __init__(
         self, folder: Folder, config: IndexConfig, *, write: bool = False,
         lock_timeout: float = limits.DEFAULT_LOCK_TIMEOUT,
         max_top_k_with_values: int = limits.MAX_TOP_K_WITH_DATA, tuning: Tuning = DEFAULT,
+        max_namespaces: int = limits.DEFAULT_MAX_NAMESPACES,
     ):
         self.folder = folder
         self.path = folder.path
@@ -76,6 +79,7 @@ class VectorIndex:
         self.store = Store.open(folder.store, readonly=not write)
         self.search_files = SearchFiles(folder, self.store, self.dimensions, self.metric, tuning)
         self.max_top_k_with_values = max_top_k_with_values
+        self.max_namespaces = max_namespaces
 
     def close(self) -> None:
         self.store.close()
@@ -168,24 +172,51 @@ class VectorIndex:
         count = written = 0
         early = self.apply_pending() if pending is None else ()
         with self.writing(), self.store.mutation(mode, now_iso(), pending) as mut:
+            self.store.listing_open = self._listing_open()
             indexes = self._metadata_indexes()
             batch: list[VectorLine] = []
+            seen: set[str] = set()  # namespaces the index held before or this write brings
+            new = False
             for item in vectors:
                 batch.append(item)
                 if len(batch) >= batch_size:
+                    new = self._new_namespaces(batch, seen) or new
                     written += self._write_batch(mode, mut.seq, batch, indexes)
                     count += len(batch)
                     batch = []
                     if progress:
                         progress(count)
             if batch:
+                new = self._new_namespaces(batch, seen) or new
                 written += self._write_batch(mode, mut.seq, batch, indexes)
                 count += len(batch)
                 if progress:
                     progress(count)
             if count == 0:
                 raise BadInput("no vectors in the input (it is empty or only blank lines)")
+            if new:
+                self._check_namespace_count()
         return WriteResult(self.name, count, written, mut.id, early + self._refreshed())
+
+    def _new_namespaces(self, batch: Sequence[VectorLine], seen: set[str]) -> bool:
+        """Whether ``batch`` brings a namespace the index did not hold (one indexed look-up per
+        namespace not seen yet in this write); adds its namespaces to ``seen``."""
+        new = False
+        for namespace in {v.namespace for v in batch} - seen:
+            if namespace is not None:
+                new = new or not self.store.has_namespace(namespace)
+                seen.add(namespace)
+        return new
+
+    def _check_namespace_count(self) -> None:
+        """Refuse a write (its transaction rolls back) that leaves more namespaces than
+        ``max_namespaces``; counted only when the write brought a new one."""
+        held = self.store.namespace_count()
+        if held > self.max_namespaces:
+            raise QuotaExceeded(
+                f"this write would leave {held:,} namespaces in index '{self.name}'; the most allowed is "
+                f"{self.max_namespaces:,} (setting max_namespaces; Vectorize allows 50,000 per index on "
+                f"Workers Paid, 1,000 on Free)")
 
     def _write_batch(self, mode: str, seq: int, batch: Sequence[VectorLine], indexes) -> int:
         """Write one batch and, when metadata indexes exist, what each vector written holds for
@@ -213,6 +244,7 @@ class VectorIndex:
             raise BadQuery("give at least one vector id to delete")
         early = self.apply_pending() if pending is None else ()
         with self.writing(), self.store.mutation("delete", now_iso(), pending) as mut:
+            self.store.listing_open = self._listing_open()
             deleted = self.store.delete_ids(mut.seq, ids)
         return DeleteResult(mut.id, len(ids), deleted, early + self._refreshed())
 
@@ -303,17 +335,40 @@ class VectorIndex:
         return out
 
     def list_ids(self, count: int = limits.DEFAULT_LIST_COUNT, cursor: str | None = None) -> VectorPage:
-        """A page of ids in ascending order, from ``cursor`` (the last page's ``next_cursor``)."""
+        """A page of ids in ascending order, from ``cursor`` (the last page's ``next_cursor``).
+
+        A listing pages through the index as it was at its first request, as Vectorize's does:
+        the cursor carries that snapshot's mutation, vectors written later do not appear, and
+        vectors deleted (or replaced) since still do, from ``listed_gone``: every request touches
+        the index's ``listing`` file, and while it is less than an hour old (the cursor's
+        lifetime) writers keep there what they remove."""
         check_list_count(count)
-        after = _decode_cursor(cursor) if cursor else None
+        seq, after = _decode_cursor(cursor) if cursor else (None, None)
+        self._mark_listing()  # before the snapshot is read: a write after it keeps what it removes
         with self.store.snapshot():
-            ids = self.store.ids_after(after, count + 1)
-            total = self.store.count()
+            last = self.store.last_seq()
+            if seq is None or seq >= last:
+                ids, total, seq = self.store.ids_after(after, count + 1), self.store.count(), last
+            else:
+                ids, total = self.store.ids_at(seq, after, count + 1)
         if len(ids) <= count:
             return VectorPage(ids, total, None, None)
         ids = ids[:count]
         expires = datetime.now(timezone.utc) + timedelta(seconds=limits.CURSOR_TTL_SECONDS)
-        return VectorPage(ids, total, _encode_cursor(ids[-1]), iso(expires))
+        return VectorPage(ids, total, _encode_cursor(seq, ids[-1]), iso(expires))
+
+    def _mark_listing(self) -> None:
+        try:
+            self.folder.listing.touch()
+        except OSError:
+            pass  # a read-only folder: nobody can write to it either, so nothing can change
+
+    def _listing_open(self) -> bool:
+        """Whether a list-vectors listing was served in the last hour (see ``list_ids``)."""
+        try:
+            return time.time() - self.folder.listing.stat().st_mtime < limits.CURSOR_TTL_SECONDS
+        except OSError:
+            return False
 
     def export(
         self, namespace: str | None = None, *, progress: Progress | None = None, block_rows: int | None = None,
@@ -364,13 +419,20 @@ class VectorIndex:
         return Answerer(self.store, self.search_files, self.config, self.max_top_k_with_values)
 
 
-def _encode_cursor(last_id: str) -> str:
-    return base64.urlsafe_b64encode(last_id.encode("utf-8", "surrogatepass")).decode().rstrip("=")
+def _encode_cursor(seq: int, last_id: str) -> str:
+    """The listing's snapshot (a mutation's seq) and the last id of the page, opaque."""
+    text = f"\0{seq}\0{last_id}"
+    return base64.urlsafe_b64encode(text.encode("utf-8", "surrogatepass")).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> str:
+def _decode_cursor(cursor: str) -> tuple[int | None, str]:
+    """``(seq, last id)``; a cursor of an older vcli holds the last id alone (no snapshot)."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        return base64.b64decode(padded, altchars=b"-_", validate=True).decode("utf-8")
+        text = base64.b64decode(padded, altchars=b"-_", validate=True).decode("utf-8")
+        if not text.startswith("\0"):
+            return None, text
+        seq, last_id = text[1:].split("\0", 1)
+        return int(seq), last_id
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise BadQuery(f'invalid cursor "{cursor[:80]}"') from None

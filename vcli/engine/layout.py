@@ -25,8 +25,10 @@ CONFIG_FILE = "index.toml"
 STORE_FILE = "store.sqlite"
 LOCK_FILE = "lock"
 BUILD_LOCK_FILE = "build.lock"
+LISTING_FILE = "listing"  # touched by list-vectors: writers keep what they remove while it is fresh
 # Files of the index that vcli opens by name (a symbolic link in their place is refused).
-OWN_FILES = (CONFIG_FILE, STORE_FILE, STORE_FILE + "-wal", STORE_FILE + "-shm", LOCK_FILE, BUILD_LOCK_FILE)
+OWN_FILES = (CONFIG_FILE, STORE_FILE, STORE_FILE + "-wal", STORE_FILE + "-shm", LOCK_FILE, BUILD_LOCK_FILE,
+             LISTING_FILE)
 SEARCH_FILE_SUFFIX = {"matrix": "f32", "graph": "usearch"}
 _SEARCH_FILE = re.compile(r"(matrix|graph)-(\d+)(?:-(\d+)-(\d+))?\.(f32|usearch)")
 _SEARCH_TEMP = re.compile(r"\.(matrix|graph)-[0-9-]+\.(f32|usearch)\.tmp-[0-9a-f]+")
@@ -68,6 +70,7 @@ class Folder:
         self.store = path / STORE_FILE
         self.lock = path / LOCK_FILE
         self.build_lock = path / BUILD_LOCK_FILE
+        self.listing = path / LISTING_FILE
 
     def search_file(self, kind: str, seq: int, keys: tuple[int, int] | None = None) -> Path:
         """The path of a matrix, or (given its ``keys``, lo and hi) of a graph part."""

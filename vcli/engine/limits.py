@@ -16,15 +16,15 @@ MAX_NAMESPACE_BYTES = 64
 MAX_METADATA_BYTES = 10 * 1024  # compact JSON
 MAX_METADATA_DEPTH = 200  # nested objects (orjson writes at most 254 levels)
 VECTOR_FIELDS = ("id", "values", "metadata", "namespace")
-MAX_BATCH_SIZE = 5000  # vectors a write sends at once (--batch-size 1..5000)
+MAX_BATCH_SIZE = 5000  # vectors a write sends at once (--batch-size 1..5000); the REST API's cap a request
 INSERT_BATCH_SIZE = 1000  # wrangler's defaults
 UPSERT_BATCH_SIZE = 5000
 
 # == queries ======================================================================================
 DEFAULT_TOP_K = 5
 MAX_TOP_K = 100
-# With values or all metadata returned: the live service's cap (its documentation still says 20;
-# the ``max_top_k_with_values`` setting may lower it).
+# With values or all metadata returned: 50, as the live service and (since 2026-03-16) its
+# documentation say; the ``max_top_k_with_values`` setting may lower it.
 MAX_TOP_K_WITH_DATA = 50
 RETURN_METADATA = ("none", "indexed", "all")
 QUERY_FIELDS = ("vector", "vectorId", "topK", "filter", "namespace", "returnValues", "returnMetadata")
@@ -46,6 +46,11 @@ MAX_GET_IDS = 20  # ids per get_by_ids (more fail with 40007); the CLI takes any
 MAX_DELETE_IDS = 100  # ids per delete_by_ids
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024  # an insert or upsert body
 MAX_WORKER_BATCH = 1000  # vectors a Worker's binding inserts or upserts in one call
+
+# == an account and an index: caps a local test suite should meet before production does ==========
+# (settings max_indexes and max_namespaces; Vectorize's figures for Workers Paid, Free in brackets)
+DEFAULT_MAX_INDEXES = 50_000  # indexes per account (Free: 100)
+DEFAULT_MAX_NAMESPACES = 50_000  # namespaces per index (Free: 1,000)
 
 # == vcli's own ===================================================================================
 DEFAULT_LOCK_TIMEOUT = 60.0  # seconds a write waits for another writer (setting lock_timeout)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..errors import ConfigError
-from .limits import DEFAULT_LOCK_TIMEOUT, MAX_TOP_K_WITH_DATA
+from .limits import DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_INDEXES, DEFAULT_MAX_NAMESPACES, MAX_TOP_K_WITH_DATA
 
 DEFAULT_API_BASE_URL = "https://api.cloudflare.com/client/v4"
 DEFAULT_REMOTE_RATE = (1200, 300.0)  # the Cloudflare API's limit: 1,200 requests per 5 minutes
@@ -45,7 +45,7 @@ class Key(NamedTuple):
     name: str
     env: str
     flag: str | None
-    kind: str  # "path", "seconds", "top-k", "text", "secret", "url" or "rate"
+    kind: str  # "path", "seconds", "top-k", "count", "text", "secret", "url" or "rate"
     help: str
     alias: str | None = None  # an older variable read when ``env`` is not set (wrangler's CF_*)
 
@@ -58,10 +58,16 @@ KEYS: tuple[Key, ...] = (
         f"(default {DEFAULT_LOCK_TIMEOUT:g})."),
     Key("max_top_k_with_values", "VCLI_MAX_TOP_K_WITH_VALUES", None, "top-k",
         f"Largest --top-k with --return-values or --return-metadata all: 1 to {MAX_TOP_K_WITH_DATA} "
-        f"(default {MAX_TOP_K_WITH_DATA}; Vectorize's documentation says 20)."),
+        f"(default {MAX_TOP_K_WITH_DATA}, as Vectorize)."),
+    Key("max_indexes", "VCLI_MAX_INDEXES", None, "count",
+        f"Most indexes in the data dir, as Vectorize's per-account cap (default {DEFAULT_MAX_INDEXES:,}, "
+        f"Workers Paid; 100 on the Free plan)."),
+    Key("max_namespaces", "VCLI_MAX_NAMESPACES", None, "count",
+        f"Most namespaces in one index, as Vectorize's cap (default {DEFAULT_MAX_NAMESPACES:,}, "
+        f"Workers Paid; 1000 on the Free plan)."),
     Key("apply_delay", "VCLI_APPLY_DELAY", "--apply-delay", "seconds",
         "vcli serve: seconds between acknowledging a write and applying it, as on the live service "
-        "(default 0: at once)."),
+        "(median under 30 s, p99 under 2 min; default 0: at once)."),
     Key("apply_jitter", "VCLI_APPLY_JITTER", "--apply-jitter", "seconds",
         "vcli serve: up to this many seconds more, at random, per write (default 0)."),
     # The live service, for --remote, push and pull (the variables are wrangler's own).
@@ -114,6 +120,14 @@ class Settings(NamedTuple):
     @property
     def max_top_k_with_values(self) -> int:
         return self.settings["max_top_k_with_values"].value
+
+    @property
+    def max_indexes(self) -> int:
+        return self.settings["max_indexes"].value
+
+    @property
+    def max_namespaces(self) -> int:
+        return self.settings["max_namespaces"].value
 
     def value(self, name: str) -> Any:
         return self.settings[name].value
@@ -214,6 +228,17 @@ def _top_k(value: Any, _base: Path | None) -> int:
     return value
 
 
+def _count(value: Any, _base: Path | None) -> int:
+    if isinstance(value, str):
+        try:
+            value = int(value.strip().replace("_", ""))
+        except ValueError:
+            raise ValueError("must be a whole number, 1 or more") from None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError("must be a whole number, 1 or more")
+    return value
+
+
 def _text(value: Any, _base: Path | None) -> str:
     if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value.strip()):
         raise ValueError("must be a non-empty string without spaces")
@@ -246,7 +271,7 @@ def _secret(value: Any, base: Path | None) -> str:
 
 
 _CHECK: dict[str, Callable[[Any, Path | None], Any]] = {
-    "path": _path, "seconds": _seconds, "top-k": _top_k, "text": _text, "secret": _secret, "url": _url,
+    "path": _path, "seconds": _seconds, "top-k": _top_k, "count": _count, "text": _text, "secret": _secret, "url": _url,
     "rate": _rate,
 }
 
@@ -258,6 +283,10 @@ def _default(key: Key, env: Mapping[str, str]) -> Any:
         return DEFAULT_LOCK_TIMEOUT
     if key.name == "max_top_k_with_values":
         return MAX_TOP_K_WITH_DATA
+    if key.name == "max_indexes":
+        return DEFAULT_MAX_INDEXES
+    if key.name == "max_namespaces":
+        return DEFAULT_MAX_NAMESPACES
     if key.name in ("apply_delay", "apply_jitter"):
         return 0.0
     if key.name == "api_base_url":
@@ -287,7 +316,7 @@ def read_file(path: Path) -> dict[str, Any]:
         if keys[name].kind == "secret":
             _check_secret_file(path, name)
         try:
-            if keys[name].kind in ("seconds", "top-k") and isinstance(value, str):
+            if keys[name].kind in ("seconds", "top-k", "count") and isinstance(value, str):
                 raise ValueError("must be a number, not a string")
             out[name] = _CHECK[keys[name].kind](value, path.parent.absolute())
         except ValueError as exc:

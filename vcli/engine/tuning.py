@@ -22,9 +22,10 @@ class Tuning(NamedTuple):
     # 2M x 384 finds at most ~0.985 of the true top 10 however deep it is searched, four parts of
     # 500k 0.995 at less depth, and a part builds and is rewritten faster than one big graph.
     graph_part_rows: int = 500_000
-    # Graphs are built by a detached builder process after a write returns (builder.py); False
-    # builds them in the writing process instead, before it returns (tests use it to have a graph
-    # deterministically).
+    # Graphs are built by a detached builder process after a write returns (builder.py), where the
+    # catalog allows it (``Catalog(..., background_builds=True)``: the CLI's and the server's);
+    # False, or a catalog that does not, builds them in the writing process instead, before it
+    # returns (tests use it to have a graph deterministically).
     graph_in_background: bool = True
     # Changes (rows written + rows removed) since the matrix before the writer folds them in.
     # Every query scans them exactly (2,000 x 384 is ~3 MB from SQLite, a few ms); folding writes

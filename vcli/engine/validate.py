@@ -19,7 +19,15 @@ from typing import Any
 
 import orjson
 
-from ..errors import BadInput, BadQuery, DimensionMismatch, InvalidConfig, InvalidName, LimitExceeded
+from ..errors import (
+    BadInput,
+    BadQuery,
+    DimensionMismatch,
+    InvalidConfig,
+    InvalidName,
+    LimitExceeded,
+    MetadataTooLarge,
+)
 from . import limits
 from .presets import PRESETS
 from .records import Query, VectorLine
@@ -62,6 +70,16 @@ def check_name(name: str) -> str:
             f'invalid index name "{name}": use lowercase letters, digits, "-" and "_", '
             "starting with a letter and ending with a letter or digit"
         )
+    return name
+
+
+def check_api_name(name: str) -> str:
+    """A name the Vectorize API takes for a new index: ``check_name``, and at least two characters
+    (its pattern is ``^[a-z][a-z0-9_-]*[a-z0-9]$``). ``vcli serve`` refuses shorter ones, as
+    production does; the CLI keeps taking them for local indexes (docs/contract.md says why)."""
+    check_name(name)
+    if len(name) < 2:
+        raise InvalidName(f'invalid index name "{name}": Vectorize needs at least 2 characters')
     return name
 
 
@@ -116,6 +134,10 @@ def _check_metadata_keys(obj: dict[str, Any], path: str = "", depth: int = 1) ->
             _check_metadata_keys(value, where + ".", depth + 1)
 
 
+class _MetadataTooLarge(ValueError):
+    pass
+
+
 def check_metadata(metadata: Any) -> bytes:
     """Check a metadata object and return its compact JSON."""
     if not isinstance(metadata, dict):
@@ -126,7 +148,7 @@ def check_metadata(metadata: Any) -> bytes:
     except orjson.JSONEncodeError as exc:  # e.g. arrays nested past orjson's limit
         raise ValueError(f"metadata cannot be stored as JSON ({exc})") from None
     if len(encoded) > limits.MAX_METADATA_BYTES:
-        raise ValueError(
+        raise _MetadataTooLarge(
             f"metadata is {len(encoded):,} bytes as compact JSON; the limit is "
             f"{limits.MAX_METADATA_BYTES:,} bytes (10 KiB)"
         )
@@ -196,6 +218,8 @@ def check_record(obj: Any, lineno: int, dimensions: int, *, may_hold_bools: bool
         raise DimensionMismatch(exc.reason, lineno, known).said_by_the_service_as(
             f'invalid vector for id="{known}", expected {dimensions} dimensions, and got '
             f"{len(values)} dimensions") from None
+    except _MetadataTooLarge as exc:
+        raise MetadataTooLarge(str(exc), lineno, known) from None
     except ValueError as exc:
         raise BadInput(str(exc), lineno, known) from None
     return VectorLine(lineno, vid, blob, namespace, metadata, metadata_json)

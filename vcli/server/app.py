@@ -1,8 +1,9 @@
 """The ASGI app of ``vcli serve``: authentication, routing, request bodies and answers.
 
-Two protocols share the app, each a module with ``route`` (a request's ``Call``), ``encode`` (a
+Three protocols share the app, each a module with ``route`` (a request's ``Call``), ``encode`` (a
 result's body) and ``failure`` (an error's body and status): the Workers binding (``binding.py``)
-under ``/binding/``, and the Vectorize v2 REST API (``rest.py``) everywhere else. This module
+under ``/binding/``, Workers AI's binding (``ai.py``) under ``/ai/``, and the Cloudflare REST API
+(``rest.py``: Vectorize v2, and Workers AI's ``ai/run``) everywhere else. This module
 checks the token, reads the body (JSON, NDJSON or multipart), runs the handler in a worker thread
 (the engine's calls block; the event loop only reads bodies and writes answers) and turns any
 failure into the protocol's error answer. A failure is a ``VcliError``: the engine's, or one of the
@@ -26,7 +27,7 @@ from starlette.responses import Response
 from ..engine import Catalog
 from ..engine.limits import MAX_UPLOAD_BYTES
 from ..errors import VcliError
-from . import binding, rest
+from . import ai, binding, rest
 from .common import BadContentType, BodyTooLarge, RequestError, Unauthorized
 
 MAX_BODY_BYTES = MAX_UPLOAD_BYTES  # Vectorize's upload limit per request
@@ -46,7 +47,7 @@ class VectorizeApp:
     ``Authorization: Bearer <token>``."""
 
     def __init__(self, catalog: Any, *, token: str | None = None, max_body: int = MAX_BODY_BYTES):
-        self.catalog = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
+        self.catalog = catalog if isinstance(catalog, Catalog) else Catalog(catalog, background_builds=True)
         self.token = token.encode() if token else None
         self.max_body = max_body
 
@@ -92,18 +93,19 @@ class VectorizeApp:
         if self.token is None:
             return
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" and protocol is binding:
+        worker = protocol is not rest  # a Worker's binding: Vectorize's or AI's
+        if scheme.lower() != "bearer" and worker:
             scheme, given = "bearer", request.query_params.get("token", "")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.token):
             raise Unauthorized(
                 "Authentication error: this server needs the header Authorization: Bearer <token>, "
                 "with the token given to vcli serve --token"
-                + (" (or a binding URL ending in ?token=<token>)" if protocol is binding else "")
+                + (" (or a binding URL ending in ?token=<token>)" if worker else "")
             )
 
     async def respond(self, scope, receive) -> Response:
         request = Request(scope, receive)
-        protocol = binding if binding.claims(scope["path"]) else rest
+        protocol = binding if binding.claims(scope["path"]) else ai if ai.claims(scope["path"]) else rest
         if request.headers.get("upgrade", "").lower() == "websocket":
             # Miniflare's proxy client tries a WebSocket beside every binding; none is needed.
             return Response(b"", 426, headers={"connection": "close"})
@@ -116,7 +118,7 @@ class VectorizeApp:
             body = await self._read(request, call.body, call.media_type)
             params = dict(request.query_params)
             data = await run_in_threadpool(lambda: protocol.encode(call.handler(self.catalog, call.name, body, params)))
-            return Response(data, 200, media_type="application/json")
+            return Response(data, getattr(call.handler, "http_status", 200), media_type="application/json")
         except VcliError as exc:
             return error_response(protocol, exc)
         except Exception as exc:  # noqa: BLE001 - one bad request must never stop the server
@@ -180,5 +182,5 @@ class VectorizeApp:
 
 def create_app(catalog: Any, *, token: str | None = None, max_body: int = MAX_BODY_BYTES) -> VectorizeApp:
     """The app over ``catalog``: a ``vcli.engine.Catalog`` (as ``open_catalog`` configures it), or
-    a data dir path."""
+    a data dir path (a catalog that builds graphs in the background, as ``vcli serve``'s)."""
     return VectorizeApp(catalog, token=token, max_body=max_body)

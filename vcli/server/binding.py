@@ -5,11 +5,11 @@ production) turns each method into one request to ``http://vector-search/<endpoi
 Workers runtime forwards it to ``http://<host>:<port>/binding/<index>/`` in one of two ways
 (docs/workers.md):
 
-* **Miniflare's remote-proxy client** (``remoteProxyConnectionString``): every call goes to the base
+* **Miniflare 4's remote-proxy client** (``remoteProxyConnectionString``): every call goes to the base
   URL itself, with the endpoint in the ``MF-URL`` header and the original headers as
   ``MF-Header-<name>``; it also tries a WebSocket at the base URL, which is answered 426 quietly.
-* **vcli's Miniflare plugin** (``wrangler dev``, ``getPlatformProxy``): plain requests to
-  ``/binding/<index>/<endpoint>``.
+* **vcli's Miniflare plugin** (``wrangler dev``, ``getPlatformProxy``, and on Miniflare 5 also
+  vitest and plain Miniflare): plain requests to ``/binding/<index>/<endpoint>``.
 
     describe()            GET  info          the index's info object
     insert / upsert       POST insert|upsert NDJSON (no trailing newline)   {"mutationId"}
@@ -46,7 +46,7 @@ def _write(mode: str):
     write = rest.write_handler(mode)
 
     def handler(cat, name, body, params):
-        count = sum(1 for line in body.split(b"\n") if line.strip())
+        count = rest.vector_lines(body)
         if count > limits.MAX_WORKER_BATCH:
             raise LimitExceeded(
                 f"too many vectors in one {mode}: a Worker's binding takes at most "

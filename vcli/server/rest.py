@@ -14,6 +14,9 @@ when ``CLOUDFLARE_ACCOUNT_ID`` is not set.
     POST   /indexes/{name}/insert           NDJSON          GET  /indexes/{name}/metadata_index/list
     POST   /indexes/{name}/upsert           NDJSON          POST /indexes/{name}/metadata_index/delete
 
+and Workers AI's ``POST /accounts/{account_id}/ai/run/{model}`` (the body is the model's inputs;
+handled by ``ai.py``).
+
 Every answer is Cloudflare's envelope ``{"success", "errors", "messages", "result"}``; a failure's
 ``code`` and ``http_status`` give the envelope's error code and the HTTP status. Handlers take
 ``(catalog, index name, body, query parameters)`` and run in a worker thread (``app.py``).
@@ -29,7 +32,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from ..engine import limits
-from ..engine.validate import check_query
+from ..engine.validate import check_api_name, check_query
 from ..errors import (
     BadInput,
     BadQuery,
@@ -37,9 +40,11 @@ from ..errors import (
     InvalidConfig,
     InvalidName,
     TooManyIds,
+    TooManyVectors,
     VcliError,
 )
 from ..ndjson import parse_line
+from . import ai
 from .common import (
     JSON_OPTIONS,
     Call,
@@ -60,6 +65,7 @@ INDEXES = re.compile(
     r"(?:/(?P<name>[^/]+)(?P<action>/info|/insert|/upsert|/query|/get_by_ids|/delete_by_ids|/list"
     r"|/metadata_index/create|/metadata_index/list|/metadata_index/delete)?)?"
 )
+AI_RUN = re.compile(r"/accounts/[^/]+/ai/run/(?P<model>.+)")  # model names hold slashes: @cf/baai/…
 OTHER_VECTORIZE = re.compile(r"/accounts/[^/]+/vectorize(?:/.*)?")
 # The one account a server is (any account id in a path is accepted all the same).
 LOCAL_ACCOUNT = {"id": "0" * 32, "name": "vcli serve (local)"}
@@ -142,8 +148,12 @@ def create_index(cat, name, body, params):
     preset = string(config, "preset", InvalidConfig, required=False)
     metric = string(config, "metric", InvalidConfig, required=False)
     dimensions = whole(config.get("dimensions"), "dimensions", InvalidConfig)
+    check_api_name(index_name)
     cfg = cat.create(index_name, dimensions, metric, preset=preset, description=description)
     return cfg.to_json()
+
+
+create_index.http_status = 201  # type: ignore[attr-defined]  # as Cloudflare's API documents it
 
 
 def get_index(cat, name, body, params):
@@ -160,9 +170,18 @@ def info(cat, name, body, params):
         return index.info().to_json()
 
 
+def vector_lines(body: bytes) -> int:
+    """The vectors an NDJSON body holds (its non-blank lines)."""
+    return sum(1 for line in body.split(b"\n") if line.strip())
+
+
 def write_handler(mode: str):
     def handler(cat, name, body, params):
         discard = params.get("unparsable-behavior", "error") == "discard"
+        count = vector_lines(body)
+        if count > limits.MAX_BATCH_SIZE:  # the API's cap a request (the CLI splits a file into batches)
+            raise TooManyVectors(f"too many vectors in payload; max vector count is {limits.MAX_BATCH_SIZE}, "
+                                 f"got {count}")
         with cat.open(name, write=True) as index:
             write = index.insert if mode == "insert" else index.upsert
             return _mutation(write(ndjson_lines(body, index.dimensions, discard), batch_size=limits.MAX_BATCH_SIZE))
@@ -280,6 +299,11 @@ def route(method: str, path: str, headers: Mapping[str, str]) -> Call:
         if method != "GET":
             raise MethodNotAllowed(f"Method not allowed: {method} {path} (use GET)")
         return Call(ACCOUNT_ROUTES[path], None, None, None)
+    m = AI_RUN.fullmatch(path)
+    if m is not None:
+        if method != "POST":
+            raise MethodNotAllowed(f"Method not allowed: {method} {path} (use POST)")
+        return ai.rest_call(m.group("model"), headers)
     m = INDEXES.fullmatch(path)
     if m is None:
         if OTHER_VECTORIZE.fullmatch(path):

@@ -21,7 +21,7 @@ from pathlib import Path
 from ...errors import Interrupted, StorageError
 from .. import fsutil
 from ..records import Mutation
-from .schema import FORMAT, METADATA_SCHEMA, PENDING_SCHEMA, SCHEMA
+from .schema import FORMAT, LISTED_GONE_SCHEMA, METADATA_SCHEMA, PENDING_SCHEMA, SCHEMA
 
 # Row written by insert/upsert: (id, namespace, metadata JSON bytes or None, float32 blob)
 Row = tuple[str, "str | None", "bytes | None", bytes]
@@ -86,6 +86,9 @@ class Store:
     def __init__(self, conn: sqlite3.Connection, path: Path):
         self.conn = conn
         self.path = path
+        # Set by the index for each write: whether a list-vectors listing may be open, so that the
+        # versions the write removes are kept in ``listed_gone`` for it (else that table is emptied).
+        self.listing_open = False
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
@@ -209,6 +212,12 @@ class Store:
     def _remove_where_ids(self, seq: int, ids: list[str]) -> int:
         removed = 0
         indexed = self.has_metadata_indexes()
+        if self.listing_open:
+            if not self._has_table("listed_gone"):
+                for statement in LISTED_GONE_SCHEMA:
+                    self.conn.execute(statement)
+        elif self._has_table("listed_gone"):
+            self.conn.execute("DELETE FROM listed_gone")
         for chunk in _chunks(ids, 500):
             marks = ",".join("?" * len(chunk))
             if indexed:  # their metadata index values go with them
@@ -217,6 +226,9 @@ class Store:
                     f"(SELECT key FROM vectors WHERE id IN ({marks}))",
                     chunk,
                 )
+            if self.listing_open:
+                self.conn.execute(f"INSERT INTO listed_gone (id, born, died) SELECT id, seq, ? FROM vectors "
+                                  f"WHERE id IN ({marks})", (seq, *chunk))
             self.conn.execute(
                 f"INSERT OR REPLACE INTO removed (key, added_seq, removed_seq) "
                 f"SELECT key, seq, ? FROM vectors WHERE id IN ({marks})",
@@ -353,6 +365,13 @@ class Store:
                                  (name,)).fetchone() is not None
 
     # -- reads -----------------------------------------------------------------------------
+    def has_namespace(self, namespace: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM vectors WHERE namespace = ? LIMIT 1", (namespace,)).fetchone() is not None
+
+    def namespace_count(self) -> int:
+        return self.conn.execute(
+            "SELECT COUNT(DISTINCT namespace) FROM vectors WHERE namespace IS NOT NULL").fetchone()[0]
+
     def count(self) -> int:
         return self.conn.execute("SELECT count(*) FROM vectors").fetchone()[0]
 
@@ -392,6 +411,25 @@ class Store:
             marks = ",".join("?" * len(chunk))
             rows += self.conn.execute(f"SELECT {columns} FROM vectors WHERE key IN ({marks})", chunk).fetchall()
         return rows
+
+    def ids_at(self, seq: int, after: str | None, limit: int) -> tuple[list[str], int]:
+        """The first ``limit`` ids after ``after`` among those the index held when mutation ``seq``
+        was the last, and how many it held then: the live ones written at or before ``seq``, and
+        the versions in ``listed_gone`` alive at ``seq`` (a vector's versions never overlap, so no
+        id is counted twice)."""
+        start = "" if after is None else after
+        live = [r[0] for r in self.conn.execute(
+            "SELECT id FROM vectors WHERE id > ? AND seq <= ? ORDER BY id LIMIT ?", (start, seq, limit))]
+        # the count now, less what was written since (few rows, on the seq index: no full scan)
+        total = self.count() - self.conn.execute("SELECT COUNT(*) FROM vectors WHERE seq > ?", (seq,)).fetchone()[0]
+        if not self._has_table("listed_gone"):
+            return live, total
+        gone = [r[0] for r in self.conn.execute(
+            "SELECT DISTINCT id FROM listed_gone WHERE id > ? AND born <= ? AND died > ? ORDER BY id LIMIT ?",
+            (start, seq, seq, limit))]
+        total += self.conn.execute("SELECT COUNT(*) FROM listed_gone WHERE born <= ? AND died > ?",
+                                   (seq, seq)).fetchone()[0]
+        return sorted(set(live) | set(gone))[:limit], total
 
     def ids_after(self, after: str | None, limit: int) -> list[str]:
         if after is None:

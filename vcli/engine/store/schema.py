@@ -10,6 +10,10 @@
   metadata index; ``value`` = a string cut to 64 bytes, a float64 number or 0/1. Its primary key
   serves filters; its second index, lookups by vector.
 * ``settings``: ``format`` and ``pruned_upto``.
+* ``listed_gone`` (made when first needed): the versions of vectors removed (deleted or replaced)
+  while a ``list-vectors`` listing may be open: ``id``, the mutation that wrote the version
+  (``born``) and the one that removed it (``died``), so that a listing pages from the snapshot it
+  started on. Emptied by the first write after no listing has been seen for an hour.
 * ``pending``: writes acknowledged but not applied yet (``vcli serve --apply-delay``): the public
   UUID their mutation will have, their kind, when they are due (Unix time) and their checked input.
   Applying one deletes its row in the same transaction as the write, so it happens exactly once.
@@ -61,6 +65,10 @@ METADATA_SCHEMA = (
 )
 SCHEMA += "\n".join(METADATA_SCHEMA) + "\n"
 # Created with the first deferred write (stores made before it, or never deferred to, have none).
+LISTED_GONE_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS listed_gone (id TEXT NOT NULL, born INTEGER NOT NULL, died INTEGER NOT NULL);",
+    "CREATE INDEX IF NOT EXISTS listed_gone_id ON listed_gone (id);",
+)
 PENDING_SCHEMA = """CREATE TABLE IF NOT EXISTS pending (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     uuid TEXT NOT NULL,

@@ -16,6 +16,19 @@ export async function call(env, request) {
   }
 }
 
+// env.AI.run(model, inputs, options); with `query`, then env[query.binding].query(the first
+// embedding, query.options): what a retrieval Worker does. Errors as the Worker sees them.
+export async function ai(env, { model, inputs, options, query }) {
+  try {
+    const embedding = await env.AI.run(model, inputs, options);
+    if (!query) return { result: embedding };
+    const matches = await env[query.binding ?? "VECTORIZE"].query(embedding.data[0], query.options ?? {});
+    return { result: { embedding, matches } };
+  } catch (error) {
+    return { error: { name: error?.name ?? null, message: String(error?.message ?? error) } };
+  }
+}
+
 export const LAUNCH_POST = [
   { id: "1", values: [32.4, 74.1, 3.2] },
   { id: "2", values: [15.1, 19.2, 15.8] },

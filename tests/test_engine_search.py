@@ -1,0 +1,177 @@
+"""Search through the library (``Catalog``/``VectorIndex``), on each way an index is searched: all
+rows in the delta, a matrix plus a delta, graph parts plus a delta. A small ``Tuning`` takes each
+path at a few hundred vectors; every path must give exact search's answer, computed here with NumPy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vcli.engine import Catalog, Query, Tuning
+
+DIMS = 16
+N = 500
+FOLD = 100  # changes after the last fold that stay in the delta (the writes below leave ~60)
+MODES = {
+    "delta": Tuning(fold_rows=10**6),  # never folded: every row is scanned from the store
+    "matrix": Tuning(fold_rows=FOLD),
+    "graph": Tuning(fold_rows=FOLD, graph_min_floats=1, graph_part_rows=150, graph_in_background=False),
+}
+METRICS = ("cosine", "euclidean", "dot-product")
+
+
+@pytest.fixture(params=list(MODES))
+def mode(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def catalog(tmp_path, mode) -> Catalog:
+    return Catalog(tmp_path / "indexes", tuning=MODES[mode])
+
+
+def exact(model: dict, q, k: int, metric: str, keep=lambda vid: True) -> list[tuple[str, float]]:
+    """The ``k`` best (id, score) of ``model`` ({id: float32 values}) for ``q``, ties by id."""
+    ids = sorted(vid for vid in model if keep(vid))
+    vecs = np.array([model[vid] for vid in ids], np.float64)
+    q64 = np.asarray(q, np.float32).astype(np.float64)
+    if metric == "cosine":
+        scores = vecs @ q64 / (np.linalg.norm(vecs, axis=1) * np.linalg.norm(q64))
+        order = sorted(range(len(ids)), key=lambda i: (-scores[i], ids[i]))
+    else:
+        scores = np.linalg.norm(vecs - q64, axis=1) if metric == "euclidean" else -(vecs @ q64)
+        order = sorted(range(len(ids)), key=lambda i: (scores[i], ids[i]))
+    return [(ids[i], float(scores[i])) for i in order[:k]]
+
+
+def assert_same(result, want):
+    assert [m.id for m in result.matches] == [vid for vid, _ in want]
+    np.testing.assert_allclose([m.score for m in result.matches], [s for _, s in want], rtol=1e-9, atol=1e-9)
+
+
+def build(catalog: Catalog, metric: str, seed: int = 0, namespaces: bool = False):
+    """An index of ``N`` random vectors, folded, then changed by upserts, inserts and deletes that
+    stay in the delta. Returns the index name, {id: values} now, and {id: values} replaced or
+    deleted (so that queries can aim at what is gone)."""
+    rng = np.random.default_rng(seed)
+    catalog.create("idx", DIMS, metric)
+    vals = rng.standard_normal((N, DIMS)).astype(np.float32)
+    ids = [f"v{i:04d}" for i in range(N)]
+    meta = [{"lang": ("en", "fr", "de")[i % 3], "n": i} for i in range(N)]
+    spaces = [("a", "b")[i % 2] for i in range(N)] if namespaces else None
+    with catalog.open("idx", write=True) as ix:
+        ix.create_metadata_index("lang", "string")
+        ix.insert_arrays(ids, vals, meta, spaces)
+        model = dict(zip(ids, vals, strict=True))
+        gone = {}
+        replaced = ids[:10]
+        new_vals = rng.standard_normal((10, DIMS)).astype(np.float32)
+        ix.upsert_arrays(replaced, new_vals, meta[:10], spaces[:10] if spaces else None)
+        for vid, v in zip(replaced, new_vals, strict=True):
+            gone[vid], model[vid] = model[vid], v
+        added = [f"w{i:04d}" for i in range(15)]
+        add_vals = rng.standard_normal((15, DIMS)).astype(np.float32)
+        ix.insert_arrays(added, add_vals, [{"lang": "en"}] * 15, "a" if namespaces else None)
+        model.update(zip(added, add_vals, strict=True))
+        deleted = ids[100:110]
+        ix.delete(deleted)
+        for vid in deleted:
+            gone[vid] = model.pop(vid)
+    return "idx", model, gone
+
+
+def search_files(catalog: Catalog, name: str) -> set[str]:
+    return {p.suffix for p in catalog.path_of(name).iterdir() if p.suffix in (".f32", ".usearch")}
+
+
+def test_each_mode_searches_what_it_says(catalog, mode):
+    name, model, _ = build(catalog, "cosine")
+    assert search_files(catalog, name) == {"delta": set(), "matrix": {".f32"}, "graph": {".f32", ".usearch"}}[mode]
+    if mode == "graph":
+        parts = [p for p in catalog.path_of(name).iterdir() if p.suffix == ".usearch"]
+        assert len(parts) >= 3  # graph_part_rows=150 over ~500 vectors
+    with catalog.open(name) as ix:
+        assert ix.info().vector_count == len(model) == N + 15 - 10
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_query_is_exact_search(catalog, metric):
+    name, model, gone = build(catalog, metric)
+    rng = np.random.default_rng(7)
+    queries = [*rng.standard_normal((8, DIMS)).astype(np.float32), *list(gone.values())[:6]]
+    with catalog.open(name) as ix:
+        for q in queries:
+            for k in (1, 10, 50):
+                assert_same(ix.query(q, top_k=k), exact(model, q, k, metric))
+
+
+def test_replaced_and_deleted_vectors_are_never_found_by_their_old_values(catalog):
+    name, model, gone = build(catalog, "euclidean")
+    with catalog.open(name) as ix:
+        for vid, old in gone.items():
+            result = ix.query(old, top_k=3)
+            if vid in model:  # replaced: found again only at its new place
+                assert not any(m.id == vid and m.score == 0 for m in result.matches)
+            else:
+                assert vid not in [m.id for m in result.matches]
+            assert_same(result, exact(model, old, 3, "euclidean"))
+
+
+def test_ties_are_broken_by_id_across_the_search_file_and_the_delta(catalog):
+    """Twelve copies of one vector, half written before the fold and half after, in shuffled id
+    order: the best k are the smallest ids, whichever file holds them."""
+    rng = np.random.default_rng(3)
+    catalog.create("ties", DIMS, "cosine")
+    same = rng.standard_normal(DIMS).astype(np.float32)
+    tied = [f"t{i:02d}" for i in rng.permutation(12)]
+    others = rng.standard_normal((N, DIMS)).astype(np.float32)
+    with catalog.open("ties", write=True) as ix:
+        ix.insert_arrays([f"o{i:04d}" for i in range(N)] + tied[:6], np.vstack([others, np.tile(same, (6, 1))]))
+        ix.insert_arrays(tied[6:], np.tile(same, (6, 1)))
+    with catalog.open("ties") as ix:
+        for k in (1, 4, 12):
+            result = ix.query(same, top_k=k)
+            assert [m.id for m in result.matches] == sorted(tied)[:k]
+            assert len({m.score for m in result.matches}) == 1
+        assert [m.id for m in ix.query(vector_id="t05", top_k=3).matches] == ["t00", "t01", "t02"]
+
+
+def test_namespace_and_filter_search_only_what_matches(catalog):
+    name, model, _ = build(catalog, "cosine", seed=1, namespaces=True)
+    with catalog.open(name) as ix:
+        stored = {v.id: v for v in ix.get(sorted(model))}
+        q = np.random.default_rng(11).standard_normal(DIMS).astype(np.float32)
+        assert_same(ix.query(q, top_k=20, namespace="b"),
+                    exact(model, q, 20, "cosine", lambda vid: stored[vid].namespace == "b"))
+        assert_same(ix.query(q, top_k=20, filter={"lang": "en"}),
+                    exact(model, q, 20, "cosine", lambda vid: stored[vid].metadata["lang"] == "en"))
+        assert_same(ix.query(q, top_k=20, namespace="a", filter={"lang": {"$ne": "en"}}),
+                    exact(model, q, 20, "cosine",
+                          lambda vid: stored[vid].namespace == "a" and stored[vid].metadata["lang"] != "en"))
+        assert ix.query(q, top_k=5, namespace="nowhere").matches == []
+
+
+def test_a_batch_answers_as_its_queries_one_by_one(catalog):
+    """``query_many`` scores a batch's queries together (blocks, and groups sharing a filter);
+    each answer is the one ``query`` gives."""
+    name, model, gone = build(catalog, "dot-product", seed=2, namespaces=True)
+    rng = np.random.default_rng(5)
+    batch = []
+    for i, q in enumerate([*rng.standard_normal((30, DIMS)).astype(np.float32), *gone.values()]):
+        batch.append(Query(q.tolist(), top_k=1 + i % 20, namespace=(None, "a", "b")[i % 3],
+                           filter={"lang": "fr"} if i % 4 == 0 else None))
+    with catalog.open(name) as ix:
+        together = list(ix.query_many(batch))
+        alone = [ix.answer(query) for query in batch]
+    assert [[(m.id, m.score) for m in r.matches] for r in together] == \
+        [[(m.id, m.score) for m in r.matches] for r in alone]
+    assert all(r.matches for r in together)
+
+
+def test_top_k_above_the_count_returns_every_vector(tmp_path, mode):
+    catalog = Catalog(tmp_path, tuning=MODES[mode])
+    catalog.create("few", 3, "euclidean")
+    with catalog.open("few", write=True) as ix:
+        ix.insert([{"id": str(i), "values": [i, 0, 0]} for i in range(5)])
+        assert [m.id for m in ix.query([0, 0, 0], top_k=50).matches] == ["0", "1", "2", "3", "4"]
