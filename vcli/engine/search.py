@@ -551,11 +551,15 @@ class Searcher:
 
     def _masked_cost(self, matches: int, graph: bool | None = None) -> float:
         """What a masked query of a block costs, in rows scored: every row of the matrix's product
-        (``Tuning.masked_row_cost`` each), or on a graph (unless ``graph`` is False) a search of
-        the parts as deep as a filter passing ``matches`` vectors calls for, whichever is less."""
+        (``Tuning.masked_row_cost`` each; on a graph, a product of its own, times
+        ``graph_product_row_cost``), or on a graph (unless ``graph`` is False) a search of the
+        parts as deep as a filter passing ``matches`` vectors calls for, whichever is less."""
         rows = (len(self.matrix.keys) if self.matrix is not None else 0) + len(self._delta_arrays()[0])
-        product = rows * self.files.tuning.masked_row_cost
-        if self.graph is None or graph is False:
+        tuning = self.files.tuning
+        if self.graph is None:
+            return rows * tuning.masked_row_cost
+        product = rows * tuning.masked_row_cost * tuning.graph_product_row_cost
+        if graph is False:
             return product
         return min(product, GRAPH_ROWS_PER_DEPTH * self.graph.depth(matches / max(len(self.graph), 1)))
 

@@ -56,6 +56,11 @@ class Tuning(NamedTuple):
     # the product counts this much for each such line, a row gathered 64, a unit of graph depth
     # 400 (``Searcher.with_block``). 0: always the product; a huge number: never.
     masked_row_cost: float = 1.0
+    # On a graph, such a line scored against every row of the matrix has a product of its own, a
+    # few dozen lines at a time, not the block's: a row of it counts this much (500k x 384: ~29 ns
+    # a row against ~12 for a block's product; the many-filter batch 84 -> 140 q/s once its
+    # broad lines were searched in the graph rather than scored so).
+    graph_product_row_cost: float = 2.5
     # Exports of more numbers than this (~22k x 384) format them in one process per core: one core
     # writes a 384-dim vector in ~20 µs, and starting the processes costs ~0.1-0.2 s.
     export_parallel_floats: int = 8 * 2**20
