@@ -64,6 +64,11 @@ class Tuning(NamedTuple):
     # graph depth ``graph_rows_per_depth`` (``Searcher.with_block``).
     # 0: always the product; a huge number: never.
     masked_row_cost: float = 1.0
+    # On a graph, such a line scored against every row of the matrix has a product of its own, a
+    # few dozen lines at a time, not the block's, which costs more a row: a row of it counts this
+    # much more (docs/performance.md has the figures; broad filters are then searched in the
+    # graph rather than scored so).
+    graph_product_row_cost: float = 2.5
     # Batch queries score a block of queries against all rows at once: at most this many
     # distances at a time (64 MiB of float32).
     block_floats: int = 16 * 2**20

@@ -27,13 +27,17 @@ class GraphBlocks(OneQuery):
 
     def _masked_cost(self, matches: int, graph: bool | None = None) -> float:
         """What a masked query of a block costs, in rows scored: every row of the matrix's product
-        (``Tuning.masked_row_cost`` each), or on a graph (unless ``graph`` is False) a search of
-        the parts as deep as a filter passing ``matches`` vectors calls for, whichever is less."""
+        (``Tuning.masked_row_cost`` each; on a graph, a product of its own, times
+        ``graph_product_row_cost``), or on a graph (unless ``graph`` is False) a search of the
+        parts as deep as a filter passing ``matches`` vectors calls for, whichever is less."""
         rows = (len(self.matrix.keys) if self.matrix is not None else 0) + len(self._delta_arrays()[0])
-        product = rows * self.tuning.masked_row_cost
-        if self.graph is None or graph is False:
+        tuning = self.tuning
+        if self.graph is None:
+            return rows * tuning.masked_row_cost
+        product = rows * tuning.masked_row_cost * tuning.graph_product_row_cost
+        if graph is False:
             return product
-        return min(product, self.tuning.graph_rows_per_depth * self.graph.depth(matches / max(len(self.graph), 1)))
+        return min(product, tuning.graph_rows_per_depth * self.graph.depth(matches / max(len(self.graph), 1)))
 
     def _within_depth(self, ks: Sequence[int], matches: int) -> int:
         """How many candidates a graph search for a filter passing ``matches`` vectors asks for:
