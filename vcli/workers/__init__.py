@@ -4,7 +4,9 @@ runtime needs.
 * ``plugin.mjs``: vcli's Miniflare plugin, which ``wrangler dev`` and ``getPlatformProxy()`` load
   for a binding declared under ``unsafe.bindings`` (shipped as package data).
 * ``config.py``: reads a wrangler config's Vectorize and AI bindings and writes what points each entry
-  point (plain Miniflare, vitest-pool-workers, wrangler) at the server (``vcli workers-config``).
+  point (plain Miniflare, vitest-pool-workers, wrangler) at the server (``vcli workers-config``),
+  with ``wrangler.py`` (the config file: read, edited in place), ``toolchain.py`` (the Miniflare
+  and vitest packages of the project) and ``pieces.py`` (the text written for each entry point).
 
 The server's side of the protocols is ``vcli.server.binding`` and ``vcli.server.ai``; docs/workers.md tells the whole story.
 """
