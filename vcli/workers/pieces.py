@@ -28,7 +28,6 @@ NOT_INHERITED = (
 )
 
 
-
 @dataclass(frozen=True)
 class Binding:
     name: str  # the Worker's name for it: env.<name>

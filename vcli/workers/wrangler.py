@@ -211,6 +211,9 @@ def _add_toml_binding(config: WranglerConfig, entry: dict[str, Any], env: str | 
     return text
 
 
+# -- TOML values (also for the environment pieces.py writes) -------------------------------------
+
+
 def toml_key(key: str) -> str:
     return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
 
