@@ -148,7 +148,7 @@ def pull_from(model: str, folder: str | os.PathLike[str], *, env: Mapping[str, s
     """Install ``model`` from a folder in the Hugging Face layout (``tokenizer.json``,
     ``config.json``, ``onnx/model.onnx`` or ``model.onnx``), after checking that its graph takes
     ``input_ids`` and ``attention_mask`` and gives ``last_hidden_state`` of the model's dimensions."""
-    from .store import install_from_folder
+    from .download import install_from_folder
 
     install_from_folder(spec(model), Path(folder), models_dir(env))
     return _status(model, env)

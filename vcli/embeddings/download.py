@@ -1,4 +1,5 @@
-"""``vcli models pull MODEL``: the official weights from the model's Hugging Face repository.
+"""``vcli models pull MODEL``: the official weights from the model's Hugging Face repository, or
+(``--from DIR``, ``install_from_folder``) a model folder already on disk.
 
 One commit of the repository is resolved first (``model_info``, with each file's size, git blob id
 and, for files kept in Git LFS, sha256); every file is then downloaded from that commit with
@@ -20,7 +21,7 @@ from typing import Any
 
 from ..errors import DownloadFailed, ModelDamaged
 from . import ModelSpec
-from .store import check_model, finish, read_manifest, sha256, staging, verified_files
+from .store import finish, folder_files, read_manifest, sha256, staging, verified_files
 
 Progress = Callable[[int, int], None]
 
@@ -75,7 +76,7 @@ def download(spec: ModelSpec, root: Path, progress: Progress | None = None, endp
         from ..errors import AiExtraMissing
 
         raise AiExtraMissing("huggingface_hub") from None
-    from .runtime import require_extra
+    from .runtime import check_model, require_extra
 
     require_extra()
     offline = (f"; on a computer without access, download the repository's {spec.onnx_file}, "
@@ -123,3 +124,15 @@ def download(spec: ModelSpec, root: Path, progress: Progress | None = None, endp
         shutil.rmtree(fetched, ignore_errors=True)
         check_model(spec, tmp / "model.onnx", tmp / "tokenizer.json")
         return finish(spec, tmp, root, {"source": repo_url, "revision": info.sha})
+
+
+def install_from_folder(spec: ModelSpec, folder: Path, root: Path) -> Path:
+    """``vcli models pull MODEL --from FOLDER``: check the model there, then copy it into place."""
+    from .runtime import check_model  # lazy: NumPy, ONNX Runtime and tokenizers
+
+    files = folder_files(folder)
+    check_model(spec, files["model.onnx"], files["tokenizer.json"])
+    with staging(spec, root) as tmp:
+        for name, src in files.items():
+            shutil.copyfile(src, tmp / name)
+        return finish(spec, tmp, root, {"source": str(folder.resolve())})

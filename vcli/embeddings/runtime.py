@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import AiExtraMissing, BadModelFolder, ModelNotPulled
-from . import MAX_TOKENS, spec
+from . import MAX_TOKENS, ModelSpec, spec
+from .store import MANIFEST, verified_files
 
 # A run holds at most 32 texts and 1,024 padded tokens (32 texts of up to 32 tokens, 16 of 64, 2 of
 # 512). Short texts gain most from running together; for passages, larger runs were slower here
@@ -124,7 +125,6 @@ def load(model: str, env: Mapping[str, str] | None = None) -> Model:
     when loaded (again after a new pull, which writes a new manifest); ``ModelNotPulled`` when it is
     not there."""
     from . import models_dir
-    from .store import MANIFEST, verified_files
 
     s = spec(model)
     folder = models_dir(env) / s.folder_name
@@ -142,3 +142,27 @@ def load(model: str, env: Mapping[str, str] | None = None) -> Model:
                 raise ModelNotPulled(model, str(models_dir(env)))
             loaded = _LOADED[folder] = (stamp, Model(model, files["model.onnx"], files["tokenizer.json"], s.dimensions))
         return loaded[1]
+
+
+PROBE = "vcli checks that this model gives one vector per token"
+
+def check_model(spec: ModelSpec, onnx_path: Path, tokenizer_path: Path) -> None:
+    """``BadModelFolder`` unless the graph and tokenizer load and give ``last_hidden_state`` of
+    ``spec.dimensions`` per token."""
+    require_extra()
+    try:
+        model = Model(spec.name, onnx_path, tokenizer_path)
+    except BadModelFolder:
+        raise
+    except Exception as exc:  # noqa: BLE001 - ONNX Runtime and tokenizers raise their own types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BadModelFolder(f"cannot load the model in {onnx_path.parent}: {first}") from None
+    try:
+        state, _ = model.hidden(model.tokens([PROBE]))
+    except Exception as exc:  # noqa: BLE001
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BadModelFolder(f"the model in {onnx_path.parent} fails on a test sentence: {first}") from None
+    if state.ndim != 3 or state.shape[2] != spec.dimensions:
+        raise BadModelFolder(
+            f"the model in {onnx_path.parent} gives last_hidden_state of shape {list(state.shape)}; "
+            f"{spec.name} gives [batch, tokens, {spec.dimensions}]")

@@ -26,7 +26,6 @@ from . import ModelSpec
 MANIFEST = "manifest.json"
 REQUIRED = ("model.onnx", "tokenizer.json", "config.json")
 OPTIONAL = ("model.onnx_data",)  # the weights of a graph over 2 GB, beside it
-PROBE = "vcli checks that this model gives one vector per token"
 
 
 def sha256(path: Path) -> str:
@@ -71,30 +70,6 @@ def verified_files(folder: Path) -> dict[str, Path] | None:
     return files
 
 
-def check_model(spec: ModelSpec, onnx_path: Path, tokenizer_path: Path) -> None:
-    """``BadModelFolder`` unless the graph and tokenizer load and give ``last_hidden_state`` of
-    ``spec.dimensions`` per token."""
-    from .runtime import Model, require_extra
-
-    require_extra()
-    try:
-        model = Model(spec.name, onnx_path, tokenizer_path)
-    except BadModelFolder:
-        raise
-    except Exception as exc:  # noqa: BLE001 - ONNX Runtime and tokenizers raise their own types
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BadModelFolder(f"cannot load the model in {onnx_path.parent}: {first}") from None
-    try:
-        state, _ = model.hidden(model.tokens([PROBE]))
-    except Exception as exc:  # noqa: BLE001
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BadModelFolder(f"the model in {onnx_path.parent} fails on a test sentence: {first}") from None
-    if state.ndim != 3 or state.shape[2] != spec.dimensions:
-        raise BadModelFolder(
-            f"the model in {onnx_path.parent} gives last_hidden_state of shape {list(state.shape)}; "
-            f"{spec.name} gives [batch, tokens, {spec.dimensions}]")
-
-
 def folder_files(folder: Path) -> dict[str, Path]:
     """A Hugging Face model folder's files under the names vcli stores them by."""
     if not folder.is_dir():
@@ -110,16 +85,6 @@ def folder_files(folder: Path) -> dict[str, Path]:
     if data.is_file():
         files["model.onnx_data"] = data
     return files
-
-
-def install_from_folder(spec: ModelSpec, folder: Path, root: Path) -> Path:
-    """``vcli models pull MODEL --from FOLDER``: check the model there, then copy it into place."""
-    files = folder_files(folder)
-    check_model(spec, files["model.onnx"], files["tokenizer.json"])
-    with staging(spec, root) as tmp:
-        for name, src in files.items():
-            shutil.copyfile(src, tmp / name)
-        return finish(spec, tmp, root, {"source": str(folder.resolve())})
 
 
 class staging:
