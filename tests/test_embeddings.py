@@ -127,13 +127,11 @@ def test_batches_split_by_texts_and_tokens_keep_the_order(env, ref, monkeypatch)
     words = ["cat", "dog", "index", "vector", "the", "query"]
     texts = [" ".join(rng.choice(words, size=int(rng.integers(1, 300)))) for _ in range(100)]
     whole = embeddings.embed(SMALL_MODEL, texts, env=env)
-    monkeypatch.setattr(runtime, "BATCH_TEXTS", 3)
-    monkeypatch.setattr(runtime, "BATCH_TOKENS", 400)
     runs = []
     model = runtime.load(SMALL_MODEL, env)
     real_hidden = model.hidden
     monkeypatch.setattr(model, "hidden", lambda ids: runs.append(ids) or real_hidden(ids))
-    split = embeddings.embed(SMALL_MODEL, texts, env=env)
+    split = embeddings.embed(SMALL_MODEL, texts, env=env, batching=embeddings.Batching(texts=3, tokens=400))
     assert len(runs) > 100 // 3 and all(len(b) <= 3 and len(b) * max(map(len, b)) <= 400 or len(b) == 1
                                         for b in runs)
     assert np.allclose(whole, split, atol=2e-5)

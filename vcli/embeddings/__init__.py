@@ -3,6 +3,7 @@
     MODELS / ModelSpec          the models vcli computes, their dimensions and Hugging Face repository
     models_dir()                where pulled models live ($VCLI_MODELS_DIR, else the user cache dir)
     embed(model, texts)         float32 vectors, as ``env.AI.run(model, {text, pooling})`` gives
+    Batching                    how many texts and padded tokens run through the model together
     list_models()               each model, whether it is on disk and where
     pull(model) / pull_from()   download the official ONNX weights, or take a folder already on disk
     vector_lines / text_lines / text_queries   NDJSON lines with ``"text"``: vectors to write,
@@ -51,6 +52,18 @@ MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
 POOLINGS = ("mean", "cls")
 MAX_TEXTS = 100  # texts per call, as Workers AI takes
 MAX_TOKENS = 512  # longer texts are truncated to their first 512 tokens ([CLS] and [SEP] included)
+
+
+@dataclass(frozen=True)
+class Batching:
+    """How many texts run through the model together: at most ``texts`` texts and ``tokens`` padded
+    tokens a run, which bounds memory whatever the texts."""
+
+    # 32 texts and 1,024 padded tokens (32 texts of up to 32 tokens, 16 of 64, 2 of 512). Short texts
+    # gain most from running together; for passages, larger runs were slower (their activations
+    # outgrow the CPU's caches): benchmarks/embed.py, docs/embeddings.md.
+    texts: int = 32
+    tokens: int = 1024
 
 
 class ModelStatus(NamedTuple):
@@ -112,15 +125,16 @@ def check_texts(texts: Sequence[str], pooling: str) -> list[str]:
 
 
 def embed(model: str, texts: Sequence[str], pooling: str = "mean", *,
-          env: Mapping[str, str] | None = None) -> numpy.ndarray:
+          env: Mapping[str, str] | None = None, batching: Batching = Batching()) -> numpy.ndarray:
     """The embeddings of ``texts`` (1-100 non-empty strings) with ``model``: float32, shape
     ``(len(texts), dimensions)``, L2-normalised. ``pooling`` is ``"mean"`` (over the tokens,
-    Workers AI's default) or ``"cls"``. Texts longer than 512 tokens are truncated."""
+    Workers AI's default) or ``"cls"``. Texts longer than 512 tokens are truncated. ``batching``
+    bounds the texts run through the model together (the vectors do not depend on it)."""
     spec(model)
     texts = check_texts(texts, pooling)
     from .runtime import load  # lazy: NumPy, ONNX Runtime and tokenizers
 
-    return load(model, env).embed(texts, pooling)
+    return load(model, env).embed(texts, pooling, batching)
 
 
 def list_models(env: Mapping[str, str] | None = None) -> list[ModelStatus]:

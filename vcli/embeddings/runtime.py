@@ -5,8 +5,8 @@ to 512 tokens; texts are run in padded batches (attention mask 0 on the padding,
 same vector alone or in a batch, to float rounding); the last hidden state is pooled by ``"mean"``
 over the real tokens or by ``"cls"`` (the first token's state), then L2-normalised
 (docs/embeddings.md says why). Texts are sorted by length before batching so that little padding
-is computed, and a batch holds at most ``BATCH_TOKENS`` padded tokens (and ``BATCH_TEXTS`` texts),
-which bounds memory whatever the texts.
+is computed, and a batch holds at most ``Batching.tokens`` padded tokens (and ``Batching.texts``
+texts), which bounds memory whatever the texts.
 """
 
 from __future__ import annotations
@@ -19,14 +19,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import AiExtraMissing, BadModelFolder, ModelNotPulled
-from . import MAX_TOKENS, ModelSpec, spec
+from . import MAX_TOKENS, Batching, ModelSpec, spec
 from .store import MANIFEST, verified_files
 
-# A run holds at most 32 texts and 1,024 padded tokens (32 texts of up to 32 tokens, 16 of 64, 2 of
-# 512). Short texts gain most from running together; for passages, larger runs were slower here
-# (their activations outgrow the CPU's caches): benchmarks/embed.py, docs/embeddings.md.
-BATCH_TEXTS = 32
-BATCH_TOKENS = 1024
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -84,15 +79,15 @@ class Model:
         (state,) = self.session.run(["last_hidden_state"], feed)
         return state, mask
 
-    def embed(self, texts: list[str], pooling: str = "mean") -> np.ndarray:
+    def embed(self, texts: list[str], pooling: str = "mean", batching: Batching = Batching()) -> np.ndarray:
         ids = self.tokens(texts)
         out = np.empty((len(texts), self.dimensions or 0), dtype=np.float32)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         start = 0
         while start < len(order):
             end = start + 1  # the longest in a batch is its last (sorted), so the width grows with it
-            while (end < len(order) and end - start < BATCH_TEXTS
-                   and (end - start + 1) * len(ids[order[end]]) <= BATCH_TOKENS):
+            while (end < len(order) and end - start < batching.texts
+                   and (end - start + 1) * len(ids[order[end]]) <= batching.tokens):
                 end += 1
             rows = order[start:end]
             state, mask = self.hidden([ids[i] for i in rows])

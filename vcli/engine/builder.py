@@ -33,12 +33,11 @@ from typing import TYPE_CHECKING, NamedTuple
 from ..errors import ExitCode, LockTimeout, StorageError
 from .layout import Folder, SearchFile
 from .lock import writer_lock
-from .tuning import DEFAULT
+from .tuning import DEFAULT, Tuning
 
 if TYPE_CHECKING:
     import subprocess
 
-NICE = 10  # a builder yields the cores to queries and writes
 # the builders this process started (folder path, ``subprocess.Popen``), reaped as they end
 _children: list[tuple[Path, subprocess.Popen]] = []
 
@@ -129,11 +128,11 @@ def running(folder: Folder) -> bool:
         return False
 
 
-def start(folder: Folder, dimensions: int, metric: str, part_rows: int,
-          stale_share: float = DEFAULT.graph_stale_share) -> bool:
-    """Launch a detached builder for the index in ``folder`` unless one is running; whether one
-    was launched. Never raises for a folder it cannot build in (read-only, or gone): the builder
-    then ends at once, and queries stay exact."""
+def start(folder: Folder, dimensions: int, metric: str, tuning: Tuning = DEFAULT) -> bool:
+    """Launch a detached builder for the index in ``folder`` unless one is running, handing it
+    ``tuning`` (on its command line); whether one was launched. Never raises for a folder it
+    cannot build in (read-only, or gone): the builder then ends at once, and queries stay exact."""
+    import json
     import subprocess  # lazy: a write that starts no builder does not need it
 
     if running(folder) or not os.access(folder.path, os.W_OK):
@@ -141,7 +140,7 @@ def start(folder: Folder, dimensions: int, metric: str, part_rows: int,
     try:
         _children.append((folder.path, subprocess.Popen(
             [sys.executable, "-m", "vcli.graph_builder", str(folder.path), str(dimensions), metric,
-             str(part_rows), repr(stale_share)],
+             str(tuning.graph_part_rows), repr(tuning.graph_stale_share), json.dumps(tuning._asdict())],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True, close_fds=True,
         )))
@@ -150,8 +149,7 @@ def start(folder: Folder, dimensions: int, metric: str, part_rows: int,
     return True
 
 
-def build_pending(folder: Folder, dimensions: int, metric: str, part_rows: int,
-                  stale_share: float = DEFAULT.graph_stale_share) -> Path | None:
+def build_pending(folder: Folder, dimensions: int, metric: str, tuning: Tuning = DEFAULT) -> Path | None:
     """Under the build lock, take steps (``plan``) until the newest matrix needs none; the last
     part made (or None). ``LockTimeout`` when another builder holds the lock; a damaged matrix
     raises."""
@@ -166,14 +164,14 @@ def build_pending(folder: Folder, dimensions: int, metric: str, part_rows: int,
             parts = folder.graph_parts(file)
             _remove_superseded(folder, file, parts)
             parts = [part for part in parts if _readable(part)]
-            step = plan(m, parts, part_rows, stale_share)
+            step = plan(m, parts, tuning.graph_part_rows, tuning.graph_stale_share)
             if step is None:
                 break
-            made = _take(step, m, folder, metric) or made
+            made = _take(step, m, folder, metric, tuning) or made
     return made
 
 
-def _take(step: Step, m, folder: Folder, metric: str) -> Path | None:
+def _take(step: Step, m, folder: Folder, metric: str, tuning: Tuning) -> Path | None:
     """Make the part ``step`` asks for, then remove the part it replaces (parts it overlaps are
     superseded: the next look removes them)."""
     from . import graph  # lazy: usearch
@@ -186,11 +184,11 @@ def _take(step: Step, m, folder: Folder, metric: str) -> Path | None:
     if step.kind == "extend":
         assert step.base is not None  # (an extend too)
         try:
-            path = graph.extend_part(step.base, m, folder, metric, step.keys[1])
+            path = graph.extend_part(step.base, m, folder, metric, step.keys[1], tuning)
         except (ValueError, RuntimeError, OSError):
             path = None  # unusable: build it anew
     if path is None:
-        path = graph.build_part(m, folder, metric, step.keys)
+        path = graph.build_part(m, folder, metric, step.keys, tuning)
     if step.base is not None and step.base.path != path:
         step.base.path.unlink(missing_ok=True)
     return path
@@ -218,16 +216,15 @@ def _remove_superseded(folder: Folder, matrix: SearchFile, parts: list[SearchFil
             f.path.unlink(missing_ok=True)
 
 
-def run(folder: Folder, dimensions: int, metric: str, part_rows: int,
-        stale_share: float = DEFAULT.graph_stale_share) -> int:
+def run(folder: Folder, dimensions: int, metric: str, tuning: Tuning = DEFAULT) -> int:
     """What a builder process does (``vcli/graph_builder.py`` is its entry point): build until
     nothing is left to do; 0, or 1 when another builder is at work or the build failed."""
     try:
         while True:
-            build_pending(folder, dimensions, metric, part_rows, stale_share)
+            build_pending(folder, dimensions, metric, tuning)
             # a matrix written after the last look, while this one still held the lock, may have
             # found it taken and started no builder: look once more, now that it is free
-            if not needs_graph(folder, dimensions, part_rows, stale_share):
+            if not needs_graph(folder, dimensions, tuning.graph_part_rows, tuning.graph_stale_share):
                 return ExitCode.OK
     except (LockTimeout, OSError, ValueError, RuntimeError, MemoryError, KeyboardInterrupt):
         return ExitCode.FAILURE

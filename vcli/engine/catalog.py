@@ -32,11 +32,6 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 FORMAT = 1  # of index.toml
-# A create killed half-way leaves its ``.create-*`` folder behind, a delete its ``.delete-*`` one.
-# The next create or delete in the data dir removes them: a ``.delete-*`` folder at once (its
-# index is already gone), a ``.create-*`` one once it is this old (a create in progress in another
-# process takes milliseconds, and must not lose its folder).
-STALE_CREATE_SECONDS = 600
 
 
 def _toml_str(value: str) -> str:
@@ -204,7 +199,7 @@ class Catalog:
         self._sweep()
 
     def _sweep(self) -> None:
-        """Remove what killed creates and deletes left behind (see ``STALE_CREATE_SECONDS``)."""
+        """Remove what killed creates and deletes left behind (see ``Tuning.stale_create_seconds``)."""
         try:
             entries = list(os.scandir(self.data_dir))
         except OSError:
@@ -216,7 +211,7 @@ class Catalog:
                     continue
                 if entry.name.startswith(".delete-") or (
                     entry.name.startswith(".create-")
-                    and now - entry.stat(follow_symlinks=False).st_mtime > STALE_CREATE_SECONDS
+                    and now - entry.stat(follow_symlinks=False).st_mtime > self.tuning.stale_create_seconds
                 ):
                     shutil.rmtree(entry.path, ignore_errors=True)
             except OSError:

@@ -39,7 +39,7 @@ from . import fsutil
 from ._usearch import import_usearch
 from .layout import Folder, SearchFile
 from .matrix import Matrix
-from .tuning import Tuning
+from .tuning import DEFAULT, Tuning
 
 _usearch = import_usearch()
 if TYPE_CHECKING:
@@ -49,43 +49,36 @@ else:
 
 USEARCH_METRIC = {"cosine": MetricKind.Cos, "euclidean": MetricKind.L2sq, "dot-product": MetricKind.IP}
 DTYPE, SCALAR = "bf16", "BF16"
-# Build and search settings, chosen by measurement with parts of at most 500,000 vectors
-# (docs/scale.md): recall@10 after exact rescoring >= 0.99 at every size.
-CONNECTIVITY = 16
-EXPANSION_ADD = 128
-EXPANSION_SEARCH = 128
 CHUNK = 16384  # rows added per call while building
-PARALLEL_MIN_SIZE = 20_000  # graphs smaller than this are built on one thread (see add_threads)
 
 
-def add_threads(size: int) -> int:
-    """Threads for adding vectors to a graph that will hold ``size``. Concurrent inserts into a
-    small graph contend for the same few nodes, and usearch then sometimes leaves a node that
-    searches cannot reach (seen on graphs of a few hundred vectors: a top-10 match missing even
-    at ef 128); on one thread, or on large graphs, that did not happen."""
-    return 1 if size < PARALLEL_MIN_SIZE else os.cpu_count() or 1
+def add_threads(size: int, tuning: Tuning) -> int:
+    """Threads for adding vectors to a graph that will hold ``size``: one below
+    ``Tuning.graph_parallel_rows`` (its comment says why), else every core."""
+    return 1 if size < tuning.graph_parallel_rows else os.cpu_count() or 1
 
 
 def search_depth(size: int, share: float, tuning: Tuning) -> int:
     """The expansion a search of a part of ``size`` vectors goes to when ``share`` of them pass a
     filter (``Parts.search``): deeper for a part smaller than ``Tuning.graph_small_part``."""
-    base = EXPANSION_SEARCH * min(1.5, max(1.0, math.sqrt(tuning.graph_small_part / max(size, 1))))
+    base = tuning.graph_expansion_search * min(1.5, max(1.0, math.sqrt(tuning.graph_small_part / max(size, 1))))
     return min(tuning.graph_max_expansion, int(base / min(max(share, 1e-6), 1.0)))
 
 
-def new_index(dimensions: int, metric: str, lookups: bool = True) -> Index:
+def new_index(dimensions: int, metric: str, lookups: bool = True, tuning: Tuning = DEFAULT) -> Index:
     return Index(
         ndim=dimensions,
         metric=USEARCH_METRIC[metric],
         dtype=DTYPE,
-        connectivity=CONNECTIVITY,
-        expansion_add=EXPANSION_ADD,
-        expansion_search=EXPANSION_SEARCH,
+        connectivity=tuning.graph_connectivity,
+        expansion_add=tuning.graph_expansion_add,
+        expansion_search=tuning.graph_expansion_search,
         enable_key_lookups=lookups,
     )
 
 
-def load(path: Path, dimensions: int, metric: str, *, view: bool = True, keys: bool = False) -> Index:
+def load(path: Path, dimensions: int, metric: str, tuning: Tuning, *, view: bool = True,
+         keys: bool = False) -> Index:
     """Open a graph file, checking that it fits this index; ``ValueError`` if it does not.
 
     A view (for queries) is opened without the key -> node table, which would cost time in
@@ -101,7 +94,7 @@ def load(path: Path, dimensions: int, metric: str, *, view: bool = True, keys: b
         or str(meta["kind_scalar"]).split(".")[-1] != SCALAR
     ):
         raise ValueError(f"{path.name} does not match this index")
-    index = new_index(dimensions, metric, lookups=keys or not view)
+    index = new_index(dimensions, metric, lookups=keys or not view, tuning=tuning)
     if view:
         index.view(str(path))
     else:
@@ -135,12 +128,12 @@ def uncovered(m: Matrix, parts: Sequence[SearchFile]) -> list[slice]:
     return out
 
 
-def _add_rows(index: Index, m: Matrix, rows: slice) -> None:
+def _add_rows(index: Index, m: Matrix, rows: slice, tuning: Tuning) -> None:
     """Add the matrix's rows ``rows``, ``CHUNK`` at a time."""
     for start in range(rows.start, rows.stop, CHUNK):
         stop = min(rows.stop, start + CHUNK)
         keys = np.asarray(m.keys[start:stop]).astype(np.uint64)
-        index.add(keys, np.ascontiguousarray(m.values[start:stop]), threads=add_threads(len(index) + len(keys)))
+        index.add(keys, np.ascontiguousarray(m.values[start:stop]), threads=add_threads(len(index) + len(keys), tuning))
 
 
 def save(index: Index, path: Path) -> None:
@@ -149,25 +142,26 @@ def save(index: Index, path: Path) -> None:
         os.chmod(tmp, fsutil.FILE_MODE)
 
 
-def build_part(m: Matrix, folder: Folder, metric: str, keys: tuple[int, int]) -> Path:
+def build_part(m: Matrix, folder: Folder, metric: str, keys: tuple[int, int], tuning: Tuning) -> Path:
     """Build anew the part of matrix ``m`` that holds its vectors with keys ``keys`` (lo, hi)."""
-    index = new_index(m.values.shape[1], metric)
+    index = new_index(m.values.shape[1], metric, tuning=tuning)
     lo, hi = keys
-    _add_rows(index, m, slice(int(np.searchsorted(m.keys, lo)), int(np.searchsorted(m.keys, hi, side="right"))))
+    rows = slice(int(np.searchsorted(m.keys, lo)), int(np.searchsorted(m.keys, hi, side="right")))
+    _add_rows(index, m, rows, tuning)
     path = folder.search_file("graph", m.seq, keys)
     save(index, path)
     return path
 
 
-def extend_part(old: SearchFile, m: Matrix, folder: Folder, metric: str, hi: int) -> Path:
+def extend_part(old: SearchFile, m: Matrix, folder: Folder, metric: str, hi: int, tuning: Tuning) -> Path:
     """The part ``old`` (a part of an earlier matrix) with the vectors of ``m`` whose keys are
     above its range and at most ``hi`` added: a part of ``m`` for keys ``old.lo..hi``. Its stale
     vectors stay (searches drop them) until it is rebuilt. ``ValueError`` or ``RuntimeError``
     when ``old`` is unusable."""
-    index = load(old.path, m.values.shape[1], metric, view=False)
+    index = load(old.path, m.values.shape[1], metric, tuning, view=False)
     before = len(index)
     rows = slice(int(np.searchsorted(m.keys, old.hi, side="right")), int(np.searchsorted(m.keys, hi, side="right")))
-    _add_rows(index, m, rows)
+    _add_rows(index, m, rows, tuning)
     if len(index) != before + rows.stop - rows.start:
         raise RuntimeError(f"{old.path.name} extended holds {len(index)} vectors, not {before + rows.stop - rows.start}")
     path = folder.search_file("graph", m.seq, (old.lo, hi))

@@ -94,7 +94,7 @@ class SearchFiles:
             return Matrix.load(file.path, file.seq, self.dimensions)
         from . import graph  # lazy: usearch, only for indexes that have a graph
 
-        return graph.load(file.path, self.dimensions, self.metric, keys=keys)
+        return graph.load(file.path, self.dimensions, self.metric, self.tuning, keys=keys)
 
     def verify(self, file: SearchFile, obj, *, samples: int | None = None, matrix=None) -> None:
         """Cheap checks that a loaded file fits the store (``verify.verify``: ``samples`` store
@@ -207,9 +207,8 @@ class SearchFiles:
         queries scan what they do not cover exactly."""
         from . import builder
 
-        tuning = self.tuning
-        args = (self.folder, self.dimensions, self.metric, tuning.graph_part_rows, tuning.graph_stale_share)
-        if tuning.graph_in_background:
+        args = (self.folder, self.dimensions, self.metric, self.tuning)
+        if self.tuning.graph_in_background:
             builder.start(*args)
             return
         try:

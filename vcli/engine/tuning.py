@@ -1,4 +1,4 @@
-"""The thresholds that decide how an index is searched and exported, as one value.
+"""The thresholds that decide how an index is searched, built and exported, as one value.
 
 ``Tuning()`` holds the defaults, chosen by measurement (docs/performance.md has the figures and
 how they were taken); the comments below give each one's reason. A ``Catalog`` hands its tuning to every index it opens; tests and experiments
@@ -111,6 +111,25 @@ class Tuning(NamedTuple):
     graph_small_part: int = 160_000
     # The deepest a filtered graph search goes (beyond, it asks for more candidates instead).
     graph_max_expansion: int = 2048
+    # How a graph part is built (usearch's connectivity, and expansion when adding), and how deep
+    # a search of it goes for an unfiltered query of a part of at least ``graph_small_part``:
+    # chosen by measurement with parts of at most 500,000 vectors (docs/scale.md), recall@10
+    # after exact rescoring >= 0.99 at every size.
+    graph_connectivity: int = 16
+    graph_expansion_add: int = 128
+    graph_expansion_search: int = 128
+    # A graph that will hold fewer vectors than this is built on one thread: concurrent inserts
+    # into a small graph contend for the same few nodes, and usearch then sometimes leaves a node
+    # that searches cannot reach (seen on graphs of a few hundred vectors: a top-10 match missing
+    # even at ef 128); on one thread, or on large graphs, that did not happen.
+    graph_parallel_rows: int = 20_000
+    # A builder process lowers its priority by this much (``os.nice``): it yields the cores to
+    # queries and writes.
+    builder_nice: int = 10
+    # A ``.create-*`` folder that a killed create left in the data dir is removed by the next
+    # create or delete once it is this old (a create in progress in another process takes
+    # milliseconds, and must not lose its folder); a ``.delete-*`` one is removed at once.
+    stale_create_seconds: float = 600
     # Store vectors compared with the search file a query opens (a cheap check that it fits the
     # store, run on every open), and with the search files ``vcli check`` looks at (thorough).
     verify_samples: int = 8

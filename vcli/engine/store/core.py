@@ -3,7 +3,9 @@
 Each write command runs in one transaction (``mutation``) and records one row in ``mutations``; a
 reader that runs several statements takes a ``snapshot``. This is where a vector's float32 blob is
 written (``insert_rows``/``upsert_rows``) and read back. The other modules of this package hold
-the SQL of filters (``filtering.py``) and of ``vcli check`` (``audit.py``); no SQL lives outside it.
+the connection and its errors (``connection.py``), what ``list-vectors`` pages from
+(``listing.py``), the SQL of filters (``filtering.py``) and of ``vcli check`` (``audit.py``); no
+SQL lives outside it.
 
 This module imports neither NumPy nor usearch: ``list``, ``info`` and small writes stay fast.
 """
@@ -18,68 +20,19 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from ...errors import Interrupted, StorageError
+from ...errors import Interrupted
 from .. import fsutil
 from ..records import Mutation
-from .schema import FORMAT, LISTED_GONE_SCHEMA, METADATA_SCHEMA, PENDING_SCHEMA, SCHEMA
+from . import listing
+from .connection import chunks, connect, has_table, storage_error
+from .schema import FORMAT, METADATA_SCHEMA, PENDING_SCHEMA, SCHEMA
 
 # Row written by insert/upsert: (id, namespace, metadata JSON bytes or None, float32 blob)
 Row = tuple[str, "str | None", "bytes | None", bytes]
 
-BUSY_TIMEOUT_MS = 30_000
-
 
 class AlreadyApplied(Exception):
     """A pending write was applied by another process while this one was applying it too."""
-
-
-def storage_error(exc: BaseException, path: Path) -> StorageError:
-    """One clear line for what SQLite said (``sqlite_errorname`` is set on Python 3.11+)."""
-    text = str(exc)
-    code = getattr(exc, "sqlite_errorname", "") or ""
-    if code.startswith("SQLITE_READONLY") or "readonly" in text:
-        text = "the index is read-only (check the permissions of its folder and files)"
-    elif code == "SQLITE_FULL" or "disk is full" in text:
-        text = "the disk is full (or a file size limit was reached); nothing was written"
-    elif code in ("SQLITE_IOERR_WRITE", "SQLITE_IOERR_FSYNC", "SQLITE_IOERR_TRUNCATE"):
-        text = (f"could not write to the disk ({text}: is it full, or is a file size limit set?); "
-                "nothing was written")
-    elif code.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
-        text = f"cannot open the store ({text}; check the permissions of the index folder)"
-    elif code.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
-        text = f"the store is damaged ({text}); run `vcli check` on this index"
-    return StorageError(f"{path}: {text}")
-
-
-def _readable(conn: sqlite3.Connection, path: Path) -> sqlite3.Connection:
-    """A reader's connection that works in a read-only folder too.
-
-    In WAL mode even a reader must create ``-shm`` (and ``-wal``) next to the store; in a folder it
-    cannot write to, SQLite then refuses every read. Then: with no ``-wal`` file every committed
-    write is in the store file itself, so it is opened ``immutable`` (no locks, no log); with a
-    ``-wal`` (and its ``-shm``) present it is opened read-only, reading both."""
-    try:
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        return conn
-    except sqlite3.DatabaseError as exc:
-        name = getattr(exc, "sqlite_errorname", "") or ""
-        if not (name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN")) or "readonly" in str(exc)):
-            return conn  # another problem (a damaged store): the reader finds out and says so
-    conn.close()
-    wal = path.with_name(path.name + "-wal")
-    has_log = wal.exists() and wal.stat().st_size > 0
-    uri = path.resolve().as_uri() + ("?mode=ro" if has_log else "?mode=ro&immutable=1")
-    conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                           check_same_thread=False)
-    try:
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    except sqlite3.OperationalError as exc:
-        conn.close()
-        raise StorageError(
-            f"{path}: the index folder is read-only and the store's log ({wal.name}) cannot be read "
-            f"without write access ({exc}); open the index once where it can be written"
-        ) from None
-    return conn
 
 
 class Store:
@@ -107,27 +60,7 @@ class Store:
 
     @classmethod
     def open(cls, path: Path, readonly: bool = False) -> Store:
-        try:
-            conn = sqlite3.connect(
-                path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
-            )
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            # The store is created in WAL mode and stays in it; only a writer sets it again.
-            # (Setting it needs write access, so a reader of a read-only folder must not.)
-            if not readonly:
-                conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA foreign_keys = OFF")
-            try:
-                conn.execute("PRAGMA synchronous = FULL")
-            except sqlite3.DatabaseError:
-                if not readonly:
-                    raise
-                # a damaged store: let the reader (e.g. ``vcli check``) find out and say so
-            if readonly:
-                conn = _readable(conn, path)
-        except sqlite3.Error as exc:
-            raise storage_error(exc, path) from exc
-        return cls(conn, path)
+        return cls(connect(path, readonly), path)
 
     def close(self) -> None:
         # A Ctrl-C can land where no ``except`` runs (e.g. on entry to a context manager's
@@ -221,13 +154,8 @@ class Store:
     def _remove_where_ids(self, seq: int, ids: list[str]) -> int:
         removed = 0
         indexed = self.has_metadata_indexes()
-        if self.listing_open:
-            if not self._has_table("listed_gone"):
-                for statement in LISTED_GONE_SCHEMA:
-                    self.conn.execute(statement)
-        elif self._has_table("listed_gone"):
-            self.conn.execute("DELETE FROM listed_gone")
-        for chunk in _chunks(ids, 500):
+        listing.begin_removals(self.conn, self.listing_open)
+        for chunk in chunks(ids, 500):
             marks = ",".join("?" * len(chunk))
             if indexed:  # their metadata index values go with them
                 self.conn.execute(
@@ -236,8 +164,7 @@ class Store:
                     chunk,
                 )
             if self.listing_open:
-                self.conn.execute(f"INSERT INTO listed_gone (id, born, died) SELECT id, seq, ? FROM vectors "
-                                  f"WHERE id IN ({marks})", (seq, *chunk))
+                listing.keep_removed(self.conn, seq, chunk)
             self.conn.execute(
                 f"INSERT OR REPLACE INTO removed (key, added_seq, removed_seq) "
                 f"SELECT key, seq, ? FROM vectors WHERE id IN ({marks})",
@@ -302,7 +229,7 @@ class Store:
     def metadata_values_for(self, keys: Iterable[int]) -> list[tuple[int, str, str, object]]:
         """``(key, property, type, value)`` indexed for these vectors."""
         out: list[tuple] = []
-        for chunk in _chunks([int(k) for k in keys], 500):
+        for chunk in chunks([int(k) for k in keys], 500):
             marks = ",".join("?" * len(chunk))
             out += self.conn.execute(
                 f"SELECT m.key, i.property, i.type, m.value FROM metadata_values m "
@@ -340,20 +267,16 @@ class Store:
 
     def pending(self, due_by: float | None = None) -> list[tuple[int, str, str, float, bytes]]:
         """``(seq, uuid, kind, due, payload)`` of the pending writes (due by ``due_by``), in order."""
-        if not self._has_table("pending"):
+        if not has_table(self.conn, "pending"):
             return []
         return self.conn.execute(
             "SELECT seq, uuid, kind, due, payload FROM pending WHERE due <= ? ORDER BY seq",
             (float("inf") if due_by is None else due_by,)).fetchall()
 
     def next_due(self) -> float | None:
-        if not self._has_table("pending"):
+        if not has_table(self.conn, "pending"):
             return None
         return self.conn.execute("SELECT min(due) FROM pending").fetchone()[0]
-
-    def _has_table(self, name: str) -> bool:
-        return self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                                 (name,)).fetchone() is not None
 
     # -- reads -----------------------------------------------------------------------------
     def has_namespace(self, namespace: str) -> bool:
@@ -380,7 +303,7 @@ class Store:
         """``id -> (key, namespace, metadata JSON, blob)`` for the ids that exist."""
         out = {}
         with self.snapshot():  # several statements must see one committed state
-            for chunk in _chunks(list(dict.fromkeys(ids)), 500):
+            for chunk in chunks(list(dict.fromkeys(ids)), 500):
                 marks = ",".join("?" * len(chunk))
                 for row in self.conn.execute(
                     f"SELECT id, key, namespace, metadata, vec FROM vectors WHERE id IN ({marks})", chunk
@@ -398,29 +321,15 @@ class Store:
 
     def _by_keys(self, columns: str, keys: Iterable[int]) -> list[tuple]:
         rows: list[tuple] = []
-        for chunk in _chunks([int(k) for k in keys], 500):
+        for chunk in chunks([int(k) for k in keys], 500):
             marks = ",".join("?" * len(chunk))
             rows += self.conn.execute(f"SELECT {columns} FROM vectors WHERE key IN ({marks})", chunk).fetchall()
         return rows
 
     def ids_at(self, seq: int, after: str | None, limit: int) -> tuple[list[str], int]:
         """The first ``limit`` ids after ``after`` among those the index held when mutation ``seq``
-        was the last, and how many it held then: the live ones written at or before ``seq``, and
-        the versions in ``listed_gone`` alive at ``seq`` (a vector's versions never overlap, so no
-        id is counted twice)."""
-        start = "" if after is None else after
-        live = [r[0] for r in self.conn.execute(
-            "SELECT id FROM vectors WHERE id > ? AND seq <= ? ORDER BY id LIMIT ?", (start, seq, limit))]
-        # the count now, less what was written since (few rows, on the seq index: no full scan)
-        total = self.count() - self.conn.execute("SELECT COUNT(*) FROM vectors WHERE seq > ?", (seq,)).fetchone()[0]
-        if not self._has_table("listed_gone"):
-            return live, total
-        gone = [r[0] for r in self.conn.execute(
-            "SELECT DISTINCT id FROM listed_gone WHERE id > ? AND born <= ? AND died > ? ORDER BY id LIMIT ?",
-            (start, seq, seq, limit))]
-        total += self.conn.execute("SELECT COUNT(*) FROM listed_gone WHERE born <= ? AND died > ?",
-                                   (seq, seq)).fetchone()[0]
-        return sorted(set(live) | set(gone))[:limit], total
+        was the last, and how many it held then (``listing.ids_at``)."""
+        return listing.ids_at(self.conn, self.count(), seq, after, limit)
 
     def ids_after(self, after: str | None, limit: int) -> list[str]:
         if after is None:
@@ -512,7 +421,3 @@ class Store:
         """``(key, blob)`` of the vectors written after mutation ``seq`` (a search file's delta)."""
         return self.conn.execute("SELECT key, vec FROM vectors WHERE seq > ?", (seq,)).fetchall()
 
-
-def _chunks(items: list, size: int) -> Iterator[list]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
