@@ -14,6 +14,7 @@ import json
 import os
 import re
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,38 +136,38 @@ def add_binding(config: WranglerConfig, entry: dict[str, Any], env: str | None =
     return _insert_into(text, toks, array, json.dumps(entry, indent=2))
 
 
-def _member(toks: list[tuple[int, int, str]], obj: int, key: str) -> int | None:
-    """The index of the first token of ``key``'s value in the object opening at ``obj``."""
+def _walk(toks: list[tuple[int, int, str]], opening: int) -> Iterator[tuple[int, int, str]]:
+    """Each token from the brace or bracket at ``opening`` to the one that closes it, as
+    (its index, the depth it stands at, the token): 1 for the members of that object or array."""
     depth = 0
-    for j in range(obj, len(toks)):
+    for j in range(opening, len(toks)):
         tok = toks[j][2]
+        yield j, depth, tok
         if tok in "{[":
             depth += 1
         elif tok in "}]":
             depth -= 1
             if depth == 0:
-                return None
-        elif (depth == 1 and tok.startswith('"') and j + 2 < len(toks) and toks[j + 1][2] == ":"
-              and json.loads(tok) == key):
+                return
+
+
+def _member(toks: list[tuple[int, int, str]], obj: int, key: str) -> int | None:
+    """The index of the first token of ``key``'s value in the object opening at ``obj``."""
+    for j, depth, tok in _walk(toks, obj):
+        if (depth == 1 and tok.startswith('"') and j + 2 < len(toks) and toks[j + 1][2] == ":"
+                and json.loads(tok) == key):
             return j + 2
     return None
 
 
 def _elements(toks: list[tuple[int, int, str]], array: int) -> list[int]:
     """The index of the first token of each element of the array opening at ``array``."""
-    found, depth, expect = [], 0, True
-    for j in range(array, len(toks)):
-        tok = toks[j][2]
+    found, expect = [], True
+    for j, depth, tok in _walk(toks, array):
         if depth == 1 and expect and tok not in "]":
             found.append(j)
             expect = False
-        if tok in "{[":
-            depth += 1
-        elif tok in "}]":
-            depth -= 1
-            if depth == 0:
-                return found
-        elif tok == "," and depth == 1:
+        if tok == "," and depth == 1:
             expect = True
     return found
 
@@ -254,13 +255,8 @@ def strip_jsonc(text: str) -> str:
 
 
 def closing(toks: list[tuple[int, int, str]], opening: int) -> int:
-    depth = 0
-    for j in range(opening, len(toks)):
-        tok = toks[j][2]
-        if tok in "{[":
-            depth += 1
-        elif tok in "}]":
-            depth -= 1
-            if depth == 0:
-                return j
+    """The index of the token that closes the brace or bracket at ``opening``."""
+    for j, depth, tok in _walk(toks, opening):
+        if depth == 1 and tok in "}]":
+            return j
     raise WorkersConfigError("the wrangler config's braces do not match")
