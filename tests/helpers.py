@@ -186,3 +186,20 @@ def serve_process(tmp_path: Path, *args: str, env: dict | None = None):
     finally:
         server.stop()
     assert "Traceback" not in server.output(), server.output()
+
+
+@contextmanager
+def module_server(tmp_path_factory, name: str):
+    """``vcli serve`` on a data dir of its own (``server.data_dir``), for a module's tests to share."""
+    tmp = tmp_path_factory.mktemp(name)
+    with serve_process(tmp, "--data-dir", str(tmp / "data")) as server:
+        server.data_dir = tmp / "data"
+        yield server
+
+
+def without_indexes(server) -> None:
+    """Delete every index a shared server holds, so the next test starts from none."""
+    import httpx  # lazy: only the server's tests need it
+
+    for index in httpx.get(server.api + "/indexes", timeout=60).json()["result"]:
+        httpx.delete(f"{server.api}/indexes/{index['name']}", timeout=60).raise_for_status()

@@ -11,14 +11,12 @@ from __future__ import annotations
 import httpx
 import orjson
 import pytest
-from helpers import GOLDEN, GOLDEN_QUERY, ndjson, serve_process
+from helpers import GOLDEN, GOLDEN_QUERY, module_server, ndjson, serve_process
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("binding")
-    with serve_process(tmp, "--data-dir", str(tmp / "data")) as server:
-        server.data_dir = tmp / "data"
+    with module_server(tmp_path_factory, "binding") as server:
         yield server
 
 

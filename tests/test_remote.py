@@ -19,7 +19,7 @@ import numpy as np
 import orjson
 import pytest
 from faultproxy import FaultProxy, busiest_window
-from helpers import serve_process, vcli_executable
+from helpers import module_server, serve_process, vcli_executable
 
 TOKEN = "tok-0a1b2c3d4e5f-never-shown"
 DIMS = 8
@@ -27,8 +27,7 @@ DIMS = 8
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("service")
-    with serve_process(tmp, "--data-dir", str(tmp / "data")) as s:
+    with module_server(tmp_path_factory, "service") as s:
         yield s
 
 

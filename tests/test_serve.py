@@ -14,16 +14,23 @@ import threading
 import httpx
 import orjson
 import pytest
-from helpers import ACCOUNT, GOLDEN, GOLDEN_QUERY, ServeProcess, ndjson, serve_process
+from helpers import (
+    ACCOUNT,
+    GOLDEN,
+    GOLDEN_QUERY,
+    ServeProcess,
+    module_server,
+    ndjson,
+    serve_process,
+    without_indexes,
+)
 
 JSON_CT = {"content-type": "application/json; charset=utf-8;"}  # as wrangler sends it
 
 
 @pytest.fixture(scope="module")
 def shared_server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("serve")
-    with serve_process(tmp, "--data-dir", str(tmp / "data")) as s:
-        s.data_dir = tmp / "data"
+    with module_server(tmp_path_factory, "serve") as s:
         yield s
 
 
@@ -32,8 +39,7 @@ def server(shared_server, monkeypatch):
     """One server for the module (starting one costs a second); each test starts with no
     indexes, and the in-process CLI (the ``vcli`` fixture) sees the server's data dir."""
     monkeypatch.setenv("VCLI_DATA_DIR", str(shared_server.data_dir))
-    for index in httpx.get(shared_server.api + "/indexes").json()["result"]:
-        httpx.delete(f"{shared_server.api}/indexes/{index['name']}").raise_for_status()
+    without_indexes(shared_server)
     return shared_server
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import httpx
 import orjson
 import pytest
-from helpers import ndjson, serve_process
+from helpers import module_server, ndjson, serve_process, without_indexes
 from test_serve import create, fails, ok
 
 NDJSON_CT = {"content-type": "application/x-ndjson"}
@@ -17,9 +17,7 @@ NDJSON_CT = {"content-type": "application/x-ndjson"}
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("limits")
-    with serve_process(tmp, "--data-dir", str(tmp / "data")) as s:
-        s.data_dir = tmp / "data"
+    with module_server(tmp_path_factory, "limits") as s:
         yield s
 
 
@@ -28,9 +26,8 @@ def http(served, monkeypatch):
     """A client of the module's server, which holds no index at the start of each test; the
     in-process CLI (``vcli``) sees the same data dir."""
     monkeypatch.setenv("VCLI_DATA_DIR", str(served.data_dir))
+    without_indexes(served)
     with httpx.Client(base_url=served.api, timeout=60) as client:
-        for index in ok(client.get("/indexes")):
-            assert client.delete(f"/indexes/{index['name']}").status_code == 200
         yield client
 
 
