@@ -74,7 +74,7 @@ def user(vector_id: str) -> str:
 
 
 SHARED = [{"filter": {"g": "x"}}, {"filter": {"g": {"$in": ["x", "y"]}}}, {"namespace": "ns"},
-          {"namespace": "ns", "filter": {"g": {"$ne": "z"}}}]
+          {"namespace": "ns", "filter": {"g": {"$ne": "z"}}}, {"filter": {"u": {"$nin": ["u1", "u2"]}}}]
 
 
 def many(j: int) -> list[dict]:

@@ -5,17 +5,19 @@ would pay for each distinct filter what a shared one pays once: its keys read fr
 rows gathered, a matrix product of its own. ``BatchMasks`` instead reads the keys of each
 *condition* once per batch (one range scan of the metadata index: a namespace, a property
 ``= value``, or a range) and keeps the matrix's rows that hold it, as a list and as a bitmap, and
-a bitmap of the delta's rows; a ``$in`` is its values' ``=`` rows together, so filters that share
-a value share its read. A filter's rows are those of its narrowest positive condition, the
-others (NOT for ``$ne``/``$nin``) looked up in their bitmaps for those rows only.
+a bitmap of the delta's rows; a ``$in`` is its values' ``=`` conditions, so filters that share a
+value share its read. A filter (``BatchMasks.filter``) is then the conditions of its narrowest
+positive part (``split``: a ``$in``'s values, or one condition), each with the rows among its own
+that the filter's other conditions drop (NOT for ``$ne``/``$nin``), looked up for those rows only.
 
-A line whose filter is shared by few others is then answered with the whole block of queries:
-scored by a matrix product over every row, its rows picked out of its row of distances, or on a
-graph, searched with the lines of other filters about as wide, as deep as that calls for, its
-candidates checked against its rows (``Searcher.begin``): what an unfiltered line costs, plus its
-mask (or the depth). A filter shared by many lines, or matching few rows, is answered from a
-contiguous copy of its rows (``Searcher.candidates_within``), which then costs less:
-``Searcher.with_block`` chooses, per filter.
+A line is then answered from the rows of those conditions, each gathered once for all the lines
+of its block whose filters use it and scored against them with one matrix product
+(``Searcher.candidates_in_rows``), or, when that costs more (a filter few lines use whose rows
+are many), with the whole block of queries: scored by a matrix product over every row, its rows
+picked out of its row of distances, or on a graph, searched with the lines of other filters about
+as wide, as deep as that calls for, its candidates checked against its rows (``Searcher.begin``).
+A filter that many lines share may cost less answered from its own rows, gathered: ``Searcher.route``
+chooses, per filter.
 """
 
 from __future__ import annotations
@@ -37,6 +39,45 @@ class _Condition(NamedTuple):
     delta: np.ndarray  # a bool per row of the delta
 
 
+class Split(NamedTuple):
+    """A plan as the conditions one of which a row must hold (named, as ``BatchMasks`` keeps
+    them) and the others, each (must hold or must not, a condition of which one is enough)."""
+
+    first: list[tuple[tuple, _Condition]]
+    rest: list[tuple[bool, list[_Condition]]]
+
+
+class FilterRows:
+    """The rows one filter (and namespace) of a batch passes: ``parts``, the rows of each
+    condition of its narrowest positive part (``BatchMasks.split``) as (the condition's name, its
+    rows, a bool per row that the filter's other conditions drop, or None when none), None for
+    a filter with no positive part; and the rows themselves (``rows``: the matrix's, in no
+    order, and a bool per row of the delta), made from the parts when first asked for."""
+
+    __slots__ = ("parts", "_rows", "delta", "matches", "nbytes")
+
+    def __init__(self, parts: list[tuple[tuple, np.ndarray, np.ndarray | None]] | None,
+                 rows: Rows | None = None, delta: np.ndarray | None = None):
+        self.parts, self._rows = parts, rows
+        self.delta = rows[1] if rows is not None else delta
+        assert self.delta is not None
+        if parts is None:
+            assert rows is not None
+            self.matches = len(rows[0]) + int(np.count_nonzero(self.delta))
+            self.nbytes = rows[0].nbytes + self.delta.nbytes
+        else:
+            kept = [len(r) - (0 if drop is None else int(np.count_nonzero(drop))) for _, r, drop in parts]
+            self.matches = sum(kept) + int(np.count_nonzero(self.delta))
+            self.nbytes = 4 * sum(kept) + self.delta.nbytes
+
+    def rows(self) -> Rows:
+        if self._rows is None:
+            assert self.parts is not None and self.delta is not None
+            found = np.concatenate([r if drop is None else r[~drop] for _, r, drop in self.parts])
+            self._rows = found, self.delta
+        return self._rows
+
+
 class BatchMasks:
     """The rows of a batch's conditions in ``matrix_keys`` and ``delta_keys`` (the rows of an
     open ``Searcher``), read from ``store``'s snapshot once each and kept while they fit in
@@ -50,41 +91,83 @@ class BatchMasks:
         self._kept: dict[tuple, _Condition] = {}  # the least recently used first
         self._held = 0
 
-    def rows(self, plan: Plan) -> Rows:
-        """The rows of the matrix and of the delta that pass ``plan`` (its namespace and filter).
-        Found from the positive condition with the fewest rows (a ``$in``: its values' rows
-        together, which no two share), then each other condition looked up for those rows
-        only: a line costs as much as its filter's matches, not as the rows of the index."""
-        n, d = len(self.matrix_keys), len(self.delta_keys)
+    def split(self, plan: Plan) -> Split | None:
+        """``plan`` (its namespace and filter) as the conditions of its positive part with the
+        fewest rows (a ``$in``: its values', which no two rows share) and the others; None when
+        nothing passes it or it has no positive part (then every row is a candidate)."""
         if plan.nothing:
-            return np.zeros(0, np.int32), np.zeros(d, bool)
-        parts = [(True, [self._condition(("namespace", plan.namespace), None)])] if plan.namespace is not None else []
-        parts += [(clause.positive, self._clause(clause)) for clause in plan.clauses]
-        if any(keep for keep, _ in parts):
-            at = min(range(len(parts)), key=lambda i: sum(len(c.rows) for c in parts[i][1]) if parts[i][0] else n + 1)
-            first = parts.pop(at)
-            rows = np.concatenate([c.rows for c in first[1]])
-            delta = np.logical_or.reduce([c.delta for c in first[1]])
-        else:
-            rows, delta = np.arange(n, dtype=np.int32), np.ones(d, bool)
-        for keep, conditions in parts:
-            inside = np.logical_or.reduce([c.bits[rows] for c in conditions])
-            rows = rows[inside if keep else ~inside]
+            return None
+        parts = self._parts(plan)
+        if not any(keep for keep, _ in parts):
+            return None
+        at = min(range(len(parts)),
+                 key=lambda i: sum(len(c.rows) for _, c in parts[i][1]) if parts[i][0] else len(self.matrix_keys) + 1)
+        first = parts.pop(at)[1]
+        return Split(first, [(keep, [c for _, c in named]) for keep, named in parts])
+
+    def filter(self, plan: Plan) -> FilterRows:
+        """The rows of the matrix and of the delta that pass ``plan`` (its namespace and filter),
+        found from the positive part with the fewest rows (``split``), each other condition
+        looked up for those rows only: a line costs as much as its filter's matches, not as the
+        rows of the index."""
+        d = len(self.delta_keys)
+        if plan.nothing:
+            return FilterRows(None, (np.zeros(0, np.int32), np.zeros(d, bool)))
+        split = self.split(plan)
+        if split is None:  # every row, less those the negative conditions exclude
+            rows = np.arange(len(self.matrix_keys), dtype=np.int32)
+            rest = [(keep, [c for _, c in named]) for keep, named in self._parts(plan)]
+            passing = self.passing(rest, rows)
+            return FilterRows(None, ((rows if passing is None else rows[passing]), self.delta_passing(rest)))
+        parts = []
+        for name, c in split.first:
+            passing = self.passing(split.rest, c.rows)
+            parts.append((name, c.rows, None if passing is None else ~passing))
+        return FilterRows(parts, delta=self.delta_of(split))
+
+    def passing(self, rest: list[tuple[bool, list[_Condition]]], rows: np.ndarray) -> np.ndarray | None:
+        """Which of the matrix's ``rows`` pass the conditions ``rest`` (a bool each; None when
+        there are none)."""
+        if not rest:
+            return None
+        inside = np.ones(len(rows), bool)
+        for keep, conditions in rest:
+            held = np.logical_or.reduce([c.bits[rows] for c in conditions])
+            inside &= held if keep else ~held
+        return inside
+
+    def delta_of(self, split: Split) -> np.ndarray:
+        """A bool per row of the delta: whether it passes ``split``'s plan."""
+        delta = np.logical_or.reduce([c.delta for _, c in split.first])
+        return delta & self.delta_passing(split.rest)
+
+    def delta_passing(self, rest: list[tuple[bool, list[_Condition]]]) -> np.ndarray:
+        delta = np.ones(len(self.delta_keys), bool)
+        for keep, conditions in rest:
             either = np.logical_or.reduce([c.delta for c in conditions])
-            delta = delta & (either if keep else ~either)
-        return rows, delta
+            delta &= either if keep else ~either
+        return delta
+
+    def _parts(self, plan: Plan) -> list[tuple[bool, list[tuple[tuple, _Condition]]]]:
+        """Each condition of ``plan`` (the namespace, each clause): whether a row must hold it or
+        must not, and the named conditions of which one is enough."""
+        parts = [(True, [self._named(("namespace", plan.namespace), None)])] if plan.namespace is not None else []
+        return parts + [(clause.positive, self._clause(clause)) for clause in plan.clauses]
 
     def keys(self, rows: Rows) -> np.ndarray:
         """The sorted keys of ``rows``."""
         return np.sort(np.concatenate([self.matrix_keys[rows[0]], self.delta_keys[rows[1]]]))
 
-    def _clause(self, clause: Clause) -> list[_Condition]:
-        """The conditions of which the rows with a value passing the clause's test hold one."""
+    def _clause(self, clause: Clause) -> list[tuple[tuple, _Condition]]:
+        """The conditions (named) of which the rows with a value passing the clause's test hold one."""
         (op, value), *more = clause.test
         if more or op not in ("=", "in"):  # a range: read as it is
-            return [self._condition((clause.slot, clause.test), clause)]
-        return [self._condition((clause.slot, (("=", v),)), Clause(clause.slot, True, (("=", v),)))
+            return [self._named((clause.slot, clause.test), clause)]
+        return [self._named((clause.slot, (("=", v),)), Clause(clause.slot, True, (("=", v),)))
                 for v in (value if op == "in" else (value,))]
+
+    def _named(self, name: tuple, clause: Clause | None) -> tuple[tuple, _Condition]:
+        return name, self._condition(name, clause)
 
     def _condition(self, name: tuple, clause: Clause | None) -> _Condition:
         if name in self._kept:

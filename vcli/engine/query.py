@@ -14,13 +14,14 @@
 ``Answerer.many`` answers a batch (``vcli query --file``) over one open searcher: queries without
 namespace or filter a block at a time (one matrix product or one graph search on all cores per
 block, in a background thread while the block before is answered). Queries of a block that share a
-namespace and a filter form a group. Each group's rows come from the rows of the batch's
-conditions (``masks.BatchMasks``: each condition read from SQLite once per batch), and the group
-is answered either with the block (its queries scored by a matrix product over every row and
-masked, or on a graph searched with the block's other masked queries of about its share, as deep
-as that calls for, and masked), or from a gathered copy of its rows with one matrix product,
-whichever costs less (``Searcher.with_block``), in the background thread while the next block's
-filters' rows are found.
+namespace and a filter form a group. Each filter is made of the batch's conditions
+(``masks.BatchMasks``: each condition read from SQLite once per batch), and its group is answered
+either from the rows of the conditions of its narrowest part, each condition's rows gathered once
+for every group of the block that uses it and scored against all their queries at once, or with
+the block (its queries scored by a matrix product over every row and masked, or on a graph
+searched with the block's other masked queries of about its share, as deep as that calls for, and
+masked), or from the filter's own rows, gathered, whichever costs least (``Searcher.route``), in
+the background thread.
 Answers come out in input order.
 """
 
@@ -92,18 +93,18 @@ class Answerer:
         pending: list[Checked] = []  # read, not started
         asked = 0  # the matches the pending queries ask for
         started: list = []  # at most one block: (block, its _Started)
-        filters: set = set()  # the distinct namespaces and filters of the pending queries
+        filters: dict = {}  # the rows of each distinct namespace and filter of the pending queries
+        held = 0  # their bytes
         with Searcher(self.files, notes) as searcher:
             size = searcher.block_size()
-            most_filters = searcher.block_filters()
+            most_bytes = self.files.tuning.block_mask_bytes
 
             def advance(everything: bool) -> Iterator[QueryResult]:
                 """Start the pending block; answer the one started before it (or all)."""
-                nonlocal pending, done, asked
+                nonlocal pending, done, asked, filters, held
                 if pending:
-                    started.append((pending, self._begin_block(searcher, pending)))
-                    pending, asked = [], 0
-                    filters.clear()
+                    started.append((pending, self._begin_block(searcher, pending, filters)))
+                    pending, asked, filters, held = [], 0, {}, 0
                 while len(started) > (0 if everything else 1):
                     block, handle = started.pop(0)
                     for result in self._finish_block(searcher, block, handle, notes):
@@ -126,15 +127,17 @@ class Answerer:
                             except VcliError as exc:
                                 raise _with_line(exc, query.line or n) from None
                             asked += pending[-1].query.top_k
-                            if not pending[-1].plain:
-                                filters.add(pending[-1].group)
+                            last = pending[-1]
+                            if last.plan is not None and not last.plain and last.group not in filters:
+                                filters[last.group] = found = self._batch_masks(searcher).filter(last.plan)
+                                held += found.nbytes
                     except StopIteration:
                         break
                     except VcliError:
                         yield from advance(everything=True)  # the lines before it, then the error
                         raise
                     if item is None or len(pending) >= size or asked >= self.files.tuning.max_block_matches \
-                            or len(filters) >= most_filters:
+                            or held >= most_bytes:
                         yield from advance(everything=item is None)
                 yield from advance(everything=True)
             except VcliError as exc:
@@ -237,38 +240,44 @@ class Answerer:
             pairs.setdefault(key, []).append((prop, filters.output_value(value, kind)))
         return {key: filters.nest(found) for key, found in pairs.items()}
 
-    def _begin_block(self, searcher: Searcher, block: list[Checked]) -> _Started:
+    def _begin_block(self, searcher: Searcher, block: list[Checked], rows: dict) -> _Started:
         """Start the block's heavy part: its plain queries, and the filtered ones that
-        ``_block_masks`` sends with them, each with its filter's rows (the rows of every filter
-        of the block are found here)."""
+        ``_routes`` sends with them, each with its filter's ``rows`` (by group)."""
         plain = [i for i, c in enumerate(block) if c.plain]
-        filter_rows, masked = self._block_masks(searcher, block)
+        routes = self._routes(searcher, block, rows)
+        masked = [i for i, c in enumerate(block) if routes.get(c.group) == "block"]
         order = plain + masked
         if not order:
-            return _Started(order, None, filter_rows)
+            return _Started(order, None, rows, routes)
         handle = searcher.begin(np.stack([block[i].q for i in order]), [block[i].query.top_k for i in order],
-                                masks=[filter_rows[block[i].group] for i in masked])
-        return _Started(order, handle, filter_rows)
+                                masks=[rows[block[i].group].rows() for i in masked])
+        return _Started(order, handle, rows, routes)
 
-    def _block_masks(self, searcher: Searcher, block: list[Checked]) -> tuple[dict, list[int]]:
-        """Each filter's rows (by group: ``masks.BatchMasks.rows``), and the lines answered with
-        the block's plain ones, masked, rather than from their filter's rows, gathered: those for
-        which that costs less (``Searcher.with_block``)."""
+    def _batch_masks(self, searcher: Searcher) -> BatchMasks:
+        """The batch's rows of its filters' conditions (made on its first filter)."""
         if self._masks is None:
             m_keys = searcher.matrix.keys if searcher.matrix is not None else np.zeros(0, np.int64)
             self._masks = BatchMasks(self.store, m_keys, searcher.delta_keys(), self.files.tuning.batch_mask_bytes)
+        return self._masks
+
+    def _routes(self, searcher: Searcher, block: list[Checked], rows: dict) -> dict[tuple, str]:
+        """How each filter's group of lines is answered (``Searcher.route``), given its ``rows``
+        (``masks.BatchMasks.filter``): with the block, masked; from its rows, gathered; or from
+        its conditions' rows, each gathered once for all the groups of the block that use it."""
         groups: dict[tuple, list[int]] = {}
         for i, c in enumerate(block):
             if not c.plain:
                 groups.setdefault(c.group, []).append(i)
-        filter_rows, masked = {}, []
+        users: dict[tuple, int] = {}  # the block's queries that use each condition
         for group, members in groups.items():
-            plan = block[members[0]].plan
-            assert plan is not None  # (grouped queries are not plain: they have a plan)
-            filter_rows[group] = found = self._masks.rows(plan)
-            if searcher.with_block(len(members), len(found[0]) + int(np.count_nonzero(found[1]))):
-                masked += members
-        return filter_rows, masked
+            for name, _, _ in rows[group].parts or ():
+                users[name] = users.get(name, 0) + len(members)
+        routes = {}
+        for group, members in groups.items():
+            found = rows[group]
+            conditions = None if found.parts is None else [(len(r), users[name]) for name, r, _ in found.parts]
+            routes[group] = searcher.route(len(members), found.matches, conditions)
+        return routes
 
     def _finish_block(self, searcher: Searcher, block: list[Checked], started: _Started,
                       notes) -> Iterator[QueryResult]:
@@ -276,7 +285,7 @@ class Answerer:
         if started.handle is not None:
             for i, found in zip(started.order, searcher.finish(started.handle), strict=True):
                 keys[i] = found
-        self._shared_candidates(searcher, block, keys, started.filter_rows)
+        self._shared_candidates(searcher, block, keys, started.filter_rows, started.routes)
         rows = {row[0]: row for row in self.store.rows_for_keys(k for ks in keys if ks for k in ks)}
         for c, candidates in zip(block, keys, strict=True):
             try:
@@ -285,36 +294,61 @@ class Answerer:
                 raise _with_line(exc, c.query.line) from None
 
 
-    def _shared_candidates(self, searcher: Searcher, block: list[Checked], keys: list, filter_rows: dict) -> None:
-        """Fill in ``keys`` for the filtered queries of ``block`` not answered with the block:
-        each group's queries are scored together against a gathered copy of its filter's rows
-        (``filter_rows``; ``Searcher.candidates_within``), in the background thread."""
+    def _shared_candidates(self, searcher: Searcher, block: list[Checked], keys: list, filter_rows: dict,
+                           routes: dict) -> None:
+        """Fill in ``keys`` for the filtered queries of ``block`` not answered with the block, in
+        the background thread: those ``routes`` answers from their conditions' rows by condition
+        (the rows of each condition their filters need gathered once, and every query whose
+        filter has it as a part of its narrowest, ``BatchMasks.split``, scored against them at
+        once, keeping the rows its filter passes: ``Searcher.candidates_in_rows``), the others by
+        filter, against its own rows, gathered (``Searcher.candidates_within``)."""
         groups: dict[tuple, list[int]] = {}
         for i, c in enumerate(block):
             if not c.plain and keys[i] is None:
                 groups.setdefault(c.group, []).append(i)
-        busy = frozenset(groups)
-        started = []  # (members, the future of their candidates, or None when nothing matches)
+                keys[i] = []
+        if not groups:
+            return
         masks = self._masks
-        assert masks is not None  # (``_block_masks`` made them for this block)
+        assert masks is not None  # (made for the batch's first filter)
+        jobs: dict[tuple, tuple[np.ndarray, list]] = {}  # per condition: its rows, and its queries
+        whole = []  # groups answered from their own rows
         for group, members in groups.items():
-            allowed = masks.keys(filter_rows[group])
+            found = filter_rows[group]
+            if routes[group] != "conditions":
+                whole.append((group, members, masks.keys(found.rows())))
+                continue
+            for n, (name, rows, drop) in enumerate(found.parts):
+                lines = jobs.setdefault(("condition", name), (rows, []))[1]
+                lines += [(i, drop, found.delta if n == 0 else None) for i in members]
+        busy = frozenset(jobs) | frozenset(group for group, _, _ in whole)
+        started: list = []  # (the queries, the future of their candidates, or None when nothing matches)
+        for token, (rows, lines) in jobs.items():
+            which = [i for i, _, _ in lines]
+            started.append((which, searcher.begin_in_rows(
+                np.stack([block[i].q for i in which]), [block[i].query.top_k for i in which], rows, token,
+                [p for _, p, _ in lines], [d for _, _, d in lines], busy)))
+        for group, members, allowed in whole:
             started.append((members, None if not len(allowed) else searcher.begin_within(
                 np.stack([block[i].q for i in members]), [block[i].query.top_k for i in members], allowed,
                 group, busy)))  # searched in the background while the next group's keys are read
-        for members, future in started:
-            found = future.result() if future is not None else [[] for _ in members]
-            for i, candidates in zip(members, found, strict=True):
-                keys[i] = candidates
+        for which, future in started:
+            found = future.result() if future is not None else [[] for _ in which]
+            for i, candidates in zip(which, found, strict=True):
+                keys[i] += candidates
+        for i in (i for members in groups.values() for i in members):
+            keys[i] = list(dict.fromkeys(keys[i]))  # a row of two conditions of a $in is one candidate
 
 
 class _Started(NamedTuple):
     """A block begun: the lines its heavy part answers (in its order), the handle of that part
-    (None when there are none), and the rows of its filters (by group)."""
+    (None when there are none), and the rows of its filters and how each is answered (by
+    group)."""
 
     order: list[int]
     handle: Any
     filter_rows: dict
+    routes: dict
 
 
 def _at_line(check, obj: Any, line: int) -> Query:

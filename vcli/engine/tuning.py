@@ -54,14 +54,14 @@ class Tuning(NamedTuple):
     batch_mask_bytes: int = 128 * 2**20
     # And the rows each distinct filter of a block of a batch passes (4 bytes a row of the matrix,
     # 1 a row of the delta): at most this many bytes, however wide the filters, as a block ends
-    # once its filters could pass it (128 MiB: 569 filters at 59k rows, more than a block's
-    # queries; 67 at 500k). Two blocks are under way at a time.
+    # once they pass it, counted as each filter's rows are found (the 1,000-line batch of 1-30 %
+    # filters of benchmarks/filters.py is one block at 500k). Two blocks are under way at a time.
     block_mask_bytes: int = 128 * 2**20
     # A line whose filter few lines of its block share is answered with the block (scored against
     # every row of the matrix, or on a graph searched as deep as its filter calls for, whichever
     # costs less) rather than from a gathered copy of its matches when that costs less: a row of
     # the product counts this much for each such line, a row gathered ``gather_rows``, a unit of
-    # graph depth ``graph_rows_per_depth`` (``Searcher.with_block``).
+    # graph depth ``graph_rows_per_depth`` (``Searcher.route``).
     # 0: always the product; a huge number: never.
     masked_row_cost: float = 1.0
     # On a graph, such a line scored against every row of the matrix has a product of its own, a
@@ -91,8 +91,8 @@ class Tuning(NamedTuple):
     # product: a graph part searched to expansion e costs about this many rows times e a query
     # (the search and its exact rescoring) ...
     graph_rows_per_depth: float = 400
-    # ... and each matching row gathered from the matrix into a contiguous copy this many
-    # (docs/performance.md).
+    # ... and each matching row gathered from the matrix into a contiguous copy this many, shared
+    # by the lines of a block whose filters use the condition it holds (docs/performance.md).
     gather_rows: float = 64
     # A block's distances are read once more per row for the minimum of each of this many
     # interleaved groups of columns (``scoring.Groups``): the k-th smallest minimum bounds the k-th

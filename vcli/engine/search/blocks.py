@@ -43,13 +43,6 @@ class Blocks(GraphBlocks):
         rows = n + len(self._delta_arrays()[0])
         return max(1, min(self.tuning.max_block_queries, self.tuning.block_floats // max(1, rows)))
 
-    def block_filters(self) -> int:
-        """How many distinct filters a block of a batch may hold: their masks (``begin``), at most
-        4 bytes a row of the matrix and 1 a row of the delta each, are at most
-        ``Tuning.block_mask_bytes``."""
-        rows = 4 * (len(self.matrix.keys) if self.matrix is not None else 0) + len(self._delta_arrays()[0])
-        return max(1, self.tuning.block_mask_bytes // max(1, rows))
-
     def begin(self, queries: np.ndarray, ks: Sequence[int], *, background: bool = True,
               masks: Sequence[tuple[np.ndarray, np.ndarray]] = ()) -> _Block:
         """Start ``candidates_many`` for at most ``block_size()`` queries; ``finish`` completes
