@@ -94,6 +94,11 @@ class Tuning(NamedTuple):
     # ... and each matching row gathered from the matrix into a contiguous copy this many, shared
     # by the lines of a block whose filters use the condition it holds (docs/performance.md).
     gather_rows: float = 64
+    # ... and each matrix product of its own (a filter's rows, a condition's) this many, beside
+    # its rows: BLAS hands even a small product to its threads, and on a busy machine waking
+    # them costs milliseconds (at 59k, 320 products of a few lines took 3.1 s at load 7, the
+    # same batch on one thread 0.8 s), which the block's one product pays once.
+    product_rows: float = 150_000
     # A block's distances are read once more per row for the minimum of each of this many
     # interleaved groups of columns (``scoring.Groups``): the k-th smallest minimum bounds the k-th
     # distance, and only the groups within it (plus the tolerance) are looked into.

@@ -148,13 +148,15 @@ class Grouped(Blocks):
         every query (``candidates_within``); or ``"conditions"``, from the rows of ``conditions``
         (the filter's narrowest part: (rows, the block's queries that use it) each), each
         gathered once for all those queries and scored against these (``candidates_in_rows``).
+        A product of its own costs ``Tuning.product_rows`` more, shared by the queries in it.
         On a graph, rows that are more than ``Tuning.gather_floats`` numbers are not gathered."""
-        gather, limit = self.tuning.gather_rows, self.tuning.gather_floats
+        gather, limit, call = self.tuning.gather_rows, self.tuning.gather_floats, self.tuning.product_rows
         costs = {}
         if self.graph is None or matches * self.dims <= limit:
-            costs["rows"] = matches * (queries + gather)
+            costs["rows"] = matches * (queries + gather) + call
         if conditions and (self.graph is None or max(rows for rows, _ in conditions) * self.dims <= limit):
-            costs["conditions"] = sum(rows * (queries + gather * queries / users) for rows, users in conditions)
+            costs["conditions"] = sum(rows * queries + (rows * gather + call) * queries / users
+                                      for rows, users in conditions)
         if matches:  # (a filter nothing passes is answered at once, from its no rows)
             costs["block"] = queries * self._masked_cost(matches)
         return min(costs, key=lambda way: costs[way])
