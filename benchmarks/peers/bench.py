@@ -17,6 +17,8 @@ and peak RSS from ``wait4``), each ending durable when the process ends:
   either, except Chroma.
 * parse: the file parsed into arrays as the peers parse it, nothing stored: the floor under
   every load (``loaders.py parse``, with the project's Python: it needs no peer).
+* vcli-parse: the lines read and checked as ``vcli insert`` reads them
+  (``vcli.embeddings.lines.vector_lines``), nothing stored: what vcli's load spends before SQLite.
 * lancedb, sqlite-vec, chroma: ``loaders.py`` in the peers' environment (``setup.sh`` makes it
   from the pinned ``requirements.txt``); its docstring says which bulk path each takes and why.
 
@@ -51,6 +53,7 @@ import datagen  # noqa: E402
 from run import MB, PY, VCLI, child, compile_vcli  # noqa: E402
 
 PEERS = ("lancedb", "sqlite-vec", "chroma")
+OURS = ("parse", "vcli-parse", "vcli")
 MODULE = {"lancedb": "lancedb", "sqlite-vec": "sqlite_vec", "chroma": "chromadb"}
 DEFAULT_PEERS_PY = HERE / ".venv" / "bin" / "python"
 
@@ -152,6 +155,8 @@ class Runner:
         before = os.getloadavg()[0]
         if tool == "vcli":
             done = self.vcli(folder)
+        elif tool == "vcli-parse":
+            done = child([PY, "-c", _VCLI_PARSE, str(self.data), str(self.dims)])
         else:
             py = PY if tool == "parse" else str(self.peers_py)
             argv = [py, str(HERE / "loaders.py"), tool, str(self.data), str(folder),
@@ -159,8 +164,8 @@ class Runner:
             if tool == "lancedb" and self.lance_parallelism:
                 argv += ["--write-parallelism", str(self.lance_parallelism)]
             done = child(argv)
-            if int(done.out.split()[-1]) != self.n:
-                raise SystemExit(f"{tool} loaded {done.out.decode().strip()} vectors, not {self.n:,}")
+        if tool != "vcli" and int(done.out.split()[-1]) != self.n:
+            raise SystemExit(f"{tool} loaded {done.out.decode().strip()} vectors, not {self.n:,}")
         disk = disk_used(folder)
         if tool == "vcli":
             stop_builders(folder / "bench")
@@ -211,6 +216,14 @@ def table(loads: list[Load], n: int, dims: int) -> str:
     return out.getvalue()
 
 
+# vcli's reading and checking of a file's lines, as ``vcli insert`` does them, and nothing else.
+_VCLI_PARSE = """import sys
+from vcli.embeddings.lines import vector_lines
+with open(sys.argv[1], "rb") as f:
+    print(sum(1 for _ in vector_lines(f, int(sys.argv[2]), "")))
+"""
+
+
 # Runs ``vcli`` (argv after the script) under cProfile: vcli's exit skips the interpreter's
 # teardown (os._exit), which would lose the profile, so ``startup.leave`` only raises here.
 _PROFILE = """import cProfile, pstats, sys
@@ -257,9 +270,9 @@ def main() -> int:
     parser.add_argument("-n", type=int, default=500_000, help="vectors (default 500,000)")
     parser.add_argument("--dims", type=int, default=384)
     parser.add_argument("--repeat", type=int, default=1, help="turns of every tool, order alternating")
-    parser.add_argument("--tools", default="parse,vcli,lancedb,sqlite-vec",
-                        help=f"comma-separated, of parse,vcli,{','.join(PEERS)} (default parse,vcli,lancedb,sqlite-vec; "
-                             "parse: the file parsed into arrays and nothing stored)")
+    parser.add_argument("--tools", default="parse,vcli-parse,vcli,lancedb,sqlite-vec",
+                        help=f"comma-separated, of {','.join((*OURS, *PEERS))} (default: all but chroma; "
+                             "parse, vcli-parse: the file parsed, nothing stored)")
     parser.add_argument("--peers-python", type=Path, default=DEFAULT_PEERS_PY,
                         help="the peers' environment's Python (default: benchmarks/peers/.venv)")
     parser.add_argument("--lance-write-parallelism", type=int, help="LanceDB's, for iterator ingestion (default: cores)")
@@ -272,9 +285,9 @@ def main() -> int:
     if VCLI is None:
         raise SystemExit("vcli is not installed next to this Python: run this with the project's environment")
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
-    unknown = [t for t in tools if t not in ("parse", "vcli", *PEERS)]
+    unknown = [t for t in tools if t not in (*OURS, *PEERS)]
     if unknown:
-        raise SystemExit(f"unknown tool {unknown[0]!r}: choose from parse, vcli, {', '.join(PEERS)}")
+        raise SystemExit(f"unknown tool {unknown[0]!r}: choose from {', '.join((*OURS, *PEERS))}")
     peers = peers_available(args.peers_python, [t for t in tools if t in PEERS])
     tools = [t for t in tools if t not in PEERS or t in peers]
     if args.no_fsync and shutil.which("eatmydata") is None:
