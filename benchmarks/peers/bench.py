@@ -144,10 +144,12 @@ class Runner:
         stop_builders(folder / "bench")
         shutil.rmtree(folder, ignore_errors=True)
 
-    def vcli(self, folder: Path, prefix: tuple[str, ...] = ()):
+    def vcli(self, folder: Path, command: tuple[str, ...] = (VCLI,)):
+        """``vcli insert`` of the file into a new index in ``folder`` (the insert run as
+        ``command``: the installed vcli, or it under eatmydata or cProfile)."""
         env = self.vcli_env(folder)
         child([VCLI, "create", "bench", "--dimensions", str(self.dims), "--metric", "cosine"], env=env)
-        return child([*prefix, VCLI, "insert", "bench", "--file", str(self.data), "--json"], env=env)
+        return child([*command, "insert", "bench", "--file", str(self.data), "--json"], env=env)
 
     def run(self, tool: str, turn: int) -> tuple[Load, Path]:
         read_through(self.data)
@@ -174,6 +176,8 @@ class Runner:
 
 def peers_available(peers_py: Path, wanted: list[str]) -> list[str]:
     """The peers of ``wanted`` that import in the peers' environment; a line for each that does not."""
+    if not wanted:
+        return []
     if not peers_py.exists():
         print(f"skipping {', '.join(wanted)}: no peers' environment at {peers_py} "
               f"(make it with benchmarks/peers/setup.sh)")
@@ -247,11 +251,9 @@ def profile_vcli(r: Runner, top: int, keep: bool) -> str:
     import pstats
 
     folder = r.folder("vcli-profile")
-    env = r.vcli_env(folder)
-    child([VCLI, "create", "bench", "--dimensions", str(r.dims), "--metric", "cosine"], env=env)
     stats_file = r.work / "vcli-load.prof"
     read_through(r.data)
-    done = child([PY, "-c", _PROFILE, str(stats_file), "insert", "bench", "--file", str(r.data), "--json"], env=env)
+    done = r.vcli(folder, (PY, "-c", _PROFILE, str(stats_file)))
     r.drop(folder)
     out = io.StringIO()
     print(f"vcli's load under cProfile: {done.seconds:.1f} s (profiling slows Python code, not C)", file=out)
@@ -277,7 +279,7 @@ def main() -> int:
                         help="the peers' environment's Python (default: benchmarks/peers/.venv)")
     parser.add_argument("--lance-write-parallelism", type=int, help="LanceDB's, for iterator ingestion (default: cores)")
     parser.add_argument("--work", type=Path, help="work folder; its data file is reused (default: a new temporary one)")
-    parser.add_argument("--keep", action="store_true", help="keep the data file and the last turn's stores")
+    parser.add_argument("--keep", action="store_true", help="keep the data file, the last turn's stores and the profile")
     parser.add_argument("--profile", action="store_true", help="also run vcli's load once under cProfile")
     parser.add_argument("--profile-top", type=int, default=25)
     parser.add_argument("--no-fsync", action="store_true", help="also run vcli's load once under eatmydata")
@@ -327,7 +329,8 @@ def main() -> int:
         print(table(loads, args.n, args.dims), flush=True)
         if args.no_fsync:
             folder = r.folder("vcli-nofsync")
-            done = r.vcli(folder, prefix=("eatmydata",))
+            read_through(data)
+            done = r.vcli(folder, ("eatmydata", VCLI))
             r.drop(folder)
             print(f"vcli under eatmydata (no fsync): {done.seconds:.2f} s, {args.n / done.seconds:,.0f} vectors/s, "
                   f"cpu {done.cpu:.1f} s (load average {load_average()})\n", flush=True)

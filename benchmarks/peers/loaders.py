@@ -4,9 +4,8 @@
 
 runs in the peers' own virtual environment (``setup.sh``), one process a load, started by
 ``bench.py`` which measures it. Every tool parses the file itself the same way (orjson, one line
-at a time, into batches of ``BATCH`` lines: ids, float32 values, metadata; ``parse`` does only
-that, the floor under every load), makes its store in FOLDER
-and returns only when the load is durable:
+at a time, into batches of ``BATCH`` lines: ids, float32 values, metadata), makes its store in
+FOLDER and returns only when the load is durable:
 
 * ``parse``: no store; the file parsed into batches as below, the floor under every load (it
   needs only NumPy and orjson: ``bench.py`` runs it with the project's Python).
@@ -25,8 +24,9 @@ and returns only when the load is durable:
   ``get_max_batch_size()`` rows (ids, embeddings as a NumPy array, metadata dicts). Unlike the
   others (and vcli), Chroma builds its HNSW graph as it loads.
 
-Lance does not promise that a local write is fsynced, so after each load this process fsyncs
-every file and folder it made (``sync_tree``), for every tool alike; the time counts.
+Whatever a tool syncs itself, this process then fsyncs every file and folder it made
+(``sync_tree``), the same for every tool, so that each load ends durable; the time counts (little
+where the tool had synced already).
 """
 
 from __future__ import annotations
