@@ -98,15 +98,21 @@ def vector_id(i: int) -> str:
     return f"doc-{i:07d}"
 
 
-def write_ndjson(out, n: int, dims: int = 384, seed: int = 0, id_of=vector_id) -> None:
-    """Write ``n`` vectors as NDJSON lines (``{"id", "values"}``, ids ``id_of(i)``) to the binary
-    stream ``out``."""
+def write_ndjson(out, n: int, dims: int = 384, seed: int = 0, id_of=vector_id, metadata_of=None) -> None:
+    """Write ``n`` vectors as NDJSON lines (``{"id", "values"}``, ids ``id_of(i)``, and
+    ``"metadata": metadata_of(i)`` when given) to the binary stream ``out``."""
     import orjson
 
     opt = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
+
+    def record(i: int, row: np.ndarray) -> dict:
+        rec = {"id": id_of(i), "values": row}
+        if metadata_of is not None:
+            rec["metadata"] = metadata_of(i)
+        return rec
+
     for start, block in Generator(dims, seed).chunks(n):
-        out.write(b"".join(orjson.dumps({"id": id_of(start + i), "values": row}, option=opt)
-                           for i, row in enumerate(block)))
+        out.write(b"".join(orjson.dumps(record(start + i, row), option=opt) for i, row in enumerate(block)))
 
 
 if __name__ == "__main__":

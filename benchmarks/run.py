@@ -118,6 +118,13 @@ def child(argv: list[str], *, stdin: str | bytes | Path | None = None, env: dict
     return result
 
 
+def compile_vcli() -> None:
+    """pip compiles a package's bytecode when it installs it; an editable install in an
+    environment with PYTHONDONTWRITEBYTECODE set would compile vcli in every process (~80 ms)."""
+    subprocess.run([PY, "-m", "compileall", "-q", str(Path(__import__("vcli").__file__).parent)],
+                   check=True)
+
+
 class Bench:
     def __init__(self, work: Path, quick: bool):
         self.work = work
@@ -581,10 +588,7 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     if (work / "data").exists():
         shutil.rmtree(work / "data")
-    # pip compiles a package's bytecode when it installs it; an editable install in an
-    # environment with PYTHONDONTWRITEBYTECODE set would compile vcli in every process (~80 ms).
-    subprocess.run([PY, "-m", "compileall", "-q", str(Path(__import__("vcli").__file__).parent)],
-                   check=True)
+    compile_vcli()
     b = Bench(work, args.quick)
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else ([20_000] if args.quick else [20_000, 60_000, 200_000])
     print(f"vcli benchmark: {os.cpu_count()} cores, {'quick' if args.quick else 'full'} run, work {work}")
