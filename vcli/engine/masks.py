@@ -68,7 +68,9 @@ class FilterRows:
         else:
             kept = [len(r) - (0 if drop is None else int(np.count_nonzero(drop))) for _, r, drop in parts]
             self.matches = sum(kept) + int(np.count_nonzero(self.delta))
-            self.nbytes = 4 * sum(kept) + self.delta.nbytes
+            # (its rows, made when asked for, and the drops: the conditions' rows are the batch's)
+            self.nbytes = 4 * sum(kept) + sum(drop.nbytes for _, _, drop in parts if drop is not None) \
+                + self.delta.nbytes
 
     def rows(self) -> Rows:
         if self._rows is None:
