@@ -343,7 +343,7 @@ def compact(old: Matrix, removed: np.ndarray, new_keys: np.ndarray, new_vecs: np
             folder: Folder) -> Path:
     """A new generation at ``seq`` of ``old``'s live rows (neither tombstoned nor in ``removed``,
     sorted) followed by ``new_keys`` / ``new_vecs``; its manifest's path."""
-    dropped = np.union1d(old.gone, removed)
+    dropped = np.sort(np.concatenate([old.gone, removed]))  # (they never share a key)
     keep = np.flatnonzero(~_in_sorted(old.keys, dropped)) if len(dropped) else None
 
     def fill(out: _Appender) -> None:

@@ -194,7 +194,8 @@ class Opened:
             return None
         if self._removed_keys is None:
             removed, gone = np.asarray(self.store.removed_since(self.seq), np.int64), self._open_matrix().gone
-            self._removed_keys = np.union1d(removed, gone) if len(removed) else gone
+            # (the two never share a key; np.union1d would import numpy.ma, ~20 ms)
+            self._removed_keys = np.sort(np.concatenate([removed, gone])) if len(removed) else gone
         return self._removed_keys
 
     def delta_keys(self) -> np.ndarray:
