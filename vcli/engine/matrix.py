@@ -97,16 +97,16 @@ class Manifest(NamedTuple):
     def from_bytes(cls, data: bytes) -> Manifest:
         """``ValueError`` when the bytes are not a whole manifest of this format."""
         body, _, tail = data.rstrip(b"\n").rpartition(b"\n")
+        if not body or tail != f"{zlib.crc32(body):08x}".encode():
+            raise ValueError("its checksum does not match")
         try:
-            if not body or int(tail, 16) != zlib.crc32(body):
-                raise ValueError("its checksum does not match")
             raw = json.loads(body)
-            if raw.get("format") != MANIFEST_FORMAT:
-                raise ValueError(f"it is of format {raw.get('format')!r}, not {MANIFEST_FORMAT}")
             segments = tuple(Segment(int(s[0]), int(s[1]), int(s[2]), tuple(int(c) for c in s[3:7]))
                              for s in raw["segments"])
             man = cls(str(raw["generation"]), int(raw["dimensions"]), int(raw["seq"]), segments)
-        except (KeyError, TypeError, IndexError, json.JSONDecodeError) as exc:
+            if raw["format"] != MANIFEST_FORMAT:
+                raise ValueError(f"it is of format {raw['format']!r}, not {MANIFEST_FORMAT}")
+        except (KeyError, TypeError, IndexError, AttributeError, json.JSONDecodeError) as exc:
             raise ValueError(f"it is not a manifest ({exc})") from None
         at = (0, 0)
         for s in man.segments:
@@ -133,9 +133,7 @@ class Matrix(NamedTuple):
         if path.suffix == ".f32":
             return _load_whole(path, seq, dimensions)
         for attempt in range(3):
-            man = Manifest.from_bytes(path.read_bytes()) if path.stat().st_size < 2**26 else None
-            if man is None:
-                raise ValueError(f"{path.name} is too large to be a manifest")
+            man = Manifest.from_bytes(path.read_bytes())
             if man.seq != seq or man.dimensions != dimensions:
                 raise ValueError(f"{path.name} is damaged or belongs to another index")
             try:
