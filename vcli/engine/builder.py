@@ -66,10 +66,11 @@ def plan(m, parts: list[SearchFile], part_rows: int, stale_share: float) -> Step
     import numpy as np  # lazy: a write that starts no builder does not need it
 
     from . import graph  # lazy: usearch
+    from .matrix import in_sorted
 
     keys = np.asarray(m.keys)
     if len(m.gone):  # tombstoned rows need no part (and a part leaves them out)
-        keys = keys[~np.isin(keys, m.gone)]
+        keys = keys[~in_sorted(keys, m.gone)]
     n = len(keys)
     live = [int(np.searchsorted(keys, part.hi, side="right") - np.searchsorted(keys, part.lo)) for part in parts]
     sizes = [graph.size_of(part.path) for part in parts]

@@ -1,9 +1,9 @@
 """The graph: usearch HNSW graphs over the matrix of a large index, to find candidates fast.
 
 A large index's graph comes in *parts*. File ``graph-<seq>-<lo>-<hi>.usearch`` holds every vector
-of the matrix of mutation ``<seq>`` (``matrix-<seq>.manifest``) whose key is ``lo..hi``, and nothing else; the parts of an index cover
-consecutive key ranges from 0 up, each at most ``Tuning.graph_part_rows`` vectors. Keys are never
-reused and new vectors always get larger ones, so a part stays right for every later matrix: the
+of the matrix of mutation ``<seq>`` whose key is ``lo..hi`` (but its tombstones), and nothing
+else; the parts of an index cover consecutive key ranges from 0 up, each at most
+``Tuning.graph_part_rows`` vectors. Keys are never reused and new vectors always get larger ones, so a part stays right for every later matrix: the
 vectors of a later matrix with keys in ``lo..hi`` are among the part's (the others were deleted or
 replaced since, and a search drops them, as it drops any key the matrix lacks). Rows of the matrix
 that no part covers (those written since the last part, usually) are scanned exactly beside the
@@ -38,7 +38,7 @@ import numpy as np
 from . import fsutil
 from ._usearch import import_usearch
 from .layout import Folder, SearchFile
-from .matrix import Matrix
+from .matrix import Matrix, in_sorted
 from .tuning import DEFAULT, Tuning
 
 _usearch = import_usearch()
@@ -140,7 +140,7 @@ def _add_rows(index: Index, m: Matrix, rows: slice, tuning: Tuning) -> int:
         keys = np.asarray(m.keys[start:stop])
         values = np.ascontiguousarray(m.values[start:stop])
         if len(m.gone):
-            live = np.flatnonzero(~np.isin(keys, m.gone))
+            live = np.flatnonzero(~in_sorted(keys, m.gone))
             keys, values = keys[live], values[live]
         if len(keys):
             index.add(keys.astype(np.uint64), values, threads=add_threads(len(index) + len(keys), tuning))

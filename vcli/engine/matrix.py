@@ -317,7 +317,7 @@ def fold(old: Matrix, store: Store, folder: Folder, compact_share: float) -> Pat
         new_keys = np.fromiter((r[0] for r in rows), np.int64, len(rows))
         if len(rows) and len(old.keys) and new_keys[0] <= old.keys[-1]:
             return None
-        if len(removed) and not _in_sorted(removed, old.keys).all():
+        if len(removed) and not in_sorted(removed, old.keys).all():
             raise RuntimeError("keys removed since the matrix are not in it")
         if old.live() - len(removed) + len(rows) != store.count():
             raise RuntimeError(f"{old.live() - len(removed)} kept and {len(rows)} new rows are not the "
@@ -342,7 +342,7 @@ def compact(old: Matrix, removed: np.ndarray, new_keys: np.ndarray, new_vecs: np
     """A new generation at ``seq`` of ``old``'s live rows (neither tombstoned nor in ``removed``,
     sorted) followed by ``new_keys`` / ``new_vecs``; its manifest's path."""
     dropped = np.sort(np.concatenate([old.gone, removed]))  # (they never share a key)
-    keep = np.flatnonzero(~_in_sorted(old.keys, dropped)) if len(dropped) else None
+    keep = np.flatnonzero(~in_sorted(old.keys, dropped)) if len(dropped) else None
 
     def fill(out: _Appender) -> None:
         for start in range(0, len(old.keys) if keep is None else len(keep), COPY_ROWS):
@@ -353,7 +353,8 @@ def compact(old: Matrix, removed: np.ndarray, new_keys: np.ndarray, new_vecs: np
     return _new(folder, seq, old.values.shape[1], fill)
 
 
-def _in_sorted(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
+def in_sorted(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
+    """Which of ``keys`` are in ``sorted_keys`` (ascending), by binary search."""
     if not len(sorted_keys):
         return np.zeros(len(keys), bool)
     pos = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
@@ -400,6 +401,6 @@ def segment_problems(m: Matrix, folder: Folder) -> str | None:
     keys, gone = np.asarray(m.keys), np.asarray(m.gone)
     if len(keys) > 1 and not (np.diff(keys) > 0).all():
         return "has keys out of order"
-    if len(gone) and ((np.diff(gone) == 0).any() or not _in_sorted(gone, keys).all()):
+    if len(gone) and ((np.diff(gone) == 0).any() or not in_sorted(gone, keys).all()):
         return "has tombstones that are not keys of its rows, or that repeat"
     return None

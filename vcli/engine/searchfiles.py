@@ -13,9 +13,8 @@ whichever file finds them.
   more than ``Tuning.fold_rows`` changes behind, fold the changes into it (appended to its
   generation's columns, or compacted into a new generation: ``matrix.fold``) or build it anew,
   remove the older manifests, other generations' columns and the store's removal records that no
-  file needs; then, for a
-  large index, start the builder when a new matrix was written or there are no graph parts. A writer refreshes after its
-  transaction has committed (``refresh_after_write``); the common case after a small write is
+  file needs; then, for a large index, start the builder when a new matrix was written or there
+  are no graph parts. A writer refreshes after its transaction has committed (``refresh_after_write``); the common case after a small write is
   decided from SQLite and a folder listing alone, without importing NumPy.
 * **Verify** (``verify.py``): cheap checks that a file fits the store, run by every query that
   opens it; ``verify.check_contents`` is ``vcli check``'s thorough one.

@@ -9,6 +9,7 @@ import random
 import numpy as np
 
 from .layout import Folder, SearchFile
+from .matrix import in_sorted, segment_problems
 from .store import Store
 
 # A graph (opened without its key table) is checked by searching it for a few of its matrix's
@@ -53,7 +54,7 @@ def verify(store: Store, file: SearchFile, obj, *, samples: int, matrix=None) ->
     n = len(obj.keys)
     if n:
         pos = np.array(sorted({0, n - 1, *(rng.randrange(n) for _ in range(samples))}))
-        pos = pos[~_in(obj.keys[pos], obj.gone)]  # (a tombstone's key is gone from the store)
+        pos = pos[~in_sorted(obj.keys[pos], obj.gone)]  # (a tombstone's key is gone from the store)
         _check_file_keys(store, seq, obj.keys[pos], obj.values[pos])
     lo, hi = store.key_range()
     if lo is None or hi is None:  # (both are, in an empty store)
@@ -89,7 +90,7 @@ def check_contents(store: Store, file: SearchFile, obj, matrix=None) -> str | No
 
         keys = np.sort(np.asarray(obj.keys, np.uint64).astype(np.int64))
         wanted = np.asarray(matrix.keys[rows_of(matrix, file)], np.int64)
-        wanted = wanted[~_in(wanted, matrix.gone)]  # (a part leaves tombstones out)
+        wanted = wanted[~in_sorted(wanted, matrix.gone)]  # (a part leaves tombstones out)
         missing = np.setdiff1d(wanted, keys, assume_unique=True).size
         outside = int(((keys < file.lo) | (keys > file.hi)).sum())
         if missing or outside:
@@ -97,14 +98,12 @@ def check_contents(store: Store, file: SearchFile, obj, matrix=None) -> str | No
                     f"({missing} missing, {outside} outside its keys)")
         return None
     else:
-        from .matrix import segment_problems
-
         wrong = segment_problems(obj, Folder(file.path.parent))
         if wrong:
             return wrong
         expected = np.fromiter(store.keys_at(seq), np.int64)
         keys = np.asarray(obj.keys, np.int64)
-        keys = keys[~_in(keys, obj.gone)]
+        keys = keys[~in_sorted(keys, obj.gone)]
         what = f"the vectors the store had at mutation {seq}"
     if len(keys) != len(expected) or not np.array_equal(keys, expected):
         missing = np.setdiff1d(expected, keys).size
@@ -200,16 +199,9 @@ def graph_matches(found, i: int):
     return found.keys, found.distances
 
 
-def _in(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
-    if not len(sorted_keys):
-        return np.zeros(len(keys), bool)
-    pos = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
-    return sorted_keys[pos] == keys
-
-
 def _check_matrix_has(m, key: int, blob: bytes) -> None:
     pos = int(np.searchsorted(m.keys, key))
-    if pos >= len(m.keys) or m.keys[pos] != key or _in(np.array([key]), m.gone)[0]:
+    if pos >= len(m.keys) or m.keys[pos] != key or in_sorted(np.array([key]), m.gone)[0]:
         raise ValueError(f"it lacks vector {key}, which the store had")
     if np.asarray(m.values[pos], "<f4").tobytes() != blob:
         raise ValueError(f"its vector {key} differs from the store's: it belongs to another index")
