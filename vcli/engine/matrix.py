@@ -207,7 +207,6 @@ class _Appender:
     CRC-32 of what it wrote to each; fsyncs them on ``close``."""
 
     def __init__(self, folder: Folder, generation: str, dimensions: int, at: Manifest | None):
-        self.generation, self.dimensions = generation, dimensions
         rows, gone = (at.rows, at.gone) if at is not None else (0, 0)
         self.rows, self.gone = rows, gone
         self.offsets = [rows * 8, rows * 4, rows * dimensions * 4, gone * 8]
@@ -230,13 +229,10 @@ class _Appender:
             view = view[done:]
 
     def add(self, keys: np.ndarray, values: np.ndarray) -> None:
-        self._write(0, keys.astype("<i8"))
-        self._write(1, _norms(values).astype("<f4"))
-        self._write(2, values.astype("<f4", copy=False))
-        self.rows += len(keys)
+        self.copy(keys, _norms(values), values)
 
     def copy(self, keys: np.ndarray, norms: np.ndarray, values: np.ndarray) -> None:
-        """Rows of another generation, whose norms are known."""
+        """Rows whose norms are known (another generation's)."""
         self._write(0, keys.astype("<i8"))
         self._write(1, norms.astype("<f4"))
         self._write(2, values.astype("<f4", copy=False))
@@ -263,8 +259,8 @@ class _Appender:
         self.fds = []
 
 
-def new_generation(seq: int) -> str:
-    return f"{seq}-{os.urandom(4).hex()}"
+def _new_generation(seq: int) -> str:
+    return f"{seq}-{os.urandom(4).hex()}"  # (os.urandom: the secrets module costs ~10 ms to import)
 
 
 def _commit(folder: Folder, man: Manifest) -> Path:
@@ -276,8 +272,8 @@ def _commit(folder: Folder, man: Manifest) -> Path:
 def _new(folder: Folder, seq: int, dimensions: int, fill) -> Path:
     """A new generation at mutation ``seq`` whose one segment ``fill(appender)`` writes; its
     manifest's path. Killed or failing before the manifest is renamed into place, it leaves files
-    of a generation no manifest names (``remove_other_generations`` removes them)."""
-    generation = new_generation(seq)
+    of a generation no manifest names (the next refresh removes them: ``other_generations``)."""
+    generation = _new_generation(seq)
     out = _Appender(folder, generation, dimensions, None)
     try:
         fill(out)
