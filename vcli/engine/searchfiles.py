@@ -134,8 +134,8 @@ class SearchFiles:
         """Bring the matrix up to date; whether a new one was written. An index small enough to
         need none (``needs_matrix``) is left without one instead."""
         if not self.needs_matrix():
-            for other in [*(f.path for f in matrices), *(path for _, path in self.folder.vector_files())]:
-                other.unlink(missing_ok=True)
+            for stale in [*(f.path for f in matrices), *(path for _, path in self.folder.vector_files())]:
+                stale.unlink(missing_ok=True)
             self.store.prune_removed(self.store.last_seq())
             return False
         from . import matrix  # lazy: NumPy
