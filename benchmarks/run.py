@@ -299,8 +299,10 @@ def batch_answers(b: Bench, name: str, queries: np.ndarray, k: int = 10) -> tupl
 
 
 def kind_of(path: Path) -> str:
-    """The kind of an index's file: store, matrix, graph (one file a part), index, lock..."""
-    return path.name.split("-")[0].split(".")[0]
+    """The kind of an index's file: store, matrix (its manifest and columns), graph (one file a
+    part), index, lock..."""
+    kind = path.name.split("-")[0].split(".")[0]
+    return "matrix" if kind == "vectors" else kind
 
 
 def file_kinds(b: Bench, name: str) -> list[str]:
@@ -552,9 +554,9 @@ def bench_scale(b: Bench, n: int, constant: int, baseline: bool, pipe: bool = Fa
 
 
 def bench_grow(b: Bench, name: str, n: int, more: int) -> None:
-    """Insert ``more`` new vectors into the loaded index: the write copies the matrix with them
-    appended, and the builder then adds them to the last graph part while queries scan them
-    exactly (a write never takes the graph away)."""
+    """Insert ``more`` new vectors into the loaded index: the write appends them to the matrix
+    (``growth.py`` times this beside the same into a small index), and the builder then adds them
+    to the last graph part while queries scan them exactly (a write never takes the graph away)."""
     path = b.work / f"more-{more}.ndjson"
     with open(path, "wb") as f:
         datagen.write_ndjson(f, more, DIMS, seed=1, id_of=lambda i: f"more-{i}")

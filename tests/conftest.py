@@ -40,6 +40,7 @@ SLOW_TESTS = {  # (without parameters)
     "tests/test_check.py::test_damaged_graph_is_rebuilt",
     "tests/test_filters.py::test_broad_and_narrow_filters_on_a_bigger_index",
     "tests/test_embeddings.py::test_batches_split_by_texts_and_tokens_keep_the_order",
+    "tests/test_fold.py::test_answers_stay_exact_over_many_folds_with_deletes_and_upserts",
 }
 TESTS = Path(__file__).parent
 

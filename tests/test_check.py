@@ -45,7 +45,14 @@ def assert_query_right(vcli, name, model, seed=1, k=7, metric="cosine"):
 
 
 def derived(data_dir, name="idx"):
-    return sorted(p for p in (data_dir / name).iterdir() if p.suffix in (".f32", ".usearch"))
+    """The matrix's manifest and the graph parts."""
+    return sorted(p for p in (data_dir / name).iterdir() if p.suffix in (".manifest", ".usearch"))
+
+
+def columns(data_dir, name="idx"):
+    """The column files of the matrix's generations, by column (keys, norms, f32, gone)."""
+    found = sorted((data_dir / name).glob("vectors-*"))
+    return {p.suffix[1:]: p for p in found}
 
 
 def graph_of(data_dir, name="idx"):
@@ -64,21 +71,21 @@ def test_healthy_index_exits_0(vcli, data_dir):
     res, report = check_json(vcli)
     assert res.code == 0, res.err
     assert report["healthy"] is True and report["problems"] == []
-    assert report["vectorCount"] == 2100 and report["searchFile"] == "matrix-1.f32"
+    assert report["vectorCount"] == 2100 and report["searchFile"] == "matrix-1.manifest"
     human = vcli("check", "idx")
     assert human.code == 0 and "healthy" in human.out
 
 
 def test_truncated_matrix_is_repaired_on_the_next_query(vcli, data_dir):
     model = make_index(data_dir)
-    (path,) = derived(data_dir)
+    path = columns(data_dir)["f32"]  # (never done to a file a reader may have mapped)
     path.write_bytes(path.read_bytes()[:1000])
     res, report = check_json(vcli)
     assert res.code == 1
     assert res.err.startswith("Error: ") and res.err.count("\n") == 1 and "--repair" in res.err
     assert [p["code"] for p in report["problems"]] == ["search-damaged"]
     q = assert_query_right(vcli, "idx", model)
-    assert "matrix-1.f32" in q.err and "rebuilt it from the store" in q.err
+    assert "matrix-1.manifest" in q.err and "rebuilt it from the store" in q.err
     res, report = check_json(vcli)
     assert res.code == 0, report["problems"]
     assert assert_query_right(vcli, "idx", model, seed=2).err == ""
@@ -86,7 +93,7 @@ def test_truncated_matrix_is_repaired_on_the_next_query(vcli, data_dir):
 
 def test_check_repair_exits_3_then_0(vcli, data_dir):
     model = make_index(data_dir)
-    (path,) = derived(data_dir)
+    path = columns(data_dir)["f32"]
     path.write_bytes(b"\0" * path.stat().st_size)  # right size, wrong bytes
     (data_dir / "idx" / ".matrix-7.f32.tmp-0badc0de").write_bytes(b"half a file")
     res, report = check_json(vcli, "idx", "--repair")
@@ -104,7 +111,7 @@ def test_check_repair_exits_3_then_0(vcli, data_dir):
 
 def test_missing_search_file_is_rebuilt(vcli, data_dir):
     model = make_index(data_dir)
-    for p in derived(data_dir):
+    for p in [*derived(data_dir), *columns(data_dir).values()]:
         p.unlink()
     res, report = check_json(vcli)
     assert res.code == 1 and report["problems"][0]["code"] == "search-missing"
@@ -119,7 +126,8 @@ def test_search_file_from_another_index_is_refused(vcli, data_dir):
     make_index(data_dir, "other", seed=9)
     model = make_index(data_dir, "idx", seed=0)
     # Same dimensions, same number of vectors, same mutation number: only the contents differ.
-    shutil.copy(derived(data_dir, "other")[0], derived(data_dir, "idx")[0])
+    for column, path in columns(data_dir, "other").items():
+        shutil.copy(path, columns(data_dir, "idx")[column])
     res, report = check_json(vcli)
     assert res.code == 1 and report["problems"][0]["code"] == "search-damaged"
     q = assert_query_right(vcli, "idx", model)
@@ -131,22 +139,24 @@ def test_search_file_from_another_index_is_refused(vcli, data_dir):
 def test_search_file_newer_than_the_store_is_refused(vcli, data_dir):
     model = make_index(data_dir)
     (path,) = derived(data_dir)
-    path.rename(path.with_name("matrix-99.f32"))
+    path.rename(path.with_name("matrix-99.manifest"))
     res, report = check_json(vcli)
     assert res.code == 1
     assert "another index" in report["problems"][0]["problem"] or "damaged" in report["problems"][0]["problem"]
     q = assert_query_right(vcli, "idx", model)
     assert "rebuilt" in q.err
-    assert [p.name for p in derived(data_dir)] == ["matrix-1.f32"]
+    assert [p.name for p in derived(data_dir)] == ["matrix-1.manifest"]
 
 
 def test_old_copy_of_a_search_file_is_not_caught_up_wrongly(vcli, data_dir, tmp_path):
     """A file restored from before removals the store no longer remembers must be rebuilt, or
     deleted and replaced vectors would come back (or be missing from the answer)."""
     model = make_index(data_dir, n=2500)
-    (old,) = derived(data_dir)
+    old = [*derived(data_dir), *columns(data_dir).values()]
     keep = tmp_path / "old-copy"
-    shutil.copy(old, keep)
+    keep.mkdir()
+    for path in old:
+        shutil.copy(path, keep / path.name)
     cat = Catalog(data_dir)
     rng = np.random.default_rng(5)
     with cat.open("idx", write=True) as ix:  # replace 2100 vectors: the writer refreshes and prunes
@@ -156,9 +166,10 @@ def test_old_copy_of_a_search_file_is_not_caught_up_wrongly(vcli, data_dir, tmp_
     model.update(new)
     for i in range(2100, 2200):
         del model[f"v{i}"]
-    for p in derived(data_dir):
+    for p in [*derived(data_dir), *columns(data_dir).values()]:
         p.unlink()
-    shutil.copy(keep, old)
+    for path in old:
+        shutil.copy(keep / path.name, path)
     res, report = check_json(vcli)
     assert res.code == 1 and report["problems"][0]["code"] == "search-damaged"
     for seed in range(3):
@@ -180,7 +191,7 @@ def test_search_file_far_behind_is_caught_up(vcli, data_dir):
     assert res.code == 1 and report["problems"][0]["code"] == "search-behind"
     q = assert_query_right(vcli, "idx", model)
     assert "changes behind" in q.err and "brought it up to date" in q.err
-    assert [p.name for p in derived(data_dir)] == ["matrix-2.f32"]
+    assert [p.name for p in derived(data_dir)] == ["matrix-2.manifest"]
     res, report = check_json(vcli)
     assert res.code == 0, report["problems"]
 
@@ -188,11 +199,15 @@ def test_search_file_far_behind_is_caught_up(vcli, data_dir):
 def test_superseded_files_are_tidied_by_repair(vcli, data_dir):
     make_index(data_dir)
     (path,) = derived(data_dir)
-    shutil.copy(path, path.with_name("matrix-0.f32"))
+    shutil.copy(path, path.with_name("matrix-0.manifest"))
+    orphan = columns(data_dir)["f32"].with_name("vectors-0-0badc0de.f32")  # a killed build's
+    shutil.copy(columns(data_dir)["f32"], orphan)
     res, report = check_json(vcli)
-    assert res.code == 1 and report["problems"][0]["code"] == "old:matrix-0.f32"
+    assert res.code == 1
+    assert [p["code"] for p in report["problems"]] == ["old:matrix-0.manifest", "old:vectors-0-0badc0de.f32"]
     assert check_json(vcli, "idx", "--repair")[0].code == 3
-    assert [p.name for p in derived(data_dir)] == ["matrix-1.f32"]
+    assert [p.name for p in derived(data_dir)] == ["matrix-1.manifest"]
+    assert not orphan.exists() and len(columns(data_dir)) == 4
 
 
 def test_damaged_vectors_are_reported_not_deleted(vcli, data_dir):
@@ -305,7 +320,7 @@ def test_damaged_graph_is_rebuilt(data_dir, graph_mode, damage, metric):
     make_index(data_dir, "other", seed=9, metric=metric, tuning=GRAPHS)
     model = make_index(data_dir, metric=metric, tuning=GRAPHS)
     path = graph_of(data_dir)
-    assert [p.name for p in derived(data_dir)] == ["graph-1-0-2100.usearch", "matrix-1.f32"]
+    assert [p.name for p in derived(data_dir)] == ["graph-1-0-2100.usearch", "matrix-1.manifest"]
     if damage == "truncate":
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     elif damage == "foreign":
@@ -319,7 +334,7 @@ def test_damaged_graph_is_rebuilt(data_dir, graph_mode, damage, metric):
     assert [p["code"] for p in report["problems"]] == ["graph-missing" if damage == "delete" else "graph-damaged"]
     q = assert_query_right(vcli, "idx", model, metric=metric)  # exact from the matrix meanwhile
     assert ("built anew" in q.err) == (damage != "delete")
-    assert [p.name for p in derived(data_dir)] == ["graph-1-0-2100.usearch", "matrix-1.f32"]
+    assert [p.name for p in derived(data_dir)] == ["graph-1-0-2100.usearch", "matrix-1.manifest"]
     res, report = check_json(vcli)
     assert res.code == 0, report["problems"]
 
@@ -338,7 +353,7 @@ def test_sound_graph_of_equal_vectors_is_trusted(data_dir, graph_mode):
     for _ in range(3):
         q = assert_query_right(vcli, "idx", model)
         assert q.err == ""  # no repair, no note
-    assert [p.name for p in derived(data_dir)] == ["graph-1-0-300.usearch", "matrix-1.f32"]
+    assert [p.name for p in derived(data_dir)] == ["graph-1-0-300.usearch", "matrix-1.manifest"]
 
 
 def test_a_small_index_keeps_no_matrix_and_no_pile_of_removals(vcli, data_dir):
@@ -354,11 +369,11 @@ def test_a_small_index_keeps_no_matrix_and_no_pile_of_removals(vcli, data_dir):
             model = {i: (v + round_).astype(np.float32) for i, v in model.items()}
         assert ix.store.removed_rows() <= Tuning().fold_rows
         path = matrix.build(ix.store, ix.folder, DIMS)  # as an older vcli would have left it
-    path.write_bytes(path.read_bytes()[:200])
+    path.write_bytes(path.read_bytes()[:20])
     res, report = check_json(vcli)
     assert res.code == 1 and [p["code"] for p in report["problems"]] == ["search-damaged"]
     res, report = check_json(vcli, "idx", "--repair")
-    assert res.code == 3 and derived(data_dir) == []
+    assert res.code == 3 and derived(data_dir) == [] and columns(data_dir) == {}
     res, report = check_json(vcli)
     assert res.code == 0 and report["searchFile"] is None
     assert_query_right(vcli, "idx", model)

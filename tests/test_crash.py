@@ -4,8 +4,10 @@ moments; after every kill the index holds exactly the state before or after that
 Each trial runs one real command on thousands of lines and kills it:
   * at a random moment (the delay is drawn from the durations of the commands that finished);
   * while SQLite is writing its log (as soon as the ``-wal`` file has grown by a random amount);
-  * during the search-file refresh that follows a large write (as soon as a temporary matrix or
-    graph file appears).
+  * during the search-file refresh that follows a large write (as soon as a temporary manifest or
+    graph file appears);
+  * during a fold (as soon as a column file of the matrix grows or a new generation's appears:
+    rows appended, or copied by a compaction, that no manifest names yet).
 Then: the index opens, ``info`` works, ``vectorCount`` is the count before or after the command,
 every vector (values, namespace, metadata) equals one of the two states, ``processedUpToMutation``
 agrees, and queries return the same ids and scores as NumPy brute force over that state.
@@ -61,6 +63,11 @@ def size_of(path: Path) -> int:
         return path.stat().st_size
     except FileNotFoundError:  # (SQLite deletes its log when the last connection closes)
         return 0
+
+
+def column_sizes(folder: Path) -> dict[str, int]:
+    """The matrix's column files (``vectors-*``) and their sizes."""
+    return {n: size_of(folder / n) for n in os.listdir(folder) if n.startswith("vectors-")}
 
 
 class Model:
@@ -142,19 +149,22 @@ class Harness:
             out.append(rec)
         return out
 
-    def next_op(self) -> tuple[str, list[dict] | None, list[str] | None]:
+    def next_op(self, fold: bool = False) -> tuple[str, list[dict] | None, list[str] | None]:
+        """A command; with ``fold``, one of more changes than ``fold_rows`` (the refresh folds)."""
         size = len(self.model.state)
         op = "delete-vectors" if size > 7000 else self.rng.choice(["insert", "upsert", "delete-vectors"])
+        if fold and size < 2500:
+            op = "insert"
         if op == "delete-vectors":
-            ids = self.rng.sample(sorted(self.model.state), min(size, self.rng.choice([300, 2300])))
+            ids = self.rng.sample(sorted(self.model.state), min(size, 2300 if fold else self.rng.choice([300, 2300])))
             return op, None, ids + [f"missing-{self.serial}", "also 'missing'"]
         n = self.rng.choice([2100, 2600, 4000])
         return op, self.lines(n, existing=0.1 if op == "insert" else 0.5), None
 
     # -- one trial ---------------------------------------------------------------------------
     def trial(self, mode: str) -> None:
-        op, lines, ids = self.next_op()
-        cmd = wrapped_vcli(self.graph, stall=True) if mode == "refresh" else self.cmd
+        op, lines, ids = self.next_op(fold=mode == "fold")
+        cmd = wrapped_vcli(self.graph, stall=True) if mode in ("refresh", "fold") else self.cmd
         args = [*cmd, op, NAME, "--json"]
         stdin = None
         if op == "delete-vectors":
@@ -169,6 +179,7 @@ class Harness:
         wal_goal = wal_start + self.rng.randrange(1, 400_000)
         guess = self.durations.get(op, 1.0)
         delay = self.rng.uniform(0.0, 1.15 * guess)
+        columns = column_sizes(self.folder)
         started = time.monotonic()
         proc = subprocess.Popen(args, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         killed_in = None
@@ -181,6 +192,9 @@ class Harness:
             elif mode == "refresh" and any(".tmp-" in n for n in os.listdir(self.folder)):
                 time.sleep(self.rng.uniform(0, 0.4))  # before the rename, after it, or not at all
                 killed_in = "refresh"
+            elif mode == "fold" and column_sizes(self.folder) != columns:
+                time.sleep(self.rng.uniform(0, 0.3))  # mid-append, before its manifest, or after
+                killed_in = "fold"
             if killed_in:
                 proc.send_signal(signal.SIGKILL)
                 break
@@ -228,7 +242,7 @@ class Harness:
 
 def test_sigkill_at_random_moments(data_dir, tmp_path, vcli_proc):
     h = Harness(data_dir, tmp_path, seed=int(os.environ.get("VCLI_CRASH_SEED", "1")))
-    modes = ["random", "random", "wal", "refresh"]
+    modes = ["random", "random", "wal", "refresh", "fold"]
     done = 0
     try:
         for i in range(TRIALS):
@@ -248,6 +262,7 @@ def test_sigkill_at_random_moments(data_dir, tmp_path, vcli_proc):
     assert {v["id"]: np.asarray(v["values"], "<f4").tobytes() for v in got.json} == {
         i: h.model.state[i][0] for i in some}
     assert h.tally["killed (random)"] + h.tally["killed (wal)"] + h.tally["killed (refresh)"] > 0
+    assert h.tally["killed (fold)"] > 0
 
 
 def test_sigkill_during_graph_refresh(data_dir, tmp_path):

@@ -82,12 +82,12 @@ def build(catalog: Catalog, metric: str, seed: int = 0, namespaces: bool = False
 
 
 def search_files(catalog: Catalog, name: str) -> set[str]:
-    return {p.suffix for p in catalog.path_of(name).iterdir() if p.suffix in (".f32", ".usearch")}
+    return {p.suffix for p in catalog.path_of(name).iterdir() if p.suffix in (".manifest", ".usearch")}
 
 
 def test_each_mode_searches_what_it_says(catalog, mode):
     name, model, _ = build(catalog, "cosine")
-    assert search_files(catalog, name) == {"delta": set(), "matrix": {".f32"}, "graph": {".f32", ".usearch"}}[mode]
+    assert search_files(catalog, name) == {"delta": set(), "matrix": {".manifest"}, "graph": {".manifest", ".usearch"}}[mode]
     if mode == "graph":
         parts = [p for p in catalog.path_of(name).iterdir() if p.suffix == ".usearch"]
         assert len(parts) >= 3  # graph_part_rows=150 over ~500 vectors

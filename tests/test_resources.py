@@ -210,7 +210,7 @@ def test_read_only_index_answers_and_refuses_writes(data_dir, restricted):
 def test_read_only_index_with_a_damaged_search_file_still_answers(data_dir, restricted):
     make(data_dir, n=2500)  # (an index of up to 2,000 vectors needs no matrix)
     folder = data_dir / NAME
-    (matrix,) = folder.glob("matrix-*.f32")
+    (matrix,) = folder.glob("matrix-*.manifest")
     matrix.write_bytes(matrix.read_bytes()[:100])
     folder.chmod(0o500)
     try:

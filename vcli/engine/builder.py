@@ -66,9 +66,13 @@ def plan(m, parts: list[SearchFile], part_rows: int, stale_share: float) -> Step
     import numpy as np  # lazy: a write that starts no builder does not need it
 
     from . import graph  # lazy: usearch
+    from .matrix import in_sorted
 
-    keys, n = m.keys, len(m.keys)
-    live = [(rows := graph.rows_of(m, part)).stop - rows.start for part in parts]
+    keys = np.asarray(m.keys)
+    if len(m.gone):  # tombstoned rows need no part (and a part leaves them out)
+        keys = keys[~in_sorted(keys, m.gone)]
+    n = len(keys)
+    live = [int(np.searchsorted(keys, part.hi, side="right") - np.searchsorted(keys, part.lo)) for part in parts]
     sizes = [graph.size_of(part.path) for part in parts]
     stale = [size - alive > stale_share * size or not alive for size, alive in zip(sizes, live, strict=True)]
     below = -1  # every row with a key up to this one is covered

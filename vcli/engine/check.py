@@ -7,7 +7,8 @@ What is checked:
   bytes; metadata is a JSON object; every row was written by a recorded mutation; the bookkeeping of
   removed rows is consistent; the integer keys can never be handed out twice.
 * **The search files** (derived): no temporary files left by a killed refresh or build (a running
-  builder's is left alone), no superseded files; the newest matrix opens, is not newer than the
+  builder's is left alone), no superseded files (manifests, other generations' columns); the
+  newest matrix opens, its columns match their per-segment checksums, is not newer than the
   store (a file from another index) nor too old to catch up, holds exactly the keys the store had
   at its mutation with the same values and norms, and is not far behind the store; a large
   index's graph parts cover every row of that matrix (or a builder is at work), and each opens,
@@ -263,6 +264,12 @@ def _search_file_problems(index, count: int) -> tuple[list[Problem], str | None]
         if old != file and old not in parts and not (building and old.kind == "graph"):  # (the builder's to remove)
             out.append(Problem("search files", f"old:{old.path.name}",
                                f"superseded search file {old.path.name}", True))
+    from .matrix import generation_of, other_generations  # (NumPy: the check has it already)
+
+    unreadable = file is not None and file.path.suffix == ".manifest" and generation_of(file.path) is None
+    for column in [] if unreadable else other_generations(folder, None if file is None else file.path):
+        out.append(Problem("search files", f"old:{column.name}",
+                           f"column file {column.name} of a matrix generation no manifest uses", True))
     if file is None:
         if files.needs_matrix():
             out.append(Problem("search files", "search-missing",

@@ -1,9 +1,9 @@
 """The graph: usearch HNSW graphs over the matrix of a large index, to find candidates fast.
 
 A large index's graph comes in *parts*. File ``graph-<seq>-<lo>-<hi>.usearch`` holds every vector
-of ``matrix-<seq>.f32`` whose key is ``lo..hi``, and nothing else; the parts of an index cover
-consecutive key ranges from 0 up, each at most ``Tuning.graph_part_rows`` vectors. Keys are never
-reused and new vectors always get larger ones, so a part stays right for every later matrix: the
+of the matrix of mutation ``<seq>`` whose key is ``lo..hi`` (but its tombstones), and nothing
+else; the parts of an index cover consecutive key ranges from 0 up, each at most
+``Tuning.graph_part_rows`` vectors. Keys are never reused and new vectors always get larger ones, so a part stays right for every later matrix: the
 vectors of a later matrix with keys in ``lo..hi`` are among the part's (the others were deleted or
 replaced since, and a search drops them, as it drops any key the matrix lacks). Rows of the matrix
 that no part covers (those written since the last part, usually) are scanned exactly beside the
@@ -38,7 +38,7 @@ import numpy as np
 from . import fsutil
 from ._usearch import import_usearch
 from .layout import Folder, SearchFile
-from .matrix import Matrix
+from .matrix import Matrix, in_sorted
 from .tuning import DEFAULT, Tuning
 
 _usearch = import_usearch()
@@ -116,7 +116,8 @@ def rows_of(m: Matrix, part: SearchFile) -> slice:
 
 
 def uncovered(m: Matrix, parts: Sequence[SearchFile]) -> list[slice]:
-    """The runs of rows of ``m`` that no part covers (searched exactly beside the parts)."""
+    """The runs of rows of ``m`` that no part covers (searched exactly beside the parts), but
+    runs of tombstones only, which no part will cover."""
     out, at = [], 0
     for part in parts:  # (in key order, not overlapping)
         rows = rows_of(m, part)
@@ -125,15 +126,26 @@ def uncovered(m: Matrix, parts: Sequence[SearchFile]) -> list[slice]:
         at = max(at, rows.stop)
     if at < len(m.keys):
         out.append(slice(at, len(m.keys)))
+    if len(m.gone):
+        out = [r for r in out if r.stop - r.start > np.searchsorted(m.gone, m.keys[r.stop - 1], side="right")
+               - np.searchsorted(m.gone, m.keys[r.start])]
     return out
 
 
-def _add_rows(index: Index, m: Matrix, rows: slice, tuning: Tuning) -> None:
-    """Add the matrix's rows ``rows``, ``CHUNK`` at a time."""
+def _add_rows(index: Index, m: Matrix, rows: slice, tuning: Tuning) -> int:
+    """Add the matrix's rows ``rows`` but its tombstones, ``CHUNK`` at a time; how many."""
+    added = 0
     for start in range(rows.start, rows.stop, CHUNK):
         stop = min(rows.stop, start + CHUNK)
-        keys = np.asarray(m.keys[start:stop]).astype(np.uint64)
-        index.add(keys, np.ascontiguousarray(m.values[start:stop]), threads=add_threads(len(index) + len(keys), tuning))
+        keys = np.asarray(m.keys[start:stop])
+        values = np.ascontiguousarray(m.values[start:stop])
+        if len(m.gone):
+            live = np.flatnonzero(~in_sorted(keys, m.gone))
+            keys, values = keys[live], values[live]
+        if len(keys):
+            index.add(keys.astype(np.uint64), values, threads=add_threads(len(index) + len(keys), tuning))
+        added += len(keys)
+    return added
 
 
 def save(index: Index, path: Path) -> None:
@@ -161,9 +173,9 @@ def extend_part(old: SearchFile, m: Matrix, folder: Folder, metric: str, hi: int
     index = load(old.path, m.values.shape[1], metric, tuning, view=False)
     before = len(index)
     rows = slice(int(np.searchsorted(m.keys, old.hi, side="right")), int(np.searchsorted(m.keys, hi, side="right")))
-    _add_rows(index, m, rows, tuning)
-    if len(index) != before + rows.stop - rows.start:
-        raise RuntimeError(f"{old.path.name} extended holds {len(index)} vectors, not {before + rows.stop - rows.start}")
+    added = _add_rows(index, m, rows, tuning)
+    if len(index) != before + added:
+        raise RuntimeError(f"{old.path.name} extended holds {len(index)} vectors, not {before + added}")
     path = folder.search_file("graph", m.seq, (old.lo, hi))
     save(index, path)
     return path

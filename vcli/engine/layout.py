@@ -4,7 +4,10 @@
       index.toml             configuration (catalog.py)
       store.sqlite (-wal, -shm)   every vector: the truth (store/)
       lock                   the writer lock (lock.py)
-      matrix-<seq>.f32       every vector as of mutation <seq>, for search (matrix.py, searchfiles.py)
+      matrix-<seq>.manifest  every vector as of mutation <seq>, for search: the prefix of the
+                             columns of generation <gen> that the matrix is (matrix.py, searchfiles.py)
+      vectors-<gen>.keys|norms|f32|gone   a generation's append-only columns (matrix.py)
+      matrix-<seq>.f32       the matrix of vcli before generations, in one file (still read)
       graph-<seq>-<lo>-<hi>.usearch   for large indexes, a usearch graph of the vectors of
                              matrix-<seq> whose keys are lo..hi: one part of the graph (graph.py)
       build.lock             held by the process building the graph (builder.py)
@@ -29,9 +32,11 @@ LISTING_FILE = "listing"  # touched by list-vectors: writers keep what they remo
 # Files of the index that vcli opens by name (a symbolic link in their place is refused).
 OWN_FILES = (CONFIG_FILE, STORE_FILE, STORE_FILE + "-wal", STORE_FILE + "-shm", LOCK_FILE, BUILD_LOCK_FILE,
              LISTING_FILE)
-SEARCH_FILE_SUFFIX = {"matrix": "f32", "graph": "usearch"}
-_SEARCH_FILE = re.compile(r"(matrix|graph)-(\d+)(?:-(\d+)-(\d+))?\.(f32|usearch)")
-_SEARCH_TEMP = re.compile(r"\.(matrix|graph)-[0-9-]+\.(f32|usearch)\.tmp-[0-9a-f]+")
+SEARCH_FILE_SUFFIX = {"matrix": "manifest", "graph": "usearch"}
+_SEARCH_FILE = re.compile(r"(matrix|graph)-(\d+)(?:-(\d+)-(\d+))?\.(manifest|f32|usearch)")
+_SEARCH_TEMP = re.compile(r"\.(matrix|graph)-[0-9-]+\.(manifest|f32|usearch)\.tmp-[0-9a-f]+")
+_SUFFIXES = {"matrix": ("manifest", "f32"), "graph": ("usearch",)}  # (f32: the one-file matrix before generations)
+_VECTOR_FILE = re.compile(r"vectors-(\d+-[0-9a-f]{8})\.(keys|norms|f32|gone)")
 
 
 def now_iso() -> str:
@@ -82,10 +87,11 @@ class Folder:
         found = []
         for entry in os.scandir(self.path):
             m = _SEARCH_FILE.fullmatch(entry.name)
-            if m and SEARCH_FILE_SUFFIX[m.group(1)] == m.group(5) and (m.group(3) is None or m.group(1) == "graph"):
+            if m and m.group(5) in _SUFFIXES[m.group(1)] and (m.group(3) is None or m.group(1) == "graph"):
                 keys = (0, -1) if m.group(3) is None else (int(m.group(3)), int(m.group(4)))
                 found.append(SearchFile(m.group(1), int(m.group(2)), Path(entry.path), *keys))
-        return sorted(found, key=lambda f: (-f.seq, f.lo, -f.hi))  # (the wider of two parts first)
+        # (the wider of two parts first; of two matrices of one mutation, the manifest)
+        return sorted(found, key=lambda f: (-f.seq, f.lo, -f.hi, f.path.suffix == ".f32"))
 
     def newest_matrix(self) -> SearchFile | None:
         return next((f for f in self.search_files() if f.kind == "matrix"), None)
@@ -99,6 +105,19 @@ class Folder:
             if f.part and f.seq <= matrix.seq and not any(f.overlaps(t) for t in taken):
                 taken.append(f)
         return sorted(taken, key=lambda f: f.lo)
+
+    def vector_file(self, generation: str, column: str) -> Path:
+        """A column (keys, norms, f32 or gone) of matrix generation ``generation``."""
+        return self.path / f"vectors-{generation}.{column}"
+
+    def vector_files(self) -> list[tuple[str, Path]]:
+        """``(generation, path)`` of every column file of a matrix generation."""
+        found = []
+        for entry in os.scandir(self.path):
+            m = _VECTOR_FILE.fullmatch(entry.name)
+            if m:
+                found.append((m.group(1), Path(entry.path)))
+        return sorted(found)
 
     def search_temp_files(self, kind: str | None = None) -> list[Path]:
         """Search files (of ``kind``, or all) being written, or left half-written by a killed

@@ -10,18 +10,21 @@ part covers yet exactly, and score every candidate from the matrix, so answers a
 whichever file finds them.
 
 * **Refresh** (``refresh``, with the writer lock): when the matrix is missing, damaged, foreign, or
-  more than ``Tuning.fold_rows`` changes behind, write a new one (caught up from the old one when
-  it can be), remove the older ones and the store's removal records that no file needs; then, for a
-  large index, start the builder when a new matrix was written or there are no graph parts. A writer refreshes after its
-  transaction has committed (``refresh_after_write``); the common case after a small write is
+  more than ``Tuning.fold_rows`` changes behind, fold the changes into it (appended to its
+  generation's columns, or compacted into a new generation: ``matrix.fold``) or build it anew,
+  remove the older manifests, other generations' columns and the store's removal records that no
+  file needs; then, for a large index, start the builder when a new matrix was written or there
+  are no graph parts. A writer refreshes after its transaction has committed (``refresh_after_write``); the common case after a small write is
   decided from SQLite and a folder listing alone, without importing NumPy.
 * **Verify** (``verify.py``): cheap checks that a file fits the store, run by every query that
   opens it; ``verify.check_contents`` is ``vcli check``'s thorough one.
 * **Repair** (``repair``): a reader that finds its file damaged, missing or far behind rebuilds it
   if it can take the writer lock at once.
 
-Nothing is ever modified in place: every file is written whole under a temporary name and renamed
-(``fsutil.replacing``), so a reader or a crash never sees half a file.
+Nothing a reader may see is ever modified in place: manifests and graph parts are written whole
+under a temporary name and renamed (``fsutil.replacing``), and a generation's columns only grow
+past what its newest manifest names, fsynced before the manifest that names it (``matrix.py``), so
+a reader or a crash never sees half a file.
 """
 
 from __future__ import annotations
@@ -131,8 +134,8 @@ class SearchFiles:
         """Bring the matrix up to date; whether a new one was written. An index small enough to
         need none (``needs_matrix``) is left without one instead."""
         if not self.needs_matrix():
-            for other in matrices:
-                other.path.unlink(missing_ok=True)
+            for stale in [*(f.path for f in matrices), *(path for _, path in self.folder.vector_files())]:
+                stale.unlink(missing_ok=True)
             self.store.prune_removed(self.store.last_seq())
             return False
         from . import matrix  # lazy: NumPy
@@ -149,16 +152,18 @@ class SearchFiles:
             path = current.path
         elif old is not None:
             try:
-                path = matrix.catch_up(old, self.store, self.folder)
-            except RuntimeError as exc:
+                path = matrix.fold(old, self.store, self.folder, self.tuning.fold_compact_share)
+            except (RuntimeError, ValueError) as exc:
                 notes.append(f"rebuilding the search file: {exc}")
         if path is None:
             path = matrix.build(self.store, self.folder, self.dimensions)
         if path != getattr(current, "path", None):
-            self._note_outgrown(notes, None if old is None else len(old.keys))
+            self._note_outgrown(notes, None if old is None else old.live())
         for other in matrices:
             if other.path != path:
                 other.path.unlink(missing_ok=True)
+        for column in matrix.other_generations(self.folder, path):
+            column.unlink(missing_ok=True)
         self.store.prune_removed(seq_of(path))
         return path != getattr(current, "path", None)
 

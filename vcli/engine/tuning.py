@@ -31,11 +31,16 @@ class Tuning(NamedTuple):
     # returns (tests use it to have a graph deterministically).
     graph_in_background: bool = True
     # Changes (rows written + rows removed) since the matrix before the writer folds them in.
-    # Every query scans them exactly (2,000 x 384 is ~3 MB read from SQLite); folding writes
-    # a new matrix (and for a large index, a builder then extends its last graph part), so once
+    # Every query scans them exactly (2,000 x 384 is ~3 MB read from SQLite); folding appends
+    # them to the matrix (and for a large index, a builder then extends its last graph part), so once
     # every 2,000 changes keeps that cheap per change. An index of at most this many vectors has
     # no matrix: all its rows are a delta.
     fold_rows: int = 2000
+    # A fold appends to the matrix's generation (matrix.py) and keeps the rows removed since it
+    # began as tombstones, which every query steps over; once more than this share of its rows
+    # are tombstones, the fold copies the live rows into a new generation instead. A quarter
+    # bounds the dead weight and makes a copy of n rows wait for n / 3 removals.
+    fold_compact_share: float = 0.25
     # A filtered or namespaced query lists the matching keys and scores them all exactly when at
     # most this many match; beyond that the search widens and checks its candidates instead.
     filter_exact_rows: int = 2048

@@ -8,7 +8,8 @@ import random
 
 import numpy as np
 
-from .layout import SearchFile
+from .layout import Folder, SearchFile
+from .matrix import in_sorted, segment_problems
 from .store import Store
 
 # A graph (opened without its key table) is checked by searching it for a few of its matrix's
@@ -53,6 +54,7 @@ def verify(store: Store, file: SearchFile, obj, *, samples: int, matrix=None) ->
     n = len(obj.keys)
     if n:
         pos = np.array(sorted({0, n - 1, *(rng.randrange(n) for _ in range(samples))}))
+        pos = pos[~in_sorted(obj.keys[pos], obj.gone)]  # (a tombstone's key is gone from the store)
         _check_file_keys(store, seq, obj.keys[pos], obj.values[pos])
     lo, hi = store.key_range()
     if lo is None or hi is None:  # (both are, in an empty store)
@@ -76,8 +78,9 @@ def _check_file_keys(store: Store, seq: int, keys, values) -> None:
             raise ValueError(f"it holds vector {key}, which the store did not have at mutation {seq}")
 
 def check_contents(store: Store, file: SearchFile, obj, matrix=None) -> str | None:
-    """``vcli check``'s thorough look, after ``verify``: a matrix holds exactly the keys the store
-    had at its mutation, with the same values and norms; a graph part every key ``matrix`` (the
+    """``vcli check``'s thorough look, after ``verify``: a matrix's columns match their checksums
+    (``matrix.segment_problems``) and, tombstones aside, it holds exactly the keys the store had
+    at its mutation, with the same values and norms; a graph part every key ``matrix`` (the
     newest) has in its key range and no key outside it (its values are the matrix's, rounded to
     bfloat16, and serve only to find candidates; keys gone since it was built may remain). What
     is wrong, or None."""
@@ -87,15 +90,20 @@ def check_contents(store: Store, file: SearchFile, obj, matrix=None) -> str | No
 
         keys = np.sort(np.asarray(obj.keys, np.uint64).astype(np.int64))
         wanted = np.asarray(matrix.keys[rows_of(matrix, file)], np.int64)
+        wanted = wanted[~in_sorted(wanted, matrix.gone)]  # (a part leaves tombstones out)
         missing = np.setdiff1d(wanted, keys, assume_unique=True).size
         outside = int(((keys < file.lo) | (keys > file.hi)).sum())
         if missing or outside:
-            return (f"does not hold the vectors of keys {file.lo}..{file.hi} of matrix-{matrix.seq}.f32 "
+            return (f"does not hold the vectors of keys {file.lo}..{file.hi} of matrix-{matrix.seq} "
                     f"({missing} missing, {outside} outside its keys)")
         return None
     else:
+        wrong = segment_problems(obj, Folder(file.path.parent))
+        if wrong:
+            return wrong
         expected = np.fromiter(store.keys_at(seq), np.int64)
         keys = np.asarray(obj.keys, np.int64)
+        keys = keys[~in_sorted(keys, obj.gone)]
         what = f"the vectors the store had at mutation {seq}"
     if len(keys) != len(expected) or not np.array_equal(keys, expected):
         missing = np.setdiff1d(expected, keys).size
@@ -129,8 +137,13 @@ def _check_graph_finds(g, m, part: slice, rng: random.Random, samples: int) -> N
     every metric, however the vectors are scaled: a search need not find the sampled vector
     itself (under the inner product, longer vectors in its direction score higher)."""
     n = part.stop - part.start
-    if len(g) < n:
-        raise ValueError(f"it holds {len(g)} vectors, fewer than the {n} of its keys in the matrix")
+    if n and len(m.gone):  # (a part leaves tombstones out)
+        lo, hi = int(m.keys[part.start]), int(m.keys[part.stop - 1])
+        live = n - int(np.searchsorted(m.gone, hi, side="right") - np.searchsorted(m.gone, lo))
+    else:
+        live = n
+    if len(g) < live:
+        raise ValueError(f"it holds {len(g)} vectors, fewer than the {live} of its keys in the matrix")
     if not n:
         return
     rows = part.start + np.array(sorted({0, n - 1, *(rng.randrange(n) for _ in range(samples))}))
@@ -188,7 +201,7 @@ def graph_matches(found, i: int):
 
 def _check_matrix_has(m, key: int, blob: bytes) -> None:
     pos = int(np.searchsorted(m.keys, key))
-    if pos >= len(m.keys) or m.keys[pos] != key:
+    if pos >= len(m.keys) or m.keys[pos] != key or in_sorted(np.array([key]), m.gone)[0]:
         raise ValueError(f"it lacks vector {key}, which the store had")
     if np.asarray(m.values[pos], "<f4").tobytes() != blob:
         raise ValueError(f"its vector {key} differs from the store's: it belongs to another index")

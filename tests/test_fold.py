@@ -1,0 +1,228 @@
+"""Growth without copying: a fold appends the rows written since the matrix to its generation's
+columns and tombstones the removed ones, leaving every byte already written as it was; it compacts
+into a new generation only when tombstones pass ``Tuning.fold_compact_share``. Answers stay
+exact across many folds, a reader's open matrix never changes under it, bytes a killed fold left
+past the committed length are ignored and written over, a damaged segment is found by
+``vcli check`` and rebuilt by ``--repair``, and a matrix of an older vcli still opens and becomes
+a generation on the first fold."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+
+import numpy as np
+import pytest
+from helpers import exact_order
+
+from vcli.engine import Catalog, Tuning, matrix
+from vcli.engine.check import check_index
+from vcli.engine.layout import seq_of
+
+DIMS = 16
+FOLDS = Tuning(fold_rows=20)
+
+
+def vectors(rng, n: int, prefix: str) -> dict[str, np.ndarray]:
+    return {f"{prefix}{i}": v for i, v in enumerate(rng.standard_normal((n, DIMS)).astype(np.float32))}
+
+
+def records(model: dict[str, np.ndarray]) -> list[dict]:
+    return [{"id": k, "values": v.tolist()} for k, v in model.items()]
+
+
+def open_matrix(folder) -> matrix.Matrix:
+    (path,) = folder.glob("matrix-*.manifest")
+    return matrix.Matrix.load(path, seq_of(path), DIMS)
+
+
+def columns(folder) -> dict[str, object]:
+    return {p.suffix[1:]: p for p in folder.glob("vectors-*")}
+
+
+def digest(path, size: int) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read(size)).hexdigest()
+
+
+def assert_exact(ix, model, rng, metric="cosine", queries=3):
+    for _ in range(queries):
+        q = rng.standard_normal(DIMS).astype(np.float32)
+        got = ix.query(q.tolist(), top_k=10)
+        want = exact_order(model, q, metric)[:10]
+        assert [m.id for m in got.matches] == [w[0] for w in want]
+        assert np.allclose([m.score for m in got.matches], [w[1] for w in want], atol=1e-5)
+
+
+def test_a_fold_appends_and_leaves_the_rows_written_before_untouched(data_dir):
+    rng = np.random.default_rng(1)
+    cat = Catalog(data_dir, tuning=FOLDS)
+    cat.create("idx", DIMS, "cosine")
+    model = vectors(rng, 5000, "a")
+    with cat.open("idx", write=True) as ix:
+        ix.insert(records(model))
+    folder = data_dir / "idx"
+    before = {c: (p, p.stat().st_ino, p.stat().st_size, digest(p, p.stat().st_size)) for c, p in columns(folder).items()}
+    assert before["f32"][2] == 5000 * DIMS * 4 and before["gone"][2] == 0
+    more = vectors(rng, 100, "b")
+    with cat.open("idx", write=True) as ix:
+        ix.insert(records(more))
+        ix.delete(["a7", "a4999"])  # (two changes: not folded yet)
+        ix.upsert(records({k: more[k] + 1 for k in list(more)[:30]}))  # folds: 30 new rows, 32 tombstones
+    model |= more | {k: more[k] + 1 for k in list(more)[:30]}
+    del model["a7"], model["a4999"]
+    after = columns(folder)
+    assert set(after) == set(before)
+    for column, (path, inode, size, old) in before.items():
+        assert after[column] == path and path.stat().st_ino == inode  # the same file, grown
+        assert digest(path, size) == old  # and every byte it held as it was
+    grown = {c: p.stat().st_size - before[c][2] for c, p in after.items()}
+    assert grown == {"keys": 130 * 8, "norms": 130 * 4, "f32": 130 * DIMS * 4, "gone": 32 * 8}
+    m = open_matrix(folder)
+    assert len(m.manifest.segments) == 3 and len(m.keys) == 5130 and m.live() == len(model)
+    with cat.open("idx", write=True) as ix:
+        assert_exact(ix, model, rng)
+        assert check_index(ix).healthy
+
+
+@pytest.mark.parametrize("tuning", [
+    FOLDS,
+    Tuning(fold_rows=20, graph_min_floats=1, graph_in_background=False, graph_part_rows=300),
+], ids=["matrix", "graph"])
+def test_answers_stay_exact_over_many_folds_with_deletes_and_upserts(data_dir, tuning):
+    rng = np.random.default_rng(2)
+    cat = Catalog(data_dir, tuning=tuning)
+    cat.create("idx", DIMS, "euclidean")
+    model = vectors(rng, 600, "s")
+    with cat.open("idx", write=True) as ix:
+        ix.insert(records(model))
+    folder = data_dir / "idx"
+    generations, tombstoned, serial = set(), 0, 0
+    for round_ in range(40):
+        with cat.open("idx", write=True) as ix:
+            kind = round_ % 3
+            if kind == 0:  # new vectors
+                serial += 1
+                new = vectors(rng, int(rng.integers(5, 60)), f"n{serial}-")
+                ix.insert(records(new))
+                model |= new
+            elif kind == 1:  # replace some
+                ids = list(rng.choice(sorted(model), size=min(len(model), int(rng.integers(5, 60))), replace=False))
+                new = {i: rng.standard_normal(DIMS).astype(np.float32) for i in ids}
+                ix.upsert(records(new))
+                model |= new
+            else:  # delete some
+                ids = list(rng.choice(sorted(model), size=min(len(model), int(rng.integers(5, 60))), replace=False))
+                ix.delete(ids)
+                for i in ids:
+                    del model[i]
+            assert_exact(ix, model, rng, "euclidean", queries=2)
+        m = open_matrix(folder)
+        generations.add(m.manifest.generation)
+        tombstoned = max(tombstoned, len(m.gone))
+        assert len(m.gone) <= tuning.fold_compact_share * len(m.keys)
+        assert len(columns(folder)) == 4  # one generation's columns, no other left behind
+    assert tombstoned > 0 and len(generations) > 1  # folds appended, and some compacted
+    with cat.open("idx", write=True) as ix:
+        assert ix.info().vector_count == len(model)
+        got = {v.id: np.asarray(v.values, np.float32) for v in ix.get(sorted(model))}
+        assert all(np.array_equal(got[k], v) for k, v in model.items())
+        assert check_index(ix).healthy
+
+
+def test_an_open_matrix_never_changes_under_its_reader(data_dir):
+    """A reader maps only the prefix its manifest names: folds that append to the same files,
+    and a compaction that removes them, leave what it reads as it was."""
+    rng = np.random.default_rng(3)
+    cat = Catalog(data_dir, tuning=FOLDS)
+    cat.create("idx", DIMS, "cosine")
+    model = vectors(rng, 400, "a")
+    with cat.open("idx", write=True) as ix:
+        ix.insert(records(model))
+    held = open_matrix(data_dir / "idx")
+    copies = [np.array(held.keys), np.array(held.norms), np.array(held.values)]
+    with cat.open("idx", write=True) as ix:
+        ix.insert(records(vectors(rng, 50, "b")))  # appended
+        ix.delete([f"a{i}" for i in range(200)])  # compacted: the held generation's files removed
+    assert open_matrix(data_dir / "idx").manifest.generation != held.manifest.generation
+    for mine, copy in zip([held.keys, held.norms, held.values], copies, strict=True):
+        assert np.array_equal(mine, copy)
+
+
+def test_bytes_a_killed_fold_left_are_ignored_then_written_over(data_dir):
+    rng = np.random.default_rng(4)
+    cat = Catalog(data_dir, tuning=FOLDS)
+    cat.create("idx", DIMS, "cosine")
+    model = vectors(rng, 300, "a")
+    with cat.open("idx", write=True) as ix:
+        ix.insert(records(model))
+    folder = data_dir / "idx"
+    for path in columns(folder).values():  # as a fold killed before its manifest would leave them
+        with open(path, "ab") as f:
+            f.write(rng.bytes(4096))
+    with cat.open("idx", write=True) as ix:
+        assert_exact(ix, model, rng)
+        report = check_index(ix)
+        assert report.healthy, report.problems
+        more = vectors(rng, 40, "b")
+        ix.insert(records(more))  # folded: written over the leftovers
+        model |= more
+        assert_exact(ix, model, rng)
+        assert check_index(ix).healthy
+    assert len(open_matrix(folder).manifest.segments) == 2
+
+
+def test_check_finds_a_damaged_segment_and_repair_rebuilds_it(data_dir, vcli):
+    rng = np.random.default_rng(5)
+    cat = Catalog(data_dir, tuning=FOLDS)
+    cat.create("idx", DIMS, "cosine")
+    model = vectors(rng, 2100, "a")  # (more than the CLI's fold_rows: it keeps a matrix)
+    with cat.open("idx", write=True) as ix:
+        ix.insert(records(model))
+        for j in range(2):
+            more = vectors(rng, 30, f"b{j}-")
+            ix.insert(records(more))
+            model |= more
+    folder = data_dir / "idx"
+    m = open_matrix(folder)
+    assert [s.rows for s in m.manifest.segments] == [2100, 2130, 2160]
+    values = columns(folder)["f32"]
+    data = bytearray(values.read_bytes())
+    data[(2110 * DIMS + 3) * 4] ^= 0x40  # one bit of a row of the second segment
+    values.write_bytes(bytes(data))
+    res = vcli("check", "idx", "--json")
+    assert res.code == 1 and [p["code"] for p in res.json["problems"]] == ["search-damaged"]
+    assert "segment 2" in res.json["problems"][0]["problem"]
+    res = vcli("check", "idx", "--repair", "--json")
+    assert res.code == 3 and res.json["repaired"] is True, res.err
+    assert vcli("check", "idx").code == 0
+    assert open_matrix(folder).manifest.generation != m.manifest.generation
+    with cat.open("idx") as ix:
+        assert_exact(ix, model, rng)
+
+
+def test_a_matrix_of_an_older_vcli_opens_and_becomes_a_generation_on_the_first_fold(data_dir):
+    rng = np.random.default_rng(6)
+    cat = Catalog(data_dir, tuning=FOLDS)
+    cat.create("idx", DIMS, "dot-product")
+    model = vectors(rng, 500, "a")
+    with cat.open("idx", write=True) as ix:
+        ix.insert(records(model))
+    folder = data_dir / "idx"
+    m = open_matrix(folder)
+    old = folder / f"matrix-{m.seq}.f32"  # the one-file layout of vcli before generations
+    old.write_bytes(struct.pack("<8sQQI", b"VCLIMAT1", m.seq, len(m.keys), DIMS).ljust(64, b"\0")
+                    + np.asarray(m.keys).tobytes() + np.asarray(m.norms).tobytes() + np.asarray(m.values).tobytes())
+    for path in [*folder.glob("matrix-*.manifest"), *columns(folder).values()]:
+        path.unlink()
+    with cat.open("idx", write=True) as ix:
+        got = ix.query(rng.standard_normal(DIMS).tolist(), top_k=5)
+        assert got.notes == ()  # read as it is: no rebuild
+        assert check_index(ix).healthy
+        more = vectors(rng, 30, "b")
+        ix.insert(records(more))
+        model |= more
+        assert_exact(ix, model, rng, "dot-product")
+        assert check_index(ix).healthy
+    assert not old.exists() and len(columns(folder)) == 4
+    assert len(open_matrix(folder).manifest.segments) == 1  # copied into a generation of its own
