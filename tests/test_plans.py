@@ -411,3 +411,21 @@ def test_graph_parts_and_rows_no_part_covers(vcli, tmp_path, data_dir, metric, l
     after = parts_of(c.files(data_dir))
     assert len(after) <= len(c.stored) // 100 + 2, after
     c.check()
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean", "dot-product"])
+def test_huge_values_on_a_graph_are_still_exact(vcli, tmp_path, data_dir, metric):
+    """The graph's own distances overflow for such values (usearch computes them in float32 or
+    less): a query that large, or any query of an index whose matrix holds vectors that large, is
+    answered exactly from the matrix."""
+    rng = np.random.default_rng(12)
+    c = Checker(vcli, tmp_path, metric)
+    c.tune(graph_min_floats=1, graph_in_background=False, fold_rows=5)
+    c.write("insert", vectors(rng, 80, "a"))
+    assert any(name.startswith("graph-") for name in c.files(data_dir))
+    c.queries = [q * 1e20 for q in c.queries[:4]] + c.queries[:4]
+    c.check()  # huge queries, ordinary vectors
+    scale = 10.0 ** rng.integers(-30, 30, (40, 1))
+    c.write("insert", {f"h{i:02d}": (v * s).astype(np.float32)
+                       for i, (v, s) in enumerate(zip(rng.standard_normal((40, DIMS)), scale, strict=True))})
+    c.check()  # and huge vectors in the matrix

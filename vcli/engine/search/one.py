@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..scoring import distances, max_norm, row_norms, tolerance
+from ..scoring import SAFE_NORM, distances, max_norm, row_norms, tolerance
 from .common import Accept, _nearest, in_sorted, nearest_keys
 from .opening import Opened
 
@@ -21,7 +21,8 @@ class OneQuery(Opened):
         removed = self._removed()
         keys, dists, top = self._delta(q, allowed, accept)
         found = None
-        if self.graph is not None and (allowed is None or len(allowed) > max(4 * k, 2048)):
+        if self.graph is not None and (allowed is None or len(allowed) > max(4 * k, 2048)) \
+                and float(np.linalg.norm(q.astype(np.float64))) < SAFE_NORM:  # (the graph overflows beyond)
             found = self._graph(q, k, allowed, removed, accept)
         if found is not None:
             parts = [found, *(self._matrix(q, allowed, removed, k, accept, top, rows) for rows in self._uncovered)]

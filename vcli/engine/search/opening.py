@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from ..scoring import row_norms
+from ..scoring import SAFE_NORM, row_norms
 from ..searchfiles import FILE_ERRORS, SearchFiles
 from ..verify import StaleFile
 from .common import in_sorted
@@ -135,6 +135,8 @@ class Opened:
         builder is started to cover them; a damaged part is discarded (its rows then too)."""
         if not self.tuning.wants_graph(len(m.keys), self.dims):
             return None
+        if len(m.norms) and not float(m.norms.max()) < SAFE_NORM:  # (~4 ms a million rows)
+            return None  # the graph's own distances overflow for such values: exact from the matrix
         from ..graph import Parts, uncovered  # lazy: usearch, only for indexes that have a graph
 
         files, views = [], []
