@@ -145,10 +145,11 @@ class Checker:
         (on a graph, all searched in it); with a shared group's queries scored one or two at a
         time (as a large subset's are, to bound the memory of its distances); with blocks cut
         after a few queries' matches (as a batch of large top-k's are); and, on a graph, with every
-        group searched in it because that is judged cheaper than gathering its rows. On a matrix,
-        also with every filtered line of a block scored with the block's product and masked, and
-        with none (each filter's rows gathered, its keys from the batch's masks), and with room
-        for the bitmaps of only a few conditions, and blocks cut at each filter."""
+        group searched in it because that is judged cheaper than gathering its rows, and with a
+        product of its own costing nothing (so that most filters go by their conditions' rows). On
+        a matrix, also with every filtered line of a block scored with the block's product and
+        masked, and with none (each filter's rows gathered, its keys from the batch's masks), and
+        with room for the bitmaps of only a few conditions, and blocks cut at each filter."""
         for floats in (3000, 1):
             self.tune(gather_floats=floats)
             self.check()
@@ -159,7 +160,8 @@ class Checker:
         self.tune(masked_row_cost=Tuning().masked_row_cost, batch_mask_bytes=1000, block_mask_bytes=1)
         self.check()
         self.tune(batch_mask_bytes=Tuning().batch_mask_bytes, block_mask_bytes=Tuning().block_mask_bytes)
-        for threshold in ({"group_floats": 300}, {"max_block_matches": 25}, {"graph_rows_per_depth": 0}):
+        for threshold in ({"group_floats": 300}, {"max_block_matches": 25}, {"graph_rows_per_depth": 0},
+                          {"product_rows": 0}):
             self.tune(**threshold)
             try:
                 self.check()
