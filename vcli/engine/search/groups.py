@@ -82,14 +82,18 @@ class Grouped(Blocks):
                         penalties[id(drop)] = np.where(drop, np.float32(np.inf), np.float32(0))
                     dists[i] += penalties[id(drop)]
             groups = Groups(dists, qks, self.tuning.score_groups) if len(s_keys) else None
+            chunk = deltas[start : start + step]
+            # the delta's few rows, all kept: one product for the chunk, not one a line
+            d_dists = batch_distances(self.metric, qs, d_vecs, d_norms) \
+                if any(bits is not None and bits.any() for bits in chunk) else None
             for i, k in enumerate(qks):
                 tol = tolerance(self.metric, qs[i], bound)
                 near = groups.near(i, tol) if groups else np.zeros(0, np.intp)
                 keys, found = [s_keys[near]], [dists[i, near]]
-                bits = deltas[start + i]
-                if bits is not None and bits.any():  # the delta's few rows: all kept
+                bits = chunk[i]
+                if d_dists is not None and bits is not None:
                     keys.append(d_keys[bits])
-                    found.append(batch_distances(self.metric, qs[i : i + 1], d_vecs[bits], d_norms[bits])[0])
+                    found.append(d_dists[i, bits])
                 out.append(nearest_keys(keys, found, k, tol))
         return out
 
