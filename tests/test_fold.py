@@ -54,13 +54,19 @@ def assert_exact(ix, model, rng, metric="cosine", queries=3):
         assert np.allclose([m.score for m in got.matches], [w[1] for w in want], atol=1e-5)
 
 
-def test_a_fold_appends_and_leaves_the_rows_written_before_untouched(data_dir):
-    rng = np.random.default_rng(1)
+def loaded(data_dir, rng, n: int, metric: str):
+    """A catalog folding at ``FOLDS`` with index ``idx`` of ``n`` random vectors: (catalog, model)."""
     cat = Catalog(data_dir, tuning=FOLDS)
-    cat.create("idx", DIMS, "cosine")
-    model = vectors(rng, 5000, "a")
+    cat.create("idx", DIMS, metric)
+    model = vectors(rng, n, "a")
     with cat.open("idx", write=True) as ix:
         ix.insert(records(model))
+    return cat, model
+
+
+def test_a_fold_appends_and_leaves_the_rows_written_before_untouched(data_dir):
+    rng = np.random.default_rng(1)
+    cat, model = loaded(data_dir, rng, 5000, "cosine")
     folder = data_dir / "idx"
     before = {c: (p, p.stat().st_ino, p.stat().st_size, digest(p, p.stat().st_size)) for c, p in columns(folder).items()}
     assert before["f32"][2] == 5000 * DIMS * 4 and before["gone"][2] == 0
@@ -134,11 +140,7 @@ def test_an_open_matrix_never_changes_under_its_reader(data_dir):
     """A reader maps only the prefix its manifest names: folds that append to the same files,
     and a compaction that removes them, leave what it reads as it was."""
     rng = np.random.default_rng(3)
-    cat = Catalog(data_dir, tuning=FOLDS)
-    cat.create("idx", DIMS, "cosine")
-    model = vectors(rng, 400, "a")
-    with cat.open("idx", write=True) as ix:
-        ix.insert(records(model))
+    cat, model = loaded(data_dir, rng, 400, "cosine")
     held = open_matrix(data_dir / "idx")
     copies = [np.array(held.keys), np.array(held.norms), np.array(held.values)]
     with cat.open("idx", write=True) as ix:
@@ -151,11 +153,7 @@ def test_an_open_matrix_never_changes_under_its_reader(data_dir):
 
 def test_bytes_a_killed_fold_left_are_ignored_then_written_over(data_dir):
     rng = np.random.default_rng(4)
-    cat = Catalog(data_dir, tuning=FOLDS)
-    cat.create("idx", DIMS, "cosine")
-    model = vectors(rng, 300, "a")
-    with cat.open("idx", write=True) as ix:
-        ix.insert(records(model))
+    cat, model = loaded(data_dir, rng, 300, "cosine")
     folder = data_dir / "idx"
     for path in columns(folder).values():  # as a fold killed before its manifest would leave them
         with open(path, "ab") as f:
@@ -203,11 +201,7 @@ def test_check_finds_a_damaged_segment_and_repair_rebuilds_it(data_dir, vcli):
 
 def test_a_matrix_of_an_older_vcli_opens_and_becomes_a_generation_on_the_first_fold(data_dir):
     rng = np.random.default_rng(6)
-    cat = Catalog(data_dir, tuning=FOLDS)
-    cat.create("idx", DIMS, "dot-product")
-    model = vectors(rng, 500, "a")
-    with cat.open("idx", write=True) as ix:
-        ix.insert(records(model))
+    cat, model = loaded(data_dir, rng, 500, "dot-product")
     folder = data_dir / "idx"
     m = open_matrix(folder)
     old = folder / f"matrix-{m.seq}.f32"  # the one-file layout of vcli before generations
