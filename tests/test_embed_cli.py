@@ -259,13 +259,42 @@ def test_pull_downloads_from_the_hub_checks_checksums_and_installs(vcli_proc, tm
         assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["baai--bge-small-en-v1.5"]
         embedded = vcli_proc("embed", SMALL_MODEL, "--file", "-", input=ndjson([{"text": "a cat"}]), env=env)
         assert embedded.code == 0 and len(orjson.loads(embedded.out)["values"]) == 384
-        # the same commit again: nothing downloaded; a damaged copy: downloaded again
+        assert got.json["downloaded"] is True
+        # the same commit again: nothing downloaded, and it says so; a damaged copy: downloaded again
         asked = len(hub.requests)
-        assert vcli_proc("models", "pull", SMALL_MODEL, env=env).code == 0
+        again = vcli_proc("models", "pull", SMALL_MODEL, env=env)
+        assert again.code == 0 and again.out.endswith("at the hub's latest commit: nothing downloaded\n")
+        assert "Pulled" not in again.out
         assert [r for r in hub.requests[asked:] if "/resolve/" in r] == []
+        assert vcli_proc("models", "pull", SMALL_MODEL, "--json", env=env).json["downloaded"] is False
         (folder / "tokenizer.json").write_text("{}")
-        assert vcli_proc("models", "pull", SMALL_MODEL, env=env).code == 0
+        mended = vcli_proc("models", "pull", SMALL_MODEL, env=env)
+        assert mended.code == 0 and mended.out.startswith(f"Pulled {SMALL_MODEL}")
         assert (folder / "tokenizer.json").read_bytes() == files["tokenizer.json"]
+
+
+def test_a_pull_removes_what_killed_pulls_left_but_not_a_running_pull(vcli_proc, tmp_path):
+    """A pull killed mid-download leaves its temporary folder; the next pull removes it, but not the
+    folder of a pull still running (it holds the lock beside its folder)."""
+    import fcntl
+
+    from fakehub import FakeHub
+
+    models = tmp_path / "models"
+    killed = models / ".pull-baai--bge-small-en-v1.5-0badf00d"
+    (killed / ".download" / "onnx").mkdir(parents=True)
+    (killed / ".download" / "onnx" / "model.onnx").write_bytes(b"half a model")
+    old = models / ".old-baai--bge-small-en-v1.5-0badf00d"
+    old.mkdir()
+    running = models / ".pull-baai--bge-base-en-v1.5-5ca1ab1e"
+    with open(models / (running.name + ".lock"), "wb") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        running.mkdir()
+        with FakeHub("BAAI/bge-small-en-v1.5", hub_files(tmp_path)) as hub:
+            got = vcli_proc("models", "pull", SMALL_MODEL, env=hub_env(tmp_path, hub))
+        assert got.code == 0, got.err
+        assert sorted(p.name for p in models.iterdir()) == [
+            running.name, running.name + ".lock", "baai--bge-small-en-v1.5"]
 
 
 @pytest.mark.parametrize("corrupt, says", [

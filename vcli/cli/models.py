@@ -66,13 +66,17 @@ def pull(
 ) -> None:
     """Download a model's official ONNX weights and tokenizer from Hugging Face (checksums checked),
     or take them from a folder; after that nothing needs the network."""
+    fetched = True
     if from_ is not None:
         status = embeddings.pull_from(model, from_)
     else:
         with render.progress(f"Downloading {model}", unit="MB") as progress:
-            status = embeddings.pull(model, progress=progress and (lambda done, _total: progress(done // 1_000_000)))
-    render.show(Reply(status, [Text(
-        f"Pulled {status.name} ({status.dimensions} dimensions, {_size(status.size)}) into {status.path}")]), json)
+            status, fetched = embeddings.pull(
+                model, progress=progress and (lambda done, _total: progress(done // 1_000_000)))
+    about = f"{status.name} ({status.dimensions} dimensions, {_size(status.size)})"
+    said = (f"Pulled {about} into {status.path}" if fetched else
+            f"{about} is in {status.path} already, whole and at the hub's latest commit: nothing downloaded")
+    render.show(Reply({**status.to_json(), "downloaded": fetched}, [Text(said)]), json)
 
 
 @app.command("embed", cls=VectorizeCommand, short_help="Turn NDJSON lines of text into vectors.")

@@ -169,15 +169,16 @@ def pull_from(model: str, folder: str | os.PathLike[str], *, env: Mapping[str, s
 
 
 def pull(model: str, *, env: Mapping[str, str] | None = None,
-         progress: Callable[[int, int], None] | None = None) -> ModelStatus:
+         progress: Callable[[int, int], None] | None = None) -> tuple[ModelStatus, bool]:
     """Download ``model``'s official ONNX weights and tokenizer from its Hugging Face repository,
     check each file's checksum against the hub's, and install them. ``progress(done, total)`` is
     called with bytes as they arrive. The hub is ``HF_ENDPOINT`` of ``env`` (default: the process's
-    environment), else https://huggingface.co."""
+    environment), else https://huggingface.co. Also says whether anything was downloaded: not when
+    the hub's current commit is on disk already, whole."""
     from .download import download
 
-    download(spec(model), models_dir(env), progress, (os.environ if env is None else env).get("HF_ENDPOINT"))
-    return _status(model, env)
+    fetched = download(spec(model), models_dir(env), progress, (os.environ if env is None else env).get("HF_ENDPOINT"))
+    return _status(model, env), fetched
 
 
 def _status(model: str, env: Mapping[str, str] | None) -> ModelStatus:

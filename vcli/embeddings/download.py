@@ -67,9 +67,10 @@ def _have(folder: Path, repo_url: str, revision: str | None) -> bool:
         return False  # download it again
 
 
-def download(spec: ModelSpec, root: Path, progress: Progress | None = None, endpoint: str | None = None) -> Path:
+def download(spec: ModelSpec, root: Path, progress: Progress | None = None, endpoint: str | None = None) -> bool:
     """Download, check and install ``spec``'s model under ``root``; ``endpoint`` is the hub's URL
-    (default: ``$HF_ENDPOINT`` as huggingface_hub read it, else https://huggingface.co)."""
+    (default: ``$HF_ENDPOINT`` as huggingface_hub read it, else https://huggingface.co). False when
+    the hub's commit was on disk already, whole, so nothing was downloaded."""
     try:
         import huggingface_hub
     except ImportError:
@@ -99,7 +100,7 @@ def download(spec: ModelSpec, root: Path, progress: Progress | None = None, endp
         raise DownloadFailed(f"{repo_url} (commit {info.sha}) has no {', '.join(missing)}; export the model "
                              f"to ONNX yourself and run `vcli models pull {spec.name} --from DIR`")
     if _have(root / spec.folder_name, repo_url, info.sha):
-        return root / spec.folder_name  # this commit is on disk already, whole: nothing to download
+        return False  # this commit is on disk already, whole: nothing to download
     total = sum(siblings[f].size or 0 for f in wanted)
     tqdm_class = _progress_class(progress, total) if progress else None
     with staging(spec, root) as tmp:
@@ -123,7 +124,8 @@ def download(spec: ModelSpec, root: Path, progress: Progress | None = None, endp
             os.replace(path, tmp / local)
         shutil.rmtree(fetched, ignore_errors=True)
         check_model(spec, tmp / "model.onnx", tmp / "tokenizer.json")
-        return finish(spec, tmp, root, {"source": repo_url, "revision": info.sha})
+        finish(spec, tmp, root, {"source": repo_url, "revision": info.sha})
+        return True
 
 
 def install_from_folder(spec: ModelSpec, folder: Path, root: Path) -> Path:

@@ -20,6 +20,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: killed pulls' folders are left for the user
+    fcntl = None  # type: ignore[assignment]
+
 from ..errors import BadModelFolder, ModelDamaged, StorageError
 from . import ModelSpec
 
@@ -88,7 +93,11 @@ def folder_files(folder: Path) -> dict[str, Path]:
 
 
 class staging:
-    """A temporary folder beside the model's, removed unless ``finish`` renamed it into place."""
+    """A temporary folder beside the model's, removed unless ``finish`` renamed it into place.
+
+    While a pull runs it holds a lock on ``<folder>.lock`` beside its folder (taken before the
+    folder is made), so the next pull can tell the folders of pulls that were killed (no lock
+    held) from those still running, and remove only the former."""
 
     def __init__(self, spec: ModelSpec, root: Path):
         self.spec = spec
@@ -97,7 +106,11 @@ class staging:
     def __enter__(self) -> Path:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
+            sweep(self.root)
             self.path = self.root / f".pull-{self.spec.folder_name}-{os.urandom(4).hex()}"
+            self.lock = open(_lock_of(self.path), "wb")
+            if fcntl is not None:
+                fcntl.flock(self.lock, fcntl.LOCK_EX)
             self.path.mkdir()
         except OSError as exc:
             raise StorageError(f"cannot write in {self.root}: {exc.strerror or exc}") from None
@@ -105,6 +118,30 @@ class staging:
 
     def __exit__(self, *exc: object) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+        _lock_of(self.path).unlink(missing_ok=True)
+        self.lock.close()
+
+
+def _lock_of(folder: Path) -> Path:
+    return folder.with_name(folder.name + ".lock")
+
+
+def sweep(root: Path) -> None:
+    """Remove what killed pulls left under ``root``: temporary folders whose lock no pull holds,
+    and the old copies ``finish`` was replacing."""
+    if fcntl is None:
+        return
+    for path in root.glob(".old-*"):
+        shutil.rmtree(path, ignore_errors=True)
+    for path in root.glob(".pull-*"):
+        folder = path.with_suffix("") if path.suffix == ".lock" else path
+        try:
+            with open(_lock_of(folder), "ab") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                shutil.rmtree(folder, ignore_errors=True)
+                _lock_of(folder).unlink(missing_ok=True)
+        except BlockingIOError:
+            continue  # a pull running now
 
 
 def finish(spec: ModelSpec, tmp: Path, root: Path, about: dict[str, Any]) -> Path:
