@@ -291,6 +291,16 @@ def test_vector_lines_hold_at_most_1000_lines_while_a_text_waits(env):
     assert len(read) == lines_module.HELD_LINES - 1  # ...after 1,000 lines were held, not the file
 
 
+def test_vector_lines_name_the_first_bad_line_when_a_text_waits(env):
+    """A line that is not JSON, read while an earlier text waits to be embedded, is refused in its
+    turn: the text's own error (384 values for 1 dimension) comes first, as it is first."""
+    lines = [orjson.dumps({"id": "t", "text": "a cat"}) + b"\n", b"{not json\n"]
+    with pytest.raises(DimensionMismatch, match="^line 1"):
+        list(embeddings.vector_lines(iter(lines), 1, SMALL_MODEL, env=env))
+    with pytest.raises(BadInput, match="^line 2: not valid JSON"):
+        list(embeddings.vector_lines(iter(lines), 384, SMALL_MODEL, env=env))
+
+
 def test_text_lines_print_values_in_place_of_text(env):
     lines = [orjson.dumps({"id": "a", "text": "the cat", "namespace": "n"}) + b"\n", b"\n",
              orjson.dumps({"text": "a dog"}) + b"\n"]

@@ -24,7 +24,7 @@ from vcli.engine import Catalog
 from vcli.engine import store as store_mod
 from vcli.engine.records import VectorLine
 from vcli.errors import BadInput, VcliError
-from vcli.ndjson import parse_line, read_vectors
+from vcli.ndjson import line_reader, parse_line, read_vectors
 
 SCALE = int(os.environ.get("VCLI_FUZZ_SCALE", "1"))
 RAN: Counter = Counter()  # examples run per fuzz test, reported at the end of the module
@@ -119,6 +119,92 @@ def test_any_stream_reads_or_stops_at_a_numbered_line(chunks):
 ])
 def test_nasty_lines(raw):
     assert isinstance(parsed(raw), (VectorLine, BadInput))
+
+
+# -- line_reader: parse_line's shortcut gives the same vector or the same error ---------------
+def outcome(read):
+    """What reading a line gives: the vector, or the error as a user or a client sees it."""
+    try:
+        return read()
+    except BadInput as exc:
+        return type(exc).__name__, exc.message, exc.line, exc.vector_id, exc.service_message, exc.code
+
+
+def assert_read_alike(raw: bytes, dims: int = DIMS):
+    want = outcome(lambda: parse_line(raw, 7, dims))
+    assert outcome(lambda: line_reader(dims)(raw, 7)) == want
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        obj = None  # what vcli.embeddings.lines hands on for a line that is not JSON
+    assert outcome(lambda: line_reader(dims)(raw, 7, obj)) == want
+    return want
+
+
+# Values as a load's lines hold them, some with a thing that makes parse_line refuse them: a
+# boolean (which struct would pack as 1 or 0), an integer past float32 or past 64 bits, text, null;
+# or a value too many or too few.
+number = st.floats(allow_nan=False, allow_infinity=False, width=32) | st.sampled_from([0, 1, 0.0, 1.0, -0.0, 2**64])
+spoiler = (st.booleans() | st.integers(-(2**70), 2**70) | st.sampled_from([3.4028235e38, 3.4028236e38, 1e39, -1e39])
+           | st.none() | st.sampled_from(["1.5", "true", [1.0]]))
+
+
+def spoilt(values_and_spoiler):
+    values, spoil = values_and_spoiler
+    if spoil is not None:
+        at, what = spoil
+        values[at % len(values):at % len(values) + 1] = [] if what == "drop" else [what]
+    return values
+
+
+values = st.tuples(st.lists(number, min_size=DIMS, max_size=DIMS),
+                   st.none() | st.tuples(st.integers(0, DIMS), spoiler | st.just("drop"))).map(spoilt)
+loads = st.fixed_dictionaries(
+    {"id": st.sampled_from(["a", "doc-0000001"]) | st.text(max_size=20) | st.sampled_from(["é" * 16, "é" * 33, 7]),
+     "values": values},
+    optional={"metadata": st.sampled_from([{"t": "true"}, {"ok": True, "no": False}, {"n": 1}]) | json_values
+              | st.dictionaries(st.sampled_from(["k", "a.b", "$x", "", "true"]), json_values),
+              "namespace": st.sampled_from(["ns", "", "n" * 65]) | json_values,
+              "extra": json_values},
+)
+@fuzz(300)
+@given(loads, st.booleans())
+def test_line_reader_reads_any_line_as_parse_line_does(rec, spaced):
+    RAN["line_reader_reads_any_line_as_parse_line_does"] += 1
+    assert_read_alike(json.dumps(rec, separators=None if spaced else (",", ":")).encode())
+
+
+@fuzz(100)
+@given(st.binary(max_size=200))
+def test_line_reader_reads_any_bytes_as_parse_line_does(raw):
+    RAN["line_reader_reads_any_bytes_as_parse_line_does"] += 1
+    assert_read_alike(raw)
+
+
+@pytest.mark.parametrize("raw, reads", [
+    (b'{"id": "a", "values": [1, 0, 0.5]}', True),
+    (b'{"id": "a", "values": [1, 0, 0.5], "metadata": {"ok": true, "no": false}}', True),
+    (b'{"id": "a", "values": [true, 0, 0.5]}', False),
+    (b'{"id": "a", "values": [1, false, 0.5], "metadata": {"t": "true"}}', False),
+    (b'{"id": "a", "values": [0.25, 2, 3], "metadata": {"t": true}}', True),
+    (b'{"id": "a", "values": [1, 2, 3.4028236e38]}', False),
+    (b'{"id": "a", "values": [1, 2, 3.4028235e38]}', True),
+    (b'{"id": "a", "values": [1, 2, 18446744073709551615]}', True),
+    (b'{"id": "a", "values": [1, 2, 3], "namespace": null, "metadata": null}', True),
+    (b'{"id": "a", "values": [1, 2, 3], "namespace": 5}', False),
+    (b'{"id": "a", "values": [1, "2", 3]}', False),
+    (b'{"id": "a", "values": [1, 2, 3]', False),
+])
+def test_line_reader_cases(raw, reads):
+    assert isinstance(assert_read_alike(raw), VectorLine) == reads
+
+
+def test_orjson_gives_no_infinity():
+    """line_reader's premise: a JSON number past the double range is refused, never infinity,
+    so a value packs as float32 or struct refuses it (past float32), as parse_line does."""
+    for raw in (b"1e400", b"-1e400", b"[1e309]"):
+        with pytest.raises(orjson.JSONDecodeError):
+            orjson.loads(raw)
 
 
 # -- the command line ------------------------------------------------------------------------

@@ -125,13 +125,12 @@ def _check_metadata_keys(obj: dict[str, Any], path: str = "", depth: int = 1) ->
     if depth > limits.MAX_METADATA_DEPTH:
         raise ValueError(f"metadata is nested more than {limits.MAX_METADATA_DEPTH} levels deep")
     for key, value in obj.items():
-        where = f"{path}{key}"
         if not key:
             raise ValueError(f'metadata key "{path}" has an empty property name')
-        if "." in key or '"' in key or key.startswith("$"):
-            raise ValueError(f'metadata key "{where}" may not contain "." or \'"\' or start with "$"')
+        if "." in key or '"' in key or key[0] == "$":
+            raise ValueError(f'metadata key "{path}{key}" may not contain "." or \'"\' or start with "$"')
         if isinstance(value, dict):
-            _check_metadata_keys(value, where + ".", depth + 1)
+            _check_metadata_keys(value, f"{path}{key}.", depth + 1)
 
 
 class _MetadataTooLarge(ValueError):
