@@ -17,7 +17,7 @@ import orjson
 from ..engine.records import VectorLine
 from ..engine.validate import check_record
 from ..errors import BadInput, BadQuery
-from ..ndjson import line_reader
+from ..ndjson import UNREAD, decode, parse_line, vector_items
 from . import MAX_TEXTS, embed
 
 Model = str | Callable[[], str]
@@ -91,24 +91,26 @@ def _embedder(model: Model, pooling: str, env: Mapping[str, str] | None) -> Call
 def vector_lines(lines: Iterable[bytes], dimensions: int, model: Model, pooling: str = "mean", *,
                  env: Mapping[str, str] | None = None) -> Iterator[VectorLine]:
     """``ndjson.read_vectors`` where a line may give ``"text"`` instead of ``"values"``."""
-    read = line_reader(dimensions)
-
-    def parsed() -> Iterator[tuple[tuple[int, bytes, Any, bool], str | None]]:
-        for lineno, raw in enumerate(lines, 1):
-            if not raw or raw.isspace():
+    def parsed() -> Iterator[tuple[VectorLine | tuple[int, bytes, Any, bool], str | None]]:
+        for item in vector_items(lines, dimensions):
+            if type(item) is VectorLine:
+                yield item, None
                 continue
-            try:
-                obj = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                obj = None  # line_reader says so, in its turn
+            lineno, raw, obj = item
+            if obj is UNREAD:
+                obj = decode(raw)
             if type(obj) is dict and "text" in obj and b'"text"' in raw:
                 yield (lineno, raw, obj, True), _text(obj, lineno, ("values",))
             else:
-                yield (lineno, raw, obj, False), None  # parsed once: line_reader takes the object
+                yield (lineno, raw, obj, False), None
 
-    for (lineno, raw, obj, text), vector in in_order(parsed(), _embedder(model, pooling, env)):
+    for item, vector in in_order(parsed(), _embedder(model, pooling, env)):
+        if type(item) is VectorLine:
+            yield item
+            continue
+        lineno, raw, obj, text = item
         if not text:
-            yield read(raw, lineno, obj)
+            yield parse_line(raw, lineno, dimensions)
             continue
         if vector is not None:
             del obj["text"]
