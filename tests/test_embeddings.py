@@ -301,22 +301,20 @@ def test_vector_lines_name_the_first_bad_line_when_a_text_waits(env):
         list(embeddings.vector_lines(iter(lines), 384, SMALL_MODEL, env=env))
 
 
-def test_vector_lines_of_a_large_file_read_texts_as_of_a_small_one(env, tmp_path):
-    """Past ``ndjson.PARALLEL_AFTER`` lines a child process reads the file: its texts (and a line
-    with "text" only in its metadata) come back to be embedded here, in order."""
-    from vcli.ndjson import PARALLEL_AFTER
-
+def test_vector_lines_of_a_file_read_texts_in_their_turn(env, tmp_path):
+    """Texts among vectors, and a line with "text" only in its metadata, read from a file."""
     lines = [orjson.dumps({"id": f"v{i}", "values": [i / 7] * 384, "metadata": {"text": "x"}}) + b"\n"
-             for i in range(PARALLEL_AFTER + 300)]
-    for i in (5, PARALLEL_AFTER + 3, PARALLEL_AFTER + 299):
+             for i in range(300)]
+    for i in (5, 203, 299):
         lines[i] = orjson.dumps({"id": f"t{i}", "text": f"text {i}"}) + b"\n"
-    path = tmp_path / "big.ndjson"
+    path = tmp_path / "vectors.ndjson"
     path.write_bytes(b"".join(lines))
     with open(path, "rb") as f:
         got = list(embeddings.vector_lines(f, 384, SMALL_MODEL, env=env))
-    assert got == list(embeddings.vector_lines(iter(lines), 384, SMALL_MODEL, env=env))
-    assert [v.id for v in got if v.id.startswith("t")] == ["t5", f"t{PARALLEL_AFTER + 3}", f"t{PARALLEL_AFTER + 299}"]
-    assert got[-1].blob == embeddings.embed(SMALL_MODEL, [f"text {PARALLEL_AFTER + 299}"], env=env)[0].tobytes()
+    assert [v.id for v in got if v.id.startswith("t")] == ["t5", "t203", "t299"] and len(got) == 300
+    assert all(v.metadata == {"text": "x"} for v in got if v.id.startswith("v"))
+    assert got[-1].blob == embeddings.embed(SMALL_MODEL, ["text 299"], env=env)[0].tobytes()
+    assert got[6].blob == np.full(384, 6 / 7, np.float32).tobytes()
 
 
 def test_text_lines_print_values_in_place_of_text(env):

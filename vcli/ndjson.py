@@ -6,13 +6,11 @@ Each line is one JSON object (docs/contract.md, "Input"); what a line must hold 
 NumPy is not needed here, so a small write stays as quick to start as ``vcli info``.
 
 Vector lines are read by ``vector_items``: a shortcut for the usual line (``quick_reader``), and
-``parse_line`` for every other; a large input by a child process beside the write
-(docs/performance.md, "Loading").
+``parse_line`` for every other (docs/performance.md, "Reading the lines").
 """
 
 from __future__ import annotations
 
-import io
 import os
 import stat
 import struct
@@ -67,7 +65,6 @@ def parse_line(raw: bytes, lineno: int, dimensions: int) -> VectorLine:
 
 _FIELDS = frozenset(limits.VECTOR_FIELDS)
 _ONE, _ZERO = struct.pack("<f", 1.0), bytes(4)  # what true and false pack as
-UNREAD = object()  # a line not decoded yet
 
 
 def quick_reader(dimensions: int) -> Callable[[bytes, int, Any], VectorLine | None]:
@@ -109,39 +106,10 @@ def decode(raw: bytes) -> Any:
         return None
 
 
-Item = VectorLine | tuple[int, bytes, Any]
-
-
-def vector_items(lines: BinaryIO | Iterable[bytes], dimensions: int) -> Iterator[Item]:
+def vector_items(lines: Iterable[bytes], dimensions: int) -> Iterator[VectorLine | tuple[int, bytes, Any]]:
     """Each non-blank line of ``lines``, in order: the vector when ``quick_reader`` reads it, else
-    ``(lineno, raw, obj)`` for the caller to read (``obj``: the decoded line, or ``UNREAD``). A
-    line whose object has "text" is always handed back so.
-
-    From a file or a pipe of more than ``PARALLEL_AFTER`` lines, the rest is read by a child
-    process (``fork``) while this one goes on with what it has been given: on two cores a load
-    then takes about the longer of reading and writing, not their sum (docs/performance.md,
-    "Loading"). The child only reads; every line it cannot read is handed back whole, so errors
-    are raised here, in order, by the same code as without it."""
-    items = _items(lines, dimensions)
-    if not _may_fork(lines):
-        yield from items
-        return
-    for n, item in enumerate(items, 1):
-        yield item
-        if n == PARALLEL_AFTER:
-            break
-    following = next(items, None)
-    if following is None:
-        return
-    yield following
-    yield from _from_child(items, lines.fileno())
-
-
-PARALLEL_AFTER = 2000  # lines read in this process before a child reads the rest
-_SHIP = 500  # items a message from the child
-
-
-def _items(lines: Iterable[bytes], dimensions: int) -> Iterator[Item]:
+    ``(lineno, raw, obj)`` for the caller to read, ``obj`` the decoded line (None if it is not
+    JSON). A line whose object has "text" is always handed back so."""
     quick = quick_reader(dimensions)
     for lineno, raw in enumerate(lines, 1):
         if not raw or raw.isspace():
@@ -151,80 +119,6 @@ def _items(lines: Iterable[bytes], dimensions: int) -> Iterator[Item]:
             yield lineno, raw, obj
             continue
         yield quick(raw, lineno, obj) or (lineno, raw, obj)
-
-
-def _may_fork(lines: Any) -> bool:
-    """A child may read ``lines``: a file object over a file descriptor, on Linux (where fork is
-    safe to use this way: the child runs only this module's code and ends with ``os._exit``)."""
-    if not sys.platform.startswith("linux") or not isinstance(lines, io.BufferedReader):
-        return False
-    try:
-        lines.fileno()
-    except (OSError, ValueError):
-        return False
-    return True
-
-
-def _from_child(items: Iterator[Item], source: int) -> Iterator[Item]:
-    """The rest of ``items`` (lines of the file descriptor ``source``), read by a child process
-    and handed over through a pipe: pickled lists of up to ``_SHIP`` items (a vector as a plain
-    tuple, another line as ``(lineno, raw)``), then None; or an error the child met (reading the
-    input), raised here. The child keeps no other file open: not the index's lock or store."""
-    import pickle
-    import signal
-
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: read, hand over, end without running anything of the parent's
-        code = 1
-        try:
-            signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C: the parent rolls back
-            low = 3
-            for fd in sorted({source, w} - {0, 1, 2}):
-                os.closerange(low, fd)
-                low = fd + 1
-            os.closerange(low, os.sysconf("SC_OPEN_MAX"))
-            with open(w, "wb", buffering=READ_BUFFER) as out:
-                def ship(message: Any) -> None:
-                    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-                    out.write(struct.pack("<Q", len(data)))
-                    out.write(data)
-
-                try:
-                    batch: list[tuple] = []
-                    for item in items:
-                        batch.append(item[:] if type(item) is VectorLine else item[:2])
-                        if len(batch) == _SHIP:
-                            ship(batch)
-                            batch = []
-                    ship(batch)
-                    ship(None)
-                except (OSError, ValueError) as exc:  # reading the input failed: the parent says so
-                    ship(exc)
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(w)
-    make = VectorLine._make
-    try:
-        with open(r, "rb", buffering=READ_BUFFER) as inp:
-            while True:
-                head = inp.read(8)
-                if len(head) < 8:
-                    raise OSError("the process reading the input ended before the input did")
-                message = pickle.loads(inp.read(struct.unpack("<Q", head)[0]))
-                if message is None:
-                    return
-                if isinstance(message, BaseException):
-                    raise message
-                for item in message:
-                    yield make(item) if len(item) == 6 else (*item, UNREAD)
-    finally:
-        try:
-            os.kill(pid, signal.SIGKILL)  # it has ended, unless this stopped early (an error, Ctrl-C)
-        except ProcessLookupError:  # pragma: no cover - reaped already
-            pass
-        os.waitpid(pid, 0)
 
 
 def read_vectors(stream: BinaryIO | Iterable[bytes], dimensions: int) -> Iterator[VectorLine]:

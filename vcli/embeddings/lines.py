@@ -17,7 +17,7 @@ import orjson
 from ..engine.records import VectorLine
 from ..engine.validate import check_record
 from ..errors import BadInput, BadQuery
-from ..ndjson import UNREAD, decode, parse_line, vector_items
+from ..ndjson import parse_line, vector_items
 from . import MAX_TEXTS, embed
 
 Model = str | Callable[[], str]
@@ -97,8 +97,6 @@ def vector_lines(lines: Iterable[bytes], dimensions: int, model: Model, pooling:
                 yield item, None
                 continue
             lineno, raw, obj = item
-            if obj is UNREAD:
-                obj = decode(raw)
             if type(obj) is dict and "text" in obj and b'"text"' in raw:
                 yield (lineno, raw, obj, True), _text(obj, lineno, ("values",))
             else:
