@@ -23,8 +23,9 @@ from test_crash import report
 from vcli.engine import Catalog
 from vcli.engine import store as store_mod
 from vcli.engine.records import VectorLine
+from vcli.engine.validate import quick_check
 from vcli.errors import BadInput, VcliError
-from vcli.ndjson import decode, parse_line, quick_reader, read_vectors
+from vcli.ndjson import decode, parse_line, read_vectors
 
 SCALE = int(os.environ.get("VCLI_FUZZ_SCALE", "1"))
 RAN: Counter = Counter()  # examples run per fuzz test, reported at the end of the module
@@ -121,7 +122,7 @@ def test_nasty_lines(raw):
     assert isinstance(parsed(raw), (VectorLine, BadInput))
 
 
-# -- quick_reader: parse_line's shortcut gives the same vector, or leaves the line to it --------
+# -- quick_check: parse_line's shortcut gives the same vector, or leaves the line to it --------
 def outcome(read):
     """What reading a line gives: the vector, or the error as a user or a client sees it."""
     try:
@@ -131,10 +132,10 @@ def outcome(read):
 
 
 def assert_read_alike(raw: bytes, dims: int = DIMS):
-    """``quick_reader`` gives parse_line's vector or None, and reading the line in a stream gives
+    """``quick_check`` gives parse_line's vector or None, and reading the line in a stream gives
     what parse_line gives; returns that and the shortcut's answer."""
     want = outcome(lambda: parse_line(raw, 1, dims))
-    quick = quick_reader(dims)(raw, 1, decode(raw))
+    quick = quick_check(dims)(raw, 1, decode(raw))
     assert quick is None or quick == want
     assert outcome(lambda: list(read_vectors([raw], dims))) == ([want] if isinstance(want, VectorLine) else want)
     return want, quick
@@ -168,15 +169,15 @@ loads = st.fixed_dictionaries(
 )
 @fuzz(300)
 @given(loads, st.booleans())
-def test_quick_reader_reads_any_line_as_parse_line_does(rec, spaced):
-    RAN["quick_reader_reads_any_line_as_parse_line_does"] += 1
+def test_quick_check_reads_any_line_as_parse_line_does(rec, spaced):
+    RAN["quick_check_reads_any_line_as_parse_line_does"] += 1
     assert_read_alike(json.dumps(rec, separators=None if spaced else (",", ":")).encode())
 
 
 @fuzz(100)
 @given(st.binary(min_size=1, max_size=200).filter(lambda raw: not raw.isspace()))
-def test_quick_reader_reads_any_bytes_as_parse_line_does(raw):
-    RAN["quick_reader_reads_any_bytes_as_parse_line_does"] += 1
+def test_quick_check_reads_any_bytes_as_parse_line_does(raw):
+    RAN["quick_check_reads_any_bytes_as_parse_line_does"] += 1
     assert_read_alike(raw)
 
 
@@ -195,13 +196,13 @@ def test_quick_reader_reads_any_bytes_as_parse_line_does(raw):
     (b'{"id": "a", "values": [1, 2, 3]', False, False),
     (b'{"id": "a", "values": [1, 2, 3], "text": "t"}', False, False),
 ])
-def test_quick_reader_cases(raw, reads, quick):
+def test_quick_check_cases(raw, reads, quick):
     want, got = assert_read_alike(raw)
     assert isinstance(want, VectorLine) == reads and (got is not None) == quick
 
 
 def test_orjson_gives_no_infinity():
-    """quick_reader's premise: a JSON number past the double range is refused, never infinity,
+    """quick_check's premise: a JSON number past the double range is refused, never infinity,
     so a value packs as float32 or struct refuses it (past float32), as parse_line does."""
     for raw in (b"1e400", b"-1e400", b"[1e309]"):
         with pytest.raises(orjson.JSONDecodeError):

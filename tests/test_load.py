@@ -1,4 +1,4 @@
-"""Loading an input of several write batches through ``ndjson.quick_reader``'s shortcut
+"""Loading an input of several write batches through ``validate.quick_check``'s shortcut
 (docs/performance.md, "Reading the lines"): the same vectors as read line by line; a bad line
 anywhere, in the middle of a batch too, is named by the same one error line, the first one if
 there are several, and the index stays exactly as it was."""

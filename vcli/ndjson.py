@@ -5,26 +5,25 @@ Each line is one JSON object (docs/contract.md, "Input"); what a line must hold 
 ``vcli.engine.validate``, this module only reads, numbers and writes. Blank lines are skipped.
 NumPy is not needed here, so a small write stays as quick to start as ``vcli info``.
 
-Vector lines are read by ``vector_items``: a shortcut for the usual line (``quick_reader``), and
-``parse_line`` for every other (docs/performance.md, "Reading the lines").
+Vector lines are read by ``vector_items``: the usual line checked by ``validate.quick_check``,
+every other by ``parse_line`` (docs/performance.md, "Reading the lines").
 """
 
 from __future__ import annotations
 
 import os
 import stat
-import struct
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import orjson
 
-from .engine import fsutil, limits
+from .engine import fsutil
 from .engine.records import Query, VectorLine
-from .engine.validate import check_id, check_metadata, check_namespace, check_query, check_record
+from .engine.validate import check_query, check_record, quick_check
 from .errors import BadInput, VcliError
 
 READ_BUFFER = 1 << 20  # a line of 384 values is ~4.7 KB: read with the default 8 KB, each costs 4x
@@ -63,41 +62,6 @@ def parse_line(raw: bytes, lineno: int, dimensions: int) -> VectorLine:
     return check_record(obj, lineno, dimensions, may_hold_bools=b"true" in raw or b"false" in raw)
 
 
-_FIELDS = frozenset(limits.VECTOR_FIELDS)
-_ONE, _ZERO = struct.pack("<f", 1.0), bytes(4)  # what true and false pack as
-
-
-def quick_reader(dimensions: int) -> Callable[[bytes, int, Any], VectorLine | None]:
-    """``parse_line``'s shortcut for the usual line of ``dimensions`` values: ``quick(raw, lineno,
-    obj)``, ``obj`` the line as ``orjson.loads`` decoded it (None if it is not JSON), gives the
-    vector ``parse_line`` would, or None for any other line. The usual line is an object of a
-    string id, a list of numbers, and optionally metadata and a namespace, each right; it is
-    checked by the same checks with less work: its values packed by one ``struct`` call, which
-    refuses anything but a number and a number too large for float32 (orjson gives no infinity),
-    and searched for a ``true`` or ``false`` only when a value packed as 1 or 0."""
-    pack = struct.Struct(f"<{dimensions}f").pack
-
-    def quick(raw: bytes, lineno: int, obj: Any) -> VectorLine | None:
-        if type(obj) is dict and obj.keys() <= _FIELDS:
-            values, vid = obj.get("values"), obj.get("id")
-            if type(values) is list and len(values) == dimensions and type(vid) is str:
-                try:
-                    blob = pack(*values)
-                    check_id(vid)
-                    metadata = obj.get("metadata")
-                    metadata_json = None if metadata is None else check_metadata(metadata)
-                    namespace = obj.get("namespace")
-                    if namespace is not None:
-                        check_namespace(namespace)
-                except (struct.error, ValueError, OverflowError):
-                    return None
-                if not ((_ONE in blob or _ZERO in blob) and (b"true" in raw or b"false" in raw)):
-                    return VectorLine(lineno, vid, blob, namespace, metadata, metadata_json)
-        return None
-
-    return quick
-
-
 def decode(raw: bytes) -> Any:
     """The line as ``orjson.loads`` decodes it, None if it is not JSON (``parse_line`` says why)."""
     try:
@@ -107,10 +71,10 @@ def decode(raw: bytes) -> Any:
 
 
 def vector_items(lines: Iterable[bytes], dimensions: int) -> Iterator[VectorLine | tuple[int, bytes, Any]]:
-    """Each non-blank line of ``lines``, in order: the vector when ``quick_reader`` reads it, else
+    """Each non-blank line of ``lines``, in order: the vector when ``quick_check`` reads it, else
     ``(lineno, raw, obj)`` for the caller to read, ``obj`` the decoded line (None if it is not
     JSON). A line whose object has "text" is always handed back so."""
-    quick = quick_reader(dimensions)
+    quick = quick_check(dimensions)
     for lineno, raw in enumerate(lines, 1):
         if not raw or raw.isspace():
             continue
