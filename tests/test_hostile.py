@@ -167,6 +167,8 @@ loads = st.fixed_dictionaries(
               "namespace": st.sampled_from(["ns", "", "n" * 65]) | json_values,
               "extra": json_values},
 )
+
+
 @fuzz(300)
 @given(loads, st.booleans())
 def test_quick_check_reads_any_line_as_parse_line_does(rec, spaced):
