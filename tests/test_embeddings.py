@@ -291,6 +291,32 @@ def test_vector_lines_hold_at_most_1000_lines_while_a_text_waits(env):
     assert len(read) == lines_module.HELD_LINES - 1  # ...after 1,000 lines were held, not the file
 
 
+def test_vector_lines_name_the_first_bad_line_when_a_text_waits(env):
+    """A line that is not JSON, read while an earlier text waits to be embedded, is refused in its
+    turn: the text's own error (384 values for 1 dimension) comes first, as it is first."""
+    lines = [orjson.dumps({"id": "t", "text": "a cat"}) + b"\n", b"{not json\n"]
+    with pytest.raises(DimensionMismatch, match="^line 1"):
+        list(embeddings.vector_lines(iter(lines), 1, SMALL_MODEL, env=env))
+    with pytest.raises(BadInput, match="^line 2: not valid JSON"):
+        list(embeddings.vector_lines(iter(lines), 384, SMALL_MODEL, env=env))
+
+
+def test_vector_lines_of_a_file_read_texts_in_their_turn(env, tmp_path):
+    """Texts among vectors, and a line with "text" only in its metadata, read from a file."""
+    lines = [orjson.dumps({"id": f"v{i}", "values": [i / 7] * 384, "metadata": {"text": "x"}}) + b"\n"
+             for i in range(300)]
+    for i in (5, 203, 299):
+        lines[i] = orjson.dumps({"id": f"t{i}", "text": f"text {i}"}) + b"\n"
+    path = tmp_path / "vectors.ndjson"
+    path.write_bytes(b"".join(lines))
+    with open(path, "rb") as f:
+        got = list(embeddings.vector_lines(f, 384, SMALL_MODEL, env=env))
+    assert [v.id for v in got if v.id.startswith("t")] == ["t5", "t203", "t299"] and len(got) == 300
+    assert all(v.metadata == {"text": "x"} for v in got if v.id.startswith("v"))
+    assert got[-1].blob == embeddings.embed(SMALL_MODEL, ["text 299"], env=env)[0].tobytes()
+    assert got[6].blob == np.full(384, 6 / 7, np.float32).tobytes()
+
+
 def test_text_lines_print_values_in_place_of_text(env):
     lines = [orjson.dumps({"id": "a", "text": "the cat", "namespace": "n"}) + b"\n", b"\n",
              orjson.dumps({"text": "a dog"}) + b"\n"]

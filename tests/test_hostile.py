@@ -23,8 +23,9 @@ from test_crash import report
 from vcli.engine import Catalog
 from vcli.engine import store as store_mod
 from vcli.engine.records import VectorLine
+from vcli.engine.validate import quick_check
 from vcli.errors import BadInput, VcliError
-from vcli.ndjson import parse_line, read_vectors
+from vcli.ndjson import decode, parse_line, read_vectors
 
 SCALE = int(os.environ.get("VCLI_FUZZ_SCALE", "1"))
 RAN: Counter = Counter()  # examples run per fuzz test, reported at the end of the module
@@ -119,6 +120,95 @@ def test_any_stream_reads_or_stops_at_a_numbered_line(chunks):
 ])
 def test_nasty_lines(raw):
     assert isinstance(parsed(raw), (VectorLine, BadInput))
+
+
+# -- quick_check: parse_line's shortcut gives the same vector, or leaves the line to it --------
+def outcome(read):
+    """What reading a line gives: the vector, or the error as a user or a client sees it."""
+    try:
+        return read()
+    except BadInput as exc:
+        return type(exc).__name__, exc.message, exc.line, exc.vector_id, exc.service_message, exc.code
+
+
+def assert_read_alike(raw: bytes, dims: int = DIMS):
+    """``quick_check`` gives parse_line's vector or None, and reading the line in a stream gives
+    what parse_line gives; returns that and the shortcut's answer."""
+    want = outcome(lambda: parse_line(raw, 1, dims))
+    quick = quick_check(dims)(raw, 1, decode(raw))
+    assert quick is None or quick == want
+    assert outcome(lambda: list(read_vectors([raw], dims))) == ([want] if isinstance(want, VectorLine) else want)
+    return want, quick
+
+
+# Values as a load's lines hold them, some with a thing that makes parse_line refuse them: a
+# boolean (which struct would pack as 1 or 0), an integer past float32 or past 64 bits, text, null;
+# or a value too many or too few.
+number = st.floats(allow_nan=False, allow_infinity=False, width=32) | st.sampled_from([0, 1, 0.0, 1.0, -0.0, 2**64])
+spoiler = (st.booleans() | st.integers(-(2**70), 2**70) | st.sampled_from([3.4028235e38, 3.4028236e38, 1e39, -1e39])
+           | st.none() | st.sampled_from(["1.5", "true", [1.0]]))
+
+
+def spoilt(values_and_spoiler):
+    values, spoil = values_and_spoiler
+    if spoil is not None:
+        at, what = spoil
+        values[at % len(values):at % len(values) + 1] = [] if what == "drop" else [what]
+    return values
+
+
+values = st.tuples(st.lists(number, min_size=DIMS, max_size=DIMS),
+                   st.none() | st.tuples(st.integers(0, DIMS), spoiler | st.just("drop"))).map(spoilt)
+loads = st.fixed_dictionaries(
+    {"id": st.sampled_from(["a", "doc-0000001"]) | st.text(max_size=20) | st.sampled_from(["é" * 16, "é" * 33, 7]),
+     "values": values},
+    optional={"metadata": st.sampled_from([{"t": "true"}, {"ok": True, "no": False}, {"n": 1}]) | json_values
+              | st.dictionaries(st.sampled_from(["k", "a.b", "$x", "", "true"]), json_values),
+              "namespace": st.sampled_from(["ns", "", "n" * 65]) | json_values,
+              "extra": json_values},
+)
+
+
+@fuzz(300)
+@given(loads, st.booleans())
+def test_quick_check_reads_any_line_as_parse_line_does(rec, spaced):
+    RAN["quick_check_reads_any_line_as_parse_line_does"] += 1
+    assert_read_alike(json.dumps(rec, separators=None if spaced else (",", ":")).encode())
+
+
+@fuzz(100)
+@given(st.binary(min_size=1, max_size=200).filter(lambda raw: not raw.isspace()))
+def test_quick_check_reads_any_bytes_as_parse_line_does(raw):
+    RAN["quick_check_reads_any_bytes_as_parse_line_does"] += 1
+    assert_read_alike(raw)
+
+
+@pytest.mark.parametrize("raw, reads, quick", [
+    (b'{"id": "a", "values": [1, 0, 0.5]}', True, True),
+    (b'{"id":"a","values":[1,0,0.5],"metadata":{"ok":true,"no":false},"namespace":"n"}', True, False),
+    (b'{"id": "a", "values": [true, 0, 0.5]}', False, False),
+    (b'{"id": "a", "values": [1, false, 0.5], "metadata": {"t": "true"}}', False, False),
+    (b'{"id": "a", "values": [0.25, 2, 3], "metadata": {"t": true}}', True, True),
+    (b'{"id": "a", "values": [1, 2, 3.4028236e38]}', False, False),
+    (b'{"id": "a", "values": [1, 2, 3.4028235e38]}', True, True),
+    (b'{"id": "a", "values": [1, 2, 18446744073709551615]}', True, True),
+    (b'{"id": "a", "values": [1, 2, 3], "namespace": null, "metadata": null}', True, True),
+    (b'{"id": "a", "values": [1, 2, 3], "namespace": 5}', False, False),
+    (b'{"id": "a", "values": [1, "2", 3]}', False, False),
+    (b'{"id": "a", "values": [1, 2, 3]', False, False),
+    (b'{"id": "a", "values": [1, 2, 3], "text": "t"}', False, False),
+])
+def test_quick_check_cases(raw, reads, quick):
+    want, got = assert_read_alike(raw)
+    assert isinstance(want, VectorLine) == reads and (got is not None) == quick
+
+
+def test_orjson_gives_no_infinity():
+    """quick_check's premise: a JSON number past the double range is refused, never infinity,
+    so a value packs as float32 or struct refuses it (past float32), as parse_line does."""
+    for raw in (b"1e400", b"-1e400", b"[1e309]"):
+        with pytest.raises(orjson.JSONDecodeError):
+            orjson.loads(raw)
 
 
 # -- the command line ------------------------------------------------------------------------

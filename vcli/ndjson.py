@@ -4,6 +4,9 @@ written to stdout or to a file.
 Each line is one JSON object (docs/contract.md, "Input"); what a line must hold is checked by
 ``vcli.engine.validate``, this module only reads, numbers and writes. Blank lines are skipped.
 NumPy is not needed here, so a small write stays as quick to start as ``vcli info``.
+
+Vector lines are read by ``vector_items``: the usual line checked by ``validate.quick_check``,
+every other by ``parse_line`` (docs/performance.md, "Reading the lines").
 """
 
 from __future__ import annotations
@@ -14,27 +17,35 @@ import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import orjson
 
 from .engine import fsutil
 from .engine.records import Query, VectorLine
-from .engine.validate import check_query, check_record
+from .engine.validate import check_query, check_record, quick_check
 from .errors import BadInput, VcliError
+
+READ_BUFFER = 1 << 20  # a line of 384 values is ~4.7 KB: read with the default 8 KB, each costs 4x
 
 
 @contextmanager
 def open_input(path: str) -> Iterator[BinaryIO]:
     """The NDJSON source: stdin for ``-``, else the file, with a clear error if it cannot be read."""
     if path == "-":
-        yield sys.stdin.buffer
+        try:
+            stdin = open(sys.stdin.fileno(), "rb", buffering=READ_BUFFER, closefd=False)
+        except (AttributeError, OSError, ValueError):  # no file descriptor (a test's stand-in)
+            yield sys.stdin.buffer
+            return
+        with stdin:
+            yield stdin
         return
     p = Path(path)
     if p.is_dir():
         raise BadInput(f"cannot read {path}: it is a directory")
     try:
-        f = open(p, "rb")
+        f = open(p, "rb", buffering=READ_BUFFER)
     except OSError as exc:
         raise BadInput(f"cannot read {path}: {exc.strerror}") from None
     with f:
@@ -51,12 +62,33 @@ def parse_line(raw: bytes, lineno: int, dimensions: int) -> VectorLine:
     return check_record(obj, lineno, dimensions, may_hold_bools=b"true" in raw or b"false" in raw)
 
 
+def decode(raw: bytes) -> Any:
+    """The line as ``orjson.loads`` decodes it, None if it is not JSON (``parse_line`` says why)."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def vector_items(lines: Iterable[bytes], dimensions: int) -> Iterator[VectorLine | tuple[int, bytes, Any]]:
+    """Each non-blank line of ``lines``, in order: the vector when ``quick_check`` reads it, else
+    ``(lineno, raw, obj)`` for the caller to read, ``obj`` the decoded line (None if it is not
+    JSON). A line whose object has "text" is always handed back so."""
+    quick = quick_check(dimensions)
+    for lineno, raw in enumerate(lines, 1):
+        if not raw or raw.isspace():
+            continue
+        obj = decode(raw)
+        if type(obj) is dict and "text" in obj:
+            yield lineno, raw, obj
+            continue
+        yield quick(raw, lineno, obj) or (lineno, raw, obj)
+
+
 def read_vectors(stream: BinaryIO | Iterable[bytes], dimensions: int) -> Iterator[VectorLine]:
     """Yield checked vector lines from a binary stream, skipping blank lines."""
-    for lineno, raw in enumerate(stream, 1):
-        if raw.isspace() or not raw:
-            continue
-        yield parse_line(raw, lineno, dimensions)
+    for item in vector_items(stream, dimensions):
+        yield item if type(item) is VectorLine else parse_line(item[1], item[0], dimensions)
 
 
 # == queries (vcli query --file) ==================================================================

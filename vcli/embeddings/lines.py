@@ -17,7 +17,7 @@ import orjson
 from ..engine.records import VectorLine
 from ..engine.validate import check_record
 from ..errors import BadInput, BadQuery
-from ..ndjson import parse_line
+from ..ndjson import parse_line, vector_items
 from . import MAX_TEXTS, embed
 
 Model = str | Callable[[], str]
@@ -91,18 +91,23 @@ def _embedder(model: Model, pooling: str, env: Mapping[str, str] | None) -> Call
 def vector_lines(lines: Iterable[bytes], dimensions: int, model: Model, pooling: str = "mean", *,
                  env: Mapping[str, str] | None = None) -> Iterator[VectorLine]:
     """``ndjson.read_vectors`` where a line may give ``"text"`` instead of ``"values"``."""
-    def parsed() -> Iterator[tuple[tuple[int, bytes, Any], str | None]]:
-        for lineno, raw in enumerate(lines, 1):
-            if not raw or raw.isspace():
+    def parsed() -> Iterator[tuple[VectorLine | tuple[int, bytes, Any, bool], str | None]]:
+        for item in vector_items(lines, dimensions):
+            if type(item) is VectorLine:
+                yield item, None
                 continue
-            if b'"text"' not in raw:
-                yield (lineno, raw, None), None  # parsed once, by parse_line
-                continue
-            obj = _parse(raw, lineno)
-            yield (lineno, raw, obj), _text(obj, lineno, ("values",))
+            lineno, raw, obj = item
+            if type(obj) is dict and "text" in obj and b'"text"' in raw:
+                yield (lineno, raw, obj, True), _text(obj, lineno, ("values",))
+            else:
+                yield (lineno, raw, obj, False), None
 
-    for (lineno, raw, obj), vector in in_order(parsed(), _embedder(model, pooling, env)):
-        if obj is None:
+    for item, vector in in_order(parsed(), _embedder(model, pooling, env)):
+        if type(item) is VectorLine:
+            yield item
+            continue
+        lineno, raw, obj, text = item
+        if not text:
             yield parse_line(raw, lineno, dimensions)
             continue
         if vector is not None:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import orjson
 
 from ..engine import limits
+from ..engine.records import VectorLine
 from ..engine.validate import check_api_name, check_query
 from ..errors import (
     BadInput,
@@ -43,7 +44,7 @@ from ..errors import (
     TooManyVectors,
     VcliError,
 )
-from ..ndjson import parse_line
+from ..ndjson import parse_line, vector_items
 from . import ai
 from .common import (
     JSON_OPTIONS,
@@ -115,9 +116,11 @@ def ndjson_lines(data: bytes, dimensions: int, discard: bool = False) -> Iterato
     """The vector lines of an NDJSON body (the last one may lack its newline); with ``discard`` a
     line that cannot be read is skipped (Vectorize's ``unparsable-behavior=discard``), though a
     wrong dimension count still fails."""
-    for lineno, raw in enumerate(io.BytesIO(data), 1):
-        if not raw.strip():
+    for item in vector_items(io.BytesIO(data), dimensions):
+        if type(item) is VectorLine:
+            yield item
             continue
+        lineno, raw, _obj = item
         try:
             yield parse_line(raw, lineno, dimensions)
         except DimensionMismatch:
