@@ -262,7 +262,6 @@ def quick_check(dimensions: int) -> Callable[[bytes, int, Any], VectorLine | Non
     return quick
 
 
-
 def check_records(vectors: Iterable[VectorLine | dict], dimensions: int) -> Iterable[VectorLine]:
     """Checked vectors from checked ones or dicts (numbered from 1 as they come)."""
     for n, item in enumerate(vectors, 1):
