@@ -22,11 +22,11 @@ filters over two or three values, half with a namespace, 1-30 % selective), then
 beside NumPy answering the same batch exactly (mask the rows once, one matrix product; for the
 many-filter batches, one product per 64 lines and each line's row masked); each batch runs
 ``--repeat`` times (3; the 10,000-line one once) and the median rate is shown, since one run on a
-busy machine strays by a third; beside it, the unfiltered batch's CPU time (this process's, all
-threads) over the batch's, the medians of the runs, which other processes on the machine move
-less than the rate (at load 3.7-5.1 on 2 cores, ten runs of the unfiltered batch at 500k ranged
-over 460-1,245 q/s and 0.76-1.14 CPU s). Targets: a batch with one filter no slower than the unfiltered
-one, the mixed batch at least half the single-filter rate, the many-filter batch at most twice the
+busy machine strays by a third; beside it ("by CPU"), the unfiltered batch's CPU time (this
+process's, all threads) over the batch's, the medians of the runs, which other processes on the
+machine move less than the rate (at load 3.7-5.1 on 2 cores, ten runs of the unfiltered batch
+at 500k ranged over 460-1,245 q/s and 0.76-1.14 CPU s). Targets: a batch with one filter no
+slower than the unfiltered one, the mixed batch at least half the single-filter rate, the many-filter batch at most twice the
 unfiltered batch's time (recall@10 >= 0.999 on a matrix, 0.99 on a graph), the 10,000-line batch
 at least half the 1,000-line one's rate, its memory bounded.
 
