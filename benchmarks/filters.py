@@ -22,8 +22,11 @@ filters over two or three values, half with a namespace, 1-30 % selective), then
 beside NumPy answering the same batch exactly (mask the rows once, one matrix product; for the
 many-filter batches, one product per 64 lines and each line's row masked); each batch runs
 ``--repeat`` times (3; the 10,000-line one once) and the median rate is shown, since one run on a
-busy machine strays by a third. Targets: a batch with one filter no slower than the unfiltered
-one, the mixed batch at least half the single-filter rate, the many-filter batch at most twice the
+busy machine strays by a third; beside it ("by CPU"), the unfiltered batch's CPU time (this
+process's, all threads) over the batch's, the medians of the runs, which other processes on the
+machine move less than the rate (at load 3.7-5.1 on 2 cores, ten runs of the unfiltered batch
+at 500k ranged over 460-1,245 q/s and 0.76-1.14 CPU s). Targets: a batch with one filter no
+slower than the unfiltered one, the mixed batch at least half the single-filter rate, the many-filter batch at most twice the
 unfiltered batch's time (recall@10 >= 0.999 on a matrix, 0.99 on a graph), the 10,000-line batch
 at least half the 1,000-line one's rate, its memory bounded.
 
@@ -171,13 +174,14 @@ def measure_batch(index, queries: np.ndarray, data64, norms, meta, nsp, repeat: 
     q64 /= np.linalg.norm(q64, axis=1, keepdims=True)
     unit = data64 / norms[:, None]
 
-    def vcli_rate(lines) -> tuple[float, list[list[str]]]:
-        rates = []
+    def vcli_rate(lines) -> tuple[float, list[list[str]], float]:
+        rates, cpu = [], []
         for _ in range(repeat):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             answers = [[m.id for m in r.matches] for r in index.query_many(lines)]
             rates.append(len(lines) / (time.perf_counter() - t0))
-        return statistics.median(rates), answers
+            cpu.append(time.process_time() - c0)
+        return statistics.median(rates), answers, statistics.median(cpu)
 
     def numpy_rate(masks) -> tuple[float, list[list[str]]]:
         t0 = time.perf_counter()
@@ -198,9 +202,9 @@ def measure_batch(index, queries: np.ndarray, data64, norms, meta, nsp, repeat: 
     for label, flt, mask in [("no filter", None, everything)] + ([] if many_only else [
             (f"{label} ({select(meta).mean():.1%})", flt, select(meta)) for label, flt, select in FILTERS]):
         lines = [{"vector": q.tolist(), "topK": TOP_K, **({"filter": flt} if flt else {})} for q in qs]
-        rate, got = vcli_rate(lines)
+        rate, got, cpu = vcli_rate(lines)
         base, truth = numpy_rate([(mask, np.arange(len(qs)))])
-        out.append((label, rate, recall(got, truth), base))
+        out.append((label, rate, recall(got, truth), base, cpu))
     if not many_only:
         out.append(_mixed(index, qs, meta, nsp, vcli_rate, numpy_rate, recall))
     many, grew_many = measure_many(index, queries, data64, norms, meta, nsp, repeat, 1000, None)
@@ -219,11 +223,11 @@ def _mixed(index, qs, meta, nsp, vcli_rate, numpy_rate, recall) -> tuple:
         flt, ns = MIXED[i % len(MIXED)]
         lines.append({"vector": q.tolist(), "topK": TOP_K, "filter": flt, **({"namespace": ns} if ns else {})})
         groups.setdefault(i % len(MIXED), []).append(i)
-    rate, got = vcli_rate(lines)
+    rate, got, cpu = vcli_rate(lines)
     masks = [(_mask(meta, nsp, *MIXED[g]), np.array(rows)) for g, rows in groups.items()]
     base, truth = numpy_rate(masks)
     order = np.argsort(np.concatenate([rows for _, rows in masks]), kind="stable")
-    return ("six filters in turn, namespaces (mixed)", rate, recall(got, [truth[i] for i in order]), base)
+    return ("six filters in turn, namespaces (mixed)", rate, recall(got, [truth[i] for i in order]), base, cpu)
 
 
 def _mask(meta, nsp, flt: dict, ns: str | None) -> np.ndarray:
@@ -283,11 +287,12 @@ def measure_many(index, queries: np.ndarray, data64, norms, meta, nsp, repeat: i
     qs = np.resize(queries, (lines, queries.shape[1]))
     batch = [{"vector": q.tolist(), "topK": TOP_K, "filter": flt, **({"namespace": ns} if ns else {})}
              for q, (flt, ns) in zip(qs, chosen, strict=True)]
-    rates, extra = [], 0
+    rates, cpu, extra = [], [], 0
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         got, grew = _peak_growth(lambda: [[m.id for m in r.matches] for r in index.query_many(batch)])
         rates.append(lines / (time.perf_counter() - t0))
+        cpu.append((time.process_time() - c0) * 1000 / lines)  # per 1,000 lines, as the other batches
         extra = max(extra, grew)
     # exact filtered search in NumPy: one float64 product per 64 lines, each line's row masked
     picked = np.arange(0, lines, sample)
@@ -309,7 +314,7 @@ def measure_many(index, queries: np.ndarray, data64, norms, meta, nsp, repeat: i
     n_distinct = len({orjson.dumps(c, option=orjson.OPT_SORT_KEYS) for c in chosen})
     share = float(np.mean([m.mean() for m in masks]))
     label = f"{lines:,} lines, {n_distinct:,} filters ({share:.0%} avg)"
-    return (label, statistics.median(rates), recall, numpy_qps), extra
+    return (label, statistics.median(rates), recall, numpy_qps, statistics.median(cpu)), extra
 
 
 def _peak_growth(run):
@@ -341,14 +346,15 @@ def _peak_growth(run):
 
 def report_batch(title: str, rows) -> None:
     print(f"\n{title}: batches of 1,000 queries, top-k {TOP_K}")
-    print(f"  {'batch':<42} {'queries/s':>10} {'vs unfiltered':>14} {'recall@10':>9} {'NumPy q/s':>10}")
-    base = rows[0][1]
+    print(f"  {'batch':<42} {'queries/s':>10} {'vs unfiltered':>14} {'by CPU':>7} {'recall@10':>9} {'NumPy q/s':>10}")
+    base, base_cpu = rows[0][1], rows[0][4]
     for row in rows:
         if isinstance(row, str):
             print(row)
             continue
-        label, rate, rec, numpy_qps = row
-        print(f"  {label:<42} {rate:>10,.0f} {rate / base:>13.2f}x {rec:>9.4f} {numpy_qps:>10,.0f}")
+        label, rate, rec, numpy_qps, cpu = row
+        print(f"  {label:<42} {rate:>10,.0f} {rate / base:>13.2f}x {base_cpu / cpu:>6.2f}x {rec:>9.4f} "
+              f"{numpy_qps:>10,.0f}")
 
 
 def report(title: str, rows) -> None:

@@ -92,6 +92,7 @@ class BatchMasks:
         self.budget = budget
         self._kept: dict[tuple, _Condition] = {}  # the least recently used first
         self._held = 0
+        self._table: np.ndarray | None = None  # the matrix's row of each key from its first (``rows_of``)
 
     def split(self, plan: Plan) -> Split | None:
         """``plan`` (its namespace and filter) as the conditions of its positive part with the
@@ -176,11 +177,8 @@ class BatchMasks:
             self._kept[name] = found = self._kept.pop(name)  # now the most recently used
             return found
         keys = sorted_keys(filtering.condition_keys(self.store, clause, None if clause else name[1]))
-        mk = self.matrix_keys
-        rows = np.searchsorted(mk, keys)
-        rows = rows[rows < len(mk)]
-        rows = rows[mk[rows] == keys[: len(rows)]].astype(np.int32)
-        bits = np.zeros(len(mk), bool)
+        rows = self.rows_of(keys)
+        bits = np.zeros(len(self.matrix_keys), bool)
         bits[rows] = True
         found = _Condition(rows, bits, in_sorted(self.delta_keys, keys))
         size = _size(found)
@@ -190,6 +188,29 @@ class BatchMasks:
             self._kept[name] = found
             self._held += size
         return found
+
+    def rows_of(self, keys: np.ndarray) -> np.ndarray:
+        """The matrix's rows (sorted int32 positions) of those of ``keys`` (sorted) that it holds.
+        Keys are given in ascending order and never reused, so a matrix's keys are usually
+        nearly consecutive: a table of the row of each key from its first (4 bytes a key of
+        their span, counted against the batch's ``budget``) answers with one lookup a key. For
+        the 114 conditions of a 1,000-line batch at 500k that took 0.02-0.04 s, a binary search
+        a key 0.15 s (a sixth of reading them)."""
+        mk = self.matrix_keys
+        if not len(mk) or not len(keys):
+            return np.zeros(0, np.int32)
+        lo, span = int(mk[0]), int(mk[-1] - mk[0]) + 1
+        if 4 * span > self.budget // 4:  # a table of more than a quarter of the budget: search
+            rows = np.searchsorted(mk, keys)
+            rows = rows[rows < len(mk)]
+            return rows[mk[rows] == keys[: len(rows)]].astype(np.int32)
+        if self._table is None:
+            self._table = np.full(span, -1, np.int32)
+            self._table[mk - lo] = np.arange(len(mk), dtype=np.int32)
+            self._held += self._table.nbytes
+        inside = keys[(keys >= lo) & (keys < lo + span)]
+        rows = self._table[inside - lo]
+        return rows[rows >= 0]
 
 
 def _size(c: _Condition) -> int:
