@@ -35,7 +35,9 @@ import numpy as np
 import orjson
 
 from ..errors import LockTimeout, StorageError
+from .columns import open_values
 from .limits import MAX_ID_BYTES, MAX_NAMESPACE_BYTES
+from .matrix import crc_of
 from .searchfiles import FILE_ERRORS
 from .store import audit
 from .validate import utf8_size
@@ -175,29 +177,63 @@ def _store_problems(store, dims: int, elsewhere: dict[str, int]) -> list[Problem
     wrong_format = audit.format_problem(store)
     if wrong_format:
         out.append(Problem("store", "store-format", wrong_format, False))
-    return out + _row_problems(store, dims) + _bookkeeping_problems(store, elsewhere)
+    return out + _column_problems(store, dims) + _row_problems(store, dims) + _bookkeeping_problems(store, elsewhere)
+
+
+def _column_problems(store, dims: int) -> list[Problem]:
+    """The columns that hold the values: present, and every committed append's bytes match the
+    CRC-32 recorded with it (the values are not derived: damage is reported, not repaired)."""
+    generation, rows = store.tail()
+    if generation is None or store.old_format():
+        return []
+    try:
+        values = open_values(store, dims)
+    except (OSError, ValueError) as exc:
+        return [Problem("store", "columns-missing",
+                        f"the columns that hold the vectors' values cannot be read ({exc}); restore "
+                        "them from a copy or load the vectors into a new index", False)]
+    bad, at = [], 0
+    for start, end, crc_keys, crc_values in store.appends(generation):
+        if start != at or crc_of(values.keys[start:end]) != crc_keys or crc_of(values.values[start:end]) != crc_values:
+            bad.append((start, end))
+        at = end
+    if at != rows:
+        bad.append((at, rows))
+    if not bad:
+        return []
+    keys = np.concatenate([np.asarray(values.keys[a:b]) for a, b in bad])
+    ids = [r[1] for r in store.rows_for_keys(int(k) for k in keys)]
+    return [Problem("store", "columns-damaged",
+                    f"{len(bad)} blocks of rows of vectors-{generation}.keys/.f32 differ from their checksums: "
+                    f"the values of {len(keys):,} vectors may be damaged, of which {len(ids)} live "
+                    f"({_examples(ids, len(ids)) or 'none'}); upsert them again or restore the index "
+                    "from a copy", False)]
 
 
 def _row_problems(store, dims: int) -> list[Problem]:
     """Values, ids, namespaces and metadata, row by row."""
     out: list[Problem] = []
+    try:
+        values = open_values(store, dims)
+    except (OSError, ValueError):
+        values = None  # (reported by ``_column_problems``)
     bad_size: list[str] = []
     not_finite: list[str] = []
     bad_meta: list[str] = []
     bad_id: list[str] = []
     bad_ns: list[str] = []
-    size = dims * 4
     for rows in audit.row_blocks(store):
+        present = values.present([r[3] for r in rows]) if values is not None else np.ones(len(rows), bool)
         good = []
-        for vid, ns, meta, vec in rows:
+        for (vid, ns, meta, key), here in zip(rows, present, strict=True):
             if not isinstance(vid, str) or not 1 <= utf8_size(vid) <= MAX_ID_BYTES:
                 bad_id.append(str(vid))
             if ns is not None and (not isinstance(ns, str) or not 1 <= utf8_size(ns) <= MAX_NAMESPACE_BYTES):
                 bad_ns.append(str(vid))
-            if not isinstance(vec, bytes) or len(vec) != size:
+            if not here:
                 bad_size.append(str(vid))
             else:
-                good.append((vid, vec))
+                good.append((vid, key))
             if meta is not None:
                 try:
                     ok = isinstance(orjson.loads(meta), dict)
@@ -205,12 +241,12 @@ def _row_problems(store, dims: int) -> list[Problem]:
                     ok = False
                 if not ok:
                     bad_meta.append(str(vid))
-        if good:
-            block = np.frombuffer(b"".join(v for _i, v in good), "<f4").reshape(len(good), dims)
+        if good and values is not None:
+            block = values.of([k for _i, k in good])
             for i in np.flatnonzero(~np.isfinite(block).all(axis=1)):
                 not_finite.append(good[int(i)][0])
     for ids, code, what in (
-        (bad_size, "vector-size", f"values that are not {dims} float32 numbers"),
+        (bad_size, "vector-size", f"no values of {dims} float32 numbers (none in the columns)"),
         (not_finite, "vector-not-finite", "values that are not finite numbers"),
         (bad_id, "vector-id", "an id that is not 1 to 64 bytes of text"),
         (bad_ns, "vector-namespace", "a namespace that is not 1 to 64 bytes of text"),
@@ -267,7 +303,7 @@ def _search_file_problems(index, count: int) -> tuple[list[Problem], str | None]
     from .matrix import generation_of, other_generations  # (NumPy: the check has it already)
 
     unreadable = file is not None and file.path.suffix == ".manifest" and generation_of(file.path) is None
-    for column in [] if unreadable else other_generations(folder, None if file is None else file.path):
+    for column in [] if unreadable else other_generations(folder, index.store, None if file is None else file.path):
         out.append(Problem("search files", f"old:{column.name}",
                            f"column file {column.name} of a matrix generation no manifest uses", True))
     if file is None:

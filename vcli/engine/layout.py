@@ -2,11 +2,14 @@
 
     <data dir>/<name>/
       index.toml             configuration (catalog.py)
-      store.sqlite (-wal, -shm)   every vector: the truth (store/)
+      store.sqlite (-wal, -shm)   every vector's id, namespace, metadata and key: the truth
+                             (store/), with the committed rows of the columns
       lock                   the writer lock (lock.py)
+      vectors-<gen>.keys|f32   the append-only columns that are the one home of the float32
+                             values (store/appender.py writes them, columns.py reads them)
+      vectors-<gen>.norms|gone   their norms and tombstones, derived, up to the manifest (matrix.py)
       matrix-<seq>.manifest  every vector as of mutation <seq>, for search: the prefix of the
                              columns of generation <gen> that the matrix is (matrix.py, searchfiles.py)
-      vectors-<gen>.keys|norms|f32|gone   a generation's append-only columns (matrix.py)
       matrix-<seq>.f32       the matrix of vcli before generations, in one file (still read)
       graph-<seq>-<lo>-<hi>.usearch   for large indexes, a usearch graph of the vectors of
                              matrix-<seq> whose keys are lo..hi: one part of the graph (graph.py)
@@ -37,6 +40,12 @@ _SEARCH_FILE = re.compile(r"(matrix|graph)-(\d+)(?:-(\d+)-(\d+))?\.(manifest|f32
 _SEARCH_TEMP = re.compile(r"\.(matrix|graph)-[0-9-]+\.(manifest|f32|usearch)\.tmp-[0-9a-f]+")
 _SUFFIXES = {"matrix": ("manifest", "f32"), "graph": ("usearch",)}  # (f32: the one-file matrix before generations)
 _VECTOR_FILE = re.compile(r"vectors-(\d+-[0-9a-f]{8})\.(keys|norms|f32|gone)")
+VECTOR_COLUMNS = ("keys", "norms", "f32", "gone")
+
+
+def new_generation(seq: int) -> str:
+    """A new generation's name: the mutation it begins at and 8 random hex digits (never reused)."""
+    return f"{seq}-{os.urandom(4).hex()}"  # (os.urandom: the secrets module costs ~10 ms to import)
 
 
 def now_iso() -> str:

@@ -99,15 +99,15 @@ class SearchFiles:
 
         return graph.load(file.path, self.dimensions, self.metric, self.tuning, keys=keys)
 
-    def verify(self, file: SearchFile, obj, *, samples: int | None = None, matrix=None) -> None:
+    def verify(self, file: SearchFile, obj, *, samples: int | None = None, matrix=None, values=None) -> None:
         """Cheap checks that a loaded file fits the store (``verify.verify``: ``samples`` store
         vectors compared, ``Tuning.verify_samples`` unless given; for a graph part ``matrix``,
-        the loaded newest matrix); ``ValueError`` (or ``StaleFile``) says what is wrong."""
+        the loaded newest matrix; ``values``: the snapshot's, when open); ``ValueError`` (or ``StaleFile``) says what is wrong."""
         from . import verify  # lazy: NumPy, which a small write does not load
 
         if samples is None:
             samples = self.tuning.verify_samples
-        verify.verify(self.store, file, obj, samples=samples, matrix=matrix)
+        verify.verify(self.store, file, obj, samples=samples, matrix=matrix, values=values)
 
     # -- refreshing -----------------------------------------------------------------------------
     def refresh(self, notes: Notes, *, force: bool = False, verify: bool = False) -> None:
@@ -121,6 +121,11 @@ class SearchFiles:
         what ``vcli info`` does. The file is not re-verified then (unless ``verify``, as a repair
         asks); every query verifies the file it opens and repairs it if needed."""
         self.remove_temp_files()
+        if self.store.old_format():
+            from .migrate import migrate  # lazy: NumPy, once per index
+
+            migrate(self.store, self.folder, self.dimensions)
+            force = True
         matrices = [f for f in self.folder.search_files() if f.kind == "matrix"]
         current = matrices[0] if matrices else None
         wrote = False
@@ -133,12 +138,13 @@ class SearchFiles:
     def _refresh_matrix(self, notes: Notes, current: SearchFile | None, matrices: list[SearchFile]) -> bool:
         """Bring the matrix up to date; whether a new one was written. An index small enough to
         need none (``needs_matrix``) is left without one instead."""
+        from . import matrix  # lazy: NumPy
+
         if not self.needs_matrix():
-            for stale in [*(f.path for f in matrices), *(path for _, path in self.folder.vector_files())]:
+            for stale in [*(f.path for f in matrices), *matrix.other_generations(self.folder, self.store, None)]:
                 stale.unlink(missing_ok=True)
             self.store.prune_removed(self.store.last_seq())
             return False
-        from . import matrix  # lazy: NumPy
 
         path = old = None
         if current is not None:
@@ -156,13 +162,13 @@ class SearchFiles:
             except (RuntimeError, ValueError) as exc:
                 notes.append(f"rebuilding the search file: {exc}")
         if path is None:
-            path = matrix.build(self.store, self.folder, self.dimensions)
+            path = matrix.build(self.store, self.folder, self.dimensions, self.tuning.fold_compact_share)
         if path != getattr(current, "path", None):
             self._note_outgrown(notes, None if old is None else old.live())
         for other in matrices:
             if other.path != path:
                 other.path.unlink(missing_ok=True)
-        for column in matrix.other_generations(self.folder, path):
+        for column in matrix.other_generations(self.folder, self.store, path):
             column.unlink(missing_ok=True)
         self.store.prune_removed(seq_of(path))
         return path != getattr(current, "path", None)
