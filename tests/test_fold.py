@@ -66,6 +66,26 @@ def loaded(data_dir, rng, n: int, metric: str):
     return cat, model
 
 
+def test_the_values_are_stored_once_in_the_columns(data_dir):
+    """A write's values go to the columns only (the store keeps no blob, so its log carries none),
+    exactly once each, and come back bit for bit."""
+    rng = np.random.default_rng(10)
+    cat, model = loaded(data_dir, rng, 3000, "cosine")
+    folder = data_dir / "idx"
+    with cat.open("idx", write=True) as ix:
+        ix.upsert(records({"a1": model["a1"] + 1}))
+        model["a1"] = model["a1"] + 1
+        got = {v.id: v.values for v in ix.get(sorted(model))}
+    assert all(got[k].tobytes() == v.tobytes() for k, v in model.items())
+    assert columns(folder)["f32"].stat().st_size == 3001 * DIMS * 4
+    with sqlite3.connect(folder / "store.sqlite") as conn:
+        assert "vec" not in [r[1] for r in conn.execute("PRAGMA table_info(vectors)")]
+        assert conn.execute('SELECT start, "end" FROM appends ORDER BY start').fetchall() == [(0, 3000), (3000, 3001)]
+    conn.close()
+    store = sum(p.stat().st_size for p in folder.glob("store.sqlite*"))
+    assert store < 3000 * DIMS * 4  # ids, keys and bookkeeping, not the 192 kB of values
+
+
 def test_a_fold_appends_and_leaves_the_rows_written_before_untouched(data_dir):
     rng = np.random.default_rng(1)
     cat, model = loaded(data_dir, rng, 5000, "cosine")

@@ -63,8 +63,8 @@ from .store import Store
 MAGIC = b"VCLIMAT1"  # the whole-file matrix of vcli before generations
 HEADER = struct.Struct("<8sQQI")
 HEADER_SIZE = 64
-CHUNK = 2048  # rows per step while writing (small: the float64 copy for norms is 8 bytes a number)
-COPY_ROWS = CHUNK * 32  # rows per step while copying rows of one generation into another
+CHUNK = 2048  # rows per step while reading columns (small: the float64 copy for norms is 8 bytes a number)
+COPY_ROWS = CHUNK * 32  # rows per step while checksumming a mapped column
 MANIFEST_FORMAT = 1
 _NO_KEYS = np.zeros(0, np.int64)
 _NO_KEYS.flags.writeable = False
@@ -197,6 +197,24 @@ def _norms(block: np.ndarray) -> np.ndarray:
         return np.linalg.norm(np.asarray(block).astype(np.float64), axis=1).astype(np.float32)
 
 
+def _row_blocks(folder: Folder, cols: Values, start: int, stop: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """``(first row, keys, values)`` of rows ``start..stop`` of ``cols``, ``CHUNK`` at a time (their
+    norms are found in float64), read from the files rather than the maps (a mapped file's pages
+    would count as this process's memory: a load's peak RSS would be the whole column)."""
+    assert cols.generation is not None
+    dims = cols.values.shape[1]
+    with open(folder.vector_file(cols.generation, "keys"), "rb") as fk, \
+            open(folder.vector_file(cols.generation, "f32"), "rb") as fv:
+        for at in range(start, stop, CHUNK):
+            n = min(CHUNK, stop - at)
+            fk.seek(at * 8)
+            fv.seek(at * dims * 4)
+            keys, values = np.fromfile(fk, "<i8", n), np.fromfile(fv, "<f4", n * dims).reshape(-1, dims)
+            if len(keys) != n or len(values) != n:
+                raise ValueError(f"vectors-{cols.generation} holds fewer rows than the {stop:,} committed")
+            yield at, keys, values
+
+
 def crc_of(a: np.ndarray, crc: int = 0) -> int:
     """The CRC-32 of ``a``'s bytes, read ``COPY_ROWS`` rows at a time (a mapped column is not
     read into memory whole)."""
@@ -305,15 +323,17 @@ def _matrix_in_place(folder: Folder, cols: Values, keep: np.ndarray, seq: int) -
     assert cols.generation is not None
     rows, dimensions = cols.values.shape
     out = _Appender(folder, cols.generation, dimensions, (rows, 0, 0))
+    crc_keys = crc_values = 0
     try:
-        for start in range(0, rows, COPY_ROWS):
-            out.add_norms(_norms(cols.values[start : start + COPY_ROWS]))
+        for _at, keys, values in _row_blocks(folder, cols, 0, rows):
+            out.add_norms(_norms(values))
+            crc_keys, crc_values = zlib.crc32(_bytes(keys), crc_keys), zlib.crc32(_bytes(values), crc_values)
         dropped = np.ones(rows, bool)
         dropped[keep] = False
         out.add_gone(cols.keys[dropped])
     finally:
         out.close()
-    crcs = (crc_of(cols.keys), out.crcs[1], crc_of(cols.values), out.crcs[3])
+    crcs = (crc_keys, out.crcs[1], crc_values, out.crcs[3])
     return _commit(folder, Manifest(cols.generation, dimensions, seq, (Segment(seq, rows, out.gone, crcs),)))
 
 
@@ -352,13 +372,15 @@ def _append_norms(man: Manifest, cols: Values, removed: np.ndarray, folder: Fold
     rows, dims = cols.values.shape
     if rows > man.rows or len(removed):
         out = _Appender(folder, man.generation, dims, (rows, man.rows, man.gone))
+        crc_keys = crc_values = 0
         try:
-            for start in range(man.rows, rows, COPY_ROWS):
-                out.add_norms(_norms(cols.values[start : min(start + COPY_ROWS, rows)]))
+            for _at, keys, values in _row_blocks(folder, cols, man.rows, rows):
+                out.add_norms(_norms(values))
+                crc_keys, crc_values = zlib.crc32(_bytes(keys), crc_keys), zlib.crc32(_bytes(values), crc_values)
             out.add_gone(removed)
         finally:
             out.close()
-        crcs = (crc_of(cols.keys[man.rows :]), out.crcs[1], crc_of(cols.values[man.rows :]), out.crcs[3])
+        crcs = (crc_keys, out.crcs[1], crc_values, out.crcs[3])
         man = man._replace(segments=(*man.segments, Segment(seq, rows, out.gone, crcs)))
     return _commit(folder, man._replace(seq=seq))
 
@@ -373,10 +395,10 @@ def _compact(store: Store, folder: Folder, cols: Values, keep: np.ndarray, seq: 
     generation = new_generation(seq)
     out = _Appender(folder, generation, dims, create=True)
     try:
-        for start in range(0, len(keep), COPY_ROWS):
-            rows = keep[start : start + COPY_ROWS]
-            values = np.asarray(cols.values[rows])
-            out.copy(np.asarray(cols.keys[rows]), _norms(values), values)
+        if len(keep):
+            for at, keys, values in _row_blocks(folder, cols, int(keep[0]), int(keep[-1]) + 1):
+                rows = keep[np.searchsorted(keep, at) : np.searchsorted(keep, at + len(keys))] - at
+                out.copy(keys[rows], _norms(values[rows]), values[rows])
     finally:
         out.close()
     with store.mutation_free_transaction():

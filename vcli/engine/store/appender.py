@@ -7,7 +7,7 @@ keys and values at the committed end of the current generation's ``keys`` and ``
 commit leaves bytes past the committed end: no reader reads them (a reader maps only the rows its
 snapshot says are committed) and the next writer writes over them. The first write of an index
 creates the generation's four column files (``norms`` and ``gone`` stay empty until a fold:
-``matrix.py``).
+``matrix.py``), and removes them again if it does not commit.
 
 No NumPy: a one-vector upsert costs about what ``vcli info`` does.
 """
@@ -37,6 +37,7 @@ class Appender:
                 os.close(os.open(self.folder.vector_file(generation, column),
                                  os.O_WRONLY | os.O_CREAT | os.O_EXCL, fsutil.FILE_MODE))
         self.generation, self.start, self.rows = generation, rows, rows
+        self.committed = False
         self.crcs = [0, 0]
         self.fds: list[int] = []
         try:
@@ -71,10 +72,17 @@ class Appender:
             if self.created:
                 fsutil.fsync_dir(self.folder.path)
             self.store.record_append(self.generation, self.start, self.rows, (self.crcs[0], self.crcs[1]))
+            self.committed = True
         finally:
             self.close()
 
     def close(self) -> None:
+        """Close the columns; a generation this write created and did not commit is removed (the
+        writer lock is held: nobody else knows it)."""
         for fd in self.fds:
             os.close(fd)
         self.fds = []
+        if self.created and not self.committed:
+            self.created = False
+            for column in VECTOR_COLUMNS:
+                self.folder.vector_file(self.generation, column).unlink(missing_ok=True)
