@@ -2,9 +2,10 @@
 
 What is checked:
 
-* **The store** (the truth): SQLite's own ``PRAGMA integrity_check``; every vector's values are a
-  float32 blob of ``dimensions * 4`` bytes holding finite numbers; ids and namespaces are 1..64
-  bytes; metadata is a JSON object; every row was written by a recorded mutation; the bookkeeping of
+* **The store and the columns** (the truth): SQLite's own ``PRAGMA integrity_check``; every
+  append to the columns that hold the values reads back with the CRC-32s recorded with it (a
+  store of an older vcli: every blob is ``dimensions * 4`` bytes); every vector has values there,
+  finite numbers; ids and namespaces are 1..64 bytes; metadata is a JSON object; every row was written by a recorded mutation; the bookkeeping of
   removed rows is consistent; the integer keys can never be handed out twice.
 * **The search files** (derived): no temporary files left by a killed refresh or build (a running
   builder's is left alone), no superseded files (manifests, other generations' columns); the
@@ -17,7 +18,8 @@ What is checked:
 
 Repair never touches a vector: it rebuilds SQLite's indexes (``REINDEX``), drops inconsistent
 bookkeeping rows, moves the key counter past every key used, deletes temporary and superseded files,
-rebuilds the matrix from the store and has a builder make damaged or missing graph parts anew. Damaged vectors are reported, not deleted; what to do
+rebuilds the matrix (norms, tombstones, manifest) from the columns and has a builder make damaged
+or missing graph parts anew. Damaged vectors are reported, not deleted; what to do
 with them is the user's call (upsert them again, or delete them).
 
 The check holds the writer lock (waiting like a writer), so it never mistakes a running writer's
@@ -246,7 +248,8 @@ def _row_problems(store, dims: int) -> list[Problem]:
             for i in np.flatnonzero(~np.isfinite(block).all(axis=1)):
                 not_finite.append(good[int(i)][0])
     for ids, code, what in (
-        (bad_size, "vector-size", f"no values of {dims} float32 numbers (none in the columns)"),
+        (bad_size, "vector-size", f"no values of {dims} float32 numbers (no row in the columns, or a "
+                                  "blob of another size in a store of an older vcli)"),
         (not_finite, "vector-not-finite", "values that are not finite numbers"),
         (bad_id, "vector-id", "an id that is not 1 to 64 bytes of text"),
         (bad_ns, "vector-namespace", "a namespace that is not 1 to 64 bytes of text"),
@@ -305,7 +308,8 @@ def _search_file_problems(index, count: int) -> tuple[list[Problem], str | None]
     unreadable = file is not None and file.path.suffix == ".manifest" and generation_of(file.path) is None
     for column in [] if unreadable else other_generations(folder, index.store, None if file is None else file.path):
         out.append(Problem("search files", f"old:{column.name}",
-                           f"column file {column.name} of a matrix generation no manifest uses", True))
+                           f"column file {column.name} of a generation neither the store nor a manifest uses",
+                           True))
     if file is None:
         if files.needs_matrix():
             out.append(Problem("search files", "search-missing",

@@ -242,7 +242,7 @@ class VectorIndex:
         """Write one batch: its rows, their values (appended to the columns) and, when metadata
         indexes exist, what each vector written holds for them (the snapshot that filters use;
         see filters.py)."""
-        rows: list[Row] = [(v.id, v.namespace, v.metadata_json, v.blob) for v in batch]
+        rows: list[Row] = [(v.id, v.namespace, v.metadata_json) for v in batch]
         write_rows = self.store.insert_rows if mode == "insert" else self.store.upsert_rows
         before = self.store.max_key()
         written = write_rows(seq, rows)

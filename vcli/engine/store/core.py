@@ -29,9 +29,9 @@ from . import listing
 from .connection import chunks, connect, has_table, storage_error
 from .schema import FORMAT, METADATA_SCHEMA, OLD_FORMAT, PENDING_SCHEMA, SCHEMA
 
-# Row written by insert/upsert: (id, namespace, metadata JSON bytes or None, float32 blob); the
-# blob goes to the columns (``appender.py``), the rest to ``vectors``
-Row = tuple[str, "str | None", "bytes | None", bytes]
+# Row written by insert/upsert: (id, namespace, metadata JSON bytes or None); its values go to the
+# columns (``appender.py``)
+Row = tuple[str, "str | None", "bytes | None"]
 
 
 class AlreadyApplied(Exception):
@@ -137,7 +137,7 @@ class Store:
         before = self.conn.total_changes
         self.conn.executemany(
             "INSERT OR IGNORE INTO vectors (id, namespace, metadata, seq) VALUES (?, ?, ?, ?)",
-            [(*r[:3], seq) for r in rows],
+            [(*r, seq) for r in rows],
         )
         return self.conn.total_changes - before
 
@@ -147,7 +147,7 @@ class Store:
         self._remove_where_ids(seq, list(last))
         self.conn.executemany(
             "INSERT INTO vectors (id, namespace, metadata, seq) VALUES (?, ?, ?, ?)",
-            [(*r[:3], seq) for r in last.values()],
+            [(*r, seq) for r in last.values()],
         )
         return len(rows)
 
