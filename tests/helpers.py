@@ -65,9 +65,10 @@ class Run:
 PROGRAMS = Path(__file__).parent / "programs"
 
 
-def as_older_vcli(folder: Path, dims: int) -> None:
+def as_older_vcli(folder: Path, dims: int, one_file: bool = True) -> None:
     """Make index ``folder`` (which has a matrix) what a vcli before the columns left: each
-    vector's values a blob in ``store.sqlite`` (format 1) and the matrix in one file."""
+    vector's values a blob in ``store.sqlite`` (format 1) and the matrix in one file (vcli before
+    generations) or, unless ``one_file``, a generation and its manifest as they are."""
     import sqlite3
     import struct
 
@@ -80,9 +81,10 @@ def as_older_vcli(folder: Path, dims: int) -> None:
     m = matrix.Matrix.load(path, seq_of(path), dims)
     live = ~matrix.in_sorted(np.asarray(m.keys), m.gone)
     keys, norms, values = np.asarray(m.keys)[live], np.asarray(m.norms)[live], np.asarray(m.values)[live]
-    (folder / f"matrix-{m.seq}.f32").write_bytes(
-        struct.pack("<8sQQI", b"VCLIMAT1", m.seq, len(keys), dims).ljust(64, b"\0")
-        + keys.tobytes() + norms.tobytes() + values.tobytes())
+    if one_file:
+        (folder / f"matrix-{m.seq}.f32").write_bytes(
+            struct.pack("<8sQQI", b"VCLIMAT1", m.seq, len(keys), dims).ljust(64, b"\0")
+            + keys.tobytes() + norms.tobytes() + values.tobytes())
     conn = sqlite3.connect(folder / "store.sqlite")
     with conn:
         conn.execute("ALTER TABLE vectors ADD COLUMN vec BLOB NOT NULL DEFAULT x''")
@@ -92,7 +94,7 @@ def as_older_vcli(folder: Path, dims: int) -> None:
         conn.execute("DELETE FROM settings WHERE k IN ('generation', 'rows')")
         conn.execute("UPDATE settings SET v = 1 WHERE k = 'format'")
     conn.close()
-    for old in [path, *folder.glob("vectors-*")]:
+    for old in [path, *folder.glob("vectors-*")] if one_file else []:
         old.unlink()
 
 

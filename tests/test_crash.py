@@ -25,10 +25,12 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -209,7 +211,7 @@ class Harness:
                 time.sleep(self.rng.uniform(0, 0.6))  # before the fsyncs, between them, or after the commit
                 killed_in = "append"
             elif mode == "migrate" and column_sizes(self.folder, VALUES):
-                time.sleep(self.rng.uniform(0, 1.2))  # copying, reading back, committing, or after
+                time.sleep(self.rng.uniform(0, 2.5))  # copying, fsyncing, committing, the write, or after
                 killed_in = "migrate"
             if killed_in:
                 proc.send_signal(signal.SIGKILL)
@@ -288,14 +290,18 @@ def test_sigkill_while_an_older_index_is_migrated(data_dir, tmp_path, vcli_proc)
     h = Harness(data_dir, tmp_path, seed=11)
     done = 0
     try:
-        for _ in range(3):
+        for i in range(TRIALS // 3):
             with Catalog(data_dir).open(NAME, write=True) as ix, ix.writing():
-                ix.refresh()  # (migrates what a kill left as it was; a matrix to turn into the old one)
-            as_older_vcli(h.folder, DIMS)
+                ix.refresh(force=True)  # (migrates what a kill left as it was; a manifest to turn old)
+            as_older_vcli(h.folder, DIMS, one_file=i % 2 == 0)
             h.trial("migrate")
+            with closing(sqlite3.connect(h.folder / "store.sqlite")) as conn:
+                migrated = conn.execute("SELECT v FROM settings WHERE k = 'format'").fetchone()[0] == 2
+            h.tally["migrated" if migrated else "not migrated"] += 1
             done += 1
     finally:
-        report("sigkill-migrate", dict(h.tally, trials=done, **({} if done == 3 else {"FAILED at trial": done})))
+        report("sigkill-migrate", dict(h.tally, trials=done,
+                                       **({} if done == TRIALS // 3 else {"FAILED at trial": done})))
     assert h.tally["killed (migrate)"] > 0
     repaired = vcli_proc("check", NAME, "--repair", "--json")
     assert repaired.code in (0, 3), repaired.err

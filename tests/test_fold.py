@@ -237,11 +237,13 @@ def test_damaged_values_are_found_by_their_checksums_and_not_repaired(data_dir, 
     assert '"a' not in damaged["problem"]  # the first append is sound
 
 
-def test_an_index_of_an_older_vcli_is_read_as_it_is_and_migrated_by_its_first_writer(data_dir, vcli):
+@pytest.mark.parametrize("one_file", [True, False], ids=["one-file-matrix", "generation"])
+def test_an_index_of_an_older_vcli_is_read_as_it_is_and_migrated_by_its_first_writer(data_dir, vcli, one_file):
     rng = np.random.default_rng(6)
     cat, model = loaded(data_dir, rng, 500, "dot-product")
     folder = data_dir / "idx"
-    as_older_vcli(folder, DIMS)
+    as_older_vcli(folder, DIMS, one_file)
+    old_columns = set(columns(folder).values())
     with cat.open("idx") as ix:  # a reader: nothing changes
         got = ix.query(rng.standard_normal(DIMS).tolist(), top_k=5)
         assert got.notes == ()  # read as it is: no rebuild
@@ -250,7 +252,7 @@ def test_an_index_of_an_older_vcli_is_read_as_it_is_and_migrated_by_its_first_wr
         assert check_index(ix).healthy
     res = vcli("export", "idx")
     assert res.code == 0 and len(res.out.splitlines()) == 500
-    assert not columns(folder)
+    assert set(columns(folder).values()) == old_columns  # nothing written by a reader
     with cat.open("idx", write=True) as ix:
         more = vectors(rng, 30, "b")
         ix.insert(records(more))  # migrates first
@@ -263,7 +265,8 @@ def test_an_index_of_an_older_vcli_is_read_as_it_is_and_migrated_by_its_first_wr
         assert "vec" not in [r[1] for r in conn.execute("PRAGMA table_info(vectors)")]
         assert conn.execute("SELECT v FROM settings WHERE k = 'format'").fetchone()[0] == 2
     conn.close()
-    assert not (folder / "matrix-1.f32").exists() and len(columns(folder)) == 4
+    assert not (folder / "matrix-1.f32").exists() and len(list(folder.glob("vectors-*"))) == 4
+    assert not set(folder.glob("vectors-*")) & old_columns  # the old generation is gone
     with cat.open("idx", write=True) as ix:  # the key counter survived: new keys above the old
         ix.upsert(records({"a0": model["a0"] + 1}))
         assert ix.store.max_key() == 531
