@@ -206,7 +206,8 @@ def _column_problems(store, dims: int) -> list[Problem]:
     keys = np.concatenate([np.asarray(values.keys[a:b]) for a, b in bad])
     ids = [r[1] for r in store.rows_for_keys(int(k) for k in keys)]
     return [Problem("store", "columns-damaged",
-                    f"{len(bad)} blocks of rows of vectors-{generation}.keys/.f32 differ from their checksums: "
+                    f"{len(bad)} block{'s' if len(bad) > 1 else ''} of rows of vectors-{generation}.keys/.f32 "
+                    "differ from their checksums: "
                     f"the values of {len(keys):,} vectors may be damaged, of which {len(ids)} live "
                     f"({_examples(ids, len(ids)) or 'none'}); upsert them again or restore the index "
                     "from a copy", False)]

@@ -24,8 +24,9 @@ from .store import Store
 RETRIES = 5
 
 
-class MissingValues(RuntimeError):
-    """The columns lack the values of vectors the store has (a damaged or foreign column)."""
+class MissingValues(StorageError, RuntimeError):
+    """The columns lack the values of vectors the store has (a damaged or foreign column): one
+    clear line for the user, and a ``RuntimeError`` to the refresh and checks that catch those."""
 
 
 def map_column(path: Path, dtype: str, count: int) -> np.ndarray:

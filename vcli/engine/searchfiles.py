@@ -1,7 +1,9 @@
-"""The search files of an index: derived from the store, listed, opened, verified, refreshed, repaired.
+"""The search files of an index: derived from the store and the columns that hold the values
+(``columns.py``), listed, opened, verified, refreshed, repaired.
 
 Every index of more than ``Tuning.fold_rows`` vectors has a matrix (``matrix.py``: every vector
-contiguous and memory-mapped; a smaller one is scanned from the store, as a delta); a large one
+contiguous and memory-mapped, the columns with their norms and tombstones; a smaller one's columns
+are scanned as a delta); a large one
 (``Tuning.wants_graph``) also usearch graphs of its rows in parts (``graph.py``), built afterwards
 by a builder (``builder.py``). A file reflects the store as of the mutation in its name; rows
 written or removed since form the *delta*, which every query scans exactly. Small indexes are
@@ -63,7 +65,7 @@ class SearchFiles:
 
     def needs_matrix(self) -> bool:
         """Whether an index without a matrix needs one: not while a query can scan all its rows
-        from the store as a delta (at most ``Tuning.fold_rows``) and it wants no graph, so that a
+        as a delta (at most ``Tuning.fold_rows``) and it wants no graph, so that a
         small load imports no NumPy and writes no file it does not need."""
         count = self.store.count()
         return self.tuning.due((count, 0)) or self.tuning.wants_graph(count, self.dimensions)
