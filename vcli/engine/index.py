@@ -353,8 +353,11 @@ class VectorIndex:
             rows = self.store.get_rows(ids)
             found = [vid for vid in dict.fromkeys(ids) if vid in rows]
             vecs = values.of([rows[vid][0] for vid in found])
-        return [Vector(vid, vec, rows[vid][1], None if rows[vid][2] is None else orjson.loads(rows[vid][2]))
-                for vid, vec in zip(found, vecs, strict=True)]
+        out = []
+        for vid, vec in zip(found, vecs, strict=True):
+            _key, ns, meta = rows[vid]
+            out.append(Vector(vid, vec, ns, None if meta is None else orjson.loads(meta)))
+        return out
 
     def list_ids(self, count: int = limits.DEFAULT_LIST_COUNT, cursor: str | None = None) -> VectorPage:
         """A page of ids in ascending order, from ``cursor`` (the last page's ``next_cursor``).

@@ -405,7 +405,8 @@ def _compact(store: Store, folder: Folder, cols: Values, keep: np.ndarray, seq: 
         if store.tail() != (cols.generation, len(cols.keys)):
             raise RuntimeError("the columns changed while they were compacted")
         store.record_append(generation, 0, out.rows, (out.crcs[0], out.crcs[2]), replace=True)
-    return _commit(folder, Manifest(generation, dims, seq, (Segment(seq, out.rows, 0, tuple(out.crcs)),)))
+    crcs = (out.crcs[0], out.crcs[1], out.crcs[2], out.crcs[3])
+    return _commit(folder, Manifest(generation, dims, seq, (Segment(seq, out.rows, 0, crcs),)))
 
 
 def in_sorted(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:

@@ -196,6 +196,7 @@ class Answerer:
             keys = self._candidates(searcher, c)
             rows = None
         found = self.store.rows_for_keys(keys) if rows is None else [rows[k] for k in keys if k in rows]
+        assert searcher.values is not None  # (opened on entry)
         return QueryResult(self._matches(c, found, searcher.values))
 
     def _candidates(self, searcher: Searcher, c: Checked) -> list[int]:
