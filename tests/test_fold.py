@@ -237,6 +237,20 @@ def test_damaged_values_are_found_by_their_checksums_and_not_repaired(data_dir, 
     assert '"a' not in damaged["problem"]  # the first append is sound
 
 
+def test_a_values_column_cut_short_is_one_clear_error_and_reported(data_dir, vcli):
+    rng = np.random.default_rng(12)
+    loaded(data_dir, rng, 100, "cosine")
+    values = columns(data_dir / "idx")["f32"]
+    with open(values, "r+b") as f:
+        f.truncate(50 * DIMS * 4)
+    for args in (("query", "idx", "--vector", *["0.5"] * DIMS), ("get-vectors", "idx", "--ids", "a1"), ("export", "idx")):
+        res = vcli(*args)
+        assert res.code == 1 and res.err.startswith("Error: ") and res.err.count("\n") == 1, (args, res.err)
+        assert "fewer than the" in res.err
+    res = vcli("check", "idx", "--repair", "--json")
+    assert res.code == 1 and [p["code"] for p in res.json["problems"] if not p["repaired"]] == ["columns-missing"]
+
+
 @pytest.mark.parametrize("one_file", [True, False], ids=["one-file-matrix", "generation"])
 def test_an_index_of_an_older_vcli_is_read_as_it_is_and_migrated_by_its_first_writer(data_dir, vcli, one_file):
     rng = np.random.default_rng(6)

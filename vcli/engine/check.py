@@ -190,7 +190,7 @@ def _column_problems(store, dims: int) -> list[Problem]:
         return []
     try:
         values = open_values(store, dims)
-    except (OSError, ValueError) as exc:
+    except (OSError, RuntimeError) as exc:  # (RuntimeError: MissingValues, a column cut short)
         return [Problem("store", "columns-missing",
                         f"the columns that hold the vectors' values cannot be read ({exc}); restore "
                         "them from a copy or load the vectors into a new index", False)]
@@ -218,7 +218,7 @@ def _row_problems(store, dims: int) -> list[Problem]:
     out: list[Problem] = []
     try:
         values = open_values(store, dims)
-    except (OSError, ValueError):
+    except (OSError, RuntimeError):
         values = None  # (reported by ``_column_problems``)
     bad_size: list[str] = []
     not_finite: list[str] = []

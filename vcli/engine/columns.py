@@ -101,15 +101,19 @@ class _OldValues(Values):
 
 def open_values(store: Store, dimensions: int) -> Values:
     """The values the store's current snapshot holds (call inside one: ``Store.snapshot``);
-    ``FileNotFoundError`` when a compaction has removed its generation since it began."""
+    ``FileNotFoundError`` when a compaction has removed its generation since it began,
+    ``MissingValues`` when a column is shorter than its committed rows."""
     if store.old_format():
         return _OldValues(store, dimensions)
     generation, rows = store.tail()
     if generation is None:
         return Values(None, np.zeros(0, np.int64), np.zeros((0, dimensions), np.float32))
     folder = Folder(store.path.parent)
-    keys = map_column(folder.vector_file(generation, "keys"), "<i8", rows)
-    values = map_column(folder.vector_file(generation, "f32"), "<f4", rows * dimensions).reshape(rows, dimensions)
+    try:
+        keys = map_column(folder.vector_file(generation, "keys"), "<i8", rows)
+        values = map_column(folder.vector_file(generation, "f32"), "<f4", rows * dimensions).reshape(rows, dimensions)
+    except ValueError as exc:  # shorter than committed: damaged
+        raise MissingValues(f"{exc}; run `vcli check` on this index") from None
     return Values(generation, keys, values)
 
 
