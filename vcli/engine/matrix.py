@@ -290,6 +290,16 @@ def _commit(folder: Folder, man: Manifest) -> Path:
     return path
 
 
+def _add_norms(out: _Appender, folder: Folder, cols: Values, start: int, stop: int) -> tuple[int, int]:
+    """Append the norms of rows ``start..stop`` of ``cols`` (in the columns already); the CRC-32 of
+    their keys and of their values, for the manifest's segment."""
+    crc_keys = crc_values = 0
+    for _at, keys, values in _row_blocks(folder, cols, start, stop):
+        out.add_norms(_norms(values))
+        crc_keys, crc_values = zlib.crc32(_bytes(keys), crc_keys), zlib.crc32(_bytes(values), crc_values)
+    return crc_keys, crc_values
+
+
 def _fresh(folder: Folder, generation: str) -> bool:
     """Whether no manifest has ever named rows of ``generation`` (its norms and tombstones are
     empty): a first matrix may then be made in place, without copying its values."""
@@ -323,11 +333,8 @@ def _matrix_in_place(folder: Folder, cols: Values, keep: np.ndarray, seq: int) -
     assert cols.generation is not None
     rows, dimensions = cols.values.shape
     out = _Appender(folder, cols.generation, dimensions, (rows, 0, 0))
-    crc_keys = crc_values = 0
     try:
-        for _at, keys, values in _row_blocks(folder, cols, 0, rows):
-            out.add_norms(_norms(values))
-            crc_keys, crc_values = zlib.crc32(_bytes(keys), crc_keys), zlib.crc32(_bytes(values), crc_values)
+        crc_keys, crc_values = _add_norms(out, folder, cols, 0, rows)
         dropped = np.ones(rows, bool)
         dropped[keep] = False
         out.add_gone(cols.keys[dropped])
@@ -372,11 +379,8 @@ def _append_norms(man: Manifest, cols: Values, removed: np.ndarray, folder: Fold
     rows, dims = cols.values.shape
     if rows > man.rows or len(removed):
         out = _Appender(folder, man.generation, dims, (rows, man.rows, man.gone))
-        crc_keys = crc_values = 0
         try:
-            for _at, keys, values in _row_blocks(folder, cols, man.rows, rows):
-                out.add_norms(_norms(values))
-                crc_keys, crc_values = zlib.crc32(_bytes(keys), crc_keys), zlib.crc32(_bytes(values), crc_values)
+            crc_keys, crc_values = _add_norms(out, folder, cols, man.rows, rows)
             out.add_gone(removed)
         finally:
             out.close()
