@@ -237,6 +237,44 @@ def test_damaged_values_are_found_by_their_checksums_and_not_repaired(data_dir, 
     assert '"a' not in damaged["problem"]  # the first append is sound
 
 
+def appends(folder) -> list[tuple[int, int]]:
+    with sqlite3.connect(folder / "store.sqlite") as conn:
+        rows = conn.execute('SELECT start, "end" FROM appends ORDER BY start').fetchall()
+    conn.close()
+    return rows
+
+
+def test_a_fold_merges_the_records_of_the_small_writes_it_checked(data_dir, vcli):
+    """Many one-vector writes leave one record each; the fold that takes them in checks each
+    against its bytes and keeps one record for them all, unless one of them is damaged."""
+    rng = np.random.default_rng(13)
+    cat, model = loaded(data_dir, rng, 100, "cosine")
+    folder = data_dir / "idx"
+    with cat.open("idx", write=True) as ix:
+        for i in range(15):  # (fewer changes than FOLDS.fold_rows: not folded yet)
+            ix.insert(records(vectors(rng, 1, f"s{i}-")))
+    assert appends(folder) == [(0, 100)] + [(100 + i, 101 + i) for i in range(15)]
+    with cat.open("idx", write=True) as ix:
+        for i in range(15, 25):  # the fold
+            ix.insert(records(vectors(rng, 1, f"s{i}-")))
+    assert appends(folder)[0] == (0, 100) and len(appends(folder)) < 10 and appends(folder)[-1][1] == 125
+    with cat.open("idx", write=True) as ix:
+        assert check_index(ix).healthy
+    values = columns(folder)["f32"]
+    with cat.open("idx", write=True) as ix:
+        for i in range(25, 35):
+            ix.insert(records(vectors(rng, 1, f"t{i}-")))
+        before = appends(folder)
+        data = bytearray(values.read_bytes())
+        data[(before[-1][0] * DIMS + 1) * 4] ^= 0x01  # the last small write's values, before its fold
+        values.write_bytes(bytes(data))
+        for i in range(35, 50):  # the fold: the damaged record is not merged away
+            ix.insert(records(vectors(rng, 1, f"t{i}-")))
+    assert len(appends(folder)) > len(before)
+    res = vcli("check", "idx", "--json")
+    assert res.code == 1 and "columns-damaged" in [p["code"] for p in res.json["problems"]]
+
+
 def test_a_values_column_cut_short_is_one_clear_error_and_reported(data_dir, vcli):
     rng = np.random.default_rng(12)
     loaded(data_dir, rng, 100, "cosine")

@@ -290,14 +290,35 @@ def _commit(folder: Folder, man: Manifest) -> Path:
     return path
 
 
-def _add_norms(out: _Appender, folder: Folder, cols: Values, start: int, stop: int) -> tuple[int, int]:
+Merge = tuple[str, int, int, tuple[int, int]]  # appends to record as one: generation, rows, CRC-32s
+
+
+def _add_norms(out: _Appender, folder: Folder, cols: Values, start: int, stop: int,
+               records: list[tuple[int, int, int, int]]) -> tuple[tuple[int, int], Merge | None]:
     """Append the norms of rows ``start..stop`` of ``cols`` (in the columns already); the CRC-32 of
-    their keys and of their values, for the manifest's segment."""
+    their keys and of their values (for the manifest's segment) and, when the store's ``records``
+    of those rows' appends tile them and each matches its bytes, the one record that may replace
+    them (``Store.merge_appends``: so that many small writes do not leave as many records)."""
+    assert cols.generation is not None
     crc_keys = crc_values = 0
-    for _at, keys, values in _row_blocks(folder, cols, start, stop):
+    found = [[s, e, 0, 0] for s, e, _k, _v in records]
+    i = 0
+    for at, keys, values in _row_blocks(folder, cols, start, stop):
         out.add_norms(_norms(values))
         crc_keys, crc_values = zlib.crc32(_bytes(keys), crc_keys), zlib.crc32(_bytes(values), crc_values)
-    return crc_keys, crc_values
+        pos, end = at, at + len(keys)
+        while pos < end and i < len(found):  # the same bytes, cut at the records' bounds
+            r = found[i]
+            hi = min(r[1], end)
+            r[2] = zlib.crc32(_bytes(keys[pos - at : hi - at]), r[2])
+            r[3] = zlib.crc32(_bytes(values[pos - at : hi - at]), r[3])
+            pos = hi
+            i += pos == r[1]
+    tiled = bool(records) and records[0][0] == start and records[-1][1] == stop and all(
+        a[1] == b[0] for a, b in zip(records, records[1:], strict=False))
+    sound = tiled and all(tuple(f) == tuple(r) for f, r in zip(found, records, strict=True))
+    merge = (cols.generation, start, stop, (crc_keys, crc_values)) if sound and len(records) > 1 else None
+    return (crc_keys, crc_values), merge
 
 
 def _fresh(folder: Folder, generation: str) -> bool:
@@ -323,25 +344,36 @@ def build(store: Store, folder: Folder, dimensions: int, compact_share: float) -
         in_place = cols.generation is not None and _fresh(folder, cols.generation) and (
             gone <= compact_share * len(cols.keys))
         if in_place:
-            return _matrix_in_place(folder, cols, keep, seq)
-    return _compact(store, folder, cols, keep, seq)
+            path, merge = _matrix_in_place(folder, cols, keep, seq, _records(store, cols, 0))
+    if not in_place:
+        return _compact(store, folder, cols, keep, seq)
+    if merge is not None:
+        store.merge_appends(*merge)
+    return path
 
 
-def _matrix_in_place(folder: Folder, cols: Values, keep: np.ndarray, seq: int) -> Path:
+def _records(store: Store, cols: Values, start: int) -> list[tuple[int, int, int, int]]:
+    """The store's records of the appends to ``cols``' generation from row ``start`` on."""
+    assert cols.generation is not None
+    return [r for r in store.appends(cols.generation) if r[0] >= start and r[1] <= len(cols.keys)]
+
+
+def _matrix_in_place(folder: Folder, cols: Values, keep: np.ndarray, seq: int,
+                     records: list[tuple[int, int, int, int]]) -> tuple[Path, Merge | None]:
     """The first matrix of generation ``cols``: its norms and tombstones (the rows not in
-    ``keep``) written, one segment."""
+    ``keep``) written, one segment; its manifest's path and the appends' records to merge."""
     assert cols.generation is not None
     rows, dimensions = cols.values.shape
     out = _Appender(folder, cols.generation, dimensions, (rows, 0, 0))
     try:
-        crc_keys, crc_values = _add_norms(out, folder, cols, 0, rows)
+        (crc_keys, crc_values), merge = _add_norms(out, folder, cols, 0, rows, records)
         dropped = np.ones(rows, bool)
         dropped[keep] = False
         out.add_gone(cols.keys[dropped])
     finally:
         out.close()
     crcs = (crc_keys, out.crcs[1], crc_values, out.crcs[3])
-    return _commit(folder, Manifest(cols.generation, dimensions, seq, (Segment(seq, rows, out.gone, crcs),)))
+    return _commit(folder, Manifest(cols.generation, dimensions, seq, (Segment(seq, rows, out.gone, crcs),))), merge
 
 
 def fold(old: Matrix, store: Store, folder: Folder, compact_share: float) -> Path | None:
@@ -365,28 +397,35 @@ def fold(old: Matrix, store: Store, folder: Folder, compact_share: float) -> Pat
         if rows - man.gone - len(removed) != store.count():
             raise RuntimeError(f"the columns' {rows - man.gone - len(removed)} live rows are not the "
                                f"store's {store.count()}")
-        if man.gone + len(removed) > compact_share * rows:
+        compacting = man.gone + len(removed) > compact_share * rows
+        if compacting:
             dropped = np.sort(np.concatenate([old.gone, removed]))  # (they never share a key)
             keep = np.flatnonzero(~in_sorted(cols.keys, dropped))
         else:
-            return _append_norms(man, cols, removed, folder, seq)
-    return _compact(store, folder, cols, keep, seq)
+            path, merge = _append_norms(man, cols, removed, folder, seq, _records(store, cols, man.rows))
+    if compacting:
+        return _compact(store, folder, cols, keep, seq)
+    if merge is not None:
+        store.merge_appends(*merge)
+    return path
 
 
-def _append_norms(man: Manifest, cols: Values, removed: np.ndarray, folder: Folder, seq: int) -> Path:
+def _append_norms(man: Manifest, cols: Values, removed: np.ndarray, folder: Folder, seq: int,
+                  records: list[tuple[int, int, int, int]]) -> tuple[Path, Merge | None]:
     """``fold``'s common case: the norms of the rows past ``man``'s end and the keys removed since
-    appended, one segment more."""
+    appended, one segment more; the new manifest's path and the appends' records to merge."""
     rows, dims = cols.values.shape
+    merge = None
     if rows > man.rows or len(removed):
         out = _Appender(folder, man.generation, dims, (rows, man.rows, man.gone))
         try:
-            crc_keys, crc_values = _add_norms(out, folder, cols, man.rows, rows)
+            (crc_keys, crc_values), merge = _add_norms(out, folder, cols, man.rows, rows, records)
             out.add_gone(removed)
         finally:
             out.close()
         crcs = (crc_keys, out.crcs[1], crc_values, out.crcs[3])
         man = man._replace(segments=(*man.segments, Segment(seq, rows, out.gone, crcs)))
-    return _commit(folder, man._replace(seq=seq))
+    return _commit(folder, man._replace(seq=seq)), merge
 
 
 def _compact(store: Store, folder: Folder, cols: Values, keep: np.ndarray, seq: int) -> Path:

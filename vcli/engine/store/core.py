@@ -450,6 +450,14 @@ class Store:
         self.conn.executemany("INSERT INTO settings VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
                               [("generation", generation), ("rows", end)])
 
+    def merge_appends(self, generation: str, start: int, end: int, crcs: tuple[int, int]) -> None:
+        """Replace the records of the appends to rows ``start..end`` of ``generation`` by one with
+        these CRC-32s (a fold that has checked each against its bytes: ``matrix._add_norms``)."""
+        with self.mutation_free_transaction():
+            self.conn.execute('DELETE FROM appends WHERE gen = ? AND start >= ? AND "end" <= ?',
+                              (generation, start, end))
+            self.conn.execute("INSERT INTO appends VALUES (?, ?, ?, ?, ?)", (generation, start, end, *crcs))
+
     def appends(self, generation: str) -> list[tuple[int, int, int, int]]:
         """``(start, end, crc of keys, crc of values)`` of each committed append, in order."""
         return self.conn.execute('SELECT start, "end", crc_keys, crc_values FROM appends WHERE gen = ? '
