@@ -18,9 +18,11 @@ What is checked:
 
 Repair never touches a vector: it rebuilds SQLite's indexes (``REINDEX``), drops inconsistent
 bookkeeping rows, moves the key counter past every key used, deletes temporary and superseded files,
-rebuilds the matrix (norms, tombstones, manifest) from the columns and has a builder make damaged
-or missing graph parts anew. Damaged vectors are reported, not deleted; what to do
-with them is the user's call (upsert them again, or delete them).
+rebuilds the matrix (norms, tombstones, manifest) from the columns, compacts away column rows that
+are damaged but hold no vector any more, and has a builder make damaged or missing graph parts
+anew. Damaged vectors are reported, not deleted; what to do with them is the user's call (upsert
+them again, or delete them). No compaction copies values that differ from their checksums
+(``matrix._copy_rows``): a rebuild that needs one is refused while they are there.
 
 The check holds the writer lock (waiting like a writer), so it never mistakes a running writer's
 temporary file for a leftover. When the lock cannot be opened (a read-only folder) it checks
@@ -203,14 +205,25 @@ def _column_problems(store, dims: int) -> list[Problem]:
         bad.append((at, rows))
     if not bad:
         return []
-    keys = np.concatenate([np.asarray(values.keys[a:b]) for a, b in bad])
-    ids = [r[1] for r in store.rows_for_keys(int(k) for k in keys)]
-    return [Problem("store", "columns-damaged",
-                    f"{len(bad)} block{'s' if len(bad) > 1 else ''} of rows of vectors-{generation}.keys/.f32 "
-                    "differ from their checksums: "
-                    f"the values of {len(keys):,} vectors may be damaged, of which {len(ids)} live "
-                    f"({_examples(ids, len(ids)) or 'none'}); upsert them again or restore the index "
-                    "from a copy", False)]
+    out, dead = [], 0
+    blocks = [np.asarray(values.keys[a:b]) for a, b in bad]
+    live = {r[0]: r[1] for r in store.rows_for_keys(int(k) for k in np.concatenate(blocks))}
+    used = [b for b in blocks if any(int(k) in live for k in b)]
+    dead = sum(len(b) for b in blocks) - sum(len(b) for b in used)
+    if used:
+        ids = [live[int(k)] for b in used for k in b if int(k) in live]
+        rows = sum(len(b) for b in used)
+        out.append(Problem("store", "columns-damaged",
+                           f"{len(used)} block{'s' if len(used) > 1 else ''} of rows of vectors-{generation}.keys/.f32 "
+                           f"differ from their checksums: the values of {len(ids)} of the {rows:,} vectors "
+                           f"they hold may be damaged ({_examples(ids, len(ids))}); upsert them again or "
+                           "delete them, or restore the index from a copy", False))
+    if dead:
+        out.append(Problem("store", "columns-damaged-dead",
+                           f"{dead:,} rows of vectors-{generation}.keys/.f32 differ from their checksums but "
+                           "hold no vector any more (upserted again or deleted since); repair compacts them away",
+                           True))
+    return out
 
 
 def _row_problems(store, dims: int) -> list[Problem]:
@@ -375,7 +388,7 @@ def _repair(index, problems: list[Problem]) -> list[str]:
         if graph.path.name in damaged:
             index.search_files.discard_graph(graph, start=False)
     try:
-        notes += index.refresh(force=rebuild, verify=True)
+        notes += index.refresh(force=rebuild, verify=True, compact="columns-damaged-dead" in codes)
     except (OSError, ValueError, RuntimeError, StorageError, sqlite3.DatabaseError) as exc:
         notes.append(f"could not rebuild the search file: {exc}")
     return notes

@@ -275,11 +275,11 @@ class VectorIndex:
         self.search_files.refresh_after_write(notes)
         return tuple(notes)
 
-    def refresh(self, *, force: bool = False, verify: bool = False) -> tuple[str, ...]:
+    def refresh(self, *, force: bool = False, verify: bool = False, compact: bool = False) -> tuple[str, ...]:
         """Bring the search file up to date now (``SearchFiles.refresh``); call inside
         ``writing()``. Returns the notes."""
         notes: list[str] = []
-        self.search_files.refresh(notes, force=force, verify=verify)
+        self.search_files.refresh(notes, force=force, verify=verify, compact=compact)
         return tuple(notes)
 
     # == metadata indexes ===================================================================

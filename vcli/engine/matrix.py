@@ -55,7 +55,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import fsutil
-from .columns import Values, map_column, open_values
+from .columns import MissingValues, Values, map_column, open_values
 from .layout import VECTOR_COLUMNS as COLUMNS
 from .layout import Folder, new_generation
 from .store import Store
@@ -231,7 +231,7 @@ class _Appender:
     def __init__(self, folder: Folder, generation: str, dimensions: int, at: tuple[int, int, int] = (0, 0, 0),
                  create: bool = False):
         rows, norms, gone = at
-        self.rows, self.gone = rows, gone
+        self.rows, self.gone, self.dimensions = rows, gone, dimensions
         self.offsets = [rows * 8, norms * 4, rows * dimensions * 4, gone * 8]
         self.crcs = [0, 0, 0, 0]
         self.created = create
@@ -253,9 +253,11 @@ class _Appender:
             self.offsets[column] += done
             view = view[done:]
 
-    def copy(self, keys: np.ndarray, norms: np.ndarray, values: np.ndarray) -> None:
+    def copy(self, keys: np.ndarray, norms: np.ndarray | None, values: np.ndarray) -> None:
+        """Rows with their norms (None: no norms, for an index without a matrix)."""
         self._write(0, keys.astype("<i8"))
-        self._write(1, norms.astype("<f4"))
+        if norms is not None:
+            self._write(1, norms.astype("<f4"))
         self._write(2, values.astype("<f4", copy=False))
         self.rows += len(keys)
 
@@ -430,26 +432,104 @@ def _append_norms(man: Manifest, cols: Values, removed: np.ndarray, folder: Fold
 
 def _compact(store: Store, folder: Folder, cols: Values, keep: np.ndarray, seq: int) -> Path:
     """A new generation at ``seq`` of rows ``keep`` (ascending) of ``cols``, which becomes the
-    store's in a transaction of its own (call it with the writer lock, after the snapshot ``cols``
-    was read in has ended); its manifest's path.
-    The old generation's files are removed by the refresh (``other_generations``); a reader that
-    has them open keeps reading them."""
-    dims = cols.values.shape[1]
-    generation = new_generation(seq)
-    out = _Appender(folder, generation, dims, create=True)
-    try:
-        if len(keep):
-            for at, keys, values in _row_blocks(folder, cols, int(keep[0]), int(keep[-1]) + 1):
-                rows = keep[np.searchsorted(keep, at) : np.searchsorted(keep, at + len(keys))] - at
-                out.copy(keys[rows], _norms(values[rows]), values[rows])
-    finally:
-        out.close()
-    with store.mutation_free_transaction():
-        if store.tail() != (cols.generation, len(cols.keys)):
-            raise RuntimeError("the columns changed while they were compacted")
-        store.record_append(generation, 0, out.rows, (out.crcs[0], out.crcs[2]), replace=True)
+    store's (``_copy_rows``; call it with the writer lock, after the snapshot ``cols`` was read in
+    has ended); its manifest's path. The old generation's files are removed by the refresh
+    (``other_generations``); a reader that has them open keeps reading them."""
+    generation, out = _copy_rows(store, folder, cols, keep, seq, norms=True)
     crcs = (out.crcs[0], out.crcs[1], out.crcs[2], out.crcs[3])
-    return _commit(folder, Manifest(generation, dims, seq, (Segment(seq, out.rows, 0, crcs),)))
+    return _commit(folder, Manifest(generation, out.dimensions, seq, (Segment(seq, out.rows, 0, crcs),)))
+
+
+def compact_values(store: Store, folder: Folder, dimensions: int) -> None:
+    """For an index too small for a matrix: its live rows copied into a new generation (without
+    norms: a first matrix may later be made in place) once the rows upserted again or deleted
+    have piled up (``SearchFiles.refresh``). Call with the writer lock."""
+    with store.snapshot():
+        seq = store.last_seq()
+        cols = open_values(store, dimensions)
+        keep = cols.rows_of(np.fromiter((r[0] for r in store.keys()), np.int64))
+    _copy_rows(store, folder, cols, keep, seq, norms=False)
+
+
+def _copy_rows(store: Store, folder: Folder, cols: Values, keep: np.ndarray, seq: int, *,
+               norms: bool) -> tuple[str, _Appender]:
+    """Rows ``keep`` (ascending) of ``cols`` copied into a new generation at ``seq`` (with their
+    norms: ``norms``), which becomes the store's in a transaction of its own; the generation and
+    its appender (closed). Every append a kept row comes from is checked against the CRC-32s the
+    store recorded with it as it is copied (``_AppendChecks``): a damaged one raises
+    ``MissingValues`` and the store and its generation are left as they were, for the copy would
+    record fresh checksums of damaged values. The new generation's files go on any failure."""
+    generation = new_generation(seq)
+    out = _Appender(folder, generation, cols.values.shape[1], create=True)
+    committed = False
+    try:
+        try:
+            if len(keep):
+                checks = _AppendChecks(store, cols, keep)
+                for at, keys, values in _row_blocks(folder, cols, 0, len(cols.keys)):
+                    checks.feed(at, keys, values)
+                    rows = keep[np.searchsorted(keep, at) : np.searchsorted(keep, at + len(keys))] - at
+                    out.copy(keys[rows], _norms(values[rows]) if norms else None, values[rows])
+        finally:
+            out.close()
+        with store.mutation_free_transaction():
+            if store.tail() != (cols.generation, len(cols.keys)):
+                raise RuntimeError("the columns changed while they were compacted")
+            store.record_append(generation, 0, out.rows, (out.crcs[0], out.crcs[2]), replace=True)
+        committed = True
+    finally:
+        if not committed:  # (the writer lock is held: nobody else knows this generation)
+            for column in COLUMNS:
+                folder.vector_file(generation, column).unlink(missing_ok=True)
+    return generation, out
+
+
+class _AppendChecks:
+    """The CRC-32s of the rows a compaction reads, cut at the bounds of the store's records of
+    their appends: ``feed`` raises ``MissingValues`` at the end of an append that holds a kept
+    row and whose bytes differ from its record (or rows no record covers). Appends whose rows are
+    all dropped are not judged: a compaction is how their damage goes away."""
+
+    def __init__(self, store: Store, cols: Values, keep: np.ndarray):
+        assert cols.generation is not None
+        self.generation, n = cols.generation, len(cols.keys)
+        spans: list[list] = []  # [start, end, crc of keys, crc of values] (None: no record)
+        at = 0
+        for start, end, crc_keys, crc_values in store.appends(cols.generation):
+            if end > n:
+                break
+            if start > at:  # rows no record covers
+                spans.append([at, start, None, None])
+            elif start < at:  # records that overlap: not to be trusted
+                if end > at:
+                    spans.append([at, end, None, None])
+                at = max(at, end)
+                continue
+            spans.append([start, end, crc_keys, crc_values])
+            at = end
+        if at < n:
+            spans.append([at, n, None, None])
+        lo, hi = np.searchsorted(keep, [s[0] for s in spans]), np.searchsorted(keep, [s[1] for s in spans])
+        self.spans = [(s, bool(h > lo_)) for s, lo_, h in zip(spans, lo, hi, strict=True) if s[1] > s[0]]
+        self.found = [0, 0]
+        self.i = 0
+
+    def feed(self, at: int, keys: np.ndarray, values: np.ndarray) -> None:
+        pos, end = at, at + len(keys)
+        while pos < end and self.i < len(self.spans):
+            (start, stop, crc_keys, crc_values), kept = self.spans[self.i]
+            hi = min(stop, end)
+            self.found[0] = zlib.crc32(_bytes(keys[pos - at : hi - at]), self.found[0])
+            self.found[1] = zlib.crc32(_bytes(values[pos - at : hi - at]), self.found[1])
+            pos = hi
+            if pos == stop:
+                if kept and self.found != [crc_keys, crc_values]:
+                    raise MissingValues(
+                        f"rows {start:,} to {stop:,} of vectors-{self.generation}.keys/.f32 differ from the "
+                        "checksums recorded when they were written: not compacted, the index was left as it "
+                        "was; run `vcli check` on this index")
+                self.found = [0, 0]
+                self.i += 1
 
 
 def in_sorted(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:

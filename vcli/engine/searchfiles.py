@@ -70,6 +70,14 @@ class SearchFiles:
         count = self.store.count()
         return self.tuning.due((count, 0)) or self.tuning.wants_graph(count, self.dimensions)
 
+    def values_to_compact(self) -> bool:
+        """Whether an index without a matrix has piled up rows upserted again or deleted in its
+        columns: more than ``Tuning.fold_rows`` of them and more than ``fold_compact_share`` of
+        the committed rows (from SQLite alone: a small write imports no NumPy)."""
+        rows = self.store.tail()[1]
+        dead = rows - self.store.count()
+        return dead > self.tuning.fold_rows and dead > self.tuning.fold_compact_share * rows
+
     def behind(self, seq: int) -> bool:
         """Whether the store has changed too much since mutation ``seq`` for a query to scan it."""
         return self.tuning.due(self.store.count_since(seq))
@@ -112,11 +120,13 @@ class SearchFiles:
         verify.verify(self.store, file, obj, samples=samples, matrix=matrix, values=values)
 
     # -- refreshing -----------------------------------------------------------------------------
-    def refresh(self, notes: Notes, *, force: bool = False, verify: bool = False) -> None:
+    def refresh(self, notes: Notes, *, force: bool = False, verify: bool = False, compact: bool = False) -> None:
         """Bring the matrix up to date when it is missing, damaged, foreign or more than
         ``fold_rows`` changes behind (or always, with ``force``); remove older files and temporary
-        ones left by a killed refresh; then see to the graph (``_see_to_graph``). Call with the
-        writer lock.
+        ones left by a killed refresh; then see to the graph (``_see_to_graph``). An index too
+        small for a matrix has its columns compacted when rows upserted again or deleted pile up
+        (``values_to_compact``); ``compact`` (a repair) compacts any index that has such rows.
+        Call with the writer lock.
 
         The common case after a small write (one matrix, at most ``fold_rows`` behind) is decided
         from SQLite alone and imports neither NumPy nor usearch: a one-vector upsert costs about
@@ -131,18 +141,25 @@ class SearchFiles:
         matrices = [f for f in self.folder.search_files() if f.kind == "matrix"]
         current = matrices[0] if matrices else None
         wrote = False
-        if force or verify or len(matrices) > 1 or (self.behind(current.seq) if current else self.needs_matrix()):
-            wrote = self._refresh_matrix(notes, None if force else current, matrices)
+        due = self.behind(current.seq) if current else (self.needs_matrix() or self.values_to_compact())
+        if force or verify or compact or len(matrices) > 1 or due:
+            wrote = self._refresh_matrix(notes, None if force else current, matrices, compact)
         elif current is None and self.store.removed_rows() > self.tuning.fold_rows:
             self.store.prune_removed(self.store.last_seq())  # no file needs to catch up with them
         self._see_to_graph(notes, verify, wrote)
 
-    def _refresh_matrix(self, notes: Notes, current: SearchFile | None, matrices: list[SearchFile]) -> bool:
+    def _refresh_matrix(self, notes: Notes, current: SearchFile | None, matrices: list[SearchFile],
+                        compact: bool = False) -> bool:
         """Bring the matrix up to date; whether a new one was written. An index small enough to
-        need none (``needs_matrix``) is left without one instead."""
+        need none (``needs_matrix``) is left without one instead, its columns compacted when due
+        (or with ``compact``, when any row is dead)."""
         from . import matrix  # lazy: NumPy
+        from .columns import MissingValues
 
+        share = 0.0 if compact else self.tuning.fold_compact_share
         if not self.needs_matrix():
+            if self.values_to_compact() or (compact and self.store.tail()[1] > self.store.count()):
+                matrix.compact_values(self.store, self.folder, self.dimensions)
             for stale in [*(f.path for f in matrices), *matrix.other_generations(self.folder, self.store, None)]:
                 stale.unlink(missing_ok=True)
             self.store.prune_removed(self.store.last_seq())
@@ -156,15 +173,17 @@ class SearchFiles:
             except FILE_ERRORS as exc:
                 notes.append(f"the search file {current.path.name} was unusable ({exc}); rebuilt it from the store")
                 old = None
-        if current is not None and old is not None and not self.behind(current.seq):
+        if current is not None and old is not None and not self.behind(current.seq) and not compact:
             path = current.path
         elif old is not None:
             try:
-                path = matrix.fold(old, self.store, self.folder, self.tuning.fold_compact_share)
+                path = matrix.fold(old, self.store, self.folder, share)
+            except MissingValues:
+                raise  # (damaged values: a build would refuse them too)
             except (RuntimeError, ValueError) as exc:
                 notes.append(f"rebuilding the search file: {exc}")
         if path is None:
-            path = matrix.build(self.store, self.folder, self.dimensions, self.tuning.fold_compact_share)
+            path = matrix.build(self.store, self.folder, self.dimensions, share)
         if path != getattr(current, "path", None):
             self._note_outgrown(notes, None if old is None else old.live())
         for other in matrices:
