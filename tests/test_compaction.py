@@ -9,8 +9,10 @@ from __future__ import annotations
 import sqlite3
 
 import numpy as np
+import orjson
+from helpers import as_older_vcli
 
-from vcli.engine import Catalog
+from vcli.engine import Catalog, Tuning
 
 DIMS = 8
 
@@ -126,3 +128,36 @@ def test_damage_in_rows_no_vector_uses_is_compacted_away_by_repair(data_dir, vcl
     with cat.open("idx") as ix:
         got = {v.id: np.asarray(v.values, np.float32) for v in ix.get(list(model))}
     assert len(got) == 3050 and all(np.array_equal(got[i], model[i]) for i in model)
+
+
+def test_a_store_of_an_older_vcli_with_one_damaged_blob_is_migrated_without_it(data_dir, vcli):
+    """The good blobs move to the columns; the damaged one's vector is left without values, which
+    check reports and the user deletes or upserts again. Every write works meanwhile."""
+    rng = np.random.default_rng(4)
+    cat = Catalog(data_dir, tuning=Tuning(fold_rows=20))  # (a matrix, as as_older_vcli needs)
+    cat.create("idx", DIMS, "cosine")
+    batch, model = records(rng, [f"v{i}" for i in range(300)])
+    with cat.open("idx", write=True) as ix:
+        ix.upsert(batch)
+    folder = data_dir / "idx"
+    as_older_vcli(folder, DIMS)
+    conn = sqlite3.connect(folder / "store.sqlite")
+    with conn:
+        conn.execute("UPDATE vectors SET vec = x'0000' WHERE id = 'v7'")
+    conn.close()
+    extra, more = records(rng, ["new"])
+    res = vcli("upsert", "idx", "--file", "-", input="".join(orjson.dumps(r).decode() + "\n" for r in extra))
+    assert res.code == 0, res.err
+    assert len(list(folder.glob("vectors-*"))) == 4  # one generation, no orphans of failed attempts
+    res = vcli("check", "idx", "--json")
+    (size,) = [p for p in res.json["problems"] if p["code"] == "vector-size"]
+    assert res.code == 1 and '"v7"' in size["problem"] and not size["repairable"]
+    model |= more
+    del model["v7"]
+    with Catalog(data_dir).open("idx") as ix:
+        got = {v.id: np.asarray(v.values, np.float32) for v in ix.get(list(model))}
+    assert len(got) == 300 and all(np.array_equal(got[i], model[i]) for i in model)
+    assert vcli("delete-vectors", "idx", "--ids", "v7").code == 0
+    res = vcli("check", "idx", "--repair")  # (the matrix of the older vcli is superseded)
+    assert res.code in (0, 3), res.err
+    assert vcli("check", "idx").code == 0

@@ -7,8 +7,11 @@ blobs as they are (``columns._OldValues``). Safe at any point of a kill:
 
 1. The blobs are copied, in key order, into the keys and values columns of a new generation,
    which are fsynced (with the folder) and then read back and compared with the CRC-32 of what
-   was written. Killed here: the store is untouched; the files are another generation's, which
-   the next refresh removes.
+   was written. A blob that is not ``dimensions`` float32 numbers (damage) is not copied: its
+   vector is left without values, which ``vcli check`` reports (the user deletes it or upserts
+   it again) rather than every later write failing. Killed here: the store is untouched; the
+   files are another generation's, which the next refresh removes; any other failure removes
+   them at once (the writer lock is held) and is one ``StorageError``.
 2. One transaction copies ``vectors`` into a table without ``vec`` (keeping every key and the key
    counter), records the generation and its committed rows (``appends``) and sets the format.
    Killed before its commit: nothing changed; after it: the migration is done.
@@ -24,6 +27,7 @@ import zlib
 
 import numpy as np
 
+from ..errors import StorageError
 from . import fsutil
 from .layout import VECTOR_COLUMNS, Folder, new_generation
 from .store import Store
@@ -46,11 +50,31 @@ def migrate(store: Store, folder: Folder, dimensions: int) -> None:
     if not store.old_format():
         return
     generation = new_generation(store.last_seq())
-    rows, crcs = _copy_values(store, folder, generation, dimensions)
+    try:
+        _move(store, folder, generation, dimensions)
+    except BaseException:
+        if store.old_format():  # (not committed: nobody else knows the generation)
+            for column in VECTOR_COLUMNS:
+                folder.vector_file(generation, column).unlink(missing_ok=True)
+        raise
+    try:
+        store.conn.execute("VACUUM")
+        store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    except sqlite3.Error:
+        pass
+
+
+def _move(store: Store, folder: Folder, generation: str, dimensions: int) -> None:
+    """Steps 1 and 2 of the module's docstring."""
+    try:
+        rows, seen, crcs = _copy_values(store, folder, generation, dimensions)
+    except OSError as exc:
+        raise StorageError(f"{folder.path}: could not move the vectors' values out of the store of an "
+                           f"older vcli ({exc.strerror or exc}); the store was left as it was") from None
     _check_written(folder, generation, rows, crcs, dimensions)
     with store.mutation_free_transaction():
-        if not store.old_format() or store.count() != rows:
-            raise RuntimeError("the store changed while its values were moved")
+        if not store.old_format() or store.count() != seen:
+            raise StorageError("the store changed while its values were moved; try again")
         top = store.max_key()  # (the key counter: keys are never handed out twice)
         store.conn.execute(_NEW_TABLE)
         store.conn.execute("INSERT INTO vectors_new (key, id, namespace, metadata, seq) "
@@ -65,27 +89,24 @@ def migrate(store: Store, folder: Folder, dimensions: int) -> None:
                 store.conn.execute(statement)
         store.record_append(generation, 0, rows, crcs, replace=True)
         store.conn.execute("UPDATE settings SET v = ? WHERE k = 'format'", (FORMAT,))
-    try:
-        store.conn.execute("VACUUM")
-        store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    except sqlite3.Error:
-        pass
 
 
-def _copy_values(store: Store, folder: Folder, generation: str, dimensions: int) -> tuple[int, tuple[int, int]]:
-    """Write every blob, in key order, to a new generation's columns; its rows and CRC-32s."""
+def _copy_values(store: Store, folder: Folder, generation: str, dimensions: int) -> tuple[int, int, tuple[int, int]]:
+    """Write every blob that is ``dimensions`` float32 numbers, in key order, to a new
+    generation's columns; the rows written, the store's rows seen and the CRC-32s."""
     fds = [os.open(folder.vector_file(generation, c), os.O_WRONLY | os.O_CREAT | os.O_EXCL, fsutil.FILE_MODE)
            for c in VECTOR_COLUMNS]
     crcs = [0, 0]
-    rows = 0
+    rows = seen = 0
     size = dimensions * 4
     try:
         with store.snapshot():
             cur = store.conn.execute("SELECT key, vec FROM vectors ORDER BY key")
             while block := cur.fetchmany(CHUNK):
-                if any(not isinstance(v, bytes) or len(v) != size for _k, v in block):
-                    raise RuntimeError("the store holds values that are not float32 blobs of its "
-                                       "dimensions; run `vcli check` on this index")
+                seen += len(block)
+                block = [(k, v) for k, v in block if isinstance(v, bytes) and len(v) == size]
+                if not block:
+                    continue
                 keys = np.fromiter((k for k, _v in block), np.int64, len(block)).astype("<i8").tobytes()
                 values = b"".join(v for _k, v in block)
                 for i, (fd, data) in enumerate(((fds[0], keys), (fds[2], values))):
@@ -101,7 +122,7 @@ def _copy_values(store: Store, folder: Folder, generation: str, dimensions: int)
     finally:
         for fd in fds:
             os.close(fd)
-    return rows, (crcs[0], crcs[1])
+    return rows, seen, (crcs[0], crcs[1])
 
 
 def _check_written(folder: Folder, generation: str, rows: int, crcs: tuple[int, int], dimensions: int) -> None:
@@ -113,4 +134,4 @@ def _check_written(folder: Folder, generation: str, rows: int, crcs: tuple[int, 
             while data := f.read(1 << 24):
                 found = zlib.crc32(data, found)
         if path.stat().st_size != rows * size or found != crc:
-            raise RuntimeError(f"{path.name} does not read back as written; the store was left as it was")
+            raise StorageError(f"{path.name} does not read back as written; the store was left as it was")
