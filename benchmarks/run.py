@@ -315,8 +315,8 @@ def kind_of(path: Path) -> str:
     norms (the matrix's norms and tombstones), matrix (its manifest), graph (one file a part),
     index, lock..."""
     kind = path.name.split("-")[0].split(".")[0]
-    if kind == "vectors":
-        return "values" if path.suffix in (".keys", ".f32") else "norms"
+    if kind == "vectors":  # (values-<gen>.keys|f32 are the values)
+        return "norms"
     return kind
 
 

@@ -94,8 +94,16 @@ def as_older_vcli(folder: Path, dims: int, one_file: bool = True) -> None:
         conn.execute("DELETE FROM settings WHERE k IN ('generation', 'rows')")
         conn.execute("UPDATE settings SET v = 1 WHERE k = 'format'")
     conn.close()
-    for old in [path, *folder.glob("vectors-*")] if one_file else []:
+    for old in [path, *column_files(folder)] if one_file else []:
         old.unlink()
+    for value in [] if one_file else folder.glob("values-*"):  # (the names of that vcli's generation)
+        value.rename(value.with_name("vectors-" + value.name.removeprefix("values-")))
+
+
+def column_files(folder: Path) -> list[Path]:
+    """The column files of the generations in index ``folder``: ``values-<gen>.keys|f32`` (the
+    values) and ``vectors-<gen>.norms|gone`` (derived)."""
+    return sorted([*folder.glob("values-*"), *folder.glob("vectors-*")])
 
 
 def program(name: str, *args: str) -> list[str]:

@@ -9,7 +9,7 @@ import sqlite3
 import numpy as np
 import orjson
 import pytest
-from helpers import exact_order
+from helpers import column_files, exact_order
 
 from vcli.engine import Catalog, Tuning
 
@@ -51,7 +51,7 @@ def derived(data_dir, name="idx"):
 
 def columns(data_dir, name="idx"):
     """The column files of the matrix's generations, by column (keys, norms, f32, gone)."""
-    found = sorted((data_dir / name).glob("vectors-*"))
+    found = column_files(data_dir / name)
     return {p.suffix[1:]: p for p in found}
 
 
@@ -379,7 +379,7 @@ def test_a_small_index_keeps_no_matrix_and_no_pile_of_removals(vcli, data_dir):
     assert res.code == 1 and [p["code"] for p in report["problems"]] == ["search-damaged"]
     res, report = check_json(vcli, "idx", "--repair")
     assert res.code == 3 and derived(data_dir) == []
-    assert len(list((data_dir / "idx").glob("vectors-*"))) == 4  # the values' generation, and no other
+    assert len(column_files(data_dir / "idx")) == 4  # the values' generation, and no other
     res, report = check_json(vcli)
     assert res.code == 0 and report["searchFile"] is None
     assert_query_right(vcli, "idx", model)

@@ -6,11 +6,12 @@ away by ``vcli check --repair``."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 
 import numpy as np
 import orjson
-from helpers import as_older_vcli
+from helpers import as_older_vcli, column_files
 
 from vcli.engine import Catalog, Tuning
 
@@ -24,7 +25,7 @@ def records(rng, ids, dims=DIMS) -> tuple[list[dict], dict[str, np.ndarray]]:
 
 
 def column(folder, suffix: str):
-    (path,) = folder.glob(f"vectors-*.{suffix}")
+    (path,) = [p for p in column_files(folder) if p.suffix == f".{suffix}"]
     return path
 
 
@@ -56,7 +57,7 @@ def test_a_small_index_upserted_again_and_again_keeps_its_columns_bounded(data_d
     rows = column(folder, "f32").stat().st_size // (DIMS * 4)
     assert rows <= 4000, rows  # (12,000 without compaction)
     assert appends(folder) <= 4
-    assert len(list(folder.glob("vectors-*"))) == 4  # one generation: the old ones were removed
+    assert len(column_files(folder)) == 4  # one generation: the old ones were removed
     with cat.open("idx") as ix:
         got = {v.id: np.asarray(v.values, np.float32) for v in ix.get(ids)}
     assert all(np.array_equal(got[i], model[i]) for i in ids)
@@ -78,12 +79,12 @@ def loaded_and_damaged(data_dir, vcli, n=3000):
 def test_repair_does_not_launder_damaged_values(data_dir, vcli):
     cat, model, _rng = loaded_and_damaged(data_dir, vcli)
     folder = data_dir / "idx"
-    before = {p.name for p in folder.glob("vectors-*")}
+    before = {p.name for p in column_files(folder)}
     res = vcli("check", "idx", "--repair", "--json")
     assert res.code == 1 and "could not be repaired" in res.err
     damaged = [p for p in res.json["problems"] if p["code"] == "columns-damaged"]
     assert damaged and not damaged[0]["repaired"]
-    assert {p.name for p in folder.glob("vectors-*")} == before  # the damaged generation is left as it is
+    assert {p.name for p in column_files(folder)} == before  # the damaged generation is left as it is
     res = vcli("check", "idx", "--json")
     assert res.code == 1 and "columns-damaged" in [p["code"] for p in res.json["problems"]]
 
@@ -148,7 +149,7 @@ def test_a_store_of_an_older_vcli_with_one_damaged_blob_is_migrated_without_it(d
     extra, more = records(rng, ["new"])
     res = vcli("upsert", "idx", "--file", "-", input="".join(orjson.dumps(r).decode() + "\n" for r in extra))
     assert res.code == 0, res.err
-    assert len(list(folder.glob("vectors-*"))) == 4  # one generation, no orphans of failed attempts
+    assert len(column_files(folder)) == 4  # one generation, no orphans of failed attempts
     res = vcli("check", "idx", "--json")
     (size,) = [p for p in res.json["problems"] if p["code"] == "vector-size"]
     assert res.code == 1 and '"v7"' in size["problem"] and not size["repairable"]
@@ -161,3 +162,40 @@ def test_a_store_of_an_older_vcli_with_one_damaged_blob_is_migrated_without_it(d
     res = vcli("check", "idx", "--repair")  # (the matrix of the older vcli is superseded)
     assert res.code in (0, 3), res.err
     assert vcli("check", "idx").code == 0
+
+
+def test_the_files_an_older_vcli_removes_as_its_own_hold_no_values(data_dir, vcli):
+    """A vcli before the columns removes every ``vectors-<gen>.*`` of an index too small for its
+    matrix: only derived columns go by that name, so the values survive it."""
+    rng = np.random.default_rng(5)
+    cat = Catalog(data_dir)
+    cat.create("idx", DIMS, "cosine")
+    batch, model = records(rng, [f"v{i}" for i in range(2500)])  # (a matrix: norms and tombstones)
+    with cat.open("idx", write=True) as ix:
+        ix.upsert(batch)
+    folder = data_dir / "idx"
+    older = re.compile(r"vectors-(\d+-[0-9a-f]{8})\.(keys|norms|f32|gone)")  # that vcli's pattern
+    gone = [p for p in folder.iterdir() if older.fullmatch(p.name)]
+    assert sorted(p.suffix for p in gone) == [".gone", ".norms"]
+    for path in gone:
+        path.unlink()
+    with cat.open("idx") as ix:
+        got = {v.id: np.asarray(v.values, np.float32) for v in ix.get(list(model))}
+    assert len(got) == 2500 and all(np.array_equal(got[i], model[i]) for i in model)
+    assert vcli("check", "idx", "--repair").code == 3
+    assert vcli("check", "idx").code == 0
+
+
+def test_an_index_of_a_newer_vcli_is_one_clear_error(data_dir, vcli):
+    rng = np.random.default_rng(6)
+    cat = Catalog(data_dir)
+    cat.create("idx", DIMS, "cosine")
+    with cat.open("idx", write=True) as ix:
+        ix.upsert(records(rng, ["a"])[0])
+    conn = sqlite3.connect(data_dir / "idx" / "store.sqlite")
+    with conn:
+        conn.execute("UPDATE settings SET v = 99 WHERE k = 'format'")
+    conn.close()
+    for args in (("info", "idx"), ("get-vectors", "idx", "--ids", "a"), ("check", "idx")):
+        res = vcli(*args)
+        assert res.code == 1 and res.err.count("\n") == 1 and "newer vcli" in res.err, (args, res.err)

@@ -113,7 +113,7 @@ def test_readers_read_through_a_write_that_has_appended_but_not_committed(data_d
     create(data_dir, 100)
     with Catalog(data_dir).open(NAME) as ix:
         before = {v.id: v.values.tobytes() for v in ix.get([f"seed-{i}" for i in range(100)])}
-    (f32,) = (data_dir / NAME).glob("vectors-*.f32")
+    (f32,) = (data_dir / NAME).glob("values-*.f32")
     committed = f32.stat().st_size
     new = lines("w", 2000, 3)
     data = payload(new)

@@ -72,10 +72,10 @@ def size_of(path: Path) -> int:
 
 
 def column_sizes(folder: Path, kinds: tuple[str, ...]) -> dict[str, int]:
-    """The column files (``vectors-*``) of these kinds (keys, f32: the values; norms, gone: the
-    matrix's) and their sizes."""
+    """The column files (``values-*``, ``vectors-*``) of these kinds (keys, f32: the values; norms,
+    gone: the matrix's) and their sizes."""
     return {n: size_of(folder / n) for n in os.listdir(folder)
-            if n.startswith("vectors-") and n.rsplit(".", 1)[-1] in kinds}
+            if n.startswith(("values-", "vectors-")) and n.rsplit(".", 1)[-1] in kinds}
 
 
 VALUES = ("keys", "f32")

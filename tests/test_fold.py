@@ -15,7 +15,7 @@ import sqlite3
 
 import numpy as np
 import pytest
-from helpers import as_older_vcli, exact_order
+from helpers import as_older_vcli, column_files, exact_order
 
 from vcli.engine import Catalog, Tuning, matrix
 from vcli.engine.check import check_index
@@ -39,7 +39,7 @@ def open_matrix(folder) -> matrix.Matrix:
 
 
 def columns(folder) -> dict[str, object]:
-    return {p.suffix[1:]: p for p in folder.glob("vectors-*")}
+    return {p.suffix[1:]: p for p in column_files(folder)}
 
 
 def digest(path, size: int) -> str:
@@ -317,8 +317,8 @@ def test_an_index_of_an_older_vcli_is_read_as_it_is_and_migrated_by_its_first_wr
         assert "vec" not in [r[1] for r in conn.execute("PRAGMA table_info(vectors)")]
         assert conn.execute("SELECT v FROM settings WHERE k = 'format'").fetchone()[0] == 2
     conn.close()
-    assert not (folder / "matrix-1.f32").exists() and len(list(folder.glob("vectors-*"))) == 4
-    assert not set(folder.glob("vectors-*")) & old_columns  # the old generation is gone
+    assert not (folder / "matrix-1.f32").exists() and len(column_files(folder)) == 4
+    assert not set(column_files(folder)) & old_columns  # the old generation is gone
     with cat.open("idx", write=True) as ix:  # the key counter survived: new keys above the old
         ix.upsert(records({"a0": model["a0"] + 1}))
         assert ix.store.max_key() == 531

@@ -214,13 +214,13 @@ def _column_problems(store, dims: int) -> list[Problem]:
         ids = [live[int(k)] for b in used for k in b if int(k) in live]
         rows = sum(len(b) for b in used)
         out.append(Problem("store", "columns-damaged",
-                           f"{len(used)} block{'s' if len(used) > 1 else ''} of rows of vectors-{generation}.keys/.f32 "
+                           f"{len(used)} block{'s' if len(used) > 1 else ''} of rows of values-{generation}.keys/.f32 "
                            f"differ from their checksums: the values of {len(ids)} of the {rows:,} vectors "
                            f"they hold may be damaged ({_examples(ids, len(ids))}); upsert them again or "
                            "delete them, or restore the index from a copy", False))
     if dead:
         out.append(Problem("store", "columns-damaged-dead",
-                           f"{dead:,} rows of vectors-{generation}.keys/.f32 differ from their checksums but "
+                           f"{dead:,} rows of values-{generation}.keys/.f32 differ from their checksums but "
                            "hold no vector any more (upserted again or deleted since); repair compacts them away",
                            True))
     return out

@@ -1,7 +1,7 @@
 """Reading the float32 values of the vectors, from their one home: the columns.
 
 A store snapshot says which generation's columns hold the values and how many of their rows are
-committed (``Store.tail``); ``open_values`` maps that prefix of ``vectors-<gen>.keys`` and ``.f32``
+committed (``Store.tail``); ``open_values`` maps that prefix of ``values-<gen>.keys`` and ``.f32``
 read-only, and ``Values.of`` finds a key's row by binary search (keys ascend: they are handed out
 in order, and a compaction copies rows in order). Bytes past the committed end (a write killed
 before its commit, or one still in progress) are never mapped. A compaction that replaced the

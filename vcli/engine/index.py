@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from ..errors import BadInput, BadQuery, LimitExceeded, MetadataIndexError, QuotaExceeded
+from ..errors import BadInput, BadQuery, LimitExceeded, MetadataIndexError, QuotaExceeded, StorageError
 from . import filters, limits
 from .interface import Progress
 from .layout import Folder, iso, now_iso
@@ -50,6 +50,7 @@ from .records import (
 from .searchfiles import SearchFiles
 from .store import Row, Store
 from .store.appender import Appender
+from .store.schema import FORMAT
 from .tuning import DEFAULT, Tuning
 from .validate import array_lines, check_batch_size, check_list_count, check_query_namespace, check_records
 
@@ -80,6 +81,11 @@ class VectorIndex:
         # A reader skips setting WAL mode (the store is in it already), so it works in a
         # read-only folder.
         self.store = Store.open(folder.store, readonly=not write)
+        newer = self.store.newer_format()
+        if newer is not None:
+            self.store.close()
+            raise StorageError(f"index {self.name!r} was written by a newer vcli (store format {newer}; this "
+                               f"vcli reads up to {FORMAT}): upgrade vcli to use it")
         self.search_files = SearchFiles(folder, self.store, self.dimensions, self.metric, tuning)
         self.max_top_k_with_values = max_top_k_with_values
         self.max_namespaces = max_namespaces

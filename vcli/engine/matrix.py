@@ -5,8 +5,8 @@ A *generation* is four append-only column files; the store says which generation
 how many of its rows are committed (``Store.tail``), and a manifest says how much of them the
 matrix is:
 
-    vectors-<gen>.keys     int64 keys, ascending          } the truth: appended by every write,
-    vectors-<gen>.f32      float32 values, ``dimensions`` } fsynced before it commits
+    values-<gen>.keys      int64 keys, ascending          } the truth: appended by every write,
+    values-<gen>.f32       float32 values, ``dimensions`` } fsynced before it commits
                            a row                          } (``store/appender.py``)
     vectors-<gen>.norms    float32 L2 norm of each row    } derived: appended by a fold, up to
     vectors-<gen>.gone     int64 tombstones: keys of rows } the manifest's end
@@ -162,11 +162,19 @@ class Matrix(NamedTuple):
 
 def _open_generation(folder: Folder, man: Manifest) -> Matrix:
     n, d = man.rows, man.dimensions
-    keys = map_column(folder.vector_file(man.generation, "keys"), "<i8", n)
+    keys = map_column(_column(folder, man.generation, "keys"), "<i8", n)
     norms = map_column(folder.vector_file(man.generation, "norms"), "<f4", n)
-    values = map_column(folder.vector_file(man.generation, "f32"), "<f4", n * d).reshape(n, d)
+    values = map_column(_column(folder, man.generation, "f32"), "<f4", n * d).reshape(n, d)
     gone = np.sort(map_column(folder.vector_file(man.generation, "gone"), "<i8", man.gone), kind="stable")
     return Matrix(man.seq, keys, norms, values, gone, man)
+
+
+def _column(folder: Folder, generation: str, column: str) -> Path:
+    """A generation's keys or values column; ``vectors-<gen>.keys|f32`` in the matrix generation of
+    a vcli before the columns (read until its store is migrated)."""
+    path = folder.vector_file(generation, column)
+    legacy = folder.path / f"vectors-{generation}.{column}"
+    return legacy if not path.exists() and legacy.exists() else path
 
 
 def _load_whole(path: Path, seq: int, dimensions: int) -> Matrix:
@@ -211,7 +219,7 @@ def _row_blocks(folder: Folder, cols: Values, start: int, stop: int) -> Iterator
             fv.seek(at * dims * 4)
             keys, values = np.fromfile(fk, "<i8", n), np.fromfile(fv, "<f4", n * dims).reshape(-1, dims)
             if len(keys) != n or len(values) != n:
-                raise ValueError(f"vectors-{cols.generation} holds fewer rows than the {stop:,} committed")
+                raise ValueError(f"values-{cols.generation}.keys/.f32 hold fewer rows than the {stop:,} committed")
             yield at, keys, values
 
 
@@ -525,7 +533,7 @@ class _AppendChecks:
             if pos == stop:
                 if kept and self.found != [crc_keys, crc_values]:
                     raise MissingValues(
-                        f"rows {start:,} to {stop:,} of vectors-{self.generation}.keys/.f32 differ from the "
+                        f"rows {start:,} to {stop:,} of values-{self.generation}.keys/.f32 differ from the "
                         "checksums recorded when they were written: not compacted, the index was left as it "
                         "was; run `vcli check` on this index")
                 self.found = [0, 0]

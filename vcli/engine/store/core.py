@@ -429,6 +429,15 @@ class Store:
         row = self.conn.execute("SELECT v FROM settings WHERE k = 'format'").fetchone()
         return FORMAT if row is None else row[0]
 
+    def newer_format(self) -> int | None:
+        """The store's format when a newer vcli wrote it (this one would misread it), else None;
+        None too when it cannot be read (``vcli check`` says why)."""
+        try:
+            found = self.format()
+        except sqlite3.Error:
+            return None
+        return found if isinstance(found, int) and found > FORMAT else None
+
     def old_format(self) -> bool:
         """Whether the values are still blobs in ``vectors.vec`` (a store of an older vcli, not
         migrated yet: ``migrate.py``)."""

@@ -3,7 +3,7 @@ float32 values as a ``vec`` blob in ``vectors``: ``migrate.py`` moves them out, 
 
 * ``vectors``: one row per live vector. ``key`` is AUTOINCREMENT (never reused) and is also the
   columns' and search files' key; ``seq`` the mutation that wrote it. Its float32 values are in
-  the columns of the current generation (``vectors-<gen>.keys`` / ``.f32``: ``columns.py``), found
+  the columns of the current generation (``values-<gen>.keys`` / ``.f32``: ``columns.py``), found
   by the key, whose rows ascend.
 * ``appends``: the committed rows of the current generation's columns: one row per write (or copy)
   that appended to them, with its first row and end row and the CRC-32 of the bytes it appended to
