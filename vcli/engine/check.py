@@ -205,7 +205,7 @@ def _column_problems(store, dims: int) -> list[Problem]:
         bad.append((at, rows))
     if not bad:
         return []
-    out, dead = [], 0
+    out = []
     blocks = [np.asarray(values.keys[a:b]) for a, b in bad]
     live = {r[0]: r[1] for r in store.rows_for_keys(int(k) for k in np.concatenate(blocks))}
     used = [b for b in blocks if any(int(k) in live for k in b)]

@@ -53,7 +53,11 @@ def migrate(store: Store, folder: Folder, dimensions: int) -> None:
     try:
         _move(store, folder, generation, dimensions)
     except BaseException:
-        if store.old_format():  # (not committed: nobody else knows the generation)
+        try:
+            undone = store.old_format()  # (not committed: nobody else knows the generation)
+        except sqlite3.Error:
+            undone = False  # (then the next refresh removes them, if they are not the store's)
+        if undone:
             for column in VECTOR_COLUMNS:
                 folder.vector_file(generation, column).unlink(missing_ok=True)
         raise
