@@ -275,6 +275,22 @@ def test_a_fold_merges_the_records_of_the_small_writes_it_checked(data_dir, vcli
     assert res.code == 1 and "columns-damaged" in [p["code"] for p in res.json["problems"]]
 
 
+def test_an_older_index_with_a_damaged_blob_is_not_migrated_and_says_why(data_dir, vcli):
+    rng = np.random.default_rng(14)
+    cat, model = loaded(data_dir, rng, 100, "cosine")
+    folder = data_dir / "idx"
+    as_older_vcli(folder, DIMS)
+    with sqlite3.connect(folder / "store.sqlite") as conn:
+        conn.execute("UPDATE vectors SET vec = x'0000' WHERE id = 'a3'")
+    conn.close()
+    res = vcli("upsert", "idx", "--file", "-", input='{"id": "b", "values": [%s]}' % ",".join(["1"] * DIMS))
+    assert res.code == 1 and res.err.startswith("Error: ") and res.err.count("\n") == 1, res.err
+    assert "cannot be moved to the columns" in res.err
+    assert not list(folder.glob("vectors-*"))  # the copy it began is gone; the store is as it was
+    got = vcli("get-vectors", "idx", "--ids", "a1", "--json")
+    assert got.code == 0 and np.float32(got.json[0]["values"]).tobytes() == model["a1"].tobytes()
+
+
 def test_a_values_column_cut_short_is_one_clear_error_and_reported(data_dir, vcli):
     rng = np.random.default_rng(12)
     loaded(data_dir, rng, 100, "cosine")

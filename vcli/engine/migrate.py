@@ -24,6 +24,7 @@ import zlib
 
 import numpy as np
 
+from ..errors import StorageError
 from . import fsutil
 from .layout import VECTOR_COLUMNS, Folder, new_generation
 from .store import Store
@@ -46,11 +47,16 @@ def migrate(store: Store, folder: Folder, dimensions: int) -> None:
     if not store.old_format():
         return
     generation = new_generation(store.last_seq())
-    rows, crcs = _copy_values(store, folder, generation, dimensions)
-    _check_written(folder, generation, rows, crcs, dimensions)
+    try:
+        rows, crcs = _copy_values(store, folder, generation, dimensions)
+        _check_written(folder, generation, rows, crcs, dimensions)
+    except BaseException:
+        for column in VECTOR_COLUMNS:  # (a SIGKILL leaves them to the next refresh instead)
+            folder.vector_file(generation, column).unlink(missing_ok=True)
+        raise
     with store.mutation_free_transaction():
         if not store.old_format() or store.count() != rows:
-            raise RuntimeError("the store changed while its values were moved")
+            raise StorageError(f"{store.path}: the store changed while its values were moved; try again")
         top = store.max_key()  # (the key counter: keys are never handed out twice)
         store.conn.execute(_NEW_TABLE)
         store.conn.execute("INSERT INTO vectors_new (key, id, namespace, metadata, seq) "
@@ -84,8 +90,9 @@ def _copy_values(store: Store, folder: Folder, generation: str, dimensions: int)
             cur = store.conn.execute("SELECT key, vec FROM vectors ORDER BY key")
             while block := cur.fetchmany(CHUNK):
                 if any(not isinstance(v, bytes) or len(v) != size for _k, v in block):
-                    raise RuntimeError("the store holds values that are not float32 blobs of its "
-                                       "dimensions; run `vcli check` on this index")
+                    raise StorageError(f"{store.path}: the store holds values that are not float32 blobs "
+                                       "of its dimensions, so they cannot be moved to the columns; run "
+                                       "`vcli check` on this index")
                 keys = np.fromiter((k for k, _v in block), np.int64, len(block)).astype("<i8").tobytes()
                 values = b"".join(v for _k, v in block)
                 for i, (fd, data) in enumerate(((fds[0], keys), (fds[2], values))):
@@ -113,4 +120,4 @@ def _check_written(folder: Folder, generation: str, rows: int, crcs: tuple[int, 
             while data := f.read(1 << 24):
                 found = zlib.crc32(data, found)
         if path.stat().st_size != rows * size or found != crc:
-            raise RuntimeError(f"{path.name} does not read back as written; the store was left as it was")
+            raise StorageError(f"{path}: does not read back as written; the store was left as it was")
