@@ -14,6 +14,7 @@ import hashlib
 import sqlite3
 
 import numpy as np
+import orjson
 import pytest
 from helpers import as_older_vcli, exact_order
 
@@ -283,7 +284,8 @@ def test_an_older_index_with_a_damaged_blob_is_not_migrated_and_says_why(data_di
     with sqlite3.connect(folder / "store.sqlite") as conn:
         conn.execute("UPDATE vectors SET vec = x'0000' WHERE id = 'a3'")
     conn.close()
-    res = vcli("upsert", "idx", "--file", "-", input='{"id": "b", "values": [%s]}' % ",".join(["1"] * DIMS))
+    line = orjson.dumps({"id": "b", "values": [1.0] * DIMS}).decode()
+    res = vcli("upsert", "idx", "--file", "-", input=line)
     assert res.code == 1 and res.err.startswith("Error: ") and res.err.count("\n") == 1, res.err
     assert "cannot be moved to the columns" in res.err
     assert not list(folder.glob("vectors-*"))  # the copy it began is gone; the store is as it was
