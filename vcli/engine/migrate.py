@@ -78,7 +78,7 @@ def _move(store: Store, folder: Folder, generation: str, dimensions: int) -> Non
     _check_written(folder, generation, rows, crcs, dimensions)
     with store.mutation_free_transaction():
         if not store.old_format() or store.count() != seen:
-            raise StorageError("the store changed while its values were moved; try again")
+            raise StorageError(f"{store.path}: the store changed while its values were moved; try again")
         top = store.max_key()  # (the key counter: keys are never handed out twice)
         store.conn.execute(_NEW_TABLE)
         store.conn.execute("INSERT INTO vectors_new (key, id, namespace, metadata, seq) "
@@ -138,4 +138,4 @@ def _check_written(folder: Folder, generation: str, rows: int, crcs: tuple[int, 
             while data := f.read(1 << 24):
                 found = zlib.crc32(data, found)
         if path.stat().st_size != rows * size or found != crc:
-            raise StorageError(f"{path.name} does not read back as written; the store was left as it was")
+            raise StorageError(f"{path}: does not read back as written; the store was left as it was")
