@@ -239,10 +239,22 @@ def bench_load(b: Bench, n: int, constant: int, baseline: bool = True) -> str:
     b.report("load", f"{n:,}: vectors/s", f"{n / v.seconds:,.0f}/s", "", ">= 5,000/s", n / v.seconds >= 5000)
     b.report("memory", f"{n:,}: peak RSS", f"{v.peak / MB:,.0f} MB", "", f"< {limit / MB:,.0f} MB ({rule})",
              v.peak < limit)
+    b.report("scale", f"{n:,}: bytes a vector after the load", "", "", disk_by_kind(b, name, n), None)
     b.loads[n] = v
     if baseline:
         bench_load_baseline(b, n)
     return name
+
+
+def disk_by_kind(b: Bench, name: str, n: int) -> str:
+    """Bytes a vector of each kind of file of an index over 1 MB (``kind_of``), their total, and
+    that over the float32 size."""
+    disk: dict[str, int] = {}
+    for p in (b.data / name).iterdir():
+        disk[kind_of(p)] = disk.get(kind_of(p), 0) + p.stat().st_size
+    total = sum(disk.values())
+    return (", ".join(f"{k} {v / n:,.0f}" for k, v in sorted(disk.items()) if v > MB)
+            + f"; all {total / n:,.0f} ({total / (n * DIMS * 4):.2f}x f32)")
 
 
 def bench_load_baseline(b: Bench, n: int) -> None:
@@ -299,10 +311,13 @@ def batch_answers(b: Bench, name: str, queries: np.ndarray, k: int = 10) -> tupl
 
 
 def kind_of(path: Path) -> str:
-    """The kind of an index's file: store, matrix (its manifest and columns), graph (one file a
-    part), index, lock..."""
+    """The kind of an index's file: store, values (the columns that hold them: keys and f32),
+    norms (the matrix's norms and tombstones), matrix (its manifest), graph (one file a part),
+    index, lock..."""
     kind = path.name.split("-")[0].split(".")[0]
-    return "matrix" if kind == "vectors" else kind
+    if kind == "vectors":  # (values-<gen>.keys|f32 are the values)
+        return "norms"
+    return kind
 
 
 def file_kinds(b: Bench, name: str) -> list[str]:
@@ -541,11 +556,7 @@ def bench_scale(b: Bench, n: int, constant: int, baseline: bool, pipe: bool = Fa
     judged = n <= 2_000_000  # the query targets are set at 1M; past 2M the figures are reported
     b.report("scale", f"one-shot query on {n:,} (median of 5)", fmt_s(v), f"{fmt_s(base)} numpy+usearch",
              "<= 400 ms" if judged else "", v <= 0.4 if judged else None)
-    disk: dict[str, int] = {}  # bytes by kind of file: store, matrix, graph (all its parts)
-    for p in (b.data / name).iterdir():
-        disk[kind_of(p)] = disk.get(kind_of(p), 0) + p.stat().st_size
-    b.report("scale", f"{n:,}: bytes a vector", "", "",
-             ", ".join(f"{k} {v / n:,.0f}" for k, v in sorted(disk.items()) if v > MB), None)
+    b.report("scale", f"{n:,}: bytes a vector with its graph", "", "", disk_by_kind(b, name, n), None)
     bench_recall(b, name, n, 1000 if pipe else 300, target=0.99)
     warm(b, name)
     bench_batch(b, name, n, 2000, target=1000 if judged else None)

@@ -65,6 +65,47 @@ class Run:
 PROGRAMS = Path(__file__).parent / "programs"
 
 
+def as_older_vcli(folder: Path, dims: int, one_file: bool = True) -> None:
+    """Make index ``folder`` (which has a matrix) what a vcli before the columns left: each
+    vector's values a blob in ``store.sqlite`` (format 1) and the matrix in one file (vcli before
+    generations) or, unless ``one_file``, a generation and its manifest as they are."""
+    import sqlite3
+    import struct
+
+    import numpy as np
+
+    from vcli.engine import matrix
+    from vcli.engine.layout import seq_of
+
+    (path,) = folder.glob("matrix-*.manifest")
+    m = matrix.Matrix.load(path, seq_of(path), dims)
+    live = ~matrix.in_sorted(np.asarray(m.keys), m.gone)
+    keys, norms, values = np.asarray(m.keys)[live], np.asarray(m.norms)[live], np.asarray(m.values)[live]
+    if one_file:
+        (folder / f"matrix-{m.seq}.f32").write_bytes(
+            struct.pack("<8sQQI", b"VCLIMAT1", m.seq, len(keys), dims).ljust(64, b"\0")
+            + keys.tobytes() + norms.tobytes() + values.tobytes())
+    conn = sqlite3.connect(folder / "store.sqlite")
+    with conn:
+        conn.execute("ALTER TABLE vectors ADD COLUMN vec BLOB NOT NULL DEFAULT x''")
+        conn.executemany("UPDATE vectors SET vec = ? WHERE key = ?",
+                         [(v.tobytes(), int(k)) for k, v in zip(keys, values, strict=True)])
+        conn.execute("DROP TABLE appends")
+        conn.execute("DELETE FROM settings WHERE k IN ('generation', 'rows')")
+        conn.execute("UPDATE settings SET v = 1 WHERE k = 'format'")
+    conn.close()
+    for old in [path, *column_files(folder)] if one_file else []:
+        old.unlink()
+    for value in [] if one_file else folder.glob("values-*"):  # (the names of that vcli's generation)
+        value.rename(value.with_name("vectors-" + value.name.removeprefix("values-")))
+
+
+def column_files(folder: Path) -> list[Path]:
+    """The column files of the generations in index ``folder``: ``values-<gen>.keys|f32`` (the
+    values) and ``vectors-<gen>.norms|gone`` (derived)."""
+    return sorted([*folder.glob("values-*"), *folder.glob("vectors-*")])
+
+
 def program(name: str, *args: str) -> list[str]:
     """The command line that runs ``tests/programs/<name>.py`` with this Python."""
     return [sys.executable, str(PROGRAMS / f"{name}.py"), *map(str, args)]

@@ -9,7 +9,7 @@ import sqlite3
 import numpy as np
 import orjson
 import pytest
-from helpers import exact_order
+from helpers import column_files, exact_order
 
 from vcli.engine import Catalog, Tuning
 
@@ -51,7 +51,7 @@ def derived(data_dir, name="idx"):
 
 def columns(data_dir, name="idx"):
     """The column files of the matrix's generations, by column (keys, norms, f32, gone)."""
-    found = sorted((data_dir / name).glob("vectors-*"))
+    found = column_files(data_dir / name)
     return {p.suffix[1:]: p for p in found}
 
 
@@ -78,7 +78,7 @@ def test_healthy_index_exits_0(vcli, data_dir):
 
 def test_truncated_matrix_is_repaired_on_the_next_query(vcli, data_dir):
     model = make_index(data_dir)
-    path = columns(data_dir)["f32"]  # (never done to a file a reader may have mapped)
+    path = columns(data_dir)["norms"]  # (never done to a file a reader may have mapped)
     path.write_bytes(path.read_bytes()[:1000])
     res, report = check_json(vcli)
     assert res.code == 1
@@ -93,7 +93,7 @@ def test_truncated_matrix_is_repaired_on_the_next_query(vcli, data_dir):
 
 def test_check_repair_exits_3_then_0(vcli, data_dir):
     model = make_index(data_dir)
-    path = columns(data_dir)["f32"]
+    path = columns(data_dir)["norms"]
     path.write_bytes(b"\0" * path.stat().st_size)  # right size, wrong bytes
     (data_dir / "idx" / ".matrix-7.f32.tmp-0badc0de").write_bytes(b"half a file")
     res, report = check_json(vcli, "idx", "--repair")
@@ -111,7 +111,7 @@ def test_check_repair_exits_3_then_0(vcli, data_dir):
 
 def test_missing_search_file_is_rebuilt(vcli, data_dir):
     model = make_index(data_dir)
-    for p in [*derived(data_dir), *columns(data_dir).values()]:
+    for p in [*derived(data_dir), columns(data_dir)["norms"], columns(data_dir)["gone"]]:
         p.unlink()
     res, report = check_json(vcli)
     assert res.code == 1 and report["problems"][0]["code"] == "search-missing"
@@ -126,8 +126,8 @@ def test_search_file_from_another_index_is_refused(vcli, data_dir):
     make_index(data_dir, "other", seed=9)
     model = make_index(data_dir, "idx", seed=0)
     # Same dimensions, same number of vectors, same mutation number: only the contents differ.
-    for column, path in columns(data_dir, "other").items():
-        shutil.copy(path, columns(data_dir, "idx")[column])
+    for path in [*derived(data_dir, "other"), *columns(data_dir, "other").values()]:
+        shutil.copy(path, data_dir / "idx" / path.name)
     res, report = check_json(vcli)
     assert res.code == 1 and report["problems"][0]["code"] == "search-damaged"
     q = assert_query_right(vcli, "idx", model)
@@ -166,10 +166,11 @@ def test_old_copy_of_a_search_file_is_not_caught_up_wrongly(vcli, data_dir, tmp_
     model.update(new)
     for i in range(2100, 2200):
         del model[f"v{i}"]
-    for p in [*derived(data_dir), *columns(data_dir).values()]:
+    for p in derived(data_dir):
         p.unlink()
-    for path in old:
-        shutil.copy(keep / path.name, path)
+    for path in old:  # the search files as they were (the values stay the store's)
+        if path.suffix == ".manifest" or not path.exists():
+            shutil.copy(keep / path.name, path)
     res, report = check_json(vcli)
     assert res.code == 1 and report["problems"][0]["code"] == "search-damaged"
     for seed in range(3):
@@ -211,22 +212,26 @@ def test_superseded_files_are_tidied_by_repair(vcli, data_dir):
 
 
 def test_damaged_vectors_are_reported_not_deleted(vcli, data_dir):
-    make_index(data_dir)
+    make_index(data_dir, n=100)
+    with Catalog(data_dir).open("idx", write=True) as ix:  # a second append: v100..v102
+        ix.insert([{"id": f"v{i}", "values": [1.0] * DIMS} for i in range(100, 103)])
     with sqlite3.connect(data_dir / "idx" / "store.sqlite") as conn:
-        conn.execute("UPDATE vectors SET vec = x'0000' WHERE id = 'v3'")
         conn.execute("UPDATE vectors SET metadata = x'7b7b' WHERE id = 'v4'")
-        conn.execute("UPDATE vectors SET vec = ? WHERE id = 'v5'",
-                     (np.full(DIMS, np.inf, np.float32).tobytes(),))
+    with open(columns(data_dir)["f32"], "r+b") as f:  # v101's values, in the second append
+        f.seek(101 * DIMS * 4)
+        f.write(np.full(DIMS, np.inf, np.float32).tobytes())
     res, report = check_json(vcli, "idx", "--repair")
     assert res.code == 1
     assert "could not be repaired" in res.err
     codes = {p["code"]: p for p in report["problems"]}
-    assert {"vector-size", "vector-metadata", "vector-not-finite"} <= set(codes)
-    assert '"v3"' in codes["vector-size"]["problem"] and not codes["vector-size"]["repaired"]
+    assert {"columns-damaged", "vector-metadata", "vector-not-finite"} <= set(codes)
+    damaged = codes["columns-damaged"]["problem"]
+    assert '"v100", "v101", "v102"' in damaged and '"v3"' not in damaged and not codes["columns-damaged"]["repaired"]
+    assert '"v101"' in codes["vector-not-finite"]["problem"]
     got = vcli("get-vectors", "idx", "--ids", "v3", "v6", "--json")
     assert got.code in (0, 1) and "Traceback" not in got.err
     with sqlite3.connect(data_dir / "idx" / "store.sqlite") as conn:  # still there: the user decides
-        assert conn.execute("SELECT count(*) FROM vectors WHERE id IN ('v3', 'v4', 'v5')").fetchone()[0] == 3
+        assert conn.execute("SELECT count(*) FROM vectors WHERE id IN ('v4', 'v101')").fetchone()[0] == 2
 
 
 def test_key_counter_behind_is_repaired(vcli, data_dir):
@@ -368,12 +373,13 @@ def test_a_small_index_keeps_no_matrix_and_no_pile_of_removals(vcli, data_dir):
             ix.upsert([{"id": i, "values": (v + round_).tolist()} for i, v in model.items()])
             model = {i: (v + round_).astype(np.float32) for i, v in model.items()}
         assert ix.store.removed_rows() <= Tuning().fold_rows
-        path = matrix.build(ix.store, ix.folder, DIMS)  # as an older vcli would have left it
+        path = matrix.build(ix.store, ix.folder, DIMS, 0.25)  # as an older vcli would have left it
     path.write_bytes(path.read_bytes()[:20])
     res, report = check_json(vcli)
     assert res.code == 1 and [p["code"] for p in report["problems"]] == ["search-damaged"]
     res, report = check_json(vcli, "idx", "--repair")
-    assert res.code == 3 and derived(data_dir) == [] and columns(data_dir) == {}
+    assert res.code == 3 and derived(data_dir) == []
+    assert len(column_files(data_dir / "idx")) == 4  # the values' generation, and no other
     res, report = check_json(vcli)
     assert res.code == 0 and report["searchFile"] is None
     assert_query_right(vcli, "idx", model)

@@ -106,6 +106,40 @@ def test_two_writers_at_once_both_succeed_in_turn(data_dir):
     assert got == {k: want[k] for k in got} and len(got) == 4
 
 
+def test_readers_read_through_a_write_that_has_appended_but_not_committed(data_dir, vcli_proc):
+    """A writer has appended values past the columns' committed end and holds its transaction
+    open (its input is still coming): readers in other processes answer at once, from the
+    committed rows only, bit for bit; once it commits they see all of it."""
+    create(data_dir, 100)
+    with Catalog(data_dir).open(NAME) as ix:
+        before = {v.id: v.values.tobytes() for v in ix.get([f"seed-{i}" for i in range(100)])}
+    (f32,) = (data_dir / NAME).glob("values-*.f32")
+    committed = f32.stat().st_size
+    new = lines("w", 2000, 3)
+    data = payload(new)
+    w = subprocess.Popen([vcli_executable(), "upsert", NAME, "--file", "-", "--json", "--batch-size", "50"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    w.stdin.write(data[: len(data) // 2])
+    w.stdin.flush()
+    wait_until(lambda: f32.stat().st_size > committed)  # appended, not committed
+    got = vcli_proc("get-vectors", NAME, "--ids", "seed-0", "seed-99", "w-0", "--json")
+    assert got.code == 0, got.err
+    assert {v["id"]: np.float32(v["values"]).tobytes() for v in got.json} == {
+        k: before[k] for k in ("seed-0", "seed-99")}
+    q = vcli_proc("query", NAME, "--vector", *map(repr, new[0]["values"]), "--top-k", "3", "--json")
+    assert q.code == 0 and "w-0" not in [m["id"] for m in q.json["matches"]]
+    assert vcli_proc("info", NAME, "--json").json["vectorCount"] == 100
+    assert w.poll() is None  # (the writer was waiting for its input all along)
+    w.stdin.write(data[len(data) // 2:])
+    out, err = w.communicate(timeout=120)
+    assert w.returncode == 0, err
+    q = vcli_proc("query", NAME, "--vector", *map(repr, new[0]["values"]), "--top-k", "1", "--json")
+    assert q.json["matches"][0]["id"] == "w-0"
+    with Catalog(data_dir).open(NAME) as ix:
+        got = {v.id: v.values.tobytes() for v in ix.get([r["id"] for r in new])}
+    assert got == {r["id"]: np.float32(r["values"]).tobytes() for r in new}
+
+
 def test_three_kinds_of_writer_at_once(data_dir, tmp_path):
     """insert, upsert and delete-vectors started together all succeed and all take effect."""
     create(data_dir, 600)

@@ -6,8 +6,12 @@ Each trial runs one real command on thousands of lines and kills it:
   * while SQLite is writing its log (as soon as the ``-wal`` file has grown by a random amount);
   * during the search-file refresh that follows a large write (as soon as a temporary manifest or
     graph file appears);
-  * during a fold (as soon as a column file of the matrix grows or a new generation's appears:
-    rows appended, or copied by a compaction, that no manifest names yet).
+  * while a write appends its values to the columns (as soon as the keys or values column grows:
+    the bytes are written, then fsynced, then the transaction that commits them);
+  * during a fold (as soon as a norms or tombstones column grows or a new generation's appears:
+    norms appended, or rows copied by a compaction, that no manifest names yet);
+  * while the first writer of an index of an older vcli migrates its values out of the store (as
+    soon as the new generation's files appear: copied, read back, committed, vacuumed).
 Then: the index opens, ``info`` works, ``vectorCount`` is the count before or after the command,
 every vector (values, namespace, metadata) equals one of the two states, ``processedUpToMutation``
 agrees, and queries return the same ids and scores as NumPy brute force over that state.
@@ -21,15 +25,17 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
 import orjson
-from helpers import program, vcli_executable, writer_lock_held
+from helpers import as_older_vcli, program, vcli_executable, writer_lock_held
 
 from vcli.engine import Catalog, Tuning
 
@@ -65,9 +71,15 @@ def size_of(path: Path) -> int:
         return 0
 
 
-def column_sizes(folder: Path) -> dict[str, int]:
-    """The matrix's column files (``vectors-*``) and their sizes."""
-    return {n: size_of(folder / n) for n in os.listdir(folder) if n.startswith("vectors-")}
+def column_sizes(folder: Path, kinds: tuple[str, ...]) -> dict[str, int]:
+    """The column files (``values-*``, ``vectors-*``) of these kinds (keys, f32: the values; norms,
+    gone: the matrix's) and their sizes."""
+    return {n: size_of(folder / n) for n in os.listdir(folder)
+            if n.startswith(("values-", "vectors-")) and n.rsplit(".", 1)[-1] in kinds}
+
+
+VALUES = ("keys", "f32")
+DERIVED = ("norms", "gone")
 
 
 class Model:
@@ -164,7 +176,7 @@ class Harness:
     # -- one trial ---------------------------------------------------------------------------
     def trial(self, mode: str) -> None:
         op, lines, ids = self.next_op(fold=mode == "fold")
-        cmd = wrapped_vcli(self.graph, stall=True) if mode in ("refresh", "fold") else self.cmd
+        cmd = wrapped_vcli(self.graph, stall=True) if mode in ("refresh", "fold", "append", "migrate") else self.cmd
         args = [*cmd, op, NAME, "--json"]
         stdin = None
         if op == "delete-vectors":
@@ -179,7 +191,7 @@ class Harness:
         wal_goal = wal_start + self.rng.randrange(1, 400_000)
         guess = self.durations.get(op, 1.0)
         delay = self.rng.uniform(0.0, 1.15 * guess)
-        columns = column_sizes(self.folder)
+        values, derived = column_sizes(self.folder, VALUES), column_sizes(self.folder, DERIVED)
         started = time.monotonic()
         proc = subprocess.Popen(args, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         killed_in = None
@@ -192,9 +204,15 @@ class Harness:
             elif mode == "refresh" and any(".tmp-" in n for n in os.listdir(self.folder)):
                 time.sleep(self.rng.uniform(0, 0.4))  # before the rename, after it, or not at all
                 killed_in = "refresh"
-            elif mode == "fold" and column_sizes(self.folder) != columns:
+            elif mode == "fold" and column_sizes(self.folder, DERIVED) != derived:
                 time.sleep(self.rng.uniform(0, 0.3))  # mid-append, before its manifest, or after
                 killed_in = "fold"
+            elif mode == "append" and column_sizes(self.folder, VALUES) != values:
+                time.sleep(self.rng.uniform(0, 0.6))  # before the fsyncs, between them, or after the commit
+                killed_in = "append"
+            elif mode == "migrate" and column_sizes(self.folder, VALUES):
+                time.sleep(self.rng.uniform(0, 2.5))  # copying, fsyncing, committing, the write, or after
+                killed_in = "migrate"
             if killed_in:
                 proc.send_signal(signal.SIGKILL)
                 break
@@ -242,7 +260,7 @@ class Harness:
 
 def test_sigkill_at_random_moments(data_dir, tmp_path, vcli_proc):
     h = Harness(data_dir, tmp_path, seed=int(os.environ.get("VCLI_CRASH_SEED", "1")))
-    modes = ["random", "random", "wal", "refresh", "fold"]
+    modes = ["random", "random", "wal", "refresh", "fold", "append"]
     done = 0
     try:
         for i in range(TRIALS):
@@ -262,7 +280,32 @@ def test_sigkill_at_random_moments(data_dir, tmp_path, vcli_proc):
     assert {v["id"]: np.asarray(v["values"], "<f4").tobytes() for v in got.json} == {
         i: h.model.state[i][0] for i in some}
     assert h.tally["killed (random)"] + h.tally["killed (wal)"] + h.tally["killed (refresh)"] > 0
-    assert h.tally["killed (fold)"] > 0
+    assert h.tally["killed (fold)"] > 0 and h.tally["killed (append)"] > 0
+
+
+def test_sigkill_while_an_older_index_is_migrated(data_dir, tmp_path, vcli_proc):
+    """An index of an older vcli (values in the store) is migrated by its first writer: killed at
+    any point of that, it holds the state before or after the write, readable, and the next
+    writer finishes the migration."""
+    h = Harness(data_dir, tmp_path, seed=11)
+    done = 0
+    try:
+        for i in range(TRIALS // 3):
+            with Catalog(data_dir).open(NAME, write=True) as ix, ix.writing():
+                ix.refresh(force=True)  # (migrates what a kill left as it was; a manifest to turn old)
+            as_older_vcli(h.folder, DIMS, one_file=i % 2 == 0)
+            h.trial("migrate")
+            with closing(sqlite3.connect(h.folder / "store.sqlite")) as conn:
+                migrated = conn.execute("SELECT v FROM settings WHERE k = 'format'").fetchone()[0] == 2
+            h.tally["migrated" if migrated else "not migrated"] += 1
+            done += 1
+    finally:
+        report("sigkill-migrate", dict(h.tally, trials=done,
+                                       **({} if done == TRIALS // 3 else {"FAILED at trial": done})))
+    assert h.tally["killed (migrate)"] > 0
+    repaired = vcli_proc("check", NAME, "--repair", "--json")
+    assert repaired.code in (0, 3), repaired.err
+    assert vcli_proc("check", NAME).code == 0
 
 
 def test_sigkill_during_graph_refresh(data_dir, tmp_path):

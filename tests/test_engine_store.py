@@ -122,7 +122,7 @@ def test_every_write_is_one_mutation_and_info_names_the_last(catalog):
 
 
 def rows(n: int, start: int = 0):
-    return [(f"r{i}", None, None, np.full(DIMS, i, np.float32).tobytes()) for i in range(start, start + n)]
+    return [(f"r{i}", None, None) for i in range(start, start + n)]
 
 
 def test_store_mutation_commits_whole_or_rolls_back(tmp_path):

@@ -1,19 +1,21 @@
-"""Growth without copying: a fold appends the rows written since the matrix to its generation's
-columns and tombstones the removed ones, leaving every byte already written as it was; it compacts
-into a new generation only when tombstones pass ``Tuning.fold_compact_share``. Answers stay
-exact across many folds, a reader's open matrix never changes under it, bytes a killed fold left
-past the committed length are ignored and written over, a damaged segment is found by
-``vcli check`` and rebuilt by ``--repair``, and a matrix of an older vcli still opens and becomes
-a generation on the first fold."""
+"""Growth without copying: every write appends its values to the current generation's columns
+(their one home), and a fold appends the norms of the rows written since the matrix and
+tombstones the removed ones, leaving every byte already written as it was; it compacts into a
+new generation only when tombstones pass ``Tuning.fold_compact_share``. Answers stay exact across
+many folds, a reader's open matrix never changes under it, bytes a killed write or fold left
+past the committed length are ignored and written over, a damaged derived segment is found by
+``vcli check`` and rebuilt by ``--repair`` while damaged values are reported, and an index of an
+older vcli (values in the store, a one-file matrix) is read as it is and migrated by its first
+writer."""
 
 from __future__ import annotations
 
 import hashlib
-import struct
+import sqlite3
 
 import numpy as np
 import pytest
-from helpers import exact_order
+from helpers import as_older_vcli, column_files, exact_order
 
 from vcli.engine import Catalog, Tuning, matrix
 from vcli.engine.check import check_index
@@ -37,7 +39,7 @@ def open_matrix(folder) -> matrix.Matrix:
 
 
 def columns(folder) -> dict[str, object]:
-    return {p.suffix[1:]: p for p in folder.glob("vectors-*")}
+    return {p.suffix[1:]: p for p in column_files(folder)}
 
 
 def digest(path, size: int) -> str:
@@ -62,6 +64,26 @@ def loaded(data_dir, rng, n: int, metric: str):
     with cat.open("idx", write=True) as ix:
         ix.insert(records(model))
     return cat, model
+
+
+def test_the_values_are_stored_once_in_the_columns(data_dir):
+    """A write's values go to the columns only (the store keeps no blob, so its log carries none),
+    exactly once each, and come back bit for bit."""
+    rng = np.random.default_rng(10)
+    cat, model = loaded(data_dir, rng, 3000, "cosine")
+    folder = data_dir / "idx"
+    with cat.open("idx", write=True) as ix:
+        ix.upsert(records({"a1": model["a1"] + 1}))
+        model["a1"] = model["a1"] + 1
+        got = {v.id: v.values for v in ix.get(sorted(model))}
+    assert all(got[k].tobytes() == v.tobytes() for k, v in model.items())
+    assert columns(folder)["f32"].stat().st_size == 3001 * DIMS * 4
+    with sqlite3.connect(folder / "store.sqlite") as conn:
+        assert "vec" not in [r[1] for r in conn.execute("PRAGMA table_info(vectors)")]
+        assert conn.execute('SELECT start, "end" FROM appends ORDER BY start').fetchall() == [(0, 3000), (3000, 3001)]
+    conn.close()
+    store = sum(p.stat().st_size for p in folder.glob("store.sqlite*"))
+    assert store < 3000 * DIMS * 4  # ids, keys and bookkeeping, not the 192 kB of values
 
 
 def test_a_fold_appends_and_leaves_the_rows_written_before_untouched(data_dir):
@@ -184,10 +206,10 @@ def test_check_finds_a_damaged_segment_and_repair_rebuilds_it(data_dir, vcli):
     folder = data_dir / "idx"
     m = open_matrix(folder)
     assert [s.rows for s in m.manifest.segments] == [2100, 2130, 2160]
-    values = columns(folder)["f32"]
-    data = bytearray(values.read_bytes())
-    data[(2110 * DIMS + 3) * 4] ^= 0x40  # one bit of a row of the second segment
-    values.write_bytes(bytes(data))
+    norms = columns(folder)["norms"]  # derived: the values are not touched
+    data = bytearray(norms.read_bytes())
+    data[2110 * 4 + 1] ^= 0x40  # one bit of a row of the second segment
+    norms.write_bytes(bytes(data))
     res = vcli("check", "idx", "--json")
     assert res.code == 1 and [p["code"] for p in res.json["problems"]] == ["search-damaged"]
     assert "segment 2" in res.json["problems"][0]["problem"]
@@ -199,24 +221,104 @@ def test_check_finds_a_damaged_segment_and_repair_rebuilds_it(data_dir, vcli):
         assert_exact(ix, model, rng)
 
 
-def test_a_matrix_of_an_older_vcli_opens_and_becomes_a_generation_on_the_first_fold(data_dir):
+def test_damaged_values_are_found_by_their_checksums_and_not_repaired(data_dir, vcli):
+    rng = np.random.default_rng(9)
+    cat, model = loaded(data_dir, rng, 300, "cosine")
+    with cat.open("idx", write=True) as ix:
+        ix.insert(records(vectors(rng, 5, "b")))  # (a second append: rows 300..304)
+    values = columns(data_dir / "idx")["f32"]
+    data = bytearray(values.read_bytes())
+    data[(302 * DIMS + 3) * 4] ^= 0x01  # the lowest bit of one number: still a finite float32
+    values.write_bytes(bytes(data))
+    res = vcli("check", "idx", "--repair", "--json")
+    assert res.code == 1 and "could not be repaired" in res.err
+    (damaged,) = [p for p in res.json["problems"] if p["code"] == "columns-damaged"]
+    assert '"b0", "b1", "b2", "b3", "b4"' in damaged["problem"] and not damaged["repaired"]
+    assert '"a' not in damaged["problem"]  # the first append is sound
+
+
+def appends(folder) -> list[tuple[int, int]]:
+    with sqlite3.connect(folder / "store.sqlite") as conn:
+        rows = conn.execute('SELECT start, "end" FROM appends ORDER BY start').fetchall()
+    conn.close()
+    return rows
+
+
+def test_a_fold_merges_the_records_of_the_small_writes_it_checked(data_dir, vcli):
+    """Many one-vector writes leave one record each; the fold that takes them in checks each
+    against its bytes and keeps one record for them all, unless one of them is damaged."""
+    rng = np.random.default_rng(13)
+    cat, model = loaded(data_dir, rng, 100, "cosine")
+    folder = data_dir / "idx"
+    with cat.open("idx", write=True) as ix:
+        for i in range(15):  # (fewer changes than FOLDS.fold_rows: not folded yet)
+            ix.insert(records(vectors(rng, 1, f"s{i}-")))
+    assert appends(folder) == [(0, 100)] + [(100 + i, 101 + i) for i in range(15)]
+    with cat.open("idx", write=True) as ix:
+        for i in range(15, 25):  # the fold
+            ix.insert(records(vectors(rng, 1, f"s{i}-")))
+    assert appends(folder)[0] == (0, 100) and len(appends(folder)) < 10 and appends(folder)[-1][1] == 125
+    with cat.open("idx", write=True) as ix:
+        assert check_index(ix).healthy
+    values = columns(folder)["f32"]
+    with cat.open("idx", write=True) as ix:
+        for i in range(25, 35):
+            ix.insert(records(vectors(rng, 1, f"t{i}-")))
+        before = appends(folder)
+        data = bytearray(values.read_bytes())
+        data[(before[-1][0] * DIMS + 1) * 4] ^= 0x01  # the last small write's values, before its fold
+        values.write_bytes(bytes(data))
+        for i in range(35, 50):  # the fold: the damaged record is not merged away
+            ix.insert(records(vectors(rng, 1, f"t{i}-")))
+    assert len(appends(folder)) > len(before)
+    res = vcli("check", "idx", "--json")
+    assert res.code == 1 and "columns-damaged" in [p["code"] for p in res.json["problems"]]
+
+
+def test_a_values_column_cut_short_is_one_clear_error_and_reported(data_dir, vcli):
+    rng = np.random.default_rng(12)
+    loaded(data_dir, rng, 100, "cosine")
+    values = columns(data_dir / "idx")["f32"]
+    with open(values, "r+b") as f:
+        f.truncate(50 * DIMS * 4)
+    for args in (("query", "idx", "--vector", *["0.5"] * DIMS), ("get-vectors", "idx", "--ids", "a1"), ("export", "idx")):
+        res = vcli(*args)
+        assert res.code == 1 and res.err.startswith("Error: ") and res.err.count("\n") == 1, (args, res.err)
+        assert "fewer than the" in res.err
+    res = vcli("check", "idx", "--repair", "--json")
+    assert res.code == 1 and [p["code"] for p in res.json["problems"] if not p["repaired"]] == ["columns-missing"]
+
+
+@pytest.mark.parametrize("one_file", [True, False], ids=["one-file-matrix", "generation"])
+def test_an_index_of_an_older_vcli_is_read_as_it_is_and_migrated_by_its_first_writer(data_dir, vcli, one_file):
     rng = np.random.default_rng(6)
     cat, model = loaded(data_dir, rng, 500, "dot-product")
     folder = data_dir / "idx"
-    m = open_matrix(folder)
-    old = folder / f"matrix-{m.seq}.f32"  # the one-file layout of vcli before generations
-    old.write_bytes(struct.pack("<8sQQI", b"VCLIMAT1", m.seq, len(m.keys), DIMS).ljust(64, b"\0")
-                    + np.asarray(m.keys).tobytes() + np.asarray(m.norms).tobytes() + np.asarray(m.values).tobytes())
-    for path in [*folder.glob("matrix-*.manifest"), *columns(folder).values()]:
-        path.unlink()
-    with cat.open("idx", write=True) as ix:
+    as_older_vcli(folder, DIMS, one_file)
+    old_columns = set(columns(folder).values())
+    with cat.open("idx") as ix:  # a reader: nothing changes
         got = ix.query(rng.standard_normal(DIMS).tolist(), top_k=5)
         assert got.notes == ()  # read as it is: no rebuild
+        assert_exact(ix, model, rng, "dot-product")
+        assert all(np.array_equal(v.values, model[v.id]) for v in ix.get(["a1", "a499"]))
         assert check_index(ix).healthy
+    res = vcli("export", "idx")
+    assert res.code == 0 and len(res.out.splitlines()) == 500
+    assert set(columns(folder).values()) == old_columns  # nothing written by a reader
+    with cat.open("idx", write=True) as ix:
         more = vectors(rng, 30, "b")
-        ix.insert(records(more))
+        ix.insert(records(more))  # migrates first
         model |= more
         assert_exact(ix, model, rng, "dot-product")
         assert check_index(ix).healthy
-    assert not old.exists() and len(columns(folder)) == 4
-    assert len(open_matrix(folder).manifest.segments) == 1  # copied into a generation of its own
+        got = {v.id: v.values for v in ix.get(sorted(model))}
+        assert all(np.array_equal(got[k], v) for k, v in model.items())  # bit for bit
+    with sqlite3.connect(folder / "store.sqlite") as conn:
+        assert "vec" not in [r[1] for r in conn.execute("PRAGMA table_info(vectors)")]
+        assert conn.execute("SELECT v FROM settings WHERE k = 'format'").fetchone()[0] == 2
+    conn.close()
+    assert not (folder / "matrix-1.f32").exists() and len(column_files(folder)) == 4
+    assert not set(column_files(folder)) & old_columns  # the old generation is gone
+    with cat.open("idx", write=True) as ix:  # the key counter survived: new keys above the old
+        ix.upsert(records({"a0": model["a0"] + 1}))
+        assert ix.store.max_key() == 531

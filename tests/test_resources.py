@@ -155,9 +155,11 @@ def test_file_size_limit_during_a_write_loses_nothing(data_dir, tmp_path):
         assert check_index(ix).healthy
 
 
-def test_file_size_limit_during_the_refresh_keeps_the_write(data_dir, tmp_path, vcli_proc):
-    """The write commits; the search file cannot be rewritten (it would pass the limit): the
-    command still succeeds, says so, and queries stay exact."""
+def test_a_failed_refresh_keeps_the_write(data_dir, tmp_path, vcli_proc):
+    """The write commits; the search file cannot be written (a directory stands where its manifest
+    goes): the command still succeeds, says so, and queries stay exact. (A full disk cannot do
+    this any more: the write itself appends the values, and a refresh writes only their norms and
+    tombstones, or a compaction no bigger than the columns.)"""
     Catalog(data_dir).create(NAME, 64, "cosine")
     rng = np.random.default_rng(4)
     with Catalog(data_dir).open(NAME, write=True) as ix:
@@ -166,8 +168,8 @@ def test_file_size_limit_during_the_refresh_keeps_the_write(data_dir, tmp_path, 
     new = rng.standard_normal((Tuning().fold_rows + 100, 64)).astype(np.float32)
     src = tmp_path / "new.ndjson"
     src.write_bytes(payload({"id": f"n{i}", "values": v} for i, v in enumerate(new.tolist())))
-    proc = subprocess.run([vcli_executable(), "upsert", NAME, "--file", str(src), "--json"],
-                          capture_output=True, preexec_fn=limited(1_500_000))
+    (data_dir / NAME / "matrix-2.manifest").mkdir()  # where the upsert's refresh writes (mutation 2)
+    proc = subprocess.run([vcli_executable(), "upsert", NAME, "--file", str(src), "--json"], capture_output=True)
     assert proc.returncode == 0, proc.stderr
     assert orjson.loads(proc.stdout) == {"index": NAME, "count": len(new)}
     assert "could not update the search files" in proc.stderr.decode()

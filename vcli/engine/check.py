@@ -2,9 +2,10 @@
 
 What is checked:
 
-* **The store** (the truth): SQLite's own ``PRAGMA integrity_check``; every vector's values are a
-  float32 blob of ``dimensions * 4`` bytes holding finite numbers; ids and namespaces are 1..64
-  bytes; metadata is a JSON object; every row was written by a recorded mutation; the bookkeeping of
+* **The store and the columns** (the truth): SQLite's own ``PRAGMA integrity_check``; every
+  append to the columns that hold the values reads back with the CRC-32s recorded with it (a
+  store of an older vcli: every blob is ``dimensions * 4`` bytes); every vector has values there,
+  finite numbers; ids and namespaces are 1..64 bytes; metadata is a JSON object; every row was written by a recorded mutation; the bookkeeping of
   removed rows is consistent; the integer keys can never be handed out twice.
 * **The search files** (derived): no temporary files left by a killed refresh or build (a running
   builder's is left alone), no superseded files (manifests, other generations' columns); the
@@ -17,8 +18,11 @@ What is checked:
 
 Repair never touches a vector: it rebuilds SQLite's indexes (``REINDEX``), drops inconsistent
 bookkeeping rows, moves the key counter past every key used, deletes temporary and superseded files,
-rebuilds the matrix from the store and has a builder make damaged or missing graph parts anew. Damaged vectors are reported, not deleted; what to do
-with them is the user's call (upsert them again, or delete them).
+rebuilds the matrix (norms, tombstones, manifest) from the columns, compacts away column rows that
+are damaged but hold no vector any more, and has a builder make damaged or missing graph parts
+anew. Damaged vectors are reported, not deleted; what to do with them is the user's call (upsert
+them again, or delete them). No compaction copies values that differ from their checksums
+(``matrix._copy_rows``): a rebuild that needs one is refused while they are there.
 
 The check holds the writer lock (waiting like a writer), so it never mistakes a running writer's
 temporary file for a leftover. When the lock cannot be opened (a read-only folder) it checks
@@ -35,7 +39,9 @@ import numpy as np
 import orjson
 
 from ..errors import LockTimeout, StorageError
+from .columns import open_values
 from .limits import MAX_ID_BYTES, MAX_NAMESPACE_BYTES
+from .matrix import crc_of
 from .searchfiles import FILE_ERRORS
 from .store import audit
 from .validate import utf8_size
@@ -175,29 +181,75 @@ def _store_problems(store, dims: int, elsewhere: dict[str, int]) -> list[Problem
     wrong_format = audit.format_problem(store)
     if wrong_format:
         out.append(Problem("store", "store-format", wrong_format, False))
-    return out + _row_problems(store, dims) + _bookkeeping_problems(store, elsewhere)
+    return out + _column_problems(store, dims) + _row_problems(store, dims) + _bookkeeping_problems(store, elsewhere)
+
+
+def _column_problems(store, dims: int) -> list[Problem]:
+    """The columns that hold the values: present, and every committed append's bytes match the
+    CRC-32 recorded with it (the values are not derived: damage is reported, not repaired)."""
+    generation, rows = store.tail()
+    if generation is None or store.old_format():
+        return []
+    try:
+        values = open_values(store, dims)
+    except (OSError, RuntimeError) as exc:  # (RuntimeError: MissingValues, a column cut short)
+        return [Problem("store", "columns-missing",
+                        f"the columns that hold the vectors' values cannot be read ({exc}); restore "
+                        "them from a copy or load the vectors into a new index", False)]
+    bad, at = [], 0
+    for start, end, crc_keys, crc_values in store.appends(generation):
+        if start != at or crc_of(values.keys[start:end]) != crc_keys or crc_of(values.values[start:end]) != crc_values:
+            bad.append((start, end))
+        at = end
+    if at != rows:
+        bad.append((at, rows))
+    if not bad:
+        return []
+    out = []
+    blocks = [np.asarray(values.keys[a:b]) for a, b in bad]
+    live = {r[0]: r[1] for r in store.rows_for_keys(int(k) for k in np.concatenate(blocks))}
+    used = [b for b in blocks if any(int(k) in live for k in b)]
+    dead = sum(len(b) for b in blocks) - sum(len(b) for b in used)
+    if used:
+        ids = [live[int(k)] for b in used for k in b if int(k) in live]
+        rows = sum(len(b) for b in used)
+        out.append(Problem("store", "columns-damaged",
+                           f"{len(used)} block{'s' if len(used) > 1 else ''} of rows of values-{generation}.keys/.f32 "
+                           f"differ from their checksums: the values of {len(ids)} of the {rows:,} vectors "
+                           f"they hold may be damaged ({_examples(ids, len(ids))}); upsert them again or "
+                           "delete them, or restore the index from a copy", False))
+    if dead:
+        out.append(Problem("store", "columns-damaged-dead",
+                           f"{dead:,} rows of values-{generation}.keys/.f32 differ from their checksums but "
+                           "hold no vector any more (upserted again or deleted since); repair compacts them away",
+                           True))
+    return out
 
 
 def _row_problems(store, dims: int) -> list[Problem]:
     """Values, ids, namespaces and metadata, row by row."""
     out: list[Problem] = []
+    try:
+        values = open_values(store, dims)
+    except (OSError, RuntimeError):
+        values = None  # (reported by ``_column_problems``)
     bad_size: list[str] = []
     not_finite: list[str] = []
     bad_meta: list[str] = []
     bad_id: list[str] = []
     bad_ns: list[str] = []
-    size = dims * 4
     for rows in audit.row_blocks(store):
+        present = values.present([r[3] for r in rows]) if values is not None else np.ones(len(rows), bool)
         good = []
-        for vid, ns, meta, vec in rows:
+        for (vid, ns, meta, key), here in zip(rows, present, strict=True):
             if not isinstance(vid, str) or not 1 <= utf8_size(vid) <= MAX_ID_BYTES:
                 bad_id.append(str(vid))
             if ns is not None and (not isinstance(ns, str) or not 1 <= utf8_size(ns) <= MAX_NAMESPACE_BYTES):
                 bad_ns.append(str(vid))
-            if not isinstance(vec, bytes) or len(vec) != size:
+            if not here:
                 bad_size.append(str(vid))
             else:
-                good.append((vid, vec))
+                good.append((vid, key))
             if meta is not None:
                 try:
                     ok = isinstance(orjson.loads(meta), dict)
@@ -205,12 +257,13 @@ def _row_problems(store, dims: int) -> list[Problem]:
                     ok = False
                 if not ok:
                     bad_meta.append(str(vid))
-        if good:
-            block = np.frombuffer(b"".join(v for _i, v in good), "<f4").reshape(len(good), dims)
+        if good and values is not None:
+            block = values.of([k for _i, k in good])
             for i in np.flatnonzero(~np.isfinite(block).all(axis=1)):
                 not_finite.append(good[int(i)][0])
     for ids, code, what in (
-        (bad_size, "vector-size", f"values that are not {dims} float32 numbers"),
+        (bad_size, "vector-size", f"no values of {dims} float32 numbers (no row in the columns, or a "
+                                  "blob of another size in a store of an older vcli)"),
         (not_finite, "vector-not-finite", "values that are not finite numbers"),
         (bad_id, "vector-id", "an id that is not 1 to 64 bytes of text"),
         (bad_ns, "vector-namespace", "a namespace that is not 1 to 64 bytes of text"),
@@ -267,9 +320,10 @@ def _search_file_problems(index, count: int) -> tuple[list[Problem], str | None]
     from .matrix import generation_of, other_generations  # (NumPy: the check has it already)
 
     unreadable = file is not None and file.path.suffix == ".manifest" and generation_of(file.path) is None
-    for column in [] if unreadable else other_generations(folder, None if file is None else file.path):
+    for column in [] if unreadable else other_generations(folder, index.store, None if file is None else file.path):
         out.append(Problem("search files", f"old:{column.name}",
-                           f"column file {column.name} of a matrix generation no manifest uses", True))
+                           f"column file {column.name} of a generation neither the store nor a manifest uses",
+                           True))
     if file is None:
         if files.needs_matrix():
             out.append(Problem("search files", "search-missing",
@@ -334,7 +388,7 @@ def _repair(index, problems: list[Problem]) -> list[str]:
         if graph.path.name in damaged:
             index.search_files.discard_graph(graph, start=False)
     try:
-        notes += index.refresh(force=rebuild, verify=True)
+        notes += index.refresh(force=rebuild, verify=True, compact="columns-damaged-dead" in codes)
     except (OSError, ValueError, RuntimeError, StorageError, sqlite3.DatabaseError) as exc:
         notes.append(f"could not rebuild the search file: {exc}")
     return notes

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from .columns import reading
 from .store import Store
 from .tuning import Tuning
 
@@ -39,11 +40,17 @@ def export_blocks(
     half-way). ``progress(n)`` is called with the lines done so far."""
     block_rows = block_rows or tuning.export_block_rows
     done = 0
-    with store.snapshot():
+    with reading(store, dimensions) as values:
         big = store.count() * dimensions >= tuning.export_parallel_floats
         workers = (os.cpu_count() or 1) if big else 1
         cur = store.export_rows(namespace)
-        for data, n in format_blocks(iter(lambda: cur.fetchmany(block_rows), []), dimensions, workers):
+
+        def blocks() -> Iterator[list[tuple]]:
+            while rows := cur.fetchmany(block_rows):
+                vecs = values.of([r[3] for r in rows])
+                yield [(*r[:3], vec) for r, vec in zip(rows, vecs, strict=True)]
+
+        for data, n in format_blocks(blocks(), dimensions, workers):
             yield data, n
             done += n
             if progress:

@@ -8,8 +8,10 @@
     query / query_many                     query.py
     list/create/delete_metadata_index      one mutation each (filters.py has the rules)
 
-Every write is one SQLite transaction (``store/``) under the writer lock (``lock.py``): it lands
-whole or not at all and is visible when the call returns. After it commits, the writer refreshes
+Every write is one SQLite transaction (``store/``) under the writer lock (``lock.py``): the values
+it brings are appended to the columns and fsynced before it commits (``store/appender.py``), so it
+lands whole or not at all and is visible when the call returns. A store of an older vcli is
+migrated first, once (``migrate.py``). After it commits, the writer refreshes
 the search file when the delta has grown past ``Tuning.fold_rows`` (``searchfiles.py``), so small
 writes stay small. Results are records (``records.py``) whose ``notes`` say what else happened.
 """
@@ -20,13 +22,13 @@ import base64
 import binascii
 import time
 from collections.abc import Generator, Iterable, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import orjson
 
-from ..errors import BadInput, BadQuery, LimitExceeded, MetadataIndexError, QuotaExceeded
+from ..errors import BadInput, BadQuery, LimitExceeded, MetadataIndexError, QuotaExceeded, StorageError
 from . import filters, limits
 from .interface import Progress
 from .layout import Folder, iso, now_iso
@@ -37,6 +39,7 @@ from .records import (
     IndexInfo,
     MetadataIndex,
     MetadataIndexResult,
+    Mutation,
     Query,
     QueryResult,
     Vector,
@@ -46,6 +49,8 @@ from .records import (
 )
 from .searchfiles import SearchFiles
 from .store import Row, Store
+from .store.appender import Appender
+from .store.schema import FORMAT
 from .tuning import DEFAULT, Tuning
 from .validate import array_lines, check_batch_size, check_list_count, check_query_namespace, check_records
 
@@ -76,6 +81,11 @@ class VectorIndex:
         # A reader skips setting WAL mode (the store is in it already), so it works in a
         # read-only folder.
         self.store = Store.open(folder.store, readonly=not write)
+        newer = self.store.newer_format()
+        if newer is not None:
+            self.store.close()
+            raise StorageError(f"index {self.name!r} was written by a newer vcli (store format {newer}; this "
+                               f"vcli reads up to {FORMAT}): upgrade vcli to use it")
         self.search_files = SearchFiles(folder, self.store, self.dimensions, self.metric, tuning)
         self.max_top_k_with_values = max_top_k_with_values
         self.max_namespaces = max_namespaces
@@ -92,6 +102,19 @@ class VectorIndex:
     def writing(self, timeout: float | None = None) -> AbstractContextManager[None]:
         """Hold this index's writer lock (waiting up to ``lock_timeout`` seconds for another)."""
         return writer_lock(self.folder.lock, self.lock_timeout if timeout is None else timeout)
+
+    @contextmanager
+    def _mutation(self, kind: str, pending: tuple[int, str] | None) -> Generator[Mutation, None, None]:
+        """The writer lock, then one write transaction (``Store.mutation``), on a store of the
+        current format (one of an older vcli is migrated first: ``migrate.py``)."""
+        with self.writing():
+            if self.store.old_format():
+                from .migrate import migrate  # lazy: NumPy, once per index
+
+                migrate(self.store, self.folder, self.dimensions)
+            with self.store.mutation(kind, now_iso(), pending) as mut:
+                self.store.listing_open = self._listing_open()
+                yield mut
 
     # == information ======================================================================
     def info(self) -> IndexInfo:
@@ -170,31 +193,35 @@ class VectorIndex:
         check_batch_size(batch_size)
         count = written = 0
         early = self.apply_pending() if pending is None else ()
-        with self.writing(), self.store.mutation(mode, now_iso(), pending) as mut:
-            self.store.listing_open = self._listing_open()
+        with self._mutation(mode, pending) as mut:
             indexes = self._metadata_indexes()
-            batch: list[VectorLine] = []
-            seen: set[str] = set()  # namespaces the index held before or this write brings
-            new = False
-            for item in vectors:
-                batch.append(item)
-                if len(batch) >= batch_size:
+            appender = Appender(self.store, mut.seq, self.dimensions)
+            try:
+                batch: list[VectorLine] = []
+                seen: set[str] = set()  # namespaces the index held before or this write brings
+                new = False
+                for item in vectors:
+                    batch.append(item)
+                    if len(batch) >= batch_size:
+                        new = self._new_namespaces(batch, seen) or new
+                        written += self._write_batch(mode, mut.seq, batch, indexes, appender)
+                        count += len(batch)
+                        batch = []
+                        if progress:
+                            progress(count)
+                if batch:
                     new = self._new_namespaces(batch, seen) or new
-                    written += self._write_batch(mode, mut.seq, batch, indexes)
+                    written += self._write_batch(mode, mut.seq, batch, indexes, appender)
                     count += len(batch)
-                    batch = []
                     if progress:
                         progress(count)
-            if batch:
-                new = self._new_namespaces(batch, seen) or new
-                written += self._write_batch(mode, mut.seq, batch, indexes)
-                count += len(batch)
-                if progress:
-                    progress(count)
-            if count == 0:
-                raise BadInput("no vectors in the input (it is empty or only blank lines)")
-            if new:
-                self._check_namespace_count()
+                if count == 0:
+                    raise BadInput("no vectors in the input (it is empty or only blank lines)")
+                if new:
+                    self._check_namespace_count()
+                appender.commit()
+            finally:
+                appender.close()  # (after commit: nothing left to close)
         return WriteResult(self.name, count, written, mut.id, early + self._refreshed())
 
     def _new_namespaces(self, batch: Sequence[VectorLine], seen: set[str]) -> bool:
@@ -217,21 +244,23 @@ class VectorIndex:
                 f"{self.max_namespaces:,} (setting max_namespaces; Vectorize allows 50,000 per index on "
                 f"Workers Paid, 1,000 on Free)")
 
-    def _write_batch(self, mode: str, seq: int, batch: Sequence[VectorLine], indexes) -> int:
-        """Write one batch and, when metadata indexes exist, what each vector written holds for
-        them (the snapshot that filters use; see filters.py)."""
-        rows: list[Row] = [(v.id, v.namespace, v.metadata_json, v.blob) for v in batch]
+    def _write_batch(self, mode: str, seq: int, batch: Sequence[VectorLine], indexes, appender: Appender) -> int:
+        """Write one batch: its rows, their values (appended to the columns) and, when metadata
+        indexes exist, what each vector written holds for them (the snapshot that filters use;
+        see filters.py)."""
+        rows: list[Row] = [(v.id, v.namespace, v.metadata_json) for v in batch]
         write_rows = self.store.insert_rows if mode == "insert" else self.store.upsert_rows
-        if not indexes:
-            return write_rows(seq, rows)
         before = self.store.max_key()
         written = write_rows(seq, rows)
         lines: dict[str, VectorLine] = {}
         for line in batch:  # the copy that was stored: insert keeps the first, upsert the last
             if mode == "upsert" or line.id not in lines:
                 lines[line.id] = line
+        stored = self.store.ids_above(before)
+        if stored:
+            appender.add([key for key, _ in stored], b"".join(lines[vid].blob for _, vid in stored))
         values = []
-        for key, vid in self.store.ids_above(before):
+        for key, vid in stored if indexes else ():
             values += filters.snapshot_rows(lines[vid].metadata, indexes, key)
         if values:
             self.store.add_metadata_values(values)
@@ -242,8 +271,7 @@ class VectorIndex:
         if not ids:
             raise BadQuery("give at least one vector id to delete")
         early = self.apply_pending() if pending is None else ()
-        with self.writing(), self.store.mutation("delete", now_iso(), pending) as mut:
-            self.store.listing_open = self._listing_open()
+        with self._mutation("delete", pending) as mut:
             deleted = self.store.delete_ids(mut.seq, ids)
         return DeleteResult(mut.id, len(ids), deleted, early + self._refreshed())
 
@@ -253,11 +281,11 @@ class VectorIndex:
         self.search_files.refresh_after_write(notes)
         return tuple(notes)
 
-    def refresh(self, *, force: bool = False, verify: bool = False) -> tuple[str, ...]:
+    def refresh(self, *, force: bool = False, verify: bool = False, compact: bool = False) -> tuple[str, ...]:
         """Bring the search file up to date now (``SearchFiles.refresh``); call inside
         ``writing()``. Returns the notes."""
         notes: list[str] = []
-        self.search_files.refresh(notes, force=force, verify=verify)
+        self.search_files.refresh(notes, force=force, verify=verify, compact=compact)
         return tuple(notes)
 
     # == metadata indexes ===================================================================
@@ -277,7 +305,7 @@ class VectorIndex:
         filters.check_index_type(index_type)
         if pending is None:
             self.apply_pending()
-        with self.writing(), self.store.mutation("create-metadata-index", now_iso(), pending) as mut:
+        with self._mutation("create-metadata-index", pending) as mut:
             self.check_metadata_index_change(property_name, creating=True)
             self.store.add_metadata_index(mut.seq, property_name, index_type)
             not_covered = self.store.count()
@@ -293,7 +321,7 @@ class VectorIndex:
         """Drop a metadata index and every vector's indexed value for it."""
         if pending is None:
             self.apply_pending()
-        with self.writing(), self.store.mutation("delete-metadata-index", now_iso(), pending) as mut:
+        with self._mutation("delete-metadata-index", pending) as mut:
             index_type = self.check_metadata_index_change(property_name, creating=False)
             assert index_type is not None  # (dropping one that does not exist raised)
             self.store.drop_metadata_index(property_name)
@@ -324,14 +352,17 @@ class VectorIndex:
     # == reads =============================================================================
     def get(self, ids: Sequence[str]) -> list[Vector]:
         """The vectors that exist among ``ids``, in the order asked."""
-        import numpy as np  # lazy: values are float32 arrays, so JSON prints their shortest decimals
+        # lazy: NumPy (values are float32 arrays, so JSON prints their shortest decimals)
+        from .columns import reading
 
-        rows = self.store.get_rows(ids)
+        with reading(self.store, self.dimensions) as values:
+            rows = self.store.get_rows(ids)
+            found = [vid for vid in dict.fromkeys(ids) if vid in rows]
+            vecs = values.of([rows[vid][0] for vid in found])
         out = []
-        for vid in dict.fromkeys(ids):
-            if vid in rows:
-                _key, ns, meta, blob = rows[vid]
-                out.append(Vector(vid, np.frombuffer(blob, "<f4"), ns, None if meta is None else orjson.loads(meta)))
+        for vid, vec in zip(found, vecs, strict=True):
+            _key, ns, meta = rows[vid]
+            out.append(Vector(vid, vec, ns, None if meta is None else orjson.loads(meta)))
         return out
 
     def list_ids(self, count: int = limits.DEFAULT_LIST_COUNT, cursor: str | None = None) -> VectorPage:

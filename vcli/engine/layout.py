@@ -2,11 +2,15 @@
 
     <data dir>/<name>/
       index.toml             configuration (catalog.py)
-      store.sqlite (-wal, -shm)   every vector: the truth (store/)
+      store.sqlite (-wal, -shm)   every vector's id, namespace, metadata and key: the truth
+                             (store/), with the committed rows of the columns
       lock                   the writer lock (lock.py)
+      values-<gen>.keys|f32   the append-only columns that are the one home of the float32
+                             values (store/appender.py writes them, columns.py reads them); not
+                             named vectors-*, which a vcli before them removes as its own files
+      vectors-<gen>.norms|gone   their norms and tombstones, derived, up to the manifest (matrix.py)
       matrix-<seq>.manifest  every vector as of mutation <seq>, for search: the prefix of the
                              columns of generation <gen> that the matrix is (matrix.py, searchfiles.py)
-      vectors-<gen>.keys|norms|f32|gone   a generation's append-only columns (matrix.py)
       matrix-<seq>.f32       the matrix of vcli before generations, in one file (still read)
       graph-<seq>-<lo>-<hi>.usearch   for large indexes, a usearch graph of the vectors of
                              matrix-<seq> whose keys are lo..hi: one part of the graph (graph.py)
@@ -36,7 +40,16 @@ SEARCH_FILE_SUFFIX = {"matrix": "manifest", "graph": "usearch"}
 _SEARCH_FILE = re.compile(r"(matrix|graph)-(\d+)(?:-(\d+)-(\d+))?\.(manifest|f32|usearch)")
 _SEARCH_TEMP = re.compile(r"\.(matrix|graph)-[0-9-]+\.(manifest|f32|usearch)\.tmp-[0-9a-f]+")
 _SUFFIXES = {"matrix": ("manifest", "f32"), "graph": ("usearch",)}  # (f32: the one-file matrix before generations)
-_VECTOR_FILE = re.compile(r"vectors-(\d+-[0-9a-f]{8})\.(keys|norms|f32|gone)")
+# (vectors-<gen>.keys and .f32: a matrix generation of a vcli before the columns, removed as
+# another generation's once the store is migrated)
+_VECTOR_FILE = re.compile(r"values-(\d+-[0-9a-f]{8})\.(?:keys|f32)|vectors-(\d+-[0-9a-f]{8})\.(?:keys|norms|f32|gone)")
+VECTOR_COLUMNS = ("keys", "norms", "f32", "gone")
+VALUE_COLUMNS = ("keys", "f32")  # the truth (``values-<gen>``); norms and gone are derived
+
+
+def new_generation(seq: int) -> str:
+    """A new generation's name: the mutation it begins at and 8 random hex digits (never reused)."""
+    return f"{seq}-{os.urandom(4).hex()}"  # (os.urandom: the secrets module costs ~10 ms to import)
 
 
 def now_iso() -> str:
@@ -108,7 +121,7 @@ class Folder:
 
     def vector_file(self, generation: str, column: str) -> Path:
         """A column (keys, norms, f32 or gone) of matrix generation ``generation``."""
-        return self.path / f"vectors-{generation}.{column}"
+        return self.path / f"{'values' if column in VALUE_COLUMNS else 'vectors'}-{generation}.{column}"
 
     def vector_files(self) -> list[tuple[str, Path]]:
         """``(generation, path)`` of every column file of a matrix generation."""
@@ -116,7 +129,7 @@ class Folder:
         for entry in os.scandir(self.path):
             m = _VECTOR_FILE.fullmatch(entry.name)
             if m:
-                found.append((m.group(1), Path(entry.path)))
+                found.append((m.group(1) or m.group(2), Path(entry.path)))
         return sorted(found)
 
     def search_temp_files(self, kind: str | None = None) -> list[Path]:

@@ -1,38 +1,45 @@
-"""The matrix: a derived, memory-mapped float32 copy of every vector, for exact search.
+"""The matrix: every vector, memory-mapped, for exact search, over the columns that are the one
+home of the float32 values.
 
-A matrix is a *generation* of four append-only column files and a manifest that says how much of
-them a reader may use:
+A *generation* is four append-only column files; the store says which generation is current and
+how many of its rows are committed (``Store.tail``), and a manifest says how much of them the
+matrix is:
 
-    vectors-<gen>.keys     int64 keys, ascending
-    vectors-<gen>.norms    float32 L2 norm of each row
-    vectors-<gen>.f32      float32 values, ``dimensions`` a row
-    vectors-<gen>.gone     int64 tombstones: keys of rows above that the store no longer has
-    matrix-<seq>.manifest  the generation, ``dimensions`` and, per fold that appended to it, a
-                           *segment*: the mutation it reflects, the rows and tombstones the columns
-                           hold up to its end, and a CRC-32 of what it appended to each column;
-                           itself checksummed (``Manifest.to_bytes``)
+    values-<gen>.keys      int64 keys, ascending          } the truth: appended by every write,
+    values-<gen>.f32       float32 values, ``dimensions`` } fsynced before it commits
+                           a row                          } (``store/appender.py``)
+    vectors-<gen>.norms    float32 L2 norm of each row    } derived: appended by a fold, up to
+    vectors-<gen>.gone     int64 tombstones: keys of rows } the manifest's end
+                           above that the store no longer has
+    matrix-<seq>.manifest  the generation, ``dimensions`` and, per fold, a *segment*: the mutation
+                           it reflects, the rows and tombstones the columns hold up to its end, and
+                           a CRC-32 of each column's bytes in it; itself checksummed
+                           (``Manifest.to_bytes``)
 
 ``<gen>`` is the mutation the generation began at and 8 random hex digits: never reused, so a
 reader holding an old manifest never finds another generation's files under its names.
 
-* **Build** (``build``) writes a new generation from the store's live vectors, one segment.
-* **Fold** (``fold``) brings it up to the store: the rows written since the manifest's mutation
-  (new rows always have larger keys) and the keys removed since go at the end of the columns
-  (``os.pwrite`` at the committed length), which are fsynced; then the new manifest is written
-  under a temporary name, fsynced and renamed, and the old one removed. A fold costs what it adds,
-  not the size of the index. When more than ``Tuning.fold_compact_share`` of the rows are
-  tombstones, the fold *compacts* instead: the live rows and the new ones are copied into a new
-  generation (a copy at disk speed, not a read of the store).
+* **Build** (``build``): a first matrix of a generation no manifest has named is made in place
+  (the norms and tombstones of its committed rows written; the values not copied); otherwise the
+  live rows are *compacted* into a new generation, which becomes the store's in a transaction.
+* **Fold** (``fold``) brings a matrix up to the store: the rows written since its mutation are in
+  the columns already, past its end; their norms and the keys removed since are appended
+  (``os.pwrite`` at the committed length) and fsynced, then the new manifest is written under a
+  temporary name, fsynced and renamed, and the old one removed. A fold costs what it adds, not
+  the size of the index. When more than ``Tuning.fold_compact_share`` of the rows are tombstones,
+  the fold compacts instead (a copy at disk speed).
 
-Readers map only the prefix their manifest names (``Matrix.load``), so a fold that grows the files
-beside them changes nothing they see, and bytes past the committed length (left by a fold that
-was killed) are never read: the next fold, which holds the writer lock, writes over them. Nothing
-is ever truncated (a mapped file that shrinks kills its reader with SIGBUS) and nothing committed
-is written twice. A reader drops tombstoned rows exactly as it drops keys removed since the
-manifest's mutation (``gone`` joins them).
+Readers map only the prefix their manifest (or, for the values, their store snapshot) names, so
+appends beside them change nothing they see, and bytes past the committed length (left by a
+write or fold that was killed) are never read: the next writer, which holds the writer lock,
+writes over them. Nothing is ever truncated (a mapped file that shrinks kills its reader with
+SIGBUS) and nothing committed is written twice. A reader drops tombstoned rows exactly as it
+drops keys removed since the manifest's mutation (``gone`` joins them). A compaction's old
+generation is removed by the refresh that made it; readers that mapped it keep their mapping, and
+one that had not yet is sent to the new one (``columns.reading``, the search's retry).
 
 A matrix file of an older vcli (``matrix-<seq>.f32``: header, keys, norms, values in one file)
-still opens (``_load_whole``); the first fold copies it into a generation.
+still opens (``_load_whole``) until the store is migrated (``migrate.py``).
 """
 
 from __future__ import annotations
@@ -48,16 +55,17 @@ from typing import NamedTuple
 import numpy as np
 
 from . import fsutil
-from .layout import Folder
+from .columns import MissingValues, Values, map_column, open_values
+from .layout import VECTOR_COLUMNS as COLUMNS
+from .layout import Folder, new_generation
 from .store import Store
 
 MAGIC = b"VCLIMAT1"  # the whole-file matrix of vcli before generations
 HEADER = struct.Struct("<8sQQI")
 HEADER_SIZE = 64
-CHUNK = 2048  # rows per step while writing (small: the float64 copy for norms is 8 bytes a number)
-COPY_ROWS = CHUNK * 32  # rows per step while copying rows of one generation into another
+CHUNK = 2048  # rows per step while reading columns (small: the float64 copy for norms is 8 bytes a number)
+COPY_ROWS = CHUNK * 32  # rows per step while checksumming a mapped column
 MANIFEST_FORMAT = 1
-COLUMNS = ("keys", "norms", "f32", "gone")
 _NO_KEYS = np.zeros(0, np.int64)
 _NO_KEYS.flags.writeable = False
 
@@ -152,25 +160,21 @@ class Matrix(NamedTuple):
         return len(self.keys) - len(self.gone)
 
 
-def _map(path: Path, dtype: str, count: int) -> np.ndarray:
-    """The first ``count`` numbers of column ``path``, memory-mapped read-only."""
-    size = path.stat().st_size  # (FileNotFoundError for a generation removed meanwhile)
-    need = count * np.dtype(dtype).itemsize
-    if size < need:
-        raise ValueError(f"{path.name} holds {size:,} bytes, fewer than the {need:,} its manifest names")
-    if not count:
-        return np.zeros(0, dtype)
-    # a plain view of the map: np.memmap's own indexing costs ~25 µs a call in Python
-    return np.memmap(path, dtype=dtype, mode="r", shape=(count,)).view(np.ndarray)
-
-
 def _open_generation(folder: Folder, man: Manifest) -> Matrix:
     n, d = man.rows, man.dimensions
-    keys = _map(folder.vector_file(man.generation, "keys"), "<i8", n)
-    norms = _map(folder.vector_file(man.generation, "norms"), "<f4", n)
-    values = _map(folder.vector_file(man.generation, "f32"), "<f4", n * d).reshape(n, d)
-    gone = np.sort(_map(folder.vector_file(man.generation, "gone"), "<i8", man.gone), kind="stable")
+    keys = map_column(_column(folder, man.generation, "keys"), "<i8", n)
+    norms = map_column(folder.vector_file(man.generation, "norms"), "<f4", n)
+    values = map_column(_column(folder, man.generation, "f32"), "<f4", n * d).reshape(n, d)
+    gone = np.sort(map_column(folder.vector_file(man.generation, "gone"), "<i8", man.gone), kind="stable")
     return Matrix(man.seq, keys, norms, values, gone, man)
+
+
+def _column(folder: Folder, generation: str, column: str) -> Path:
+    """A generation's keys or values column; ``vectors-<gen>.keys|f32`` in the matrix generation of
+    a vcli before the columns (read until its store is migrated)."""
+    path = folder.vector_file(generation, column)
+    legacy = folder.path / f"vectors-{generation}.{column}"
+    return legacy if not path.exists() and legacy.exists() else path
 
 
 def _load_whole(path: Path, seq: int, dimensions: int) -> Matrix:
@@ -198,20 +202,49 @@ def _bytes(a: np.ndarray) -> memoryview:
 
 def _norms(block: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):  # in float64: float32 squares overflow at 1.8e19
-        return np.linalg.norm(block.astype(np.float64), axis=1).astype(np.float32)
+        return np.linalg.norm(np.asarray(block).astype(np.float64), axis=1).astype(np.float32)
+
+
+def _row_blocks(folder: Folder, cols: Values, start: int, stop: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """``(first row, keys, values)`` of rows ``start..stop`` of ``cols``, ``CHUNK`` at a time (their
+    norms are found in float64), read from the files rather than the maps (a mapped file's pages
+    would count as this process's memory: a load's peak RSS would be the whole column)."""
+    assert cols.generation is not None
+    dims = cols.values.shape[1]
+    with open(folder.vector_file(cols.generation, "keys"), "rb") as fk, \
+            open(folder.vector_file(cols.generation, "f32"), "rb") as fv:
+        for at in range(start, stop, CHUNK):
+            n = min(CHUNK, stop - at)
+            fk.seek(at * 8)
+            fv.seek(at * dims * 4)
+            keys, values = np.fromfile(fk, "<i8", n), np.fromfile(fv, "<f4", n * dims).reshape(-1, dims)
+            if len(keys) != n or len(values) != n:
+                raise ValueError(f"values-{cols.generation}.keys/.f32 hold fewer rows than the {stop:,} committed")
+            yield at, keys, values
+
+
+def crc_of(a: np.ndarray, crc: int = 0) -> int:
+    """The CRC-32 of ``a``'s bytes, read ``COPY_ROWS`` rows at a time (a mapped column is not
+    read into memory whole)."""
+    for start in range(0, len(a), COPY_ROWS):
+        crc = zlib.crc32(_bytes(a[start : start + COPY_ROWS]), crc)
+    return crc
 
 
 class _Appender:
-    """Appends rows and tombstones to a generation's columns from ``at`` (the manifest that
-    commits what they hold; None for a new generation, whose files are created), keeping the
-    CRC-32 of what it wrote to each; fsyncs them on ``close``."""
+    """Appends to a generation's columns from ``at`` = (rows of keys and values, rows of norms,
+    tombstones) (a new generation's files are created: ``create``), keeping the CRC-32 of what it
+    wrote to each column; fsyncs them on ``close``."""
 
-    def __init__(self, folder: Folder, generation: str, dimensions: int, at: Manifest | None):
-        rows, gone = (at.rows, at.gone) if at is not None else (0, 0)
-        self.rows, self.gone = rows, gone
-        self.offsets = [rows * 8, rows * 4, rows * dimensions * 4, gone * 8]
+    def __init__(self, folder: Folder, generation: str, dimensions: int, at: tuple[int, int, int] = (0, 0, 0),
+                 create: bool = False):
+        rows, norms, gone = at
+        self.rows, self.gone, self.dimensions = rows, gone, dimensions
+        self.offsets = [rows * 8, norms * 4, rows * dimensions * 4, gone * 8]
         self.crcs = [0, 0, 0, 0]
-        flags = os.O_WRONLY | (os.O_CREAT | os.O_EXCL if at is None else 0)
+        self.created = create
+        self.folder = folder
+        flags = os.O_WRONLY | (os.O_CREAT | os.O_EXCL if create else 0)
         self.fds: list[int] = []
         try:
             for column in COLUMNS:
@@ -228,28 +261,30 @@ class _Appender:
             self.offsets[column] += done
             view = view[done:]
 
-    def add(self, keys: np.ndarray, values: np.ndarray) -> None:
-        self.copy(keys, _norms(values), values)
-
-    def copy(self, keys: np.ndarray, norms: np.ndarray, values: np.ndarray) -> None:
-        """Rows whose norms are known (another generation's)."""
+    def copy(self, keys: np.ndarray, norms: np.ndarray | None, values: np.ndarray) -> None:
+        """Rows with their norms (None: no norms, for an index without a matrix)."""
         self._write(0, keys.astype("<i8"))
-        self._write(1, norms.astype("<f4"))
+        if norms is not None:
+            self._write(1, norms.astype("<f4"))
         self._write(2, values.astype("<f4", copy=False))
         self.rows += len(keys)
+
+    def add_norms(self, norms: np.ndarray) -> None:
+        """Norms of rows whose keys and values are in the columns already."""
+        self._write(1, norms.astype("<f4"))
 
     def add_gone(self, keys: np.ndarray) -> None:
         self._write(3, keys.astype("<i8"))
         self.gone += len(keys)
 
-    def segment(self, seq: int) -> Segment:
-        return Segment(seq, self.rows, self.gone, (self.crcs[0], self.crcs[1], self.crcs[2], self.crcs[3]))
-
     def close(self) -> None:
-        """fsync every column (before a manifest may name what was written) and close them."""
+        """fsync every column (before a manifest or the store may name what was written) and
+        close them."""
         try:
             for fd in self.fds:
                 os.fsync(fd)
+            if self.created:
+                fsutil.fsync_dir(self.folder.path)
         finally:
             self._close_fds()
 
@@ -259,94 +294,250 @@ class _Appender:
         self.fds = []
 
 
-def _new_generation(seq: int) -> str:
-    return f"{seq}-{os.urandom(4).hex()}"  # (os.urandom: the secrets module costs ~10 ms to import)
-
-
 def _commit(folder: Folder, man: Manifest) -> Path:
     path = folder.search_file("matrix", man.seq)
     fsutil.write_bytes_atomic(path, man.to_bytes())
     return path
 
 
-def _new(folder: Folder, seq: int, dimensions: int, fill) -> Path:
-    """A new generation at mutation ``seq`` whose one segment ``fill(appender)`` writes; its
-    manifest's path. Killed or failing before the manifest is renamed into place, it leaves files
-    of a generation no manifest names (the next refresh removes them: ``other_generations``)."""
-    generation = _new_generation(seq)
-    out = _Appender(folder, generation, dimensions, None)
+Merge = tuple[str, int, int, tuple[int, int]]  # appends to record as one: generation, rows, CRC-32s
+
+
+def _add_norms(out: _Appender, folder: Folder, cols: Values, start: int, stop: int,
+               records: list[tuple[int, int, int, int]]) -> tuple[tuple[int, int], Merge | None]:
+    """Append the norms of rows ``start..stop`` of ``cols`` (in the columns already); the CRC-32 of
+    their keys and of their values (for the manifest's segment) and, when the store's ``records``
+    of those rows' appends tile them and each matches its bytes, the one record that may replace
+    them (``Store.merge_appends``: so that many small writes do not leave as many records)."""
+    assert cols.generation is not None
+    crc_keys = crc_values = 0
+    found = [[s, e, 0, 0] for s, e, _k, _v in records]
+    i = 0
+    for at, keys, values in _row_blocks(folder, cols, start, stop):
+        out.add_norms(_norms(values))
+        crc_keys, crc_values = zlib.crc32(_bytes(keys), crc_keys), zlib.crc32(_bytes(values), crc_values)
+        pos, end = at, at + len(keys)
+        while pos < end and i < len(found):  # the same bytes, cut at the records' bounds
+            r = found[i]
+            hi = min(r[1], end)
+            r[2] = zlib.crc32(_bytes(keys[pos - at : hi - at]), r[2])
+            r[3] = zlib.crc32(_bytes(values[pos - at : hi - at]), r[3])
+            pos = hi
+            i += pos == r[1]
+    tiled = bool(records) and records[0][0] == start and records[-1][1] == stop and all(
+        a[1] == b[0] for a, b in zip(records, records[1:], strict=False))
+    sound = tiled and all(tuple(f) == tuple(r) for f, r in zip(found, records, strict=True))
+    merge = (cols.generation, start, stop, (crc_keys, crc_values)) if sound and len(records) > 1 else None
+    return (crc_keys, crc_values), merge
+
+
+def _fresh(folder: Folder, generation: str) -> bool:
+    """Whether no manifest has ever named rows of ``generation`` (its norms and tombstones are
+    empty): a first matrix may then be made in place, without copying its values."""
     try:
-        fill(out)
-    finally:
-        out.close()
-    return _commit(folder, Manifest(generation, dimensions, seq, (out.segment(seq),)))
+        return all(folder.vector_file(generation, c).stat().st_size == 0 for c in ("norms", "gone"))
+    except FileNotFoundError:
+        return False
 
 
-def build(store: Store, folder: Folder, dimensions: int) -> Path:
-    """Write a new generation from the store's live vectors; return its manifest's path."""
+def build(store: Store, folder: Folder, dimensions: int, compact_share: float) -> Path:
+    """A new matrix of the store's live vectors; its manifest's path. In place over the store's
+    generation when no manifest has named it yet (its norms and tombstones written, its values
+    not copied) and few of its rows are gone, else a compaction into a new generation. Call with
+    the writer lock."""
     with store.snapshot():
         seq = store.last_seq()
-        n = store.count()
+        cols = open_values(store, dimensions)
+        live = np.fromiter((r[0] for r in store.keys()), np.int64)
+        keep = cols.rows_of(live)  # (MissingValues: a column lacks rows the store has)
+        gone = len(cols.keys) - len(live)
+        in_place = cols.generation is not None and _fresh(folder, cols.generation) and (
+            gone <= compact_share * len(cols.keys))
+        if in_place:
+            path, merge = _matrix_in_place(folder, cols, keep, seq, _records(store, cols, 0))
+    if not in_place:
+        return _compact(store, folder, cols, keep, seq)
+    if merge is not None:
+        store.merge_appends(*merge)
+    return path
 
-        def fill(out: _Appender) -> None:
-            cur = store.vectors()
-            while rows := cur.fetchmany(CHUNK):
-                block = np.frombuffer(b"".join(r[1] for r in rows), "<f4").reshape(len(rows), dimensions)
-                out.add(np.fromiter((r[0] for r in rows), np.int64, len(rows)), block)
-            if out.rows != n:  # pragma: no cover - the snapshot makes this impossible
-                raise RuntimeError("the store changed while the matrix was written")
 
-        return _new(folder, seq, dimensions, fill)
+def _records(store: Store, cols: Values, start: int) -> list[tuple[int, int, int, int]]:
+    """The store's records of the appends to ``cols``' generation from row ``start`` on."""
+    assert cols.generation is not None
+    return [r for r in store.appends(cols.generation) if r[0] >= start and r[1] <= len(cols.keys)]
+
+
+def _matrix_in_place(folder: Folder, cols: Values, keep: np.ndarray, seq: int,
+                     records: list[tuple[int, int, int, int]]) -> tuple[Path, Merge | None]:
+    """The first matrix of generation ``cols``: its norms and tombstones (the rows not in
+    ``keep``) written, one segment; its manifest's path and the appends' records to merge."""
+    assert cols.generation is not None
+    rows, dimensions = cols.values.shape
+    out = _Appender(folder, cols.generation, dimensions, (rows, 0, 0))
+    try:
+        (crc_keys, crc_values), merge = _add_norms(out, folder, cols, 0, rows, records)
+        dropped = np.ones(rows, bool)
+        dropped[keep] = False
+        out.add_gone(cols.keys[dropped])
+    finally:
+        out.close()
+    crcs = (crc_keys, out.crcs[1], crc_values, out.crcs[3])
+    return _commit(folder, Manifest(cols.generation, dimensions, seq, (Segment(seq, rows, out.gone, crcs),))), merge
 
 
 def fold(old: Matrix, store: Store, folder: Folder, compact_share: float) -> Path | None:
-    """Bring ``old`` up to the store: append the rows written since it and tombstone the keys
-    removed since (``compact`` into a new generation when ``old`` is a whole file of an older
-    vcli, or more than ``compact_share`` of the rows would be tombstones); the new manifest's path.
-    None when the store's rows since do not all come after ``old``'s keys (then ``build`` anew);
-    ``RuntimeError`` when ``old`` does not add up to the store."""
+    """Bring ``old`` up to the store: the rows written since it are in its generation's columns
+    already (past its end); write their norms and tombstone the keys removed since (``_compact``
+    into a new generation instead when more than ``compact_share`` of the rows would be
+    tombstones); the new manifest's path. None when ``old`` is not of the store's generation
+    (a whole file of an older vcli, or replaced): then ``build``. ``RuntimeError`` when ``old``
+    does not add up to the store. Call with the writer lock."""
+    man = old.manifest
     dims = old.values.shape[1]
     with store.snapshot():
         seq = store.last_seq()
-        removed = np.sort(np.asarray(store.removed_since(old.seq), np.int64))
-        rows = sorted(store.rows_since(old.seq))
-        new_keys = np.fromiter((r[0] for r in rows), np.int64, len(rows))
-        if len(rows) and len(old.keys) and new_keys[0] <= old.keys[-1]:
+        generation, rows = store.tail()
+        if man is None or generation != man.generation or rows < man.rows:
             return None
-        if len(removed) and not in_sorted(removed, old.keys).all():
-            raise RuntimeError("keys removed since the matrix are not in it")
-        if old.live() - len(removed) + len(rows) != store.count():
-            raise RuntimeError(f"{old.live() - len(removed)} kept and {len(rows)} new rows are not the "
+        cols = open_values(store, dims)
+        removed = np.sort(np.asarray(store.removed_keys_since(old.seq), np.int64))
+        if len(removed) and not in_sorted(removed, cols.keys).all():
+            raise RuntimeError("keys removed since the matrix are not in its columns")
+        if rows - man.gone - len(removed) != store.count():
+            raise RuntimeError(f"the columns' {rows - man.gone - len(removed)} live rows are not the "
                                f"store's {store.count()}")
-        new_vecs = np.frombuffer(b"".join(r[1] for r in rows), "<f4").reshape(len(rows), dims)
-        man = old.manifest
-        if man is None or len(old.gone) + len(removed) > compact_share * (len(old.keys) + len(rows)):
-            return compact(old, removed, new_keys, new_vecs, seq, folder)
-        if len(rows) or len(removed):
-            out = _Appender(folder, man.generation, dims, man)
-            try:
-                out.add(new_keys, new_vecs)
-                out.add_gone(removed)
-            finally:
-                out.close()
-            man = man._replace(segments=(*man.segments, out.segment(seq)))
-        return _commit(folder, man._replace(seq=seq))
+        compacting = man.gone + len(removed) > compact_share * rows
+        if compacting:
+            dropped = np.sort(np.concatenate([old.gone, removed]))  # (they never share a key)
+            keep = np.flatnonzero(~in_sorted(cols.keys, dropped))
+        else:
+            path, merge = _append_norms(man, cols, removed, folder, seq, _records(store, cols, man.rows))
+    if compacting:
+        return _compact(store, folder, cols, keep, seq)
+    if merge is not None:
+        store.merge_appends(*merge)
+    return path
 
 
-def compact(old: Matrix, removed: np.ndarray, new_keys: np.ndarray, new_vecs: np.ndarray, seq: int,
-            folder: Folder) -> Path:
-    """A new generation at ``seq`` of ``old``'s live rows (neither tombstoned nor in ``removed``,
-    sorted) followed by ``new_keys`` / ``new_vecs``; its manifest's path."""
-    dropped = np.sort(np.concatenate([old.gone, removed]))  # (they never share a key)
-    keep = np.flatnonzero(~in_sorted(old.keys, dropped)) if len(dropped) else None
+def _append_norms(man: Manifest, cols: Values, removed: np.ndarray, folder: Folder, seq: int,
+                  records: list[tuple[int, int, int, int]]) -> tuple[Path, Merge | None]:
+    """``fold``'s common case: the norms of the rows past ``man``'s end and the keys removed since
+    appended, one segment more; the new manifest's path and the appends' records to merge."""
+    rows, dims = cols.values.shape
+    merge = None
+    if rows > man.rows or len(removed):
+        out = _Appender(folder, man.generation, dims, (rows, man.rows, man.gone))
+        try:
+            (crc_keys, crc_values), merge = _add_norms(out, folder, cols, man.rows, rows, records)
+            out.add_gone(removed)
+        finally:
+            out.close()
+        crcs = (crc_keys, out.crcs[1], crc_values, out.crcs[3])
+        man = man._replace(segments=(*man.segments, Segment(seq, rows, out.gone, crcs)))
+    return _commit(folder, man._replace(seq=seq)), merge
 
-    def fill(out: _Appender) -> None:
-        for start in range(0, len(old.keys) if keep is None else len(keep), COPY_ROWS):
-            rows = slice(start, start + COPY_ROWS) if keep is None else keep[start : start + COPY_ROWS]
-            out.copy(np.asarray(old.keys[rows]), np.asarray(old.norms[rows]), np.asarray(old.values[rows]))
-        out.add(new_keys, new_vecs)
 
-    return _new(folder, seq, old.values.shape[1], fill)
+def _compact(store: Store, folder: Folder, cols: Values, keep: np.ndarray, seq: int) -> Path:
+    """A new generation at ``seq`` of rows ``keep`` (ascending) of ``cols``, which becomes the
+    store's (``_copy_rows``; call it with the writer lock, after the snapshot ``cols`` was read in
+    has ended); its manifest's path. The old generation's files are removed by the refresh
+    (``other_generations``); a reader that has them open keeps reading them."""
+    generation, out = _copy_rows(store, folder, cols, keep, seq, norms=True)
+    crcs = (out.crcs[0], out.crcs[1], out.crcs[2], out.crcs[3])
+    return _commit(folder, Manifest(generation, out.dimensions, seq, (Segment(seq, out.rows, 0, crcs),)))
+
+
+def compact_values(store: Store, folder: Folder, dimensions: int) -> None:
+    """For an index too small for a matrix: its live rows copied into a new generation (without
+    norms: a first matrix may later be made in place) once the rows upserted again or deleted
+    have piled up (``SearchFiles.refresh``). Call with the writer lock."""
+    with store.snapshot():
+        seq = store.last_seq()
+        cols = open_values(store, dimensions)
+        keep = cols.rows_of(np.fromiter((r[0] for r in store.keys()), np.int64))
+    _copy_rows(store, folder, cols, keep, seq, norms=False)
+
+
+def _copy_rows(store: Store, folder: Folder, cols: Values, keep: np.ndarray, seq: int, *,
+               norms: bool) -> tuple[str, _Appender]:
+    """Rows ``keep`` (ascending) of ``cols`` copied into a new generation at ``seq`` (with their
+    norms: ``norms``), which becomes the store's in a transaction of its own; the generation and
+    its appender (closed). Every append a kept row comes from is checked against the CRC-32s the
+    store recorded with it as it is copied (``_AppendChecks``): a damaged one raises
+    ``MissingValues`` and the store and its generation are left as they were, for the copy would
+    record fresh checksums of damaged values. The new generation's files go on any failure."""
+    generation = new_generation(seq)
+    out = _Appender(folder, generation, cols.values.shape[1], create=True)
+    committed = False
+    try:
+        try:
+            if len(keep):
+                checks = _AppendChecks(store, cols, keep)
+                for at, keys, values in _row_blocks(folder, cols, 0, len(cols.keys)):
+                    checks.feed(at, keys, values)
+                    rows = keep[np.searchsorted(keep, at) : np.searchsorted(keep, at + len(keys))] - at
+                    out.copy(keys[rows], _norms(values[rows]) if norms else None, values[rows])
+        finally:
+            out.close()
+        with store.mutation_free_transaction():
+            if store.tail() != (cols.generation, len(cols.keys)):
+                raise RuntimeError("the columns changed while they were compacted")
+            store.record_append(generation, 0, out.rows, (out.crcs[0], out.crcs[2]), replace=True)
+        committed = True
+    finally:
+        if not committed:  # (the writer lock is held: nobody else knows this generation)
+            for column in COLUMNS:
+                folder.vector_file(generation, column).unlink(missing_ok=True)
+    return generation, out
+
+
+class _AppendChecks:
+    """The CRC-32s of the rows a compaction reads, cut at the bounds of the store's records of
+    their appends: ``feed`` raises ``MissingValues`` at the end of an append that holds a kept
+    row and whose bytes differ from its record (or rows no record covers). Appends whose rows are
+    all dropped are not judged: a compaction is how their damage goes away."""
+
+    def __init__(self, store: Store, cols: Values, keep: np.ndarray):
+        assert cols.generation is not None
+        self.generation, n = cols.generation, len(cols.keys)
+        spans: list[list] = []  # [start, end, crc of keys, crc of values] (None: no record)
+        at = 0
+        for start, end, crc_keys, crc_values in store.appends(cols.generation):
+            if end > n:
+                break
+            if start > at:  # rows no record covers
+                spans.append([at, start, None, None])
+            elif start < at:  # records that overlap: not to be trusted
+                if end > at:
+                    spans.append([at, end, None, None])
+                at = max(at, end)
+                continue
+            spans.append([start, end, crc_keys, crc_values])
+            at = end
+        if at < n:
+            spans.append([at, n, None, None])
+        lo, hi = np.searchsorted(keep, [s[0] for s in spans]), np.searchsorted(keep, [s[1] for s in spans])
+        self.spans = [(s, bool(h > lo_)) for s, lo_, h in zip(spans, lo, hi, strict=True) if s[1] > s[0]]
+        self.found = [0, 0]
+        self.i = 0
+
+    def feed(self, at: int, keys: np.ndarray, values: np.ndarray) -> None:
+        pos, end = at, at + len(keys)
+        while pos < end and self.i < len(self.spans):
+            (start, stop, crc_keys, crc_values), kept = self.spans[self.i]
+            hi = min(stop, end)
+            self.found[0] = zlib.crc32(_bytes(keys[pos - at : hi - at]), self.found[0])
+            self.found[1] = zlib.crc32(_bytes(values[pos - at : hi - at]), self.found[1])
+            pos = hi
+            if pos == stop:
+                if kept and self.found != [crc_keys, crc_values]:
+                    raise MissingValues(
+                        f"rows {start:,} to {stop:,} of values-{self.generation}.keys/.f32 differ from the "
+                        "checksums recorded when they were written: not compacted, the index was left as it "
+                        "was; run `vcli check` on this index")
+                self.found = [0, 0]
+                self.i += 1
 
 
 def in_sorted(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
@@ -368,12 +559,12 @@ def generation_of(path: Path) -> str | None:
         return None
 
 
-def other_generations(folder: Folder, keep: Path | None) -> Iterator[Path]:
-    """Column files of generations other than the one manifest ``keep`` names: left by a fold
-    that compacted, or by a build killed before its manifest was in place."""
-    generation = None if keep is None else generation_of(keep)
+def other_generations(folder: Folder, store: Store, keep: Path | None) -> Iterator[Path]:
+    """Column files of generations other than the store's and the one manifest ``keep`` names:
+    left by a compaction, or by a write or build killed before it committed."""
+    wanted = {store.tail()[0], None if keep is None else generation_of(keep)}
     for gen, path in folder.vector_files():
-        if gen != generation:
+        if gen not in wanted:
             yield path
 
 
@@ -383,7 +574,7 @@ def segment_problems(m: Matrix, folder: Folder) -> str | None:
     man = m.manifest
     if man is None:
         return None
-    raw_gone = _map(folder.vector_file(man.generation, "gone"), "<i8", man.gone)
+    raw_gone = map_column(folder.vector_file(man.generation, "gone"), "<i8", man.gone)
     bad = []
     rows = tombs = 0
     for i, s in enumerate(man.segments):

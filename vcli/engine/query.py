@@ -35,6 +35,7 @@ import orjson
 
 from ..errors import BadInput, BadQuery, VcliError
 from . import filters
+from .columns import Values, reading
 from .masks import BatchMasks
 from .records import IndexConfig, Match, Query, QueryResult
 from .scoring import exact_scores
@@ -161,10 +162,11 @@ class Answerer:
         if (query.vector is None) == (query.vector_id is None):
             raise BadQuery("give either a query vector or a vector id, but not both")
         if query.vector_id is not None:
-            rows = self.store.get_rows([query.vector_id])
-            if query.vector_id not in rows:
-                raise BadQuery(f'vector id "{query.vector_id}" not found in index "{self.config.name}"')
-            q = np.frombuffer(rows[query.vector_id][3], "<f4")
+            with reading(self.store, self.config.dimensions) as values:
+                rows = self.store.get_rows([query.vector_id])
+                if query.vector_id not in rows:
+                    raise BadQuery(f'vector id "{query.vector_id}" not found in index "{self.config.name}"')
+                q = values.of([rows[query.vector_id][0]])[0]
         else:
             q = self._query_vector(query.vector)
         return Checked(query, q, plan)
@@ -194,7 +196,8 @@ class Answerer:
             keys = self._candidates(searcher, c)
             rows = None
         found = self.store.rows_for_keys(keys) if rows is None else [rows[k] for k in keys if k in rows]
-        return QueryResult(self._matches(c, found))
+        assert searcher.values is not None  # (opened on entry)
+        return QueryResult(self._matches(c, found, searcher.values))
 
     def _candidates(self, searcher: Searcher, c: Checked) -> list[int]:
         """Namespace first, then the filter, then the top k: when few vectors match, score them all
@@ -209,11 +212,13 @@ class Answerer:
             return searcher.candidates(c.q, top_k, accept=plan.accept)
         return searcher.candidates(c.q, top_k, allowed) if len(allowed) else []
 
-    def _matches(self, c: Checked, rows: list[tuple]) -> list[Match]:
+    def _matches(self, c: Checked, rows: list[tuple], values: Values) -> list[Match]:
+        """The top k of ``rows`` (``(key, id, namespace, metadata)`` of the candidates), scored
+        exactly with their ``values``."""
         if not rows:
             return []
         metric, query = self.config.metric, c.query
-        vecs = np.frombuffer(b"".join(r[4] for r in rows), "<f4").reshape(len(rows), self.config.dimensions)
+        vecs = values.of([r[0] for r in rows])
         scores = exact_scores(metric, c.q, vecs)
         sign = -1.0 if metric == "cosine" else 1.0
         order = sorted(range(len(rows)), key=lambda i: (sign * scores[i], rows[i][1]))[: query.top_k]
@@ -221,7 +226,7 @@ class Answerer:
         indexed = self._indexed_metadata([rows[i][0] for i in order]) if mode == "indexed" else None
         out = []
         for i in order:
-            key, vid, ns, meta, _blob = rows[i]
+            key, vid, ns, meta = rows[i]
             metadata: dict | None
             if indexed is not None:
                 metadata = indexed.get(key, {})

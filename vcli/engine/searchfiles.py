@@ -1,7 +1,9 @@
-"""The search files of an index: derived from the store, listed, opened, verified, refreshed, repaired.
+"""The search files of an index: derived from the store and the columns that hold the values
+(``columns.py``), listed, opened, verified, refreshed, repaired.
 
 Every index of more than ``Tuning.fold_rows`` vectors has a matrix (``matrix.py``: every vector
-contiguous and memory-mapped; a smaller one is scanned from the store, as a delta); a large one
+contiguous and memory-mapped, the columns with their norms and tombstones; a smaller one's columns
+are scanned as a delta); a large one
 (``Tuning.wants_graph``) also usearch graphs of its rows in parts (``graph.py``), built afterwards
 by a builder (``builder.py``). A file reflects the store as of the mutation in its name; rows
 written or removed since form the *delta*, which every query scans exactly. Small indexes are
@@ -63,10 +65,18 @@ class SearchFiles:
 
     def needs_matrix(self) -> bool:
         """Whether an index without a matrix needs one: not while a query can scan all its rows
-        from the store as a delta (at most ``Tuning.fold_rows``) and it wants no graph, so that a
+        as a delta (at most ``Tuning.fold_rows``) and it wants no graph, so that a
         small load imports no NumPy and writes no file it does not need."""
         count = self.store.count()
         return self.tuning.due((count, 0)) or self.tuning.wants_graph(count, self.dimensions)
+
+    def values_to_compact(self) -> bool:
+        """Whether an index without a matrix has piled up rows upserted again or deleted in its
+        columns: more than ``Tuning.fold_rows`` of them and more than ``fold_compact_share`` of
+        the committed rows (from SQLite alone: a small write imports no NumPy)."""
+        rows = self.store.tail()[1]
+        dead = rows - self.store.count()
+        return dead > self.tuning.fold_rows and dead > self.tuning.fold_compact_share * rows
 
     def behind(self, seq: int) -> bool:
         """Whether the store has changed too much since mutation ``seq`` for a query to scan it."""
@@ -99,46 +109,61 @@ class SearchFiles:
 
         return graph.load(file.path, self.dimensions, self.metric, self.tuning, keys=keys)
 
-    def verify(self, file: SearchFile, obj, *, samples: int | None = None, matrix=None) -> None:
+    def verify(self, file: SearchFile, obj, *, samples: int | None = None, matrix=None, values=None) -> None:
         """Cheap checks that a loaded file fits the store (``verify.verify``: ``samples`` store
         vectors compared, ``Tuning.verify_samples`` unless given; for a graph part ``matrix``,
-        the loaded newest matrix); ``ValueError`` (or ``StaleFile``) says what is wrong."""
+        the loaded newest matrix; ``values``: the snapshot's, when open); ``ValueError`` (or ``StaleFile``) says what is wrong."""
         from . import verify  # lazy: NumPy, which a small write does not load
 
         if samples is None:
             samples = self.tuning.verify_samples
-        verify.verify(self.store, file, obj, samples=samples, matrix=matrix)
+        verify.verify(self.store, file, obj, samples=samples, matrix=matrix, values=values)
 
     # -- refreshing -----------------------------------------------------------------------------
-    def refresh(self, notes: Notes, *, force: bool = False, verify: bool = False) -> None:
+    def refresh(self, notes: Notes, *, force: bool = False, verify: bool = False, compact: bool = False) -> None:
         """Bring the matrix up to date when it is missing, damaged, foreign or more than
         ``fold_rows`` changes behind (or always, with ``force``); remove older files and temporary
-        ones left by a killed refresh; then see to the graph (``_see_to_graph``). Call with the
-        writer lock.
+        ones left by a killed refresh; then see to the graph (``_see_to_graph``). An index too
+        small for a matrix has its columns compacted when rows upserted again or deleted pile up
+        (``values_to_compact``); ``compact`` (a repair) compacts any index that has such rows.
+        Call with the writer lock.
 
         The common case after a small write (one matrix, at most ``fold_rows`` behind) is decided
         from SQLite alone and imports neither NumPy nor usearch: a one-vector upsert costs about
         what ``vcli info`` does. The file is not re-verified then (unless ``verify``, as a repair
         asks); every query verifies the file it opens and repairs it if needed."""
         self.remove_temp_files()
+        if self.store.old_format():
+            from .migrate import migrate  # lazy: NumPy, once per index
+
+            migrate(self.store, self.folder, self.dimensions)
+            force = True
         matrices = [f for f in self.folder.search_files() if f.kind == "matrix"]
         current = matrices[0] if matrices else None
         wrote = False
-        if force or verify or len(matrices) > 1 or (self.behind(current.seq) if current else self.needs_matrix()):
-            wrote = self._refresh_matrix(notes, None if force else current, matrices)
+        due = self.behind(current.seq) if current else (self.needs_matrix() or self.values_to_compact())
+        if force or verify or compact or len(matrices) > 1 or due:
+            wrote = self._refresh_matrix(notes, None if force else current, matrices, compact)
         elif current is None and self.store.removed_rows() > self.tuning.fold_rows:
             self.store.prune_removed(self.store.last_seq())  # no file needs to catch up with them
         self._see_to_graph(notes, verify, wrote)
 
-    def _refresh_matrix(self, notes: Notes, current: SearchFile | None, matrices: list[SearchFile]) -> bool:
+    def _refresh_matrix(self, notes: Notes, current: SearchFile | None, matrices: list[SearchFile],
+                        compact: bool = False) -> bool:
         """Bring the matrix up to date; whether a new one was written. An index small enough to
-        need none (``needs_matrix``) is left without one instead."""
+        need none (``needs_matrix``) is left without one instead, its columns compacted when due
+        (or with ``compact``, when any row is dead)."""
+        from . import matrix  # lazy: NumPy
+        from .columns import MissingValues
+
+        share = 0.0 if compact else self.tuning.fold_compact_share
         if not self.needs_matrix():
-            for stale in [*(f.path for f in matrices), *(path for _, path in self.folder.vector_files())]:
+            if self.values_to_compact() or (compact and self.store.tail()[1] > self.store.count()):
+                matrix.compact_values(self.store, self.folder, self.dimensions)
+            for stale in [*(f.path for f in matrices), *matrix.other_generations(self.folder, self.store, None)]:
                 stale.unlink(missing_ok=True)
             self.store.prune_removed(self.store.last_seq())
             return False
-        from . import matrix  # lazy: NumPy
 
         path = old = None
         if current is not None:
@@ -148,21 +173,23 @@ class SearchFiles:
             except FILE_ERRORS as exc:
                 notes.append(f"the search file {current.path.name} was unusable ({exc}); rebuilt it from the store")
                 old = None
-        if current is not None and old is not None and not self.behind(current.seq):
+        if current is not None and old is not None and not self.behind(current.seq) and not compact:
             path = current.path
         elif old is not None:
             try:
-                path = matrix.fold(old, self.store, self.folder, self.tuning.fold_compact_share)
+                path = matrix.fold(old, self.store, self.folder, share)
+            except MissingValues:
+                raise  # (damaged values: a build would refuse them too)
             except (RuntimeError, ValueError) as exc:
                 notes.append(f"rebuilding the search file: {exc}")
         if path is None:
-            path = matrix.build(self.store, self.folder, self.dimensions)
+            path = matrix.build(self.store, self.folder, self.dimensions, share)
         if path != getattr(current, "path", None):
             self._note_outgrown(notes, None if old is None else old.live())
         for other in matrices:
             if other.path != path:
                 other.path.unlink(missing_ok=True)
-        for column in matrix.other_generations(self.folder, path):
+        for column in matrix.other_generations(self.folder, self.store, path):
             column.unlink(missing_ok=True)
         self.store.prune_removed(seq_of(path))
         return path != getattr(current, "path", None)

@@ -8,6 +8,7 @@ import random
 
 import numpy as np
 
+from .columns import Values, open_values
 from .layout import Folder, SearchFile
 from .matrix import in_sorted, segment_problems
 from .store import Store
@@ -30,12 +31,13 @@ class StaleFile(ValueError):
     (or it was restored from an old copy), so it cannot be caught up any more."""
 
 
-def verify(store: Store, file: SearchFile, obj, *, samples: int, matrix=None) -> None:
+def verify(store: Store, file: SearchFile, obj, *, samples: int, matrix=None, values: Values | None = None) -> None:
     """Cheap checks, inside a store snapshot, that a loaded file fits this store. A matrix: not
     newer than the store, still catchable (``StaleFile`` otherwise), and ``samples`` vectors from
     each side equal in both. A graph part: at least as many vectors as ``matrix`` (the loaded
     newest matrix, itself verified) has in its key range, and a few of those found in it by
-    search. Raises ``ValueError`` saying what is wrong."""
+    search. ``values``: the snapshot's (``columns.open_values``), when open already. Raises
+    ``ValueError`` saying what is wrong."""
     rng = random.Random()  # (not numpy.random: it costs a one-shot query ~20 ms of imports)
     if file.kind == "graph":
         if file.seq > matrix.seq:
@@ -51,28 +53,38 @@ def verify(store: Store, file: SearchFile, obj, *, samples: int, matrix=None) ->
     pruned = store.pruned_upto()
     if seq < pruned:
         raise StaleFile(f"it is from mutation {seq}, older than the removals the store keeps ({pruned})")
+    if values is None:
+        values = open_values(store, obj.values.shape[1])
     n = len(obj.keys)
     if n:
         pos = np.array(sorted({0, n - 1, *(rng.randrange(n) for _ in range(samples))}))
         pos = pos[~in_sorted(obj.keys[pos], obj.gone)]  # (a tombstone's key is gone from the store)
-        _check_file_keys(store, seq, obj.keys[pos], obj.values[pos])
+        _check_file_keys(store, seq, obj.keys[pos], obj.values[pos], values)
     lo, hi = store.key_range()
     if lo is None or hi is None:  # (both are, in an empty store)
         return
     for pivot in sorted({lo, hi, *(rng.randint(lo, hi) for _ in range(samples))}):
-        row = store.first_vector_from(pivot, seq)
-        if row is not None:
-            _check_matrix_has(obj, row[0], row[1])
+        key = store.first_key_from(pivot, seq)
+        if key is not None:
+            _check_matrix_has(obj, key, _values_of(values, [key])[0].tobytes())
 
 
-def _check_file_keys(store: Store, seq: int, keys, values) -> None:
-    """Each of the file's ``keys`` existed at ``seq`` in the store, with these ``values``."""
+def _values_of(values: Values, keys) -> np.ndarray:
+    try:
+        return values.of(keys)
+    except RuntimeError as exc:  # (MissingValues: the columns are damaged)
+        raise ValueError(str(exc)) from None
+
+
+def _check_file_keys(store: Store, seq: int, keys, vecs, values: Values) -> None:
+    """Each of the file's ``keys`` existed at ``seq`` in the store, with these values ``vecs``."""
     wanted = [int(k) for k in keys]
     live = store.written_for_keys(wanted)
     gone = store.removed_since_among(wanted, seq)
-    for key, vec in zip(wanted, values, strict=True):
+    stored = dict(zip(live, _values_of(values, list(live)), strict=True))
+    for key, vec in zip(wanted, vecs, strict=True):
         if key in live:
-            if live[key][0] > seq or live[key][1] != np.asarray(vec, "<f4").tobytes():
+            if live[key] > seq or stored[key].tobytes() != np.asarray(vec, "<f4").tobytes():
                 raise ValueError(f"its vector {key} differs from the store's: it belongs to another index")
         elif key not in gone:
             raise ValueError(f"it holds vector {key}, which the store did not have at mutation {seq}")
@@ -112,18 +124,16 @@ def check_contents(store: Store, file: SearchFile, obj, matrix=None) -> str | No
     return _matrix_differences(store, obj, seq) if file.kind == "matrix" else None
 
 def _matrix_differences(store: Store, m, seq: int) -> str | None:
-    """Every vector still live since the matrix was written must be equal, with its norm."""
+    """Every vector still live since the matrix was written must be equal to the columns' (the
+    same bytes when the matrix is of the store's generation), with its norm."""
     n_bad = 0
-    cur = store.vectors(upto_seq=seq)
-    size = m.values.shape[1] * 4
+    values = open_values(store, m.values.shape[1])
+    cur = store.keys(upto_seq=seq)
     while rows := cur.fetchmany(CHUNK):
-        rows = [r for r in rows if isinstance(r[1], bytes) and len(r[1]) == size]  # others: reported
-        if not rows:
-            continue
         keys = np.fromiter((r[0] for r in rows), np.int64, len(rows))
         pos = np.searchsorted(m.keys, keys)
         mine = np.asarray(m.values[pos])
-        stored = np.frombuffer(b"".join(r[1] for r in rows), "<f4").reshape(len(rows), -1)
+        stored = _values_of(values, keys)
         n_bad += int((mine != stored).any(axis=1).sum())
         norms = np.linalg.norm(stored, axis=1)
         n_bad += int((~np.isclose(np.asarray(m.norms[pos]), norms, rtol=1e-5, atol=1e-30)).sum())

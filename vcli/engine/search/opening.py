@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+from ..columns import Values, missing, open_values
 from ..scoring import SAFE_NORM, row_norms
 from ..searchfiles import FILE_ERRORS, SearchFiles
 from ..verify import StaleFile
@@ -45,6 +46,7 @@ class Opened:
         self.matrix: Matrix | None = None  # the open matrix and graph parts (``_open``)
         self.graph: Parts | None = None
         self.seq = 0
+        self.values: Values | None = None  # the snapshot's values (``columns.py``), on entry
         self._snapshot: AbstractContextManager[None] | None = None
         self._removed_keys: np.ndarray | None = None
         self._uncovered: list[slice] = []  # rows of the matrix no graph part covers, searched exactly
@@ -102,9 +104,14 @@ class Opened:
         self._snapshot = self.store.snapshot()
         self._snapshot.__enter__()
         try:
+            try:
+                self.values = open_values(self.store, self.dims)
+            except FileNotFoundError:  # a compaction replaced the generation meanwhile
+                self._close_snapshot()
+                return _RETRY
             if problem is None and file is not None:
                 try:
-                    self.files.verify(file, obj)
+                    self.files.verify(file, obj, values=self.values)
                 except StaleFile:
                     problem = _RETRY if self.files.newest() != file else _Problem(
                         "damaged", f"the search file {file.path.name} is too old to catch up")
@@ -164,8 +171,16 @@ class Opened:
     def _open_store_only(self) -> None:
         """No usable search file: every vector is in the delta (exact, slower)."""
         self.matrix, self.graph, self.seq, self._uncovered, self._uncovered_rows = None, None, 0, [], 0
-        self._snapshot = self.store.snapshot()
-        self._snapshot.__enter__()
+        for attempt in range(10):
+            self._snapshot = self.store.snapshot()
+            self._snapshot.__enter__()
+            try:
+                self.values = open_values(self.store, self.dims)
+                return
+            except FileNotFoundError as exc:  # a compaction replaced the generation meanwhile
+                self._close_snapshot()
+                if attempt == 9:
+                    raise missing(self.store, exc) from None
 
     def _open_matrix(self) -> Matrix:
         """The open matrix, on the search paths that only run with one."""
@@ -207,9 +222,9 @@ class Opened:
     def _delta_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(keys, vectors, norms)`` of the rows written since the search file."""
         if self._delta_cache is None:
-            rows = self.store.rows_since(self.seq)
-            keys = np.fromiter((r[0] for r in rows), np.int64, len(rows))
-            vecs = np.frombuffer(b"".join(r[1] for r in rows), "<f4").reshape(len(rows), self.dims)
+            keys = np.asarray(self.store.keys_since(self.seq), np.int64)
+            assert self.values is not None  # (opened on entry)
+            vecs = self.values.of(keys)
             self._delta_cache = (keys, vecs, row_norms(vecs))
         return self._delta_cache
 

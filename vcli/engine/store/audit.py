@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 
-from .schema import FORMAT
+from .schema import FORMAT, OLD_FORMAT
 
 CHUNK = 8192  # rows per step of the row scan
 COUNTERS = ("vectors", "mutations")  # AUTOINCREMENT tables whose numbers must never be reused
@@ -29,14 +29,14 @@ def integrity_messages(store) -> list[str]:
 
 def format_problem(store) -> str | None:
     row = store.conn.execute("SELECT v FROM settings WHERE k = 'format'").fetchone()
-    if row is None or row[0] != FORMAT:
+    if row is None or row[0] not in (FORMAT, OLD_FORMAT):
         return f"the store's format is {row[0] if row else 'missing'}, expected {FORMAT}"
     return None
 
 
 def row_blocks(store) -> Iterator[list[tuple]]:
-    """Every vector row as ``(id, namespace, metadata JSON, blob)``, ``CHUNK`` rows at a time."""
-    cur = store.conn.execute("SELECT id, namespace, metadata, vec FROM vectors")
+    """Every vector row as ``(id, namespace, metadata JSON, key)``, ``CHUNK`` rows at a time."""
+    cur = store.conn.execute("SELECT id, namespace, metadata, key FROM vectors")
     while rows := cur.fetchmany(CHUNK):
         yield rows
 

@@ -1,8 +1,10 @@
 """The store: one SQLite database per index, the source of truth (tables: ``schema.py``).
 
 Each write command runs in one transaction (``mutation``) and records one row in ``mutations``; a
-reader that runs several statements takes a ``snapshot``. This is where a vector's float32 blob is
-written (``insert_rows``/``upsert_rows``) and read back. The other modules of this package hold
+reader that runs several statements takes a ``snapshot``. A vector's float32 values are not here
+but in the columns (``appender.py`` writes them in the write's transaction, ``columns.py`` of the
+engine reads them); SQLite records where the columns' committed rows end (``tail``), so a reader's
+snapshot also says which rows it may read. The other modules of this package hold
 the connection and its errors (``connection.py``), what ``list-vectors`` pages from
 (``listing.py``), the SQL of filters (``filtering.py``) and of ``vcli check`` (``audit.py``); no
 SQL lives outside it.
@@ -25,10 +27,11 @@ from .. import fsutil
 from ..records import Mutation
 from . import listing
 from .connection import chunks, connect, has_table, storage_error
-from .schema import FORMAT, METADATA_SCHEMA, PENDING_SCHEMA, SCHEMA
+from .schema import FORMAT, METADATA_SCHEMA, OLD_FORMAT, PENDING_SCHEMA, SCHEMA
 
-# Row written by insert/upsert: (id, namespace, metadata JSON bytes or None, float32 blob)
-Row = tuple[str, "str | None", "bytes | None", bytes]
+# Row written by insert/upsert: (id, namespace, metadata JSON bytes or None); its values go to the
+# columns (``appender.py``)
+Row = tuple[str, "str | None", "bytes | None"]
 
 
 class AlreadyApplied(Exception):
@@ -133,7 +136,7 @@ class Store:
         """Insert rows whose id is new; keep existing ids (and the first of repeated ids)."""
         before = self.conn.total_changes
         self.conn.executemany(
-            "INSERT OR IGNORE INTO vectors (id, namespace, metadata, vec, seq) VALUES (?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO vectors (id, namespace, metadata, seq) VALUES (?, ?, ?, ?)",
             [(*r, seq) for r in rows],
         )
         return self.conn.total_changes - before
@@ -143,7 +146,7 @@ class Store:
         last = {r[0]: r for r in rows}
         self._remove_where_ids(seq, list(last))
         self.conn.executemany(
-            "INSERT INTO vectors (id, namespace, metadata, vec, seq) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO vectors (id, namespace, metadata, seq) VALUES (?, ?, ?, ?)",
             [(*r, seq) for r in last.values()],
         )
         return len(rows)
@@ -246,7 +249,7 @@ class Store:
 
     def ids_above(self, key: int) -> list[tuple[int, str]]:
         """``(key, id)`` of the rows with a key above ``key`` (those written since it was read)."""
-        return self.conn.execute("SELECT key, id FROM vectors WHERE key > ?", (key,)).fetchall()
+        return self.conn.execute("SELECT key, id FROM vectors WHERE key > ? ORDER BY key", (key,)).fetchall()
 
     def metadata_json(self) -> Iterator[bytes]:
         """The metadata of every vector that has some."""
@@ -299,25 +302,21 @@ class Store:
         row = self.conn.execute("SELECT max(seq) FROM mutations").fetchone()
         return row[0] or 0
 
-    def get_rows(self, ids: Sequence[str]) -> dict[str, tuple[int, str | None, bytes | None, bytes]]:
-        """``id -> (key, namespace, metadata JSON, blob)`` for the ids that exist."""
+    def get_rows(self, ids: Sequence[str]) -> dict[str, tuple[int, str | None, bytes | None]]:
+        """``id -> (key, namespace, metadata JSON)`` for the ids that exist."""
         out = {}
         with self.snapshot():  # several statements must see one committed state
             for chunk in chunks(list(dict.fromkeys(ids)), 500):
                 marks = ",".join("?" * len(chunk))
                 for row in self.conn.execute(
-                    f"SELECT id, key, namespace, metadata, vec FROM vectors WHERE id IN ({marks})", chunk
+                    f"SELECT id, key, namespace, metadata FROM vectors WHERE id IN ({marks})", chunk
                 ):
                     out[row[0]] = row[1:]
         return out
 
-    def rows_for_keys(self, keys: Iterable[int]) -> list[tuple[int, str, str | None, bytes | None, bytes]]:
-        """``(key, id, namespace, metadata JSON, blob)`` of the vectors with these keys that exist."""
-        return self._by_keys("key, id, namespace, metadata, vec", keys)
-
-    def vectors_for_keys(self, keys: Iterable[int]) -> list[tuple[int, bytes]]:
-        """``(key, blob)`` of the vectors with these keys that exist."""
-        return self._by_keys("key, vec", keys)
+    def rows_for_keys(self, keys: Iterable[int]) -> list[tuple[int, str, str | None, bytes | None]]:
+        """``(key, id, namespace, metadata JSON)`` of the vectors with these keys that exist."""
+        return self._by_keys("key, id, namespace, metadata", keys)
 
     def _by_keys(self, columns: str, keys: Iterable[int]) -> list[tuple]:
         rows: list[tuple] = []
@@ -340,22 +339,20 @@ class Store:
             )
         return [r[0] for r in cur]
 
-    def vectors(self, *, after_seq: int | None = None, upto_seq: int | None = None) -> sqlite3.Cursor:
-        """A cursor over ``(key, blob)`` in key order: every vector, or those written after
-        ``after_seq``, or those written at or before ``upto_seq``; read it with ``fetchmany``."""
-        if after_seq is not None:
-            return self.conn.execute("SELECT key, vec FROM vectors WHERE seq > ? ORDER BY key", (after_seq,))
+    def keys(self, upto_seq: int | None = None) -> sqlite3.Cursor:
+        """A cursor over ``(key,)`` of every vector (or of those written at or before ``upto_seq``),
+        ascending; read it with ``fetchmany``."""
         if upto_seq is not None:
-            return self.conn.execute("SELECT key, vec FROM vectors WHERE seq <= ? ORDER BY key", (upto_seq,))
-        return self.conn.execute("SELECT key, vec FROM vectors ORDER BY key")
+            return self.conn.execute("SELECT key FROM vectors WHERE seq <= ? ORDER BY key", (upto_seq,))
+        return self.conn.execute("SELECT key FROM vectors ORDER BY key")
 
     def export_rows(self, namespace: str | None = None) -> sqlite3.Cursor:
-        """A cursor over ``(id, namespace, metadata JSON, blob)`` of every vector (or of one
+        """A cursor over ``(id, namespace, metadata JSON, key)`` of every vector (or of one
         namespace's) in key order, i.e. the order they were written; read it with ``fetchmany``."""
         if namespace is None:
-            return self.conn.execute("SELECT id, namespace, metadata, vec FROM vectors ORDER BY key")
+            return self.conn.execute("SELECT id, namespace, metadata, key FROM vectors ORDER BY key")
         return self.conn.execute(
-            "SELECT id, namespace, metadata, vec FROM vectors WHERE namespace = ? ORDER BY key",
+            "SELECT id, namespace, metadata, key FROM vectors WHERE namespace = ? ORDER BY key",
             (namespace,),
         )
 
@@ -391,16 +388,17 @@ class Store:
         return self.conn.execute(
             "SELECT (SELECT min(key) FROM vectors), (SELECT max(key) FROM vectors)").fetchone()
 
-    def first_vector_from(self, key: int, upto_seq: int) -> tuple[int, bytes] | None:
-        """``(key, blob)`` of the first vector at or after ``key`` that was written by ``upto_seq``."""
-        return self.conn.execute(
-            "SELECT key, vec FROM vectors WHERE key >= ? AND seq <= ? ORDER BY key LIMIT 1",
+    def first_key_from(self, key: int, upto_seq: int) -> int | None:
+        """The first key at or after ``key`` of a vector written by ``upto_seq``."""
+        row = self.conn.execute(
+            "SELECT key FROM vectors WHERE key >= ? AND seq <= ? ORDER BY key LIMIT 1",
             (int(key), upto_seq),
         ).fetchone()
+        return None if row is None else row[0]
 
-    def written_for_keys(self, keys: Sequence[int]) -> dict[int, tuple[int, bytes]]:
-        """``key -> (seq that wrote it, blob)`` for the live vectors among ``keys``."""
-        return {k: (s, v) for k, s, v in self._by_keys("key, seq, vec", keys)}
+    def written_for_keys(self, keys: Sequence[int]) -> dict[int, int]:
+        """``key -> seq that wrote it`` for the live vectors among ``keys``."""
+        return dict(self._by_keys("key, seq", keys))
 
     def removed_since_among(self, keys: Sequence[int], seq: int) -> set[int]:
         """Those of ``keys`` that were live at ``seq`` and are gone now."""
@@ -417,7 +415,64 @@ class Store:
         ):
             yield key
 
-    def rows_since(self, seq: int) -> list[tuple[int, bytes]]:
-        """``(key, blob)`` of the vectors written after mutation ``seq`` (a search file's delta)."""
-        return self.conn.execute("SELECT key, vec FROM vectors WHERE seq > ?", (seq,)).fetchall()
+    def keys_since(self, seq: int) -> list[int]:
+        """The keys of the vectors written after mutation ``seq`` (a search file's delta), ascending."""
+        return [r[0] for r in self.conn.execute("SELECT key FROM vectors WHERE seq > ? ORDER BY key", (seq,))]
+
+    def removed_keys_since(self, seq: int) -> list[int]:
+        """Keys removed after mutation ``seq``, whenever they were written (the columns hold them
+        all: a fold's new tombstones)."""
+        return [r[0] for r in self.conn.execute("SELECT key FROM removed WHERE removed_seq > ?", (seq,))]
+
+    # -- the columns' committed rows (``appends``; ``appender.py`` and engine/columns.py) ------
+    def format(self) -> int:
+        row = self.conn.execute("SELECT v FROM settings WHERE k = 'format'").fetchone()
+        return FORMAT if row is None else row[0]
+
+    def newer_format(self) -> int | None:
+        """The store's format when a newer vcli wrote it (this one would misread it), else None;
+        None too when it cannot be read (``vcli check`` says why)."""
+        try:
+            found = self.format()
+        except sqlite3.Error:
+            return None
+        return found if isinstance(found, int) and found > FORMAT else None
+
+    def old_format(self) -> bool:
+        """Whether the values are still blobs in ``vectors.vec`` (a store of an older vcli, not
+        migrated yet: ``migrate.py``)."""
+        return self.format() == OLD_FORMAT
+
+    def tail(self) -> tuple[str | None, int]:
+        """``(generation, committed rows)`` of the columns; ``(None, 0)`` before the first write."""
+        found = dict(self.conn.execute("SELECT k, v FROM settings WHERE k IN ('generation', 'rows')").fetchall())
+        return found.get("generation"), int(found.get("rows", 0))
+
+    def record_append(self, generation: str, start: int, end: int, crcs: tuple[int, int], *,
+                      replace: bool = False) -> None:
+        """Inside a write transaction: rows ``start..end`` of ``generation``'s columns are
+        committed, with these CRC-32 of their keys and values; the columns' end moves there.
+        ``replace``: a new generation replaces the old one (whose records are dropped)."""
+        if replace:
+            self.conn.execute("DELETE FROM appends")
+        self.conn.execute("INSERT INTO appends VALUES (?, ?, ?, ?, ?)", (generation, start, end, *crcs))
+        self.conn.executemany("INSERT INTO settings VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+                              [("generation", generation), ("rows", end)])
+
+    def merge_appends(self, generation: str, start: int, end: int, crcs: tuple[int, int]) -> None:
+        """Replace the records of the appends to rows ``start..end`` of ``generation`` by one with
+        these CRC-32s (a fold that has checked each against its bytes: ``matrix._add_norms``)."""
+        with self.mutation_free_transaction():
+            self.conn.execute('DELETE FROM appends WHERE gen = ? AND start >= ? AND "end" <= ?',
+                              (generation, start, end))
+            self.conn.execute("INSERT INTO appends VALUES (?, ?, ?, ?, ?)", (generation, start, end, *crcs))
+
+    def appends(self, generation: str) -> list[tuple[int, int, int, int]]:
+        """``(start, end, crc of keys, crc of values)`` of each committed append, in order."""
+        return self.conn.execute('SELECT start, "end", crc_keys, crc_values FROM appends WHERE gen = ? '
+                                 "ORDER BY start", (generation,)).fetchall()
+
+    def old_blobs(self, keys: Iterable[int]) -> dict[int, bytes]:
+        """``key -> float32 blob`` in a store of the old format (``old_format``)."""
+        return dict(self._by_keys("key, vec", keys))
 

@@ -1,7 +1,14 @@
-"""The tables of ``store.sqlite`` (format 1).
+"""The tables of ``store.sqlite`` (format 2; format 1, of vcli before 0.x, also held each vector's
+float32 values as a ``vec`` blob in ``vectors``: ``migrate.py`` moves them out, once).
 
 * ``vectors``: one row per live vector. ``key`` is AUTOINCREMENT (never reused) and is also the
-  search files' key; ``vec`` is the float32 little-endian blob; ``seq`` the mutation that wrote it.
+  columns' and search files' key; ``seq`` the mutation that wrote it. Its float32 values are in
+  the columns of the current generation (``values-<gen>.keys`` / ``.f32``: ``columns.py``), found
+  by the key, whose rows ascend.
+* ``appends``: the committed rows of the current generation's columns: one row per write (or copy)
+  that appended to them, with its first row and end row and the CRC-32 of the bytes it appended to
+  the keys and the values column. ``settings`` holds the generation (``generation``) and its
+  committed end (``rows``, the largest ``end``), written in the transaction of the write itself.
 * ``removed``: a key deleted or replaced, with the mutations that added and removed it, so that a
   search file written before can still be caught up (``prune`` forgets what every file reflects).
 * ``mutations``: one row per write command (``seq``, its public UUID, its kind and time).
@@ -9,7 +16,7 @@
   metadata indexes that existed then (see filters/): ``slot`` = the mutation that created the
   metadata index; ``value`` = a string cut to 64 bytes, a float64 number or 0/1. Its primary key
   serves filters; its second index, lookups by vector.
-* ``settings``: ``format`` and ``pruned_upto``.
+* ``settings``: ``format``, ``pruned_upto``, ``generation`` and ``rows``.
 * ``listed_gone`` (made when first needed): the versions of vectors removed (deleted or replaced)
   while a ``list-vectors`` listing may be open: ``id``, the mutation that wrote the version
   (``born``) and the one that removed it (``died``), so that a listing pages from the snapshot it
@@ -21,7 +28,8 @@
 
 from __future__ import annotations
 
-FORMAT = 1
+FORMAT = 2
+OLD_FORMAT = 1  # values in ``vectors.vec``: read as they are, migrated by the first writer
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS settings (k TEXT PRIMARY KEY, v) WITHOUT ROWID;
@@ -36,11 +44,22 @@ CREATE TABLE IF NOT EXISTS vectors (
     id TEXT NOT NULL UNIQUE,
     namespace TEXT,
     metadata BLOB,
-    vec BLOB NOT NULL,
     seq INTEGER NOT NULL
 );
+"""
+VECTOR_INDEXES = """
 CREATE INDEX IF NOT EXISTS vectors_seq ON vectors (seq);
 CREATE INDEX IF NOT EXISTS vectors_namespace ON vectors (namespace) WHERE namespace IS NOT NULL;
+CREATE TABLE IF NOT EXISTS appends (
+    gen TEXT NOT NULL,
+    start INTEGER NOT NULL,
+    "end" INTEGER NOT NULL,
+    crc_keys INTEGER NOT NULL,
+    crc_values INTEGER NOT NULL,
+    PRIMARY KEY (gen, start)
+) WITHOUT ROWID;
+"""
+SCHEMA += VECTOR_INDEXES + """
 CREATE TABLE IF NOT EXISTS removed (
     key INTEGER PRIMARY KEY,
     added_seq INTEGER NOT NULL,
