@@ -88,7 +88,7 @@ def vector_items(lines: Iterable[bytes], dimensions: int) -> Iterator[VectorLine
 def read_vectors(stream: BinaryIO | Iterable[bytes], dimensions: int) -> Iterator[VectorLine]:
     """Yield checked vector lines from a binary stream, skipping blank lines."""
     for item in vector_items(stream, dimensions):
-        yield item if type(item) is VectorLine else parse_line(item[1], item[0], dimensions)
+        yield item if isinstance(item, VectorLine) else parse_line(item[1], item[0], dimensions)
 
 
 # == queries (vcli query --file) ==================================================================

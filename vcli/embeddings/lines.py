@@ -93,7 +93,7 @@ def vector_lines(lines: Iterable[bytes], dimensions: int, model: Model, pooling:
     """``ndjson.read_vectors`` where a line may give ``"text"`` instead of ``"values"``."""
     def parsed() -> Iterator[tuple[VectorLine | tuple[int, bytes, Any, bool], str | None]]:
         for item in vector_items(lines, dimensions):
-            if type(item) is VectorLine:
+            if isinstance(item, VectorLine):
                 yield item, None
                 continue
             lineno, raw, obj = item
@@ -103,7 +103,7 @@ def vector_lines(lines: Iterable[bytes], dimensions: int, model: Model, pooling:
                 yield (lineno, raw, obj, False), None
 
     for item, vector in in_order(parsed(), _embedder(model, pooling, env)):
-        if type(item) is VectorLine:
+        if isinstance(item, VectorLine):
             yield item
             continue
         lineno, raw, obj, text = item

@@ -117,7 +117,7 @@ def ndjson_lines(data: bytes, dimensions: int, discard: bool = False) -> Iterato
     line that cannot be read is skipped (Vectorize's ``unparsable-behavior=discard``), though a
     wrong dimension count still fails."""
     for item in vector_items(io.BytesIO(data), dimensions):
-        if type(item) is VectorLine:
+        if isinstance(item, VectorLine):
             yield item
             continue
         lineno, raw, _obj = item
