@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import struct
 import zlib
 from collections.abc import Iterator
@@ -486,10 +487,21 @@ def _copy_rows(store: Store, folder: Folder, cols: Values, keep: np.ndarray, seq
             store.record_append(generation, 0, out.rows, (out.crcs[0], out.crcs[2]), replace=True)
         committed = True
     finally:
-        if not committed:  # (the writer lock is held: nobody else knows this generation)
+        # (the writer lock is held: nobody else knows this generation unless the store names it,
+        # as it does when an interrupt landed between the commit and ``committed = True``)
+        if not committed and not _named(store, generation):
             for column in COLUMNS:
                 folder.vector_file(generation, column).unlink(missing_ok=True)
     return generation, out
+
+
+def _named(store: Store, generation: str) -> bool:
+    """Whether the store's committed generation is ``generation`` (True when it cannot tell: the
+    files are then kept, and a later refresh removes them if they are not the store's)."""
+    try:
+        return store.tail()[0] == generation
+    except sqlite3.Error:
+        return True
 
 
 class _AppendChecks:

@@ -31,6 +31,8 @@ a reader or a crash never sees half a file.
 
 from __future__ import annotations
 
+import math
+
 from ..errors import Interrupted, LockTimeout, VcliError
 from .layout import Folder, SearchFile, seq_of
 from .lock import writer_lock
@@ -178,8 +180,14 @@ class SearchFiles:
         elif old is not None:
             try:
                 path = matrix.fold(old, self.store, self.folder, share)
-            except MissingValues:
-                raise  # (damaged values: a build would refuse them too)
+            except MissingValues as exc:
+                if share == math.inf:
+                    raise  # (damaged values the fold needs: a build would refuse them too)
+                # A compaction refused to copy damaged values (it would record fresh checksums of
+                # them): the matrix goes on by appending, so that queries need no repair, and
+                # `vcli check` names the vectors.
+                notes.append(f"not compacted: {exc}")
+                path = matrix.fold(old, self.store, self.folder, math.inf)
             except (RuntimeError, ValueError) as exc:
                 notes.append(f"rebuilding the search file: {exc}")
         if path is None:
