@@ -1,4 +1,4 @@
-"""The tables of ``store.sqlite`` (format 2; format 1, of vcli before 0.x, also held each vector's
+"""The tables of ``store.sqlite`` (format 2; format 1, of vcli before 2026-12-07, also held each vector's
 float32 values as a ``vec`` blob in ``vectors``: ``migrate.py`` moves them out, once).
 
 * ``vectors``: one row per live vector. ``key`` is AUTOINCREMENT (never reused) and is also the
