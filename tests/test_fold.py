@@ -322,3 +322,24 @@ def test_an_index_of_an_older_vcli_is_read_as_it_is_and_migrated_by_its_first_wr
     with cat.open("idx", write=True) as ix:  # the key counter survived: new keys above the old
         ix.upsert(records({"a0": model["a0"] + 1}))
         assert ix.store.max_key() == 531
+
+
+@pytest.mark.parametrize("one_file", [True, False], ids=["one-file-matrix", "generation"])
+def test_a_small_write_that_migrates_leaves_one_copy_of_the_values(data_dir, one_file):
+    """The write that migrates an index of an older vcli rebuilds its matrix on the new columns
+    (norms only), even when it is too small to fold: the old matrix, a second copy of every value,
+    does not stay behind."""
+    rng = np.random.default_rng(8)
+    cat, model = loaded(data_dir, rng, 500, "cosine")
+    folder = data_dir / "idx"
+    as_older_vcli(folder, DIMS, one_file)
+    with cat.open("idx", write=True) as ix:
+        more = vectors(rng, 3, "b")  # below FOLDS.fold_rows: no fold due
+        ix.insert(records(more))
+        model |= more
+    assert not list(folder.glob("matrix-*.f32"))
+    files = column_files(folder)
+    assert len(files) == 4 and len({p.name.split(".")[0].split("-", 1)[1] for p in files}) == 1, files
+    with cat.open("idx") as ix:
+        assert_exact(ix, model, rng, "cosine")
+        assert check_index(ix).healthy

@@ -88,6 +88,7 @@ class VectorIndex:
                                f"vcli reads up to {FORMAT}): upgrade vcli to use it")
         self.search_files = SearchFiles(folder, self.store, self.dimensions, self.metric, tuning)
         self.max_top_k_with_values = max_top_k_with_values
+        self._migrated = False  # by this process's first write: see _mutation
         self.max_namespaces = max_namespaces
 
     def close(self) -> None:
@@ -112,6 +113,7 @@ class VectorIndex:
                 from .migrate import migrate  # lazy: NumPy, once per index
 
                 migrate(self.store, self.folder, self.dimensions)
+                self._migrated = True  # the refresh after it rebuilds the matrix on the new columns
             with self.store.mutation(kind, now_iso(), pending) as mut:
                 self.store.listing_open = self._listing_open()
                 yield mut
@@ -278,7 +280,9 @@ class VectorIndex:
     def _refreshed(self) -> tuple[str, ...]:
         """Refresh the search file after a write if it is due; the notes that gave."""
         notes: list[str] = []
-        self.search_files.refresh_after_write(notes)
+        # after a migration, always: the old matrix is a second copy of the values until rebuilt
+        self.search_files.refresh_after_write(notes, force=self._migrated)
+        self._migrated = False
         return tuple(notes)
 
     def refresh(self, *, force: bool = False, verify: bool = False, compact: bool = False) -> tuple[str, ...]:

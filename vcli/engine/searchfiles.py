@@ -269,13 +269,13 @@ class SearchFiles:
         if start:
             self.start_graph()
 
-    def refresh_after_write(self, notes: Notes) -> None:
-        """After a write has committed: refresh if due. A failure here loses nothing (the store has
-        committed) and is retried by the next command. When another writer holds the lock this one
-        does not wait: that writer refreshes after its own commit."""
+    def refresh_after_write(self, notes: Notes, force: bool = False) -> None:
+        """After a write has committed: refresh if due (or always, with ``force``). A failure here
+        loses nothing (the store has committed) and is retried by the next command. When another
+        writer holds the lock this one does not wait: that writer refreshes after its own commit."""
         try:
             with writer_lock(self.folder.lock, 0):
-                self.refresh(notes)
+                self.refresh(notes, force=force)
         except LockTimeout:
             pass
         except (OSError, VcliError, ValueError, RuntimeError) as exc:
