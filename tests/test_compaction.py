@@ -206,3 +206,58 @@ def test_an_index_of_a_newer_vcli_is_one_clear_error(data_dir, vcli):
     for args in (("info", "idx"), ("get-vectors", "idx", "--ids", "a"), ("check", "idx")):
         res = vcli(*args)
         assert res.code == 1 and res.err.count("\n") == 1 and "newer vcli" in res.err, (args, res.err)
+
+
+def test_values_missing_from_the_columns_are_named_by_the_vector_id(data_dir, vcli):
+    """The error a read gives names the vector as `vcli check` does: by its id, not a key."""
+    rng = np.random.default_rng(7)
+    cat = Catalog(data_dir)
+    cat.create("idx", DIMS, "cosine")
+    batch, _model = records(rng, [f"v{i}" for i in range(10)])
+    with cat.open("idx", write=True) as ix:
+        ix.upsert(batch)
+    keys = column(data_dir / "idx", "keys")
+    data = bytearray(keys.read_bytes())
+    data[-8:] = (2**62).to_bytes(8, "little")  # the last row's key, still the largest, no vector's
+    keys.write_bytes(bytes(data))
+    res = vcli("get-vectors", "idx", "--ids", "v9")
+    assert res.code != 0 and "Traceback" not in res.err
+    assert res.err.strip().count("\n") == 0, res.err
+    assert 'the columns lack the values of 1 vector ("v9")' in res.err, res.err
+    res = vcli("check", "idx", "--json")
+    (size,) = [p for p in res.json["problems"] if p["code"] == "vector-size"]
+    assert '"v9"' in size["problem"]
+
+
+def test_a_refused_compaction_is_not_tried_again_until_its_damaged_vectors_change(data_dir, vcli):
+    """The refusal is remembered: later writes do not read the columns again for a compaction
+    that would be refused again, until a vector of the damaged append is upserted again or
+    deleted; `vcli check` keeps reporting the damage meanwhile."""
+    cat, model, rng = loaded_and_damaged(data_dir, vcli, 5000)  # (row 100 damaged: vector v100)
+    folder = data_dir / "idx"
+    generation = column(folder, "f32").name
+
+    def upsert(ids: list[str]):
+        lines, values = records(rng, ids)
+        model.update(values)
+        return vcli("upsert", "idx", "--file", "-", input="".join(orjson.dumps(r).decode() + "\n" for r in lines))
+
+    res = vcli("delete-vectors", "idx", "--ids", *[f"v{i}" for i in range(2500, 5000)])
+    assert res.code == 0 and "not compacted: rows 0 to 5,000" in res.err, res.err
+    # a fold is due again and half the rows are dead, but nothing the refusal depends on changed
+    res = upsert([f"n{i}" for i in range(2100)])
+    assert res.code == 0 and res.err == "", res.err
+    assert vcli("check", "idx").code == 1  # (the damage is still reported)
+    # vectors of the damaged append deleted (v100 kept): tried again, refused again
+    res = vcli("delete-vectors", "idx", "--ids", *[f"v{i}" for i in range(2100) if i != 100])
+    assert res.code == 0 and "not compacted: rows 0 to 5,000" in res.err, res.err
+    # every vector left in the damaged append upserted again (and enough else for a fold): compacted
+    res = upsert([f"v{i}" for i in (100, *range(2100, 2500))] + [f"m{i}" for i in range(1700)])
+    assert res.code == 0 and res.err == "", res.err
+    assert column(folder, "f32").name != generation
+    assert vcli("check", "idx").code == 0
+    for i in [*range(100), *range(101, 2100), *range(2500, 5000)]:
+        del model[f"v{i}"]
+    with cat.open("idx") as ix:
+        got = {v.id: np.asarray(v.values, np.float32) for v in ix.get(list(model))}
+    assert len(got) == len(model) and all(np.array_equal(got[i], model[i]) for i in model)

@@ -11,6 +11,7 @@ snapshot. A store of an older vcli, not migrated yet, is read from its blobs (``
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,7 +27,10 @@ RETRIES = 5
 
 class MissingValues(StorageError, RuntimeError):
     """The columns lack the values of vectors the store has (a damaged or foreign column): one
-    clear line for the user, and a ``RuntimeError`` to the refresh and checks that catch those."""
+    clear line for the user, and a ``RuntimeError`` to the refresh and checks that catch those.
+    ``refused``: the damaged append a compaction refused to copy (``Store.record_refusal``)."""
+
+    refused: tuple[str, int, int, int, int] | None = None
 
 
 def map_column(path: Path, dtype: str, count: int) -> np.ndarray:
@@ -42,12 +46,14 @@ def map_column(path: Path, dtype: str, count: int) -> np.ndarray:
 
 
 class Values:
-    """The committed rows of one generation's keys and values columns."""
+    """The committed rows of one generation's keys and values columns (of ``store``'s snapshot:
+    its ids name the vectors an error is about)."""
 
-    def __init__(self, generation: str | None, keys: np.ndarray, values: np.ndarray):
+    def __init__(self, generation: str | None, keys: np.ndarray, values: np.ndarray, store: Store | None = None):
         self.generation = generation
         self.keys = keys
         self.values = values
+        self.store = store
 
     def rows_of(self, keys) -> np.ndarray:
         """The rows of ``keys``; ``MissingValues`` when one is not in the columns."""
@@ -59,9 +65,19 @@ class Values:
         found[found] = self.keys[pos[found]] == keys[found]
         if not found.all():
             missing = keys[~found]
-            raise MissingValues(f"the columns lack the values of {len(missing)} vectors (key {int(missing[0])}"
-                                f"{' and more' if len(missing) > 1 else ''}); run `vcli check` on this index")
+            raise MissingValues(f"the columns lack the values of {len(missing):,} vector{'s' if len(missing) > 1 else ''} "
+                                f"({self._name(int(missing[0]))}{' and more' if len(missing) > 1 else ''}); "
+                                "run `vcli check` on this index")
         return pos
+
+    def _name(self, key: int) -> str:
+        """The id of the vector of ``key``, as `vcli check` names it (its key when the store cannot
+        say: the store is then damaged too)."""
+        try:
+            rows = self.store.rows_for_keys([key]) if self.store is not None else []
+        except sqlite3.Error:
+            rows = []
+        return f'"{rows[0][1]}"' if rows else f"key {key}"
 
     def of(self, keys) -> np.ndarray:
         """The float32 values of ``keys`` (which the snapshot holds), one row each, in their order."""
@@ -78,11 +94,12 @@ class _OldValues(Values):
     """A store of an older vcli: the values are its ``vectors.vec`` blobs."""
 
     def __init__(self, store: Store, dimensions: int):
-        super().__init__(None, np.zeros(0, np.int64), np.zeros((0, dimensions), np.float32))
-        self.store, self.dimensions = store, dimensions
+        super().__init__(None, np.zeros(0, np.int64), np.zeros((0, dimensions), np.float32), store)
+        self.dimensions = dimensions
 
     def _blobs(self, keys) -> tuple[list[int], dict[int, bytes], np.ndarray]:
         keys = [int(k) for k in keys]
+        assert self.store is not None
         blobs = self.store.old_blobs(keys)
         size = self.dimensions * 4
         ok = np.array([isinstance(blobs.get(k), bytes) and len(blobs[k]) == size for k in keys], bool)
@@ -91,8 +108,10 @@ class _OldValues(Values):
     def of(self, keys) -> np.ndarray:
         keys, blobs, ok = self._blobs(keys)
         if not ok.all():
-            raise MissingValues("the store holds values that are not float32 blobs of its dimensions; "
-                                "run `vcli check` on this index")
+            bad = int(np.count_nonzero(~ok))
+            first = keys[int(np.flatnonzero(~ok)[0])]
+            raise MissingValues(f"the store holds values that are not float32 blobs of its dimensions "
+                                f"({self._name(first)}{' and more' if bad > 1 else ''}); run `vcli check` on this index")
         return np.frombuffer(b"".join(blobs[k] for k in keys), "<f4").reshape(len(keys), self.dimensions)
 
     def present(self, keys) -> np.ndarray:
@@ -107,14 +126,14 @@ def open_values(store: Store, dimensions: int) -> Values:
         return _OldValues(store, dimensions)
     generation, rows = store.tail()
     if generation is None:
-        return Values(None, np.zeros(0, np.int64), np.zeros((0, dimensions), np.float32))
+        return Values(None, np.zeros(0, np.int64), np.zeros((0, dimensions), np.float32), store)
     folder = Folder(store.path.parent)
     try:
         keys = map_column(folder.vector_file(generation, "keys"), "<i8", rows)
         values = map_column(folder.vector_file(generation, "f32"), "<f4", rows * dimensions).reshape(rows, dimensions)
     except ValueError as exc:  # shorter than committed: damaged
         raise MissingValues(f"{exc}; run `vcli check` on this index") from None
-    return Values(generation, keys, values)
+    return Values(generation, keys, values, store)
 
 
 @contextmanager

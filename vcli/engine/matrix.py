@@ -512,7 +512,7 @@ class _AppendChecks:
 
     def __init__(self, store: Store, cols: Values, keep: np.ndarray):
         assert cols.generation is not None
-        self.generation, n = cols.generation, len(cols.keys)
+        self.generation, n, self.keys = cols.generation, len(cols.keys), cols.keys
         spans: list[list] = []  # [start, end, crc of keys, crc of values] (None: no record)
         at = 0
         for start, end, crc_keys, crc_values in store.appends(cols.generation):
@@ -544,10 +544,12 @@ class _AppendChecks:
             pos = hi
             if pos == stop:
                 if kept and self.found != [crc_keys, crc_values]:
-                    raise MissingValues(
+                    exc = MissingValues(
                         f"rows {start:,} to {stop:,} of values-{self.generation}.keys/.f32 differ from the "
                         "checksums recorded when they were written: not compacted, the index was left as it "
                         "was; run `vcli check` on this index")
+                    exc.refused = (self.generation, start, stop, int(self.keys[start]), int(self.keys[stop - 1]))
+                    raise exc
                 self.found = [0, 0]
                 self.i += 1
 

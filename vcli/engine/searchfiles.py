@@ -160,8 +160,14 @@ class SearchFiles:
 
         share = 0.0 if compact else self.tuning.fold_compact_share
         if not self.needs_matrix():
-            if self.values_to_compact() or (compact and self.store.tail()[1] > self.store.count()):
-                matrix.compact_values(self.store, self.folder, self.dimensions)
+            if (self.values_to_compact() and not self._refusal_holds()) or (
+                    compact and self.store.tail()[1] > self.store.count()):
+                try:
+                    matrix.compact_values(self.store, self.folder, self.dimensions)
+                except MissingValues as exc:
+                    if compact:
+                        raise
+                    self._refused(notes, exc)
             for stale in [*(f.path for f in matrices), *matrix.other_generations(self.folder, self.store, None)]:
                 stale.unlink(missing_ok=True)
             self.store.prune_removed(self.store.last_seq())
@@ -178,6 +184,8 @@ class SearchFiles:
         if current is not None and old is not None and not self.behind(current.seq) and not compact:
             path = current.path
         elif old is not None:
+            if not compact and self._refusal_holds():
+                share = math.inf  # (refused before, and nothing it depends on has changed)
             try:
                 path = matrix.fold(old, self.store, self.folder, share)
             except MissingValues as exc:
@@ -186,7 +194,7 @@ class SearchFiles:
                 # A compaction refused to copy damaged values (it would record fresh checksums of
                 # them): the matrix goes on by appending, so that queries need no repair, and
                 # `vcli check` names the vectors.
-                notes.append(f"not compacted: {exc}")
+                self._refused(notes, exc)
                 path = matrix.fold(old, self.store, self.folder, math.inf)
             except (RuntimeError, ValueError) as exc:
                 notes.append(f"rebuilding the search file: {exc}")
@@ -201,6 +209,24 @@ class SearchFiles:
             column.unlink(missing_ok=True)
         self.store.prune_removed(seq_of(path))
         return path != getattr(current, "path", None)
+
+    def _refusal_holds(self) -> bool:
+        """Whether a compaction was refused over damaged values and nothing that could change
+        that has happened since: the generation is the same and no vector of the damaged append
+        was upserted again or deleted (counted from SQLite). The columns are then not read again
+        for a compaction that would be refused again; `vcli check` reports the damage."""
+        refused = self.store.refused_append()
+        if refused is None:
+            return False
+        generation, _start, _end, lo, hi, live = refused
+        return self.store.tail()[0] == generation and self.store.live_between(lo, hi) == live
+
+    def _refused(self, notes: Notes, exc: Exception) -> None:
+        """A compaction refused damaged values: say so, and remember it (``_refusal_holds``)."""
+        notes.append(f"not compacted: {exc}")
+        refused = getattr(exc, "refused", None)
+        if refused is not None:
+            self.store.record_refusal(refused)
 
     def _note_outgrown(self, notes: Notes, before: int | None) -> None:
         """Once, when a new matrix takes the index past the machine's memory (``before``: the

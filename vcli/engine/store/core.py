@@ -455,6 +455,7 @@ class Store:
         ``replace``: a new generation replaces the old one (whose records are dropped)."""
         if replace:
             self.conn.execute("DELETE FROM appends")
+            self.conn.execute("DELETE FROM settings WHERE k = 'refused_append'")
         self.conn.execute("INSERT INTO appends VALUES (?, ?, ?, ?, ?)", (generation, start, end, *crcs))
         self.conn.executemany("INSERT INTO settings VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
                               [("generation", generation), ("rows", end)])
@@ -466,6 +467,33 @@ class Store:
             self.conn.execute('DELETE FROM appends WHERE gen = ? AND start >= ? AND "end" <= ?',
                               (generation, start, end))
             self.conn.execute("INSERT INTO appends VALUES (?, ?, ?, ?, ?)", (generation, start, end, *crcs))
+
+    def refused_append(self) -> tuple[str, int, int, int, int, int] | None:
+        """The damaged append a compaction last refused to copy: ``(generation, start, end, first
+        key, last key, vectors then live with keys in that range)``, or None
+        (``record_refusal``)."""
+        row = self.conn.execute("SELECT v FROM settings WHERE k = 'refused_append'").fetchone()
+        if row is None:
+            return None
+        gen, *numbers = str(row[0]).split()
+        return (gen, *map(int, numbers))  # type: ignore[return-value]
+
+    def live_between(self, lo: int, hi: int) -> int:
+        """How many vectors have a key in ``lo..hi`` (an append's keys: they ascend)."""
+        return self.conn.execute("SELECT count(*) FROM vectors WHERE key BETWEEN ? AND ?", (lo, hi)).fetchone()[0]
+
+    def record_refusal(self, refused: tuple[str, int, int, int, int] | None) -> None:
+        """Remember (or, with None, forget) that a compaction refused the append ``(generation,
+        start, end, first key, last key)`` as damaged, with how many of its vectors are live now:
+        it is not tried again while that count and the generation stay as they are."""
+        with self.mutation_free_transaction():
+            if refused is None:
+                self.conn.execute("DELETE FROM settings WHERE k = 'refused_append'")
+                return
+            gen, start, end, lo, hi = refused
+            state = f"{gen} {start} {end} {lo} {hi} {self.live_between(lo, hi)}"
+            self.conn.execute("INSERT INTO settings VALUES ('refused_append', ?) "
+                              "ON CONFLICT (k) DO UPDATE SET v = excluded.v", (state,))
 
     def appends(self, generation: str) -> list[tuple[int, int, int, int]]:
         """``(start, end, crc of keys, crc of values)`` of each committed append, in order."""
