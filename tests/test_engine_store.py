@@ -178,3 +178,28 @@ def test_a_snapshot_reads_one_committed_state_while_another_connection_writes(tm
     finally:
         reader.close()
         writer.close()
+
+
+@pytest.mark.parametrize("mode", ["insert", "upsert"])
+def test_ids_namespaces_and_metadata_of_any_text_come_back_as_written(tmp_path, mode):
+    """Rows go to SQLite as one JSON array a batch; unusual text comes back exactly, and so does a
+    NUL character (SQLite's JSON functions would cut a text there: those rows go one by one)."""
+    catalog = Catalog(tmp_path / "indexes")
+    catalog.create("idx", DIMS, "cosine")
+    odd = ["a\x00b", "é😀\u2028", 'q"\\', "x\ny", "\u0000"]
+    lines = [{"id": vid, "values": [1.0, 2.0, 3.0, float(i)], "namespace": vid,
+              "metadata": {"t": vid, "n": i, "u": "\\u0000"}} for i, vid in enumerate(odd)]
+    plain = [{"id": "plain", "values": [1.0, 0.0, 0.0, 0.0], "metadata": {"k": "v"}}]
+    with catalog.open("idx", write=True) as ix:
+        with_nul = [line for line in lines if "\x00" in line["id"]]
+        assert getattr(ix, mode)(plain + [line for line in lines if line not in with_nul] + plain).count == 5
+        assert getattr(ix, mode)(with_nul).count == 2
+        assert getattr(ix, mode)([{**lines[0], "values": [9.0, 9.0, 9.0, 9.0]}]).count == 1
+    with catalog.open("idx") as ix:
+        got = {v.id: v for v in ix.get([*odd, "plain"])}
+    assert sorted(got) == sorted([*odd, "plain"])
+    for i, vid in enumerate(odd):
+        assert got[vid].namespace == vid and got[vid].metadata == {"t": vid, "n": i, "u": "\\u0000"}
+    # insert keeps the first copy, upsert the last
+    assert got["a\x00b"].values.tolist() == ([1.0, 2.0, 3.0, 0.0] if mode == "insert" else [9.0] * 4)
+    assert got["plain"].metadata == {"k": "v"}

@@ -22,6 +22,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import orjson
+
 from ...errors import Interrupted
 from .. import fsutil
 from ..records import Mutation
@@ -135,21 +137,28 @@ class Store:
     def insert_rows(self, seq: int, rows: Sequence[Row]) -> int:
         """Insert rows whose id is new; keep existing ids (and the first of repeated ids)."""
         before = self.conn.total_changes
-        self.conn.executemany(
-            "INSERT OR IGNORE INTO vectors (id, namespace, metadata, seq) VALUES (?, ?, ?, ?)",
-            [(*r, seq) for r in rows],
-        )
+        self._add_rows("INSERT OR IGNORE", seq, rows)
         return self.conn.total_changes - before
 
     def upsert_rows(self, seq: int, rows: Sequence[Row]) -> int:
         """Insert rows, replacing whole any existing vector with the same id (the last one wins)."""
         last = {r[0]: r for r in rows}
         self._remove_where_ids(seq, list(last))
-        self.conn.executemany(
-            "INSERT INTO vectors (id, namespace, metadata, seq) VALUES (?, ?, ?, ?)",
-            [(*r, seq) for r in last.values()],
-        )
+        self._add_rows("INSERT", seq, list(last.values()))
         return len(rows)
+
+    def _add_rows(self, verb: str, seq: int, rows: Sequence[Row]) -> None:
+        """``rows`` into ``vectors``, in their order, as one statement over one JSON array: about
+        half the CPU of binding them row by row (``executemany``). SQLite's JSON functions cut a
+        text at a NUL character, so rows that hold one (escaped ``\\u0000``) go row by row."""
+        payload = orjson.dumps([(vid, ns, None if meta is None else meta.decode()) for vid, ns, meta in rows])
+        if b"\\u0000" in payload:
+            self.conn.executemany(f"{verb} INTO vectors (id, namespace, metadata, seq) VALUES (?, ?, ?, ?)",
+                                  [(*r, seq) for r in rows])
+        else:
+            self.conn.execute(f"{verb} INTO vectors (id, namespace, metadata, seq) SELECT value ->> 0, "
+                              "value ->> 1, CAST(value ->> 2 AS BLOB), ? FROM json_each(?) ORDER BY key",
+                              (seq, payload))
 
     def delete_ids(self, seq: int, ids: Sequence[str]) -> int:
         return self._remove_where_ids(seq, list(dict.fromkeys(ids)))
