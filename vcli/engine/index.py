@@ -30,6 +30,7 @@ import orjson
 
 from ..errors import BadInput, BadQuery, LimitExceeded, MetadataIndexError, QuotaExceeded, StorageError
 from . import filters, limits
+from .batches import BatchWriter
 from .interface import Progress
 from .layout import Folder, iso, now_iso
 from .lock import writer_lock
@@ -198,31 +199,38 @@ class VectorIndex:
         with self._mutation(mode, pending) as mut:
             indexes = self._metadata_indexes()
             appender = Appender(self.store, mut.seq, self.dimensions)
+            seen: set[str] = set()  # namespaces the index held before or this write brings
+            new = False
+
+            def store(batch: list[VectorLine]) -> int:
+                nonlocal new
+                new = self._new_namespaces(batch, seen) or new
+                return self._write_batch(mode, mut.seq, batch, indexes, appender)
+
+            writer = BatchWriter(store)  # (from the second batch on, in a thread beside the reading)
             try:
                 batch: list[VectorLine] = []
-                seen: set[str] = set()  # namespaces the index held before or this write brings
-                new = False
                 for item in vectors:
                     batch.append(item)
                     if len(batch) >= batch_size:
-                        new = self._new_namespaces(batch, seen) or new
-                        written += self._write_batch(mode, mut.seq, batch, indexes, appender)
+                        writer.put(batch)
                         count += len(batch)
                         batch = []
                         if progress:
                             progress(count)
                 if batch:
-                    new = self._new_namespaces(batch, seen) or new
-                    written += self._write_batch(mode, mut.seq, batch, indexes, appender)
+                    writer.put(batch)
                     count += len(batch)
-                    if progress:
-                        progress(count)
+                written = writer.finish()
+                if progress and batch:
+                    progress(count)
                 if count == 0:
                     raise BadInput("no vectors in the input (it is empty or only blank lines)")
                 if new:
                     self._check_namespace_count()
                 appender.commit()
             finally:
+                writer.close()  # (before the transaction ends: after finish, nothing to close)
                 appender.close()  # (after commit: nothing left to close)
         return WriteResult(self.name, count, written, mut.id, early + self._refreshed())
 

@@ -1,0 +1,80 @@
+"""A write of several batches stores them from a thread beside the reading (``engine/batches.py``):
+in order, each once; an error in that thread reaches the caller and stops it; the caller's error
+(a bad line, Ctrl-C) waits for the batch being stored and then nothing more is stored; a write of
+one batch starts no thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from vcli.engine.batches import BatchWriter
+
+
+def recorder(fail_at: int | None = None):
+    stored: list[tuple[list[int], str]] = []
+
+    def store(batch: list[int]) -> int:
+        if fail_at is not None and batch[0] == fail_at:
+            raise OSError(28, "No space left on device")
+        stored.append((batch, threading.current_thread().name))
+        return len(batch)
+
+    return stored, store
+
+
+def test_batches_are_stored_in_order_each_once_beside_the_caller():
+    stored, store = recorder()
+    writer = BatchWriter(store)
+    for start in range(0, 100, 10):
+        writer.put(list(range(start, start + 10)))
+    assert writer.finish() == 100
+    writer.close()
+    assert [b for b, _ in stored] == [list(range(s, s + 10)) for s in range(0, 100, 10)]
+    assert {name for _, name in stored} == {"vcli-writer"}
+    assert writer.thread is None
+
+
+def test_one_batch_is_stored_by_the_caller_without_a_thread():
+    stored, store = recorder()
+    writer = BatchWriter(store)
+    writer.put([1, 2, 3])
+    assert writer.finish() == 3
+    assert stored == [([1, 2, 3], threading.current_thread().name)]
+
+
+def test_an_error_in_the_writer_thread_reaches_the_caller_and_nothing_after_it_is_stored():
+    stored, store = recorder(fail_at=30)
+    writer = BatchWriter(store)
+    with pytest.raises(OSError, match="No space left"):
+        for start in range(0, 100, 10):
+            writer.put(list(range(start, start + 10)))
+        writer.finish()
+    writer.close()
+    assert [b[0] for b, _ in stored] == [0, 10, 20]
+    assert writer.thread is None
+
+
+def test_the_callers_error_stops_the_writer_after_the_batch_being_stored():
+    release = threading.Event()
+    stored: list[int] = []
+
+    def store(batch: list[int]) -> int:
+        assert release.wait(30)
+        stored.append(batch[0])
+        return len(batch)
+
+    writer = BatchWriter(store)
+    writer.put([0])
+    writer.put([1])  # the thread starts and stores [0] (waiting for release); [1] waits in the queue
+    closing = threading.Thread(target=writer.close)  # as after a bad line or Ctrl-C
+    closing.start()
+    deadline = time.monotonic() + 30
+    while writer.error is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    release.set()
+    closing.join(30)
+    assert not closing.is_alive() and writer.thread is None
+    assert stored == [0]  # the batch being stored finished; the one waiting was dropped
