@@ -69,10 +69,22 @@ class BatchWriter(Generic[T]):
             self._join()
 
     def _join(self) -> None:
+        """Wait for the thread to end, even through Ctrl-C (raised again after): the caller's
+        transaction must not end while the thread still uses the connection."""
         assert self.thread is not None
-        self.queue.put(None)  # (the thread keeps taking batches until it sees this one)
-        self.thread.join()
+        sent, interrupted = False, None
+        while self.thread.is_alive():
+            try:
+                if not sent:
+                    self.queue.put(None)  # (the thread keeps taking batches until it sees this one)
+                    sent = True
+                self.thread.join()
+            except KeyboardInterrupt as exc:
+                interrupted = exc
+                self.error = self.error or _Stopped()
         self.thread = None
+        if interrupted is not None:
+            raise interrupted
 
     def _raise(self) -> None:
         if self.error is not None and not isinstance(self.error, _Stopped):

@@ -16,7 +16,8 @@ float32 values as a ``vec`` blob in ``vectors``: ``migrate.py`` moves them out, 
   metadata indexes that existed then (see filters/): ``slot`` = the mutation that created the
   metadata index; ``value`` = a string cut to 64 bytes, a float64 number or 0/1. Its primary key
   serves filters; its second index, lookups by vector.
-* ``settings``: ``format``, ``pruned_upto``, ``generation`` and ``rows``.
+* ``settings``: ``format``, ``pruned_upto``, ``generation`` and ``rows``; ``refused_append``, the
+  damaged append a compaction last refused to copy (``Store.record_refusal``).
 * ``listed_gone`` (made when first needed): the versions of vectors removed (deleted or replaced)
   while a ``list-vectors`` listing may be open: ``id``, the mutation that wrote the version
   (``born``) and the one that removed it (``died``), so that a listing pages from the snapshot it
