@@ -58,17 +58,20 @@ def test_an_error_in_the_writer_thread_reaches_the_caller_and_nothing_after_it_i
 
 
 def test_the_callers_error_stops_the_writer_after_the_batch_being_stored():
-    release = threading.Event()
+    started, release = threading.Event(), threading.Event()
     stored: list[int] = []
 
     def store(batch: list[int]) -> int:
+        started.set()
         assert release.wait(30)
         stored.append(batch[0])
         return len(batch)
 
     writer = BatchWriter(store)
     writer.put([0])
-    writer.put([1])  # the thread starts and stores [0] (waiting for release); [1] waits in the queue
+    caller = threading.Thread(target=writer.put, args=([1],))  # starts the thread, storing [0]; hands
+    caller.start()                                              # [1] over once [0] is stored
+    assert started.wait(30)
     closing = threading.Thread(target=writer.close)  # as after a bad line or Ctrl-C
     closing.start()
     deadline = time.monotonic() + 30
@@ -76,5 +79,31 @@ def test_the_callers_error_stops_the_writer_after_the_batch_being_stored():
         time.sleep(0.01)
     release.set()
     closing.join(30)
-    assert not closing.is_alive() and writer.thread is None
-    assert stored == [0]  # the batch being stored finished; the one waiting was dropped
+    caller.join(30)
+    assert not closing.is_alive() and not caller.is_alive() and writer.thread is None
+    assert stored == [0]  # the batch being stored finished; nothing after it was stored
+
+
+def test_a_batch_is_handed_over_once_the_one_before_is_stored():
+    """The thread holds one batch and the caller reads one: two in memory, not more."""
+    in_store = threading.Event()
+    release = threading.Event()
+    order: list[str] = []
+
+    def store(batch: list[int]) -> int:
+        order.append(f"store {batch[0]}")
+        in_store.set()
+        assert release.wait(30)
+        return len(batch)
+
+    writer = BatchWriter(store)
+    writer.put([0])
+    caller = threading.Thread(target=lambda: (writer.put([1]), order.append("handed 1")))
+    caller.start()
+    assert in_store.wait(30)
+    time.sleep(0.2)
+    assert order == ["store 0"]  # [1] waits in the caller's hands while [0] is stored
+    release.set()
+    caller.join(30)
+    assert writer.finish() == 2
+    assert order[0] == "store 0" and sorted(order[1:]) == ["handed 1", "store 1"]

@@ -6,8 +6,8 @@ runs it with the GIL released) and its values are appended with ``os.pwrite`` an
 ``zlib.crc32``, which release it too. So while the writer thread stores batch *n*, the caller's
 thread reads batch *n + 1* on another core, as LanceDB's writer threads work beside its parse.
 
-One batch waits at most (``put`` blocks while one does): a load holds about three batches in
-memory. A write of one batch never starts the thread (``finish`` stores it in the caller's
+``put`` hands a batch over once the one before is stored, so a write holds two batches in memory
+(one being stored, one being read) where it held one. A write of one batch never starts the thread (``finish`` stores it in the caller's
 thread): a small write costs what it did. The connection is used by one thread at a time: by the
 writer thread from the second batch until ``finish`` or ``close`` has joined it, and by the
 caller's thread before and after. An error the writer thread meets is raised again in the
@@ -24,6 +24,11 @@ from collections.abc import Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+
+# Lines a batch holds at most, whatever the write's batch size: a local write lands whole in one
+# transaction however it is cut, and smaller batches keep the two held at once small (upsert's
+# default batch of 5,000 lines of 384 dimensions is ~13 MB as read).
+HANDOVER_ROWS = 1000
 
 
 class BatchWriter(Generic[T]):
@@ -48,6 +53,8 @@ class BatchWriter(Generic[T]):
             self.thread.start()
             self.queue.put(self.held)
             self.held = None
+        self.queue.join()  # (the batch before is stored: the thread holds one batch, the caller reads one)
+        self._raise()
         self.queue.put(batch)
 
     def finish(self) -> int:
@@ -92,12 +99,18 @@ class BatchWriter(Generic[T]):
             raise error
 
     def _run(self) -> None:
-        while (batch := self.queue.get()) is not None:
-            if self.error is None:
-                try:
-                    self.written += self.store(batch)
-                except BaseException as exc:  # raised again in the caller's thread
-                    self.error = exc
+        while True:
+            batch = self.queue.get()
+            try:
+                if batch is None:
+                    return
+                if self.error is None:
+                    try:
+                        self.written += self.store(batch)
+                    except BaseException as exc:  # raised again in the caller's thread
+                        self.error = exc
+            finally:
+                self.queue.task_done()
 
 
 class _Stopped(Exception):

@@ -30,7 +30,7 @@ import orjson
 
 from ..errors import BadInput, BadQuery, LimitExceeded, MetadataIndexError, QuotaExceeded, StorageError
 from . import filters, limits
-from .batches import BatchWriter
+from .batches import HANDOVER_ROWS, BatchWriter
 from .interface import Progress
 from .layout import Folder, iso, now_iso
 from .lock import writer_lock
@@ -208,11 +208,12 @@ class VectorIndex:
                 return self._write_batch(mode, mut.seq, batch, indexes, appender)
 
             writer = BatchWriter(store)  # (from the second batch on, in a thread beside the reading)
+            step = min(batch_size, HANDOVER_ROWS)
             try:
                 batch: list[VectorLine] = []
                 for item in vectors:
                     batch.append(item)
-                    if len(batch) >= batch_size:
+                    if len(batch) >= step:
                         writer.put(batch)
                         count += len(batch)
                         batch = []
