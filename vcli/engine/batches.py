@@ -7,8 +7,8 @@ runs it with the GIL released) and its values are appended with ``os.pwrite`` an
 thread reads batch *n + 1* on another core, as LanceDB's writer threads work beside its parse.
 
 ``put`` hands a batch over once the one before is stored, so a write holds two batches in memory
-(one being stored, one being read) where it held one. A write of one batch never starts the thread (``finish`` stores it in the caller's
-thread): a small write costs what it did. The connection is used by one thread at a time: by the
+(one being stored, one being read) where it held one. A write of one batch never starts the
+thread (``finish`` stores it in the caller's thread): a small write costs what it did. The connection is used by one thread at a time: by the
 writer thread from the second batch until ``finish`` or ``close`` has joined it, and by the
 caller's thread before and after. An error the writer thread meets is raised again in the
 caller's thread at its next ``put`` or at ``finish`` (the batches after it are dropped); an error
