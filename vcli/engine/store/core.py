@@ -479,26 +479,26 @@ class Store:
 
     def refused_append(self) -> tuple[str, int, int, int, int, int] | None:
         """The damaged append a compaction last refused to copy: ``(generation, start, end, first
-        key, last key, vectors then live with keys in that range)``, or None
-        (``record_refusal``)."""
+        key, last key, vectors then live with keys in that range)``, or None (``record_refusal``)."""
         row = self.conn.execute("SELECT v FROM settings WHERE k = 'refused_append'").fetchone()
         if row is None:
             return None
-        gen, *numbers = str(row[0]).split()
-        return (gen, *map(int, numbers))  # type: ignore[return-value]
+        try:
+            gen, start, end, lo, hi, live = str(row[0]).split()
+            return gen, int(start), int(end), int(lo), int(hi), int(live)
+        except ValueError:  # (not written by this vcli: as if nothing had been refused)
+            return None
 
     def live_between(self, lo: int, hi: int) -> int:
         """How many vectors have a key in ``lo..hi`` (an append's keys: they ascend)."""
         return self.conn.execute("SELECT count(*) FROM vectors WHERE key BETWEEN ? AND ?", (lo, hi)).fetchone()[0]
 
-    def record_refusal(self, refused: tuple[str, int, int, int, int] | None) -> None:
-        """Remember (or, with None, forget) that a compaction refused the append ``(generation,
-        start, end, first key, last key)`` as damaged, with how many of its vectors are live now:
-        it is not tried again while that count and the generation stay as they are."""
+    def record_refusal(self, refused: tuple[str, int, int, int, int]) -> None:
+        """Remember that a compaction refused the append ``(generation, start, end, first key, last
+        key)`` as damaged, with how many of its vectors are live now: it is not tried again while
+        that count and the generation stay as they are (a compaction that commits forgets it:
+        ``record_append``)."""
         with self.mutation_free_transaction():
-            if refused is None:
-                self.conn.execute("DELETE FROM settings WHERE k = 'refused_append'")
-                return
             gen, start, end, lo, hi = refused
             state = f"{gen} {start} {end} {lo} {hi} {self.live_between(lo, hi)}"
             self.conn.execute("INSERT INTO settings VALUES ('refused_append', ?) "
