@@ -683,7 +683,7 @@ def main() -> int:
     parser.add_argument("--scale-pipe", action="store_true",
                         help="load the scale index through a pipe from datagen.py (no file on disk)")
     parser.add_argument("--scale-no-graph", action="store_true",
-                        help="with --scale-only: load through a pipe, stop the graph's builder and time "
+                        help="only the scale figures, loaded through a pipe with the graph's builder stopped: "
                              "exact queries and growth (sizes whose graph would take hours)")
     parser.add_argument("--start-up", action="store_true",
                         help="run only the start-up figures: one-shot (--runs, default 9) and imports")
@@ -706,11 +706,11 @@ def main() -> int:
     try:
         constant = bench_imports_constant(b)
         b.report("memory", "constant: query of 1 vector", f"{constant / MB:,.0f} MB", "", "", None)
-        if args.scale_only or args.start_up:
+        if args.scale_only or args.scale_no_graph or args.start_up:
             sizes = []
         loaded = {n: bench_load(b, n, constant) for n in sizes}
         main_n = 60_000
-        if args.scale_only and args.scale_no_graph:
+        if args.scale_no_graph:
             bench_scale_no_graph(b, args.scale_size)
             return report_end(b, started)
         if args.scale_only:
