@@ -49,6 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -529,6 +530,28 @@ def stop_builders(folder: Path) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+@contextmanager
+def graph_held_off(folder: Path):
+    """Keep the index ``folder`` from getting its graph while inside: stop the builder its load
+    started and hold its build lock, as a builder at work does. Every command then sees a builder
+    at work and starts none (a query of a matrix without parts would, and so would a fold), and
+    none waits for the lock."""
+    import fcntl
+
+    fd = os.open(folder / "build.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        while True:
+            stop_builders(folder)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)
+
+
 def bench_cliff(b: Bench, constant: int) -> None:
     """Loads from 1,000 vectors to just past the size at which an index gets a graph: each at
     least 5,000 vectors/s, and the one just past the threshold within 2x of the one just under
@@ -632,29 +655,28 @@ def bench_growth(b: Bench, names: dict[int, str], more: int, rounds: int, settle
 
 
 def bench_scale_no_graph(b: Bench, n: int, small: int = 20_000, more: int = 10_000, rounds: int = 3) -> None:
-    """``--scale-no-graph``: ``n`` vectors through a pipe with their graph left unbuilt, its
-    builder stopped after every write (at 20M the parts would take ~18 GB and hours of both
-    cores), so every query scans the matrix exactly. The figures: the load (time, peak RSS, disk
-    by kind), the count ``vcli info`` gives, a one-shot exact query (the first after the load, then
-    the median of 3), ``more`` vectors into it beside into a ``small`` index (``bench_growth``),
-    and a one-vector upsert beside ``vcli info`` (median of 5)."""
+    """``--scale-no-graph``: ``n`` vectors through a pipe with their graph left unbuilt
+    (``graph_held_off``: at 20M the parts would take ~18 GB and hours of both cores), so every
+    query scans the matrix exactly. The figures: the load (time, peak RSS, disk by kind), the
+    count ``vcli info`` gives, a one-shot exact query (the first after the load, then the median
+    of 3), ``more`` vectors into it beside into a ``small`` index (``bench_growth``), and a
+    one-vector upsert beside ``vcli info`` (median of 5)."""
     name = bench_pipe_load(b, n)
-    folder = b.data / name
-    stop_builders(folder)
-    b.report("scale", f"{n:,}: bytes a vector after the load", "", "", disk_by_kind(b, name, n), None)
-    count = orjson.loads(b.vcli("info", name, "--json").out)["vectorCount"]
-    b.report("scale", f"{n:,}: vectorCount after the load", f"{count:,}", "", f"{n:,}", count == n)
-    q = orjson.dumps(b.queries(1)[0].tolist()).decode()
-    queries = [b.vcli("query", name, "--vector", q, "--top-k", "10", "--json") for _ in range(4)]
-    matches = len(orjson.loads(queries[0].out)["matches"])
-    b.report("scale", f"one-shot exact on {n:,}: first", fmt_s(queries[0].seconds),
-             f"peak RSS {queries[0].peak / MB:,.0f} MB", f"{matches} matches of 10", matches == 10)
-    b.report("scale", f"one-shot exact on {n:,}: median of 3", fmt_s(statistics.median(r.seconds for r in queries[1:])),
-             f"cpu {fmt_s(statistics.median(r.cpu for r in queries[1:]))}", "", None)
-    bench_growth(b, {small: bench_pipe_load(b, small, judge=False), n: name}, more, rounds,
-                 lambda name, _n: stop_builders(b.data / name))
-    bench_writes(b, name, 5)
-    stop_builders(folder)
+    with graph_held_off(b.data / name):
+        b.report("scale", f"{n:,}: bytes a vector after the load", "", "", disk_by_kind(b, name, n), None)
+        count = orjson.loads(b.vcli("info", name, "--json").out)["vectorCount"]
+        b.report("scale", f"{n:,}: vectorCount after the load", f"{count:,}", "", f"{n:,}", count == n)
+        q = orjson.dumps(b.queries(1)[0].tolist()).decode()
+        queries = [b.vcli("query", name, "--vector", q, "--top-k", "10", "--json") for _ in range(4)]
+        matches = len(orjson.loads(queries[0].out)["matches"])
+        b.report("scale", f"one-shot exact on {n:,}: first", fmt_s(queries[0].seconds),
+                 f"peak RSS {queries[0].peak / MB:,.0f} MB", f"{matches} matches of 10", matches == 10)
+        b.report("scale", f"one-shot exact on {n:,}: median of 3",
+                 fmt_s(statistics.median(r.seconds for r in queries[1:])),
+                 f"cpu {fmt_s(statistics.median(r.cpu for r in queries[1:]))}", "", None)
+        bench_growth(b, {small: bench_pipe_load(b, small, judge=False), n: name}, more, rounds,
+                     lambda _name, _n: None)
+        bench_writes(b, name, 5)
 
 
 def bench_grow(b: Bench, name: str, n: int, more: int) -> None:
