@@ -31,7 +31,7 @@ the process, peak memory from ``wait4``'s ``ru_maxrss``). The figures:
             and after the graph (<= 400 ms, beside the imports), recall@10 (>= 0.99), batch of 2,000
             (>= 1,000 queries/s, beside NumPy exact), a one-vector upsert (<= 1.2x ``vcli info``);
             ``--scale-pipe`` loads it through a pipe from ``datagen.py`` (no file on disk);
-            ``--scale-no-graph`` loads it so, stops the graph's builder, and times exact queries,
+            ``--scale-no-graph`` loads it so, holds its graph off, and times exact queries,
             growth (10,000 more beside the same into 20k, <= 2x) and a one-vector upsert
 
 Exit status 0 when every target is met, 1 otherwise.
@@ -538,7 +538,9 @@ def graph_held_off(folder: Path):
     none waits for the lock."""
     import fcntl
 
-    fd = os.open(folder / "build.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    from vcli.engine.layout import Folder
+
+    fd = os.open(Folder(folder).build_lock, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         while True:
             stop_builders(folder)
@@ -630,11 +632,11 @@ def bench_scale(b: Bench, n: int, constant: int, baseline: bool, pipe: bool = Fa
     bench_grow(b, name, n, 10_000)
 
 
-def bench_growth(b: Bench, names: dict[int, str], more: int, rounds: int, settle) -> None:
+def bench_growth(b: Bench, names: dict[int, str], more: int, rounds: int, settle=None) -> None:
     """Insert ``more`` new vectors into each index of ``names`` (by size, smallest first),
     ``rounds`` times, one index after the other each round so that other load on the machine hits
-    all alike: every index's files read once before (``warm``) and ``settle(name, n)`` called after
-    (wait for its builder, or stop it), so that neither a cold page cache nor a builder running
+    all alike: every index's files read once before (``warm``) and ``settle(name, n)``, if given,
+    called after (to wait for its builder), so that neither a cold page cache nor a builder running
     beside it is what is timed. The medians, and the largest against the smallest (<= 2x)."""
     times: dict[int, list[float]] = {n: [] for n in names}
     for r in range(rounds):
@@ -644,7 +646,8 @@ def bench_growth(b: Bench, names: dict[int, str], more: int, rounds: int, settle
         for n, name in names.items():
             warm(b, name)
             times[n].append(b.vcli("insert", name, "--file", str(path)).seconds)
-            settle(name, n)
+            if settle:
+                settle(name, n)
         path.unlink()
     for n in names:
         b.report("growth", f"{more:,} more into {n:,} (median of {rounds})", fmt_s(statistics.median(times[n])),
@@ -674,8 +677,7 @@ def bench_scale_no_graph(b: Bench, n: int, small: int = 20_000, more: int = 10_0
         b.report("scale", f"one-shot exact on {n:,}: median of 3",
                  fmt_s(statistics.median(r.seconds for r in queries[1:])),
                  f"cpu {fmt_s(statistics.median(r.cpu for r in queries[1:]))}", "", None)
-        bench_growth(b, {small: bench_pipe_load(b, small, judge=False), n: name}, more, rounds,
-                     lambda _name, _n: None)
+        bench_growth(b, {small: bench_pipe_load(b, small, judge=False), n: name}, more, rounds)
         bench_writes(b, name, 5)
 
 
@@ -705,8 +707,8 @@ def main() -> int:
     parser.add_argument("--scale-pipe", action="store_true",
                         help="load the scale index through a pipe from datagen.py (no file on disk)")
     parser.add_argument("--scale-no-graph", action="store_true",
-                        help="only the scale figures, loaded through a pipe with the graph's builder stopped: "
-                             "exact queries and growth (sizes whose graph would take hours)")
+                        help="only the scale figures, loaded through a pipe with the graph held off (the index's "
+                             "build lock held): exact queries and growth (sizes whose graph would take hours)")
     parser.add_argument("--start-up", action="store_true",
                         help="run only the start-up figures: one-shot (--runs, default 9) and imports")
     parser.add_argument("--runs", type=int, help="one-shot runs (default 9, 5 with --quick)")
