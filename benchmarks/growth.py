@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,8 +24,21 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import datagen  # noqa: E402
-from run import DIMS, HERE, MB, PY, VCLI, Bench, bench_writes, child, fmt_s, report_end, wait_for_graph, warm  # noqa: E402
+from run import (  # noqa: E402
+    DIMS,
+    HERE,
+    MB,
+    PY,
+    VCLI,
+    Bench,
+    bench_growth,
+    bench_writes,
+    child,
+    fmt_s,
+    report_end,
+    wait_for_graph,
+    warm,
+)
 
 
 def settle(b: Bench, name: str, n: int) -> float:
@@ -63,22 +75,7 @@ def main() -> int:
           f"{os.environ.get('PYTHONPATH') or 'this checkout'}, work {work}")
     started = time.perf_counter()
     names = {n: load(b, n) for n in (args.small, args.large)}
-    times: dict[int, list[float]] = {n: [] for n in names}
-    for r in range(args.rounds):
-        path = work / f"more-{r}.ndjson"
-        with open(path, "wb") as f:
-            datagen.write_ndjson(f, args.more, DIMS, seed=100 + r, id_of=lambda i, r=r: f"more{r}-{i}")
-        for n, name in names.items():
-            warm(b, name)
-            times[n].append(b.vcli("insert", name, "--file", str(path)).seconds)
-            settle(b, name, n)
-        path.unlink()
-    small, large = (statistics.median(times[n]) for n in (args.small, args.large))
-    for n in names:
-        b.report("growth", f"{args.more:,} more into {n:,} (median of {args.rounds})",
-                 fmt_s(statistics.median(times[n])), "", ", ".join(fmt_s(t) for t in times[n]), None)
-    b.report("growth", f"into {args.large:,} against {args.small:,}", f"{large / small:.2f}x", "",
-             "<= 2x", large <= 2 * small)
+    bench_growth(b, names, args.more, args.rounds, lambda name, n: settle(b, name, n))
     disk = sum(p.stat().st_size for p in (b.data / names[args.large]).iterdir())
     b.report("growth", f"{args.large:,}: disk after", f"{disk / MB:,.0f} MB", "", "", None)
     warm(b, names[args.large])

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import orjson
+import pytest
 from helpers import ndjson, program
 
 from vcli.engine import Catalog, Tuning
@@ -170,3 +171,40 @@ def test_a_library_catalog_starts_no_builder_unless_asked(data_dir, monkeypatch)
             assert started == [] and graph_built(data_dir / name)
     assert [Path(args[0].path).name for args in started] == ["busy"]
     wait_for(lambda: graph_built(data_dir / "busy"))
+
+
+def test_a_build_stops_at_its_next_chunk_once_the_index_is_deleted(tmp_path, monkeypatch):
+    """A builder working on an index that ``vcli delete`` removes stops at its next chunk of rows
+    rather than spend minutes of CPU on a part no one will open."""
+    from vcli.engine import graph
+    from vcli.engine.matrix import Matrix
+
+    catalog = Catalog(tmp_path / "indexes", tuning=Tuning(fold_rows=10))
+    catalog.create(NAME, DIMS, "cosine")
+    rng = np.random.default_rng(3)
+    with catalog.open(NAME, write=True) as ix:
+        ix.upsert([{"id": f"v{i}", "values": v.tolist()} for i, v in enumerate(rng.standard_normal((500, DIMS)))])
+    folder = Folder(catalog.path_of(NAME))
+    newest = folder.newest_matrix()
+    assert newest is not None
+    m = Matrix.load(newest.path, newest.seq, DIMS)
+    made, chunks = graph.new_index, []
+
+    def new_index(*args, **kwargs):
+        index = made(*args, **kwargs)
+        add = index.add
+
+        def adding(*a, **kw):
+            chunks.append(len(a[0]))
+            if len(chunks) == 1:
+                catalog.delete(NAME)  # (meanwhile, in another process)
+            return add(*a, **kw)
+
+        index.add = adding
+        return index
+
+    monkeypatch.setattr(graph, "CHUNK", 100)
+    monkeypatch.setattr(graph, "new_index", new_index)
+    with pytest.raises(FileNotFoundError, match="the index was deleted"):
+        graph.build_part(m, folder, "cosine", (int(m.keys[0]), int(m.keys[-1])), Tuning())
+    assert chunks == [100]

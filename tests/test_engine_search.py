@@ -5,6 +5,8 @@ path at a few hundred vectors; every path must give exact search's answer, compu
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -167,6 +169,22 @@ def test_a_batch_answers_as_its_queries_one_by_one(catalog):
     assert [[(m.id, m.score) for m in r.matches] for r in together] == \
         [[(m.id, m.score) for m in r.matches] for r in alone]
     assert all(r.matches for r in together)
+
+
+def test_a_search_maps_the_values_once(catalog, mode):
+    """The matrix reads its rows through the same map of the values column as the rescoring:
+    two maps of one file would each count every page a batch touches in its resident memory."""
+    maps = Path("/proc/self/maps")
+    if not maps.exists():
+        pytest.skip("needs Linux's /proc")
+    name, _, _ = build(catalog, "cosine")
+    rng = np.random.default_rng(7)
+    with catalog.open(name) as ix:
+        answers = ix.query_many([Query(q.tolist(), top_k=5) for q in rng.standard_normal((3, DIMS)).astype(np.float32)])
+        assert next(answers).matches  # (the searcher is open until the last answer)
+        mapped = [line for line in maps.read_text().splitlines() if line.endswith(".f32") and "/values-" in line]
+        assert len(mapped) == 1, mapped
+        assert len(list(answers)) == 2
 
 
 def test_top_k_above_the_count_returns_every_vector(tmp_path, mode):

@@ -38,7 +38,6 @@ import argparse
 import io
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -50,7 +49,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 import datagen  # noqa: E402
-from run import MB, PY, VCLI, child, compile_vcli  # noqa: E402
+from run import MB, PY, VCLI, child, compile_vcli, stop_builders  # noqa: E402
 
 PEERS = ("lancedb", "sqlite-vec", "chroma")
 OURS = ("parse", "vcli-parse", "vcli")
@@ -92,36 +91,6 @@ def read_through(path: Path) -> None:
     with open(path, "rb") as f:
         while f.read(1 << 24):
             pass
-
-
-def builders_of(folder: Path) -> list[int]:
-    """Process ids of vcli graph builders working on the index ``folder`` (``python -m
-    vcli.graph_builder FOLDER ...``): only the one our own load started can name this folder."""
-    pids = []
-    target = os.path.realpath(os.fsencode(folder))
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"vcli.graph_builder" in argv and any(os.path.realpath(a) == target for a in argv if a):
-            pids.append(int(proc.name))
-    return pids
-
-
-def stop_builders(folder: Path) -> None:
-    for pid in builders_of(folder):
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            continue
-        deadline = time.monotonic() + 30
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if Path(f"/proc/{pid}").exists():
-            os.kill(pid, signal.SIGKILL)
 
 
 class Runner:

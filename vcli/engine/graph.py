@@ -132,10 +132,14 @@ def uncovered(m: Matrix, parts: Sequence[SearchFile]) -> list[slice]:
     return out
 
 
-def _add_rows(index: Index, m: Matrix, rows: slice, tuning: Tuning) -> int:
-    """Add the matrix's rows ``rows`` but its tombstones, ``CHUNK`` at a time; how many."""
+def _add_rows(index: Index, m: Matrix, folder: Folder, rows: slice, tuning: Tuning) -> int:
+    """Add the matrix's rows ``rows`` but its tombstones, ``CHUNK`` at a time; how many.
+    ``FileNotFoundError`` once the index is gone (``vcli delete``): a builder stops at its next
+    chunk rather than spend minutes of CPU on a part no one will open."""
     added = 0
     for start in range(rows.start, rows.stop, CHUNK):
+        if not folder.store.exists():
+            raise FileNotFoundError(f"{folder.store} is gone: the index was deleted")
         stop = min(rows.stop, start + CHUNK)
         keys = np.asarray(m.keys[start:stop])
         values = np.ascontiguousarray(m.values[start:stop])
@@ -159,7 +163,7 @@ def build_part(m: Matrix, folder: Folder, metric: str, keys: tuple[int, int], tu
     index = new_index(m.values.shape[1], metric, tuning=tuning)
     lo, hi = keys
     rows = slice(int(np.searchsorted(m.keys, lo)), int(np.searchsorted(m.keys, hi, side="right")))
-    _add_rows(index, m, rows, tuning)
+    _add_rows(index, m, folder, rows, tuning)
     path = folder.search_file("graph", m.seq, keys)
     save(index, path)
     return path
@@ -173,7 +177,7 @@ def extend_part(old: SearchFile, m: Matrix, folder: Folder, metric: str, hi: int
     index = load(old.path, m.values.shape[1], metric, tuning, view=False)
     before = len(index)
     rows = slice(int(np.searchsorted(m.keys, old.hi, side="right")), int(np.searchsorted(m.keys, hi, side="right")))
-    added = _add_rows(index, m, rows, tuning)
+    added = _add_rows(index, m, folder, rows, tuning)
     if len(index) != before + added:
         raise RuntimeError(f"{old.path.name} extended holds {len(index)} vectors, not {before + added}")
     path = folder.search_file("graph", m.seq, (old.lo, hi))

@@ -131,8 +131,9 @@ class Opened:
             self._close_snapshot()
             return problem
         if file is not None:
-            self.seq, self.matrix = file.seq, obj
-            self.graph = self._open_graph(file, obj)
+            assert self.values is not None and obj is not None  # (opened above, or a problem returned)
+            self.seq, self.matrix = file.seq, obj.sharing(self.values)
+            self.graph = self._open_graph(file, self.matrix)
         return None
 
     def _open_graph(self, file, m):
