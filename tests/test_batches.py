@@ -5,6 +5,8 @@ one batch starts no thread."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 
@@ -107,3 +109,39 @@ def test_a_batch_is_handed_over_once_the_one_before_is_stored():
     caller.join(30)
     assert writer.finish() == 2
     assert order[0] == "store 0" and sorted(order[1:]) == ["handed 1", "store 1"]
+
+
+def test_ctrl_c_while_closing_arrives_once_the_writer_thread_is_joined():
+    """Ctrl-C (twice) while the caller waits for the batch being stored: the KeyboardInterrupt
+    reaches the caller only once the thread has ended, so the transaction never ends under it."""
+    started, release = threading.Event(), threading.Event()
+    stored: list[int] = []
+
+    def store(batch: list[int]) -> int:
+        started.set()
+        assert release.wait(30)
+        stored.append(batch[0])
+        return len(batch)
+
+    writer = BatchWriter(store)
+    writer.put([0])
+    caller = threading.Thread(target=writer.put, args=([1],))
+    caller.start()
+    assert started.wait(30)
+
+    def interrupt() -> None:
+        deadline = time.monotonic() + 30
+        while writer.error is None and time.monotonic() < deadline:  # (close has begun)
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+        release.set()
+
+    interrupter = threading.Thread(target=interrupt)
+    interrupter.start()
+    with pytest.raises(KeyboardInterrupt):
+        writer.close()
+        time.sleep(5)  # (a held-back SIGINT is raised here at the latest, on a busy machine too)
+    interrupter.join(30)
+    caller.join(30)
+    assert writer.thread is None and stored == [0]

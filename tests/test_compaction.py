@@ -261,3 +261,21 @@ def test_a_refused_compaction_is_not_tried_again_until_its_damaged_vectors_chang
     with cat.open("idx") as ix:
         got = {v.id: np.asarray(v.values, np.float32) for v in ix.get(list(model))}
     assert len(got) == len(model) and all(np.array_equal(got[i], model[i]) for i in model)
+
+
+def test_a_refusal_whose_values_are_sound_again_is_reported_and_forgotten_by_repair(data_dir, vcli):
+    """Damage mended in place (the column restored from a copy) leaves the refusal behind: `vcli
+    check` reports it, and `--repair` forgets it and compacts what was held back."""
+    _cat, _model, _rng = loaded_and_damaged(data_dir, vcli, 5000)
+    folder = data_dir / "idx"
+    res = vcli("delete-vectors", "idx", "--ids", *[f"v{i}" for i in range(2500, 5000)])
+    assert res.code == 0 and "not compacted" in res.err, res.err
+    generation = column(folder, "f32").name
+    flip(column(folder, "f32"), 100 * DIMS * 4 + 1)  # (restored: the bit flipped back)
+    res = vcli("check", "idx", "--json")
+    assert res.code == 1 and [p["code"] for p in res.json["problems"]] == ["compaction-held-back"], res.json
+    assert res.json["problems"][0]["repairable"]
+    res = vcli("check", "idx", "--repair")
+    assert res.code == 3 and "the index is healthy now" in res.out, (res.code, res.err)  # (repaired)
+    assert column(folder, "f32").name != generation  # compacted at last: the dead half is gone
+    assert vcli("check", "idx").code == 0

@@ -4,13 +4,15 @@ catalog reads the same bytes; and ``Store`` itself: its transactions and its rea
 
 from __future__ import annotations
 
+import sqlite3
+
 import numpy as np
 import pytest
 
 from vcli.engine import Catalog, Tuning
 from vcli.engine.store import Store
 from vcli.engine.store.core import AlreadyApplied
-from vcli.errors import BadInput, QuotaExceeded
+from vcli.errors import BadInput, QuotaExceeded, StorageError
 
 DIMS = 4
 TUNING = Tuning(fold_rows=20)  # writes of more than 20 changes fold into a new matrix
@@ -203,3 +205,52 @@ def test_ids_namespaces_and_metadata_of_any_text_come_back_as_written(tmp_path, 
     # insert keeps the first copy, upsert the last
     assert got["a\x00b"].values.tolist() == ([1.0, 2.0, 3.0, 0.0] if mode == "insert" else [9.0] * 4)
     assert got["plain"].metadata == {"k": "v"}
+
+
+@pytest.mark.parametrize("path", ["with json", "without json"])
+def test_rows_of_large_metadata_or_without_sqlites_json_come_back_as_written(tmp_path, monkeypatch, path):
+    """Rows whose metadata is large (a chunk's text), and every row where SQLite lacks its JSON
+    functions, are bound row by row; what comes back is the same."""
+    if path == "without json":
+        monkeypatch.setattr(Store, "_json_rows", lambda self: False)
+    catalog = Catalog(tmp_path / "indexes")
+    catalog.create("idx", DIMS, "cosine")
+    lines = [{"id": f"v{i}", "values": [1.0, 2.0, 3.0, float(i)], "namespace": "ns" if i % 2 else None,
+              "metadata": {"text": "é\"x\\" * (i * 200), "i": i}} for i in range(8)]
+    with catalog.open("idx", write=True) as ix:
+        assert ix.upsert(lines).count == 8
+    with catalog.open("idx") as ix:
+        got = {v.id: v for v in ix.get([line["id"] for line in lines])}
+    for line in lines:
+        v = got[line["id"]]
+        assert (v.namespace, v.metadata, v.values.tolist()) == (line["namespace"], line["metadata"], line["values"])
+
+
+def test_a_write_whose_commit_fails_leaves_no_columns_behind(tmp_path):
+    """The first write of an index creates its columns; when its COMMIT fails (a disk error), they
+    are removed with it, and the index is as it was: empty and healthy."""
+    catalog = Catalog(tmp_path / "indexes")
+    catalog.create("idx", DIMS, "cosine")
+    folder = catalog.path_of("idx")
+    with catalog.open("idx", write=True) as ix:
+        real = ix.store.conn
+
+        class FailingCommit:  # (the connection, but COMMIT fails as on a full disk)
+            def __getattr__(self, name):
+                return getattr(real, name)
+
+            def execute(self, sql, *args):
+                if sql == "COMMIT":
+                    raise sqlite3.OperationalError("disk I/O error")
+                return real.execute(sql, *args)
+
+        ix.store.conn = FailingCommit()
+        try:
+            with pytest.raises(StorageError):
+                ix.upsert([{"id": "a", "values": [1.0, 2.0, 3.0, 4.0]}])
+        finally:
+            ix.store.conn = real
+            real.execute("ROLLBACK") if real.in_transaction else None
+    assert not [p.name for p in folder.iterdir() if p.name.startswith("values-")]
+    with catalog.open("idx") as ix:
+        assert ix.info().vector_count == 0

@@ -65,7 +65,7 @@ def insert(
     name: IndexName,
     file: FileArg,
     batch_size: Annotated[
-        int, typer.Option("--batch-size", "--batchSize", help="Vectors written per batch (1-5000).")
+        int, typer.Option("--batch-size", "--batchSize", help="Vectors per batch (1-5000): per request with --remote; a local write lands whole however it is cut.")
     ] = 1000,
     model: ModelOpt = None,
     pooling: PoolingOpt = "mean",
@@ -85,7 +85,7 @@ def upsert(
     name: IndexName,
     file: FileArg,
     batch_size: Annotated[
-        int, typer.Option("--batch-size", "--batchSize", help="Vectors written per batch (1-5000).")
+        int, typer.Option("--batch-size", "--batchSize", help="Vectors per batch (1-5000): per request with --remote; a local write lands whole however it is cut.")
     ] = 5000,
     model: ModelOpt = None,
     pooling: PoolingOpt = "mean",

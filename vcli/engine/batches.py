@@ -19,6 +19,7 @@ and joins the thread before the caller's transaction rolls back.
 from __future__ import annotations
 
 import queue
+import signal
 import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
@@ -77,20 +78,26 @@ class BatchWriter(Generic[T]):
 
     def _join(self) -> None:
         """Wait for the thread to end, even through Ctrl-C (raised again after): the caller's
-        transaction must not end while the thread still uses the connection."""
+        transaction must not end while the thread still uses the connection. Where it can,
+        SIGINT is held back meanwhile (its handler would raise in this thread, maybe inside the
+        handler of the one before), and it arrives once the thread is joined."""
         assert self.thread is not None
+        held = _hold_interrupts()
         sent, interrupted = False, None
-        while self.thread.is_alive():
-            try:
-                if not sent:
-                    self.queue.put(None)  # (the thread keeps taking batches until it sees this one)
-                    sent = True
-                self.thread.join()
-            except KeyboardInterrupt as exc:
-                interrupted = exc
-                self.error = self.error or _Stopped()
+        try:
+            while self.thread.is_alive():
+                try:
+                    if not sent:
+                        self.queue.put(None)  # (the thread keeps taking batches until it sees this one)
+                        sent = True
+                    self.thread.join()
+                except KeyboardInterrupt as exc:  # (where SIGINT cannot be held back)
+                    interrupted = exc
+        finally:
+            _release_interrupts(held)
         self.thread = None
         if interrupted is not None:
+            self.error = self.error or _Stopped()
             raise interrupted
 
     def _raise(self) -> None:
@@ -111,6 +118,19 @@ class BatchWriter(Generic[T]):
                         self.error = exc
             finally:
                 self.queue.task_done()
+
+
+def _hold_interrupts() -> bool:
+    """Block SIGINT in this thread (the main one), if the platform can; whether it did."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        return False
+    return signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+
+def _release_interrupts(held: bool) -> None:
+    """Unblock SIGINT if ``_hold_interrupts`` blocked it (a pending one is then delivered)."""
+    if held:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 class _Stopped(Exception):

@@ -204,6 +204,10 @@ def _column_problems(store, dims: int) -> list[Problem]:
     if at != rows:
         bad.append((at, rows))
     if not bad:
+        if store.refused_append() is not None:  # (the damage was mended in place, from a copy)
+            return [Problem("store", "compaction-held-back",
+                            "a compaction is held back over damaged values that are sound now; "
+                            "repair lets it run", True)]
         return []
     out = []
     blocks = [np.asarray(values.keys[a:b]) for a, b in bad]
@@ -387,8 +391,11 @@ def _repair(index, problems: list[Problem]) -> list[str]:
     for graph in index.folder.search_files():
         if graph.path.name in damaged:
             index.search_files.discard_graph(graph, start=False)
+    if "compaction-held-back" in codes:
+        store.forget_refusal()
     try:
-        notes += index.refresh(force=rebuild, verify=True, compact="columns-damaged-dead" in codes)
+        notes += index.refresh(force=rebuild, verify=True,
+                               compact=bool(codes & {"columns-damaged-dead", "compaction-held-back"}))
     except (OSError, ValueError, RuntimeError, StorageError, sqlite3.DatabaseError) as exc:
         notes.append(f"could not rebuild the search file: {exc}")
     return notes

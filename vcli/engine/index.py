@@ -196,43 +196,50 @@ class VectorIndex:
         check_batch_size(batch_size)
         count = written = 0
         early = self.apply_pending() if pending is None else ()
-        with self._mutation(mode, pending) as mut:
-            indexes = self._metadata_indexes()
-            appender = Appender(self.store, mut.seq, self.dimensions)
-            seen: set[str] = set()  # namespaces the index held before or this write brings
-            new = False
+        appender: Appender | None = None
+        try:
+            with self._mutation(mode, pending) as mut:
+                indexes = self._metadata_indexes()
+                appender = Appender(self.store, mut.seq, self.dimensions)
+                seen: set[str] = set()  # namespaces the index held before or this write brings
+                new = False
 
-            def store(batch: list[VectorLine]) -> int:
-                nonlocal new
-                new = self._new_namespaces(batch, seen) or new
-                return self._write_batch(mode, mut.seq, batch, indexes, appender)
+                def store(batch: list[VectorLine]) -> int:
+                    nonlocal new
+                    if not self.store.conn.in_transaction:  # (the write was stopped meanwhile)
+                        raise StorageError("the write was stopped before this batch was stored")
+                    new = self._new_namespaces(batch, seen) or new
+                    assert appender is not None  # (made above)
+                    return self._write_batch(mode, mut.seq, batch, indexes, appender)
 
-            writer = BatchWriter(store)  # (from the second batch on, in a thread beside the reading)
-            step = min(batch_size, HANDOVER_ROWS)
-            try:
-                batch: list[VectorLine] = []
-                for item in vectors:
-                    batch.append(item)
-                    if len(batch) >= step:
+                writer = BatchWriter(store)  # (from the second batch on, in a thread beside the reading)
+                step = min(batch_size, HANDOVER_ROWS)
+                try:
+                    batch: list[VectorLine] = []
+                    for item in vectors:
+                        batch.append(item)
+                        if len(batch) >= step:
+                            writer.put(batch)
+                            count += len(batch)
+                            batch = []
+                            if progress:
+                                progress(count)
+                    if batch:
                         writer.put(batch)
                         count += len(batch)
-                        batch = []
-                        if progress:
-                            progress(count)
-                if batch:
-                    writer.put(batch)
-                    count += len(batch)
-                written = writer.finish()
-                if progress and batch:
-                    progress(count)
-                if count == 0:
-                    raise BadInput("no vectors in the input (it is empty or only blank lines)")
-                if new:
-                    self._check_namespace_count()
-                appender.commit()
-            finally:
-                writer.close()  # (before the transaction ends: after finish, nothing to close)
-                appender.close()  # (after commit: nothing left to close)
+                    written = writer.finish()
+                    if progress and batch:
+                        progress(count)
+                    if count == 0:
+                        raise BadInput("no vectors in the input (it is empty or only blank lines)")
+                    if new:
+                        self._check_namespace_count()
+                    appender.commit()
+                finally:
+                    writer.close()  # (before the transaction ends: after finish, nothing to close)
+        finally:
+            if appender is not None:
+                appender.close()  # (once the transaction has ended, committed or not)
         return WriteResult(self.name, count, written, mut.id, early + self._refreshed())
 
     def _new_namespaces(self, batch: Sequence[VectorLine], seen: set[str]) -> bool:

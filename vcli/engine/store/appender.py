@@ -15,6 +15,7 @@ No NumPy: a one-vector upsert costs about what ``vcli info`` does.
 from __future__ import annotations
 
 import os
+import sqlite3
 import struct
 import zlib
 
@@ -37,7 +38,6 @@ class Appender:
                 os.close(os.open(self.folder.vector_file(generation, column),
                                  os.O_WRONLY | os.O_CREAT | os.O_EXCL, fsutil.FILE_MODE))
         self.generation, self.start, self.rows = generation, rows, rows
-        self.committed = False
         self.crcs = [0, 0]
         self.fds: list[int] = []
         try:
@@ -72,17 +72,28 @@ class Appender:
             if self.created:
                 fsutil.fsync_dir(self.folder.path)
             self.store.record_append(self.generation, self.start, self.rows, (self.crcs[0], self.crcs[1]))
-            self.committed = True
         finally:
-            self.close()
+            self._close_fds()
 
     def close(self) -> None:
-        """Close the columns; a generation this write created and did not commit is removed (the
-        writer lock is held: nobody else knows it)."""
-        for fd in self.fds:
-            os.close(fd)
-        self.fds = []
-        if self.created and not self.committed:
+        """Close the columns once the write's transaction has ended: a generation this write
+        created that the store does not name (the transaction rolled back, or its COMMIT failed)
+        is removed (the writer lock is held: nobody else knows it)."""
+        self._close_fds()
+        if self.created and not self._named():
             self.created = False
             for column in VECTOR_COLUMNS:
                 self.folder.vector_file(self.generation, column).unlink(missing_ok=True)
+
+    def _close_fds(self) -> None:
+        for fd in self.fds:
+            os.close(fd)
+        self.fds = []
+
+    def _named(self) -> bool:
+        """Whether the store's committed generation is this one (True when it cannot tell: the
+        files are then kept, and a later refresh removes them if they are not the store's)."""
+        try:
+            return self.store.tail()[0] == self.generation
+        except sqlite3.Error:
+            return True
