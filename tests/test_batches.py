@@ -59,8 +59,10 @@ def test_an_error_in_the_writer_thread_reaches_the_caller_and_nothing_after_it_i
     assert writer.thread is None
 
 
-def test_the_callers_error_stops_the_writer_after_the_batch_being_stored():
-    started, release = threading.Event(), threading.Event()
+def storing_held(release: threading.Event) -> tuple[BatchWriter, threading.Thread, list[int]]:
+    """A writer whose thread is storing batch [0] until ``release``, with a caller handing [1]
+    over meanwhile (it waits for [0] to be stored): (writer, that caller, the batches stored)."""
+    started = threading.Event()
     stored: list[int] = []
 
     def store(batch: list[int]) -> int:
@@ -74,6 +76,12 @@ def test_the_callers_error_stops_the_writer_after_the_batch_being_stored():
     caller = threading.Thread(target=writer.put, args=([1],))  # starts the thread, storing [0]; hands
     caller.start()                                              # [1] over once [0] is stored
     assert started.wait(30)
+    return writer, caller, stored
+
+
+def test_the_callers_error_stops_the_writer_after_the_batch_being_stored():
+    release = threading.Event()
+    writer, caller, stored = storing_held(release)
     closing = threading.Thread(target=writer.close)  # as after a bad line or Ctrl-C
     closing.start()
     deadline = time.monotonic() + 30
@@ -114,20 +122,8 @@ def test_a_batch_is_handed_over_once_the_one_before_is_stored():
 def test_ctrl_c_while_closing_arrives_once_the_writer_thread_is_joined():
     """Ctrl-C (twice) while the caller waits for the batch being stored: the KeyboardInterrupt
     reaches the caller only once the thread has ended, so the transaction never ends under it."""
-    started, release = threading.Event(), threading.Event()
-    stored: list[int] = []
-
-    def store(batch: list[int]) -> int:
-        started.set()
-        assert release.wait(30)
-        stored.append(batch[0])
-        return len(batch)
-
-    writer = BatchWriter(store)
-    writer.put([0])
-    caller = threading.Thread(target=writer.put, args=([1],))
-    caller.start()
-    assert started.wait(30)
+    release = threading.Event()
+    writer, caller, stored = storing_held(release)
 
     def interrupt() -> None:
         deadline = time.monotonic() + 30
