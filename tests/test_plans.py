@@ -146,7 +146,8 @@ class Checker:
         time (as a large subset's are, to bound the memory of its distances); with blocks cut
         after a few queries' matches (as a batch of large top-k's are); and, on a graph, with every
         group searched in it because that is judged cheaper than gathering its rows, and with a
-        product of its own costing nothing (so that most filters go by their conditions' rows). On
+        product of its own costing nothing (so that most filters go by their conditions' rows,
+        scored from a bfloat16 copy first, and without that pre-score, from float32 at once). On
         a matrix, also with every filtered line of a block scored with the block's product and
         masked, and with none (each filter's rows gathered, its keys from the batch's masks), and
         with room for the bitmaps of only a few conditions, and blocks cut at each filter."""
@@ -161,7 +162,7 @@ class Checker:
         self.check()
         self.tune(batch_mask_bytes=Tuning().batch_mask_bytes, block_mask_bytes=Tuning().block_mask_bytes)
         for threshold in ({"group_floats": 300}, {"max_block_matches": 25}, {"graph_rows_per_depth": 0},
-                          {"product_rows": 0}):
+                          {"product_rows": 0}, {"product_rows": 0, "prescore": False}):
             self.tune(**threshold)
             try:
                 self.check()

@@ -99,6 +99,11 @@ class Tuning(NamedTuple):
     # ... and each matching row gathered from the matrix into a contiguous copy this many, shared
     # by the lines of a block whose filters use the condition it holds (docs/performance.md).
     gather_rows: float = 64
+    # A condition's rows are gathered as a bfloat16 copy (half the bytes to read) and scored
+    # with NumKong's bfloat16 kernel first; every row within twice the bound of that score's error
+    # of the k-th is then a candidate, rescored exactly (``scoring.prescore_error``): the same
+    # answers, exact float32/float64 scores. False: a float32 copy scored exactly at once.
+    prescore: bool = True
     # ... and each matrix product of its own (a filter's rows, a condition's) this many, beside
     # its rows: BLAS hands even a small product to its threads, and on a busy machine waking
     # them costs milliseconds (at 59k, 320 products of a few lines took 3.1 s at load 7, the

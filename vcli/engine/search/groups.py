@@ -10,14 +10,24 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..scoring import Groups, batch_distances, max_norm, tolerance
+from ..scoring import (
+    Groups,
+    batch_distances,
+    max_norm,
+    prescorable,
+    prescore_distances,
+    prescore_error,
+    row_norms,
+    to_bf16,
+    tolerance,
+)
 from .blocks import Blocks
 from .common import _EMPTY_NORMS, in_sorted, nearest_keys
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
-Subset = tuple[np.ndarray, np.ndarray, np.ndarray]  # keys, float32 vectors, norms
+Subset = tuple[np.ndarray, object, np.ndarray]  # keys, vectors (float32, or a NumKong bfloat16 tensor), norms
 
 
 class Grouped(Blocks):
@@ -37,18 +47,19 @@ class Grouped(Blocks):
         d_keys, d_vecs, d_norms = self._delta_arrays()
         keep = in_sorted(d_keys, allowed)
         d_keys, d_vecs, d_norms = d_keys[keep], d_vecs[keep], d_norms[keep]
-        s_keys, s_vecs, s_norms = self._subset(allowed, token, busy)
+        brief = self._prescorable(queries)
+        s_keys, s_vecs, s_norms = self._subset(allowed, token, busy, brief)
         bound = max_norm(d_norms, s_norms)
         step = max(1, self.tuning.group_floats // max(1, len(s_keys)))
         out = []
         for start in range(0, len(queries), step):
             qs, qks = queries[start : start + step], ks[start : start + step]
-            dists = batch_distances(self.metric, qs, s_vecs, s_norms)
+            dists = self._distances(qs, s_vecs, s_norms, brief)
             d_dists = batch_distances(self.metric, qs, d_vecs, d_norms)  # the delta's few rows: all kept
             # (each row read once more)
             groups = Groups(dists, qks, self.tuning.score_groups) if len(s_keys) else None
             for i, k in enumerate(qks):
-                tol = tolerance(self.metric, qs[i], bound)
+                tol = self._tolerance(qs[i], bound, brief)
                 near = groups.near(i, tol) if groups else np.zeros(0, np.intp)
                 out.append(nearest_keys([d_keys, s_keys[near]], [d_dists[i], dists[i, near]], k, tol))
         return out
@@ -68,14 +79,15 @@ class Grouped(Blocks):
         queries = np.ascontiguousarray(queries, np.float32).reshape(-1, self.dims)
         d_keys, d_vecs, d_norms = self._delta_arrays()
         # (a condition's rows are read from the store's snapshot, which holds no removed key)
-        s_keys, s_vecs, s_norms = self._kept(token, busy, len(rows), lambda: self._gather(rows))
+        brief = self._prescorable(queries)
+        s_keys, s_vecs, s_norms = self._kept(token, busy, len(rows), lambda: self._gather(rows, brief), brief)
         bound = max_norm(d_norms, s_norms)
         step = max(1, self.tuning.group_floats // max(1, len(s_keys)))
         out = []
         penalties: dict[int, np.ndarray] = {}  # inf where dropped, by the drops that share it (a filter's lines)
         for start in range(0, len(queries), step):
             qs, qks = queries[start : start + step], ks[start : start + step]
-            dists = batch_distances(self.metric, qs, s_vecs, s_norms)
+            dists = self._distances(qs, s_vecs, s_norms, brief)
             for i, drop in enumerate(drops[start : start + step]):
                 if drop is not None:  # an addition costs less than a masked store
                     if id(drop) not in penalties:
@@ -87,7 +99,7 @@ class Grouped(Blocks):
             d_dists = batch_distances(self.metric, qs, d_vecs, d_norms) \
                 if any(bits is not None and bits.any() for bits in chunk) else None
             for i, k in enumerate(qks):
-                tol = tolerance(self.metric, qs[i], bound)
+                tol = self._tolerance(qs[i], bound, brief)
                 near = groups.near(i, tol) if groups else np.zeros(0, np.intp)
                 keys, found = [s_keys[near]], [dists[i, near]]
                 bits = chunk[i]
@@ -110,40 +122,76 @@ class Grouped(Blocks):
         self._prepare()
         return self._background().submit(self.candidates_within, queries, ks, allowed, token, busy)
 
-    def _subset(self, allowed: np.ndarray, token: object, busy: frozenset):
-        """The keys, float32 vectors and norms of ``allowed`` in the search file (removed keys
-        left out), gathered once per token and kept (``_kept``)."""
+    def _subset(self, allowed: np.ndarray, token: object, busy: frozenset, brief: bool):
+        """The keys, vectors and norms of ``allowed`` in the search file (removed keys left out),
+        gathered once per token and kept (``_kept``)."""
         def gather():
             rows = self._matrix_rows(allowed)
             removed = self._removed()
             if removed is not None and len(removed):  # rewritten since: the delta has them now
                 rows = rows[~in_sorted(self._open_matrix().keys[rows], removed)]
-            return self._gather(rows)
+            return self._gather(rows, brief)
 
-        return self._kept(token, busy, len(allowed), gather)
+        return self._kept(token, busy, len(allowed), gather, brief)
 
-    def _kept(self, token: object, busy: frozenset, size: int, gather: Callable[[], Subset]) -> Subset:
-        """The subset ``gather()`` gives (of at most ``size`` rows), once per token and kept (at
-        most ``Tuning.gather_floats`` numbers in all, the oldest not ``busy`` given up first)."""
+    def _kept(self, token: object, busy: frozenset, size: int, gather: Callable[[], Subset], brief: bool) -> Subset:
+        """The subset ``gather()`` gives (of at most ``size`` rows, bfloat16 if ``brief``), once
+        per token and kept (at most ``Tuning.gather_floats`` float32 numbers' worth of bytes in
+        all, the oldest not ``busy`` given up first). A float32 copy is kept apart from a
+        bfloat16 one (a rare query whose norm the bfloat16 kernel cannot take needs it)."""
+        token = token if brief else ("exact", token)
         if token in self._subsets:
             return self._subsets[token]
-        limit, size = self.tuning.gather_floats, size * self.dims
-        held = sum(v[1].size for v in self._subsets.values())
+        limit, size = self.tuning.gather_floats, size * self.dims // (2 if brief else 1)
+        held = sum(v[1].nbytes // 4 for v in self._subsets.values())
         for old in [t for t in self._subsets if t not in busy]:  # the oldest first
             if held + size <= limit:
                 break
-            held -= self._subsets.pop(old)[1].size
+            held -= self._subsets.pop(old)[1].nbytes // 4
         found = gather()
         if held + size <= limit:
             self._subsets[token] = found
         return found
 
-    def _gather(self, rows: np.ndarray) -> Subset:
-        """The keys, float32 vectors and norms of the matrix's ``rows``, as contiguous copies."""
+    def _gather(self, rows: np.ndarray, brief: bool = False, chunk: int = 4096) -> Subset:
+        """The keys, vectors and norms of the matrix's ``rows``, as contiguous copies; the vectors
+        in bfloat16 if ``brief`` (``scoring.to_bf16``, a few thousand rows at a time, so that their
+        float32 numbers stay in the cache)."""
         m = self.matrix
         if m is None:
             return np.zeros(0, np.int64), np.zeros((0, self.dims), np.float32), _EMPTY_NORMS
-        return m.keys[rows], m.values[rows], m.norms[rows]
+        if not brief:
+            return m.keys[rows], m.values[rows], m.norms[rows]
+        import numkong  # lazy: only filtered batches use it
+
+        out = numkong.empty((len(rows), self.dims), dtype="bf16")
+        buf = np.empty((min(chunk, len(rows)), self.dims), np.float32)
+        for start in range(0, len(rows), chunk):
+            part = rows[start : start + chunk]
+            np.take(m.values, part, axis=0, out=buf[: len(part)])
+            to_bf16(buf[: len(part)], out=out[start : start + len(part)])
+        return m.keys[rows], out, m.norms[rows]
+
+    def _prescorable(self, queries: np.ndarray) -> bool:
+        """Whether gathered rows are scored from a bfloat16 copy first for ``queries``
+        (``Tuning.prescore``; ``scoring.prescorable``, the matrix's norms checked once)."""
+        if not self.tuning.prescore or self.matrix is None:
+            return False
+        if self._matrix_prescorable is None:
+            self._matrix_prescorable = prescorable(self.matrix.norms)
+        return self._matrix_prescorable and prescorable(row_norms(queries))
+
+    def _distances(self, queries: np.ndarray, vecs, norms: np.ndarray, brief: bool) -> np.ndarray:
+        if brief:
+            return prescore_distances(self.metric, queries, vecs, norms)
+        return batch_distances(self.metric, queries, vecs, norms)
+
+    def _tolerance(self, q: np.ndarray, bound: float, brief: bool) -> float:
+        """How far beyond the k-th smallest distance the candidates of ``q`` reach: float32's
+        ``tolerance``, and from a bfloat16 pre-score twice its error, so that every row of the
+        exact top k is among them."""
+        tol = tolerance(self.metric, q, bound)
+        return tol + 2 * prescore_error(self.metric, q, bound) if brief else tol
 
     def route(self, queries: int, matches: int, conditions: Sequence[tuple[int, int]] | None = None) -> str:
         """How ``queries`` queries of a filter passing ``matches`` vectors cost least, in rows

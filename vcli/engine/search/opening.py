@@ -58,6 +58,7 @@ class Opened:
         self._pool: ThreadPoolExecutor | None = None
         # ``candidates_within``: the keys, vectors and norms of a subset, by the caller's token
         self._subsets: dict[object, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._matrix_prescorable: bool | None = None  # (``Grouped._prescorable``)
         # usearch keeps per-thread search contexts indexed from 0 in every call, so two searches
         # of one graph must not overlap (the background block and a filtered query of a batch).
         self._graph_lock = threading.Lock()
