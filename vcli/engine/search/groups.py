@@ -13,12 +13,12 @@ import numpy as np
 from ..scoring import (
     Groups,
     batch_distances,
+    bf16_bits,
     max_norm,
     prescorable,
     prescore_distances,
     prescore_error,
     row_norms,
-    to_bf16,
     tolerance,
 )
 from .blocks import Blocks
@@ -155,8 +155,8 @@ class Grouped(Blocks):
 
     def _gather(self, rows: np.ndarray, brief: bool = False, chunk: int = 4096) -> Subset:
         """The keys, vectors and norms of the matrix's ``rows``, as contiguous copies; the vectors
-        in bfloat16 if ``brief`` (``scoring.to_bf16``, a few thousand rows at a time, so that their
-        float32 numbers stay in the cache)."""
+        in bfloat16 if ``brief`` (``scoring.bf16_bits``, a few thousand rows at a time, so that
+        their float32 numbers stay in the cache)."""
         m = self.matrix
         if m is None:
             return np.zeros(0, np.int64), np.zeros((0, self.dims), np.float32), _EMPTY_NORMS
@@ -165,11 +165,12 @@ class Grouped(Blocks):
         import numkong  # lazy: only filtered batches use it
 
         out = numkong.empty((len(rows), self.dims), dtype="bf16")
+        bits = np.asarray(out)  # (its memory, as uint16)
         buf = np.empty((min(chunk, len(rows)), self.dims), np.float32)
         for start in range(0, len(rows), chunk):
             part = rows[start : start + chunk]
             np.take(m.values, part, axis=0, out=buf[: len(part)])
-            to_bf16(buf[: len(part)], out=out[start : start + len(part)])
+            bf16_bits(buf[: len(part)], bits[start : start + len(part)])
         return m.keys[rows], out, m.norms[rows]
 
     def _prescorable(self, queries: np.ndarray) -> bool:
