@@ -99,16 +99,16 @@ class Tuning(NamedTuple):
     # ... and each matching row gathered from the matrix into a contiguous copy this many, shared
     # by the lines of a block whose filters use the condition it holds (docs/performance.md).
     gather_rows: float = 64
-    # A condition's rows are gathered as a bfloat16 copy (half the bytes to read) and scored
-    # with NumKong's bfloat16 kernel first; every row within twice the bound of that score's error
-    # of the k-th is then a candidate, rescored exactly (``scoring.prescore_error``): the same
-    # answers, exact float32/float64 scores. False: a float32 copy scored exactly at once.
-    prescore: bool = True
     # ... and each matrix product of its own (a filter's rows, a condition's) this many, beside
     # its rows: BLAS hands even a small product to its threads, and on a busy machine waking
     # them costs milliseconds (at 59k, 320 products of a few lines took 3.1 s at load 7, the
     # same batch on one thread 0.8 s), which the block's one product pays once.
     product_rows: float = 150_000
+    # The rows a batch gathers (a condition's, a filter's) are kept as a bfloat16 copy (half the
+    # bytes) and scored with NumKong's bfloat16 kernel first; every row within twice that score's
+    # error bound of the k-th is a candidate, rescored exactly (``scoring.prescore_error``): the
+    # same answers and scores. False: a float32 copy, scored in float32 at once.
+    prescore: bool = True
     # A block's distances are read once more per row for the minimum of each of this many
     # interleaved groups of columns (``scoring.Groups``): the k-th smallest minimum bounds the k-th
     # distance, and only the groups within it (plus the tolerance) are looked into.
