@@ -249,6 +249,27 @@ def test_every_plan_gives_the_same_matches(vcli, tmp_path, data_dir, metric):
     c.check()
 
 
+@pytest.mark.parametrize("metric", ["cosine", "euclidean", "dot-product"])
+def test_near_copies_that_bfloat16_cannot_tell_apart(vcli, tmp_path, data_dir, metric):
+    """A batch's gathered rows are scored in bfloat16 first (``Tuning.prescore``), which cannot
+    tell apart vectors within ~2^-8 of each other: clusters of such near-copies, whose exact order
+    the rescoring must still find, on a matrix, every filtered line from its conditions' or its own
+    rows, gathered, with the pre-score and without. (Not on a graph: there the unfiltered lines'
+    candidates come from the graph's own bfloat16 ranking, which such clusters defeat.)"""
+    rng = np.random.default_rng(5)
+    c = Checker(vcli, tmp_path, metric)
+    base = rng.standard_normal((12, DIMS)).astype(np.float32) * 3
+    near = {f"n{i:04d}": (base[i % 12] * (1 + rng.uniform(-1e-3, 1e-3)) + rng.standard_normal(DIMS) * 1e-3)
+            .astype(np.float32) for i in range(300)}
+    c.queries = [(base[j] + rng.standard_normal(DIMS) * 0.01).astype(np.float32) for j in range(QUERIES)]
+    c.tune(fold_rows=100, masked_row_cost=1e12)
+    c.write("insert", near)
+    assert c.files(data_dir) == ["matrix-3.manifest"]
+    c.check()
+    c.tune(prescore=False)
+    c.check()
+
+
 def test_batch_and_single_queries_agree_on_a_graph_with_many_removed(vcli, tmp_path, data_dir):
     """More removed keys than a graph search returns: the query widens and still finds top k."""
     rng = np.random.default_rng(3)
