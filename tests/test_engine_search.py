@@ -169,6 +169,27 @@ def test_a_batch_answers_as_its_queries_one_by_one(catalog):
     assert all(r.matches for r in together)
 
 
+
+def test_a_batch_gathers_a_filters_rows_on_an_index_without_a_matrix(tmp_path):
+    """An index whose rows all sit in the delta (too few for a matrix) answers a batch whose
+    filter's lines are cheapest from their own rows (``masked_row_cost`` huge): from the delta
+    alone, as one-shot queries do (it used to stop on an internal assertion)."""
+    catalog = Catalog(tmp_path, tuning=Tuning(fold_rows=3, masked_row_cost=1e12))
+    catalog.create("few", 3, "cosine")
+    with catalog.open("few", write=True) as ix:
+        ix.create_metadata_index("t", "string")
+        ix.upsert([{"id": "a", "values": [3, -2, 3]}, {"id": "b", "values": [-1, -1, -3], "metadata": {"t": "y"}},
+                   {"id": "c", "values": [-3, 1, -3]}])
+        ix.delete(["c"])
+    batch = [Query([1, 3, 3], top_k=5, filter={"t": {"$ne": "x"}}), Query([-1, 2, 3], top_k=3),
+             Query([1, 2, 3], top_k=2, filter={"t": {"$nin": ["x"]}})] * 2
+    with catalog.open("few") as ix:
+        together = list(ix.query_many(batch))
+        alone = [ix.answer(query) for query in batch]
+    assert [[(m.id, m.score) for m in r.matches] for r in together] == \
+        [[(m.id, m.score) for m in r.matches] for r in alone]
+    assert [m.id for m in together[0].matches] == ["a", "b"]
+
 def test_top_k_above_the_count_returns_every_vector(tmp_path, mode):
     catalog = Catalog(tmp_path, tuning=MODES[mode])
     catalog.create("few", 3, "euclidean")

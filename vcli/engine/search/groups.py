@@ -126,6 +126,8 @@ class Grouped(Blocks):
         """The keys, vectors and norms of ``allowed`` in the search file (removed keys left out),
         gathered once per token and kept (``_kept``)."""
         def gather():
+            if self.matrix is None:  # (every row is the delta's: an index too small for a matrix)
+                return self._gather(np.zeros(0, np.intp), brief)
             rows = self._matrix_rows(allowed)
             removed = self._removed()
             if removed is not None and len(removed):  # rewritten since: the delta has them now
