@@ -170,6 +170,14 @@ def test_a_batch_answers_as_its_queries_one_by_one(catalog):
 
 
 
+def test_top_k_above_the_count_returns_every_vector(tmp_path, mode):
+    catalog = Catalog(tmp_path, tuning=MODES[mode])
+    catalog.create("few", 3, "euclidean")
+    with catalog.open("few", write=True) as ix:
+        ix.insert([{"id": str(i), "values": [i, 0, 0]} for i in range(5)])
+        assert [m.id for m in ix.query([0, 0, 0], top_k=50).matches] == ["0", "1", "2", "3", "4"]
+
+
 def test_a_batch_gathers_a_filters_rows_on_an_index_without_a_matrix(tmp_path):
     """An index whose rows all sit in the delta (too few for a matrix) answers a batch whose
     filter's lines are cheapest from their own rows (``masked_row_cost`` huge): from the delta
@@ -189,10 +197,3 @@ def test_a_batch_gathers_a_filters_rows_on_an_index_without_a_matrix(tmp_path):
     assert [[(m.id, m.score) for m in r.matches] for r in together] == \
         [[(m.id, m.score) for m in r.matches] for r in alone]
     assert [m.id for m in together[0].matches] == ["a", "b"]
-
-def test_top_k_above_the_count_returns_every_vector(tmp_path, mode):
-    catalog = Catalog(tmp_path, tuning=MODES[mode])
-    catalog.create("few", 3, "euclidean")
-    with catalog.open("few", write=True) as ix:
-        ix.insert([{"id": str(i), "values": [i, 0, 0]} for i in range(5)])
-        assert [m.id for m in ix.query([0, 0, 0], top_k=50).matches] == ["0", "1", "2", "3", "4"]
