@@ -169,7 +169,6 @@ def test_a_batch_answers_as_its_queries_one_by_one(catalog):
     assert all(r.matches for r in together)
 
 
-
 def test_top_k_above_the_count_returns_every_vector(tmp_path, mode):
     catalog = Catalog(tmp_path, tuning=MODES[mode])
     catalog.create("few", 3, "euclidean")
@@ -180,7 +179,7 @@ def test_top_k_above_the_count_returns_every_vector(tmp_path, mode):
 
 def test_a_batch_gathers_a_filters_rows_on_an_index_without_a_matrix(tmp_path):
     """An index whose rows all sit in the delta (too few for a matrix) answers a batch whose
-    filter's lines are cheapest from their own rows (``masked_row_cost`` huge): from the delta
+    filter's lines are routed to their own rows (``masked_row_cost`` huge): from the delta
     alone, as one-shot queries do (it used to stop on an internal assertion)."""
     catalog = Catalog(tmp_path, tuning=Tuning(fold_rows=3, masked_row_cost=1e12))
     catalog.create("few", 3, "cosine")
