@@ -111,7 +111,9 @@ def test_bfloat16_prescores_stay_within_their_error(metric):
     norms = scoring.row_norms(vecs)
     queries = (rng.standard_normal((7, 384)) * rng.uniform(0.1, 10, (7, 1))).astype(np.float32)
     queries[0] = vecs[50]
-    pre = scoring.prescore_distances(metric, queries, scoring.to_bf16(vecs), norms).astype(np.float64)
+    pre = scoring.prescore_distances(metric, queries, scoring.to_bf16(vecs), norms, chunk=1024)
+    assert pre.flags.c_contiguous and pre.dtype == np.float32
+    pre = pre.astype(np.float64)
     assert pre.shape == (7, 3000) and not np.array_equal(pre, scoring.batch_distances(metric, queries, vecs, norms))
     for q, row in zip(queries, pre, strict=True):
         exact = scoring.exact_scores(metric, q, vecs)
@@ -123,6 +125,30 @@ def test_bfloat16_prescores_stay_within_their_error(metric):
         assert set(np.argsort(exact, kind="stable")[:10]) <= set(kept.tolist())
     assert scoring.prescorable(norms) and scoring.prescorable(np.array([0.0, 1e-11, 1e17]))
     assert not scoring.prescorable(np.array([1.0, 1e-13])) and not scoring.prescorable(np.array([1.0, 1e19]))
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean", "dot-product"])
+@pytest.mark.parametrize("dims", [1, 7, 384, 1536])
+def test_bfloat16_prescore_error_bound_is_tight(metric, dims):
+    """The worst input for bfloat16: every number just below a rounding midpoint (rounded down by
+    nearly 2^-8) and the query pointing the same way, so that no error cancels. The pre-score
+    strays by more than half ``prescore_error`` (a bound much looser than the error would widen
+    the window for nothing) and never beyond it. (For cosine, a third: the query is divided by
+    its norm before it is rounded, which the input cannot place below a midpoint; with one
+    dimension it is then 1, rounded exactly.)"""
+    rng = np.random.default_rng(dims)
+    x = np.float32(1 + 2**-8 - 2**-20)
+    vecs = np.full((50, dims), x, np.float32) * rng.uniform(0.5, 2, (50, 1)).astype(np.float32)
+    vecs[0] = 2 * x  # the longest row, each number still just below a midpoint
+    queries = np.full((3, dims), x, np.float32) * np.float32([[1], [2**-10], [2**6]])
+    norms = scoring.row_norms(vecs)
+    pre = scoring.prescore_distances(metric, queries, scoring.to_bf16(vecs), norms)
+    bound = scoring.max_norm(norms)
+    for q, row in zip(queries, pre.astype(np.float64), strict=True):
+        exact = scoring.exact_scores(metric, q, vecs)
+        exact = -exact if metric == "cosine" else exact**2 if metric == "euclidean" else exact
+        pe = scoring.prescore_error(metric, q, bound)
+        assert pe / (3 if metric == "cosine" else 2) < np.abs(row - exact).max() <= pe
 
 
 def test_top_candidates_keeps_every_tie_of_the_kth():

@@ -270,6 +270,27 @@ def test_near_copies_that_bfloat16_cannot_tell_apart(vcli, tmp_path, data_dir, m
     c.check()
 
 
+@pytest.mark.parametrize("metric", ["cosine", "euclidean", "dot-product"])
+def test_a_crowd_of_near_copies_within_the_prescore_window(vcli, tmp_path, data_dir, metric):
+    """3,000 near-copies of one vector, all within the bfloat16 pre-score's window of each query
+    (far more than the ``MAX_EXTRA_TIES`` candidates kept beyond k): the window's rows are
+    rescored in float32 before any is left out, so the exact top k is never cut by bfloat16
+    order. On a matrix, every filtered line from its own or its conditions' rows, gathered."""
+    rng = np.random.default_rng(11)
+    c = Checker(vcli, tmp_path, metric)
+    base = rng.standard_normal(DIMS)
+    base *= 3 / np.linalg.norm(base)
+    c.queries = [(base + rng.standard_normal(DIMS) * 5e-3).astype(np.float32) for _ in range(QUERIES)]
+    c.tune(fold_rows=100, masked_row_cost=1e12)
+    noise = rng.standard_normal((3000, DIMS)) * 1e-2
+    noise -= np.outer(noise @ base, base) / 9  # across base: their dot products too differ by little
+    c.write("insert", {f"n{i:04d}": (base + n).astype(np.float32) for i, n in enumerate(noise)})
+    assert c.files(data_dir) == ["matrix-3.manifest"]
+    c.check()
+    c.tune(product_rows=0)
+    c.check()
+
+
 def test_batch_and_single_queries_agree_on_a_graph_with_many_removed(vcli, tmp_path, data_dir):
     """More removed keys than a graph search returns: the query widens and still finds top k."""
     rng = np.random.default_rng(3)

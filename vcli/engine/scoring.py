@@ -93,12 +93,21 @@ def batch_distances(metric: str, queries: np.ndarray, vecs: np.ndarray, norms: n
     return dists
 
 
-def to_bf16(vecs: np.ndarray):
-    """A bfloat16 copy of float32 rows, a NumKong tensor (NumKong comes with usearch)."""
-    import numkong  # lazy: only filtered batches use it
+def to_bf16(vecs: np.ndarray, rows: np.ndarray | None = None, chunk: int = 4096):
+    """A bfloat16 copy of float32 ``vecs`` (of its ``rows`` if given), a NumKong tensor: taken a
+    few thousand rows at a time into a float32 buffer that stays in the cache and rounded there
+    (``bf16_bits``)."""
+    import numkong  # lazy: only filtered batches use it (the one place vcli imports it)
 
-    out = numkong.empty(np.shape(vecs), dtype="bf16")
-    bf16_bits(np.array(vecs, np.float32), np.asarray(out))
+    src = np.asarray(vecs, np.float32)
+    rows = np.arange(len(src)) if rows is None else rows
+    out = numkong.empty((len(rows), src.shape[1]), dtype="bf16")
+    bits = np.asarray(out)  # (its memory, as uint16)
+    buf = np.empty((min(chunk, len(rows)), src.shape[1]), np.float32)
+    for start in range(0, len(rows), chunk):
+        part = rows[start : start + chunk]
+        np.take(src, part, axis=0, out=buf[: len(part)])
+        bf16_bits(buf[: len(part)], bits[start : start + len(part)])
     return out
 
 
@@ -121,28 +130,38 @@ def prescorable(norms: np.ndarray) -> bool:
     return not len(live) or (float(live.max()) < SAFE_NORM and float(live.min()) > 1e-12)
 
 
-def prescore_distances(metric: str, queries: np.ndarray, vecs16, norms: np.ndarray) -> np.ndarray:
+def prescore_fast() -> bool:
+    """Whether NumKong runs its bfloat16 kernel with SIMD instructions here (any capability but
+    ``serial``): its serial kernel is about a hundred times slower than float32 BLAS."""
+    import numkong
+
+    return any(on for isa, on in numkong.get_capabilities().items() if isa != "serial")
+
+
+def prescore_distances(metric: str, queries: np.ndarray, vecs16, norms: np.ndarray, chunk: int = 4096) -> np.ndarray:
     """``batch_distances`` against ``vecs16``, a bfloat16 copy of the rows (``to_bf16``) whose
     float32 norms are ``norms``: the queries rounded to bfloat16 too, the products summed in
-    float32 by NumKong's kernel on one core. Half the bytes of float32 a row read, and twice the
-    products a cycle; each distance within ``prescore_error`` of ``batch_distances``'s."""
-    import numkong  # lazy: only filtered batches use it
+    float32 by NumKong's kernel on one core, ``chunk`` rows at a time, each chunk's (rows x
+    queries) products written transposed into the (queries x rows) result (as fast as one call
+    and a transposed copy of its whole result, without that copy). Each distance within
+    ``prescore_error`` of the exact one."""
+    import numkong
 
-    if not len(vecs16):
-        return np.zeros((len(queries), 0), np.float32)
     qn = np.linalg.norm(queries, axis=1).astype(np.float32)
     if metric == "cosine":  # as batch_distances: -(q / |q|).v / |v|, 0 where a norm is 0
         with np.errstate(divide="ignore"):
             scale = np.where(qn > 0, -1 / qn, 0).astype(np.float32)
+            inv_v = np.where(norms > 0, 1 / norms, 0).astype(np.float32)
     else:
         scale = np.full(len(queries), -2 if metric == "euclidean" else -1, np.float32)
     packed = numkong.dots_pack(to_bf16(queries * scale[:, None]), dtype="bf16")
-    dots = np.asarray(numkong.dots_packed(vecs16, packed))  # (rows, queries)
-    if metric == "cosine":
-        with np.errstate(divide="ignore"):
-            inv_v = np.where(norms > 0, 1 / norms, 0).astype(np.float32)
-        return dots.T * inv_v[None, :]
-    dists = np.ascontiguousarray(dots.T)
+    dists = np.empty((len(queries), len(vecs16)), np.float32)
+    for start in range(0, len(vecs16), chunk):
+        part = np.asarray(numkong.dots_packed(vecs16[start : start + chunk], packed)).T
+        if metric == "cosine":
+            np.multiply(part, inv_v[None, start : start + chunk], out=dists[:, start : start + chunk])
+        else:
+            dists[:, start : start + chunk] = part
     if metric == "euclidean":  # |v|^2 - 2 q.v + |q|^2
         dists += (norms * norms)[None, :]
         dists += (qn * qn)[:, None]
@@ -151,7 +170,8 @@ def prescore_distances(metric: str, queries: np.ndarray, vecs16, norms: np.ndarr
 
 # Each of a bfloat16 query's and row's numbers is within 2^-8 of its float32 one (relative), so a
 # product of the two is within (2 * 2^-8 + 2^-16) |q| |v| of the exact one; float32 summing adds
-# at most dims * 2^-24 (a generous 2^-12 here, to 4,096 dimensions), float32 scaling a few 2^-24.
+# at most dims * 2^-24 (2^-13.4 at 1,536 dimensions, ``limits.MAX_DIMENSIONS``: a generous 2^-12
+# here), float32 scaling a few 2^-24.
 BF16_RELATIVE = 2 * 2**-8 + 2**-16 + 2**-12
 
 
