@@ -97,7 +97,7 @@ def to_bf16(vecs: np.ndarray, rows: np.ndarray | None = None, chunk: int = 4096)
     """A bfloat16 copy of float32 ``vecs`` (of its ``rows`` if given), a NumKong tensor: taken a
     few thousand rows at a time into a float32 buffer that stays in the cache and rounded there
     (``bf16_bits``)."""
-    import numkong  # lazy: only filtered batches use it (the one place vcli imports it)
+    import numkong  # lazy: only filtered batches use it (and vcli imports it here alone)
 
     src = np.asarray(vecs, np.float32)
     rows = np.arange(len(src)) if rows is None else rows
@@ -177,8 +177,8 @@ BF16_RELATIVE = 2 * 2**-8 + 2**-16 + 2**-12
 
 def prescore_error(metric: str, q: np.ndarray, max_norm: float) -> float:
     """How far a ``prescore_distances`` distance of query ``q`` to vectors of norm at most
-    ``max_norm`` may stray from the exact one; a search that keeps every row within twice this
-    (plus ``tolerance``) of the k-th smallest pre-score keeps every row of the exact top k."""
+    ``max_norm`` may stray from the exact one: every row of the float32 top k is within twice
+    this plus twice ``tolerance`` of the k-th smallest pre-score (``Grouped._near``)."""
     if metric == "cosine":
         return BF16_RELATIVE
     qn = float(np.linalg.norm(np.asarray(q, np.float64)))

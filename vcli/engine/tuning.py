@@ -50,7 +50,8 @@ class Tuning(NamedTuple):
     filter_entry_rows: int = 100_000
     # A batch's queries that share a namespace or filter are scored together against one
     # contiguous copy of the matching vectors, kept for the batch: at most this many float32
-    # numbers' worth of bytes in all (256 MiB; a bfloat16 copy takes half a row's). On a graph, a larger set of matches is searched in the graph instead.
+    # numbers' worth of bytes in all (256 MiB; a bfloat16 copy takes half a row's). On a graph, a
+    # larger set of matches is searched in the graph instead.
     gather_floats: int = 64 * 2**20
     # A batch reads each condition of its filters (a namespace, a value, a range) once and keeps
     # the matrix's rows that hold it, as a list and as a bitmap (masks.py): at most this many
