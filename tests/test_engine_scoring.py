@@ -98,7 +98,6 @@ def test_float32_distances_stay_within_the_tolerance(metric):
         assert np.abs(batch - exact).max() <= scoring.tolerance(metric, q, scoring.max_norm(norms))
 
 
-
 @pytest.mark.parametrize("metric", ["cosine", "euclidean", "dot-product"])
 def test_bfloat16_prescores_stay_within_their_error(metric):
     """A batch's condition rows are scored first from a bfloat16 copy (``prescore_distances``):

@@ -247,7 +247,7 @@ def test_a_batch_keeps_the_gathered_copies_its_block_uses(tmp_path, prescore):
 
 def test_a_batch_keeps_float32_where_numkong_has_only_its_serial_kernel(tmp_path):
     """On a CPU where NumKong finds no SIMD instructions (here switched off), its bfloat16 kernel
-    is about a hundred times slower than float32 BLAS: gathered rows stay float32, and the
+    is about fifty times slower than float32 BLAS: gathered rows stay float32, and the
     answers are the same."""
     import numkong
 

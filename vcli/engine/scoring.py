@@ -132,7 +132,7 @@ def prescorable(norms: np.ndarray) -> bool:
 
 def prescore_fast() -> bool:
     """Whether NumKong runs its bfloat16 kernel with SIMD instructions here (any capability but
-    ``serial``): its serial kernel is about a hundred times slower than float32 BLAS."""
+    ``serial``): its serial kernel is about fifty times slower than float32 BLAS."""
     import numkong
 
     return any(on for isa, on in numkong.get_capabilities().items() if isa != "serial")
