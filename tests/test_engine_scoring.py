@@ -98,6 +98,58 @@ def test_float32_distances_stay_within_the_tolerance(metric):
         assert np.abs(batch - exact).max() <= scoring.tolerance(metric, q, scoring.max_norm(norms))
 
 
+@pytest.mark.parametrize("metric", ["cosine", "euclidean", "dot-product"])
+def test_bfloat16_prescores_stay_within_their_error(metric):
+    """A batch's condition rows are scored first from a bfloat16 copy (``prescore_distances``):
+    each distance is within ``prescore_error`` of the exact one (plus float32's ``tolerance``),
+    whatever the scale of rows and queries, and the rows within twice that of the k-th smallest
+    pre-score hold the exact top k. Norms bfloat16 products cannot take are refused."""
+    rng = np.random.default_rng(3)
+    vecs = (rng.standard_normal((3000, 384)) * rng.uniform(0.01, 100, (3000, 1))).astype(np.float32)
+    vecs[:40] = vecs[40:80] * np.float32(1 + 1e-6)  # near-ties, which bfloat16 cannot tell apart
+    norms = scoring.row_norms(vecs)
+    queries = (rng.standard_normal((7, 384)) * rng.uniform(0.1, 10, (7, 1))).astype(np.float32)
+    queries[0] = vecs[50]
+    pre = scoring.prescore_distances(metric, queries, scoring.to_bf16(vecs), norms, chunk=1024)
+    assert pre.flags.c_contiguous and pre.dtype == np.float32
+    pre = pre.astype(np.float64)
+    assert pre.shape == (7, 3000) and not np.array_equal(pre, scoring.batch_distances(metric, queries, vecs, norms))
+    for q, row in zip(queries, pre, strict=True):
+        exact = scoring.exact_scores(metric, q, vecs)
+        exact = -exact if metric == "cosine" else exact**2 if metric == "euclidean" else exact
+        bound = scoring.max_norm(norms)
+        err = scoring.prescore_error(metric, q, bound) + scoring.tolerance(metric, q, bound)
+        assert np.abs(row - exact).max() <= err
+        kept = scoring.top_candidates(np.arange(len(vecs)), row.astype(np.float32), 10, 2 * err)
+        assert set(np.argsort(exact, kind="stable")[:10]) <= set(kept.tolist())
+    assert scoring.prescorable(norms) and scoring.prescorable(np.array([0.0, 1e-11, 1e17]))
+    assert not scoring.prescorable(np.array([1.0, 1e-13])) and not scoring.prescorable(np.array([1.0, 1e19]))
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean", "dot-product"])
+@pytest.mark.parametrize("dims", [1, 7, 384, 1536])
+def test_bfloat16_prescore_error_bound_is_tight(metric, dims):
+    """The worst input for bfloat16: every number just below a rounding midpoint (rounded down by
+    nearly 2^-8) and the query pointing the same way, so that no error cancels. The pre-score
+    strays by more than half ``prescore_error`` (a bound much looser than the error would widen
+    the window for nothing) and never beyond it. (For cosine, a third: the query is divided by
+    its norm before it is rounded, which the input cannot place below a midpoint; with one
+    dimension it is then 1, rounded exactly.)"""
+    rng = np.random.default_rng(dims)
+    x = np.float32(1 + 2**-8 - 2**-20)
+    vecs = np.full((50, dims), x, np.float32) * rng.uniform(0.5, 2, (50, 1)).astype(np.float32)
+    vecs[0] = 2 * x  # the longest row, each number still just below a midpoint
+    queries = np.full((3, dims), x, np.float32) * np.float32([[1], [2**-10], [2**6]])
+    norms = scoring.row_norms(vecs)
+    pre = scoring.prescore_distances(metric, queries, scoring.to_bf16(vecs), norms)
+    bound = scoring.max_norm(norms)
+    for q, row in zip(queries, pre.astype(np.float64), strict=True):
+        exact = scoring.exact_scores(metric, q, vecs)
+        exact = -exact if metric == "cosine" else exact**2 if metric == "euclidean" else exact
+        pe = scoring.prescore_error(metric, q, bound)
+        assert pe / (3 if metric == "cosine" else 2) < np.abs(row - exact).max() <= pe
+
+
 def test_top_candidates_keeps_every_tie_of_the_kth():
     keys = np.arange(10, 20)
     dists = np.array([0.5, 0.1, 0.2, 0.2, 0.9, 0.2, np.inf, 0.3, 0.2000001, 0.1], np.float32)

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vcli.engine import Catalog, Query, Tuning
+from vcli.engine import Catalog, Query, Tuning, scoring
+from vcli.engine.search import Searcher
 
 DIMS = 16
 N = 500
@@ -193,3 +194,118 @@ def test_top_k_above_the_count_returns_every_vector(tmp_path, mode):
     with catalog.open("few", write=True) as ix:
         ix.insert([{"id": str(i), "values": [i, 0, 0]} for i in range(5)])
         assert [m.id for m in ix.query([0, 0, 0], top_k=50).matches] == ["0", "1", "2", "3", "4"]
+
+
+def test_a_batch_gathers_a_filters_rows_on_an_index_without_a_matrix(tmp_path):
+    """An index whose rows all sit in the delta (too few for a matrix) answers a batch whose
+    filter's lines are routed to their own rows (``masked_row_cost`` huge): from the delta
+    alone, as one-shot queries do (it used to stop on an internal assertion)."""
+    catalog = Catalog(tmp_path, tuning=Tuning(fold_rows=3, masked_row_cost=1e12))
+    catalog.create("few", 3, "cosine")
+    with catalog.open("few", write=True) as ix:
+        ix.create_metadata_index("t", "string")
+        ix.upsert([{"id": "a", "values": [3, -2, 3]}, {"id": "b", "values": [-1, -1, -3], "metadata": {"t": "y"}},
+                   {"id": "c", "values": [-3, 1, -3]}])
+        ix.delete(["c"])
+    batch = [Query([1, 3, 3], top_k=5, filter={"t": {"$ne": "x"}}), Query([-1, 2, 3], top_k=3),
+             Query([1, 2, 3], top_k=2, filter={"t": {"$nin": ["x"]}})] * 2
+    with catalog.open("few") as ix:
+        together = list(ix.query_many(batch))
+        alone = [ix.answer(query) for query in batch]
+    assert [[(m.id, m.score) for m in r.matches] for r in together] == \
+        [[(m.id, m.score) for m in r.matches] for r in alone]
+    assert [m.id for m in together[0].matches] == ["a", "b"]
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean", "dot-product"])
+def test_a_filtered_batch_of_huge_and_tiny_queries(tmp_path, metric):
+    """Queries of norm ~1e20 and ~1e-20 against an index of ordinary vectors, every filtered line
+    from its filter's rows, gathered (``masked_row_cost`` huge): their bfloat16 products would
+    overflow or flush to zero, so their rows are scored in float32 (``scoring.prescorable``),
+    and each line gets its exact top k."""
+    rng = np.random.default_rng(2)
+    vecs = rng.standard_normal((400, 16)).astype(np.float32)
+    catalog = Catalog(tmp_path, tuning=Tuning(fold_rows=5, masked_row_cost=1e12))
+    catalog.create("ix", 16, metric)
+    with catalog.open("ix", write=True) as ix:
+        ix.create_metadata_index("t", "string")
+        ix.insert([{"id": f"v{i:04d}", "values": v.tolist(), "metadata": {"t": "ab"[i % 2]}}
+                   for i, v in enumerate(vecs)])
+    queries = [rng.standard_normal(16).astype(np.float32) * np.float32(s) for s in (1e20, 1e-20, 1e-14, 1.0)]
+    batch = [Query(q.tolist(), top_k=5, filter={"t": "a"}) for q in queries] * 2
+    with catalog.open("ix") as ix:
+        answers = list(ix.query_many(batch))
+    mine = vecs[::2]
+    for query, answer in zip(batch, answers, strict=True):
+        exact = scoring.exact_scores(metric, np.asarray(query.vector, np.float32), mine)
+        order = np.lexsort((np.arange(len(mine)), -exact if metric == "cosine" else exact))[:5]
+        assert [m.id for m in answer.matches] == [f"v{2 * i:04d}" for i in order]
+
+
+@pytest.mark.parametrize("prescore", [True, False])
+def test_a_batch_keeps_the_gathered_copies_its_block_uses(tmp_path, prescore):
+    """With room for one gathered copy, gathering a second gives up none that the current block
+    uses (``busy``), whether the copies are bfloat16 or float32 (``Tuning.prescore``)."""
+    rng = np.random.default_rng(4)
+    vecs = rng.standard_normal((300, 8)).astype(np.float32)
+    catalog = Catalog(tmp_path, tuning=Tuning(fold_rows=5, gather_floats=200 * 8 // (2 if prescore else 1),
+                                              prescore=prescore))
+    catalog.create("ix", 8, "euclidean")
+    with catalog.open("ix", write=True) as ix:
+        ix.insert([{"id": f"v{i:03d}", "values": v.tolist()} for i, v in enumerate(vecs)])
+    with catalog.open("ix") as ix, Searcher(ix.search_files, []) as searcher:
+        assert searcher.matrix is not None and len(searcher.matrix.keys) == 300
+        keys = np.sort(searcher.matrix.keys)
+        first = searcher.candidates_within(vecs[:2], [3, 3], keys[:150], "first")
+        second = searcher.candidates_within(vecs[2:4], [3, 3], keys[150:], "second", frozenset({"first"}))
+        assert [(kept, token) for kept, token in searcher._subsets] == [(prescore, "first")]
+        again = searcher.candidates_within(vecs[:2], [3, 3], keys[:150], "first")
+    assert first == again and len(second) == 2
+
+
+def test_a_batch_keeps_float32_where_numkong_has_only_its_serial_kernel(tmp_path):
+    """On a CPU where NumKong finds no SIMD instructions (here switched off), its bfloat16 kernel
+    is about fifty times slower than float32 BLAS: gathered rows stay float32, and the
+    answers are the same."""
+    import numkong
+
+    rng = np.random.default_rng(6)
+    vecs = rng.standard_normal((300, 8)).astype(np.float32)
+    catalog = Catalog(tmp_path, tuning=Tuning(fold_rows=5, masked_row_cost=1e12))
+    catalog.create("ix", 8, "cosine")
+    with catalog.open("ix", write=True) as ix:
+        ix.insert([{"id": f"v{i:03d}", "values": v.tolist()} for i, v in enumerate(vecs)])
+    answers, kept = [], []
+    simd = [isa for isa, on in numkong.get_capabilities().items() if on and isa != "serial"]
+    for serial in (False, True):
+        try:
+            for isa in simd if serial else ():
+                numkong.disable_capability(isa)
+            with catalog.open("ix") as ix, Searcher(ix.search_files, []) as searcher:
+                keys = np.sort(searcher.matrix.keys)[::2]
+                answers.append([sorted(c) for c in searcher.candidates_within(vecs[:3], [4, 4, 4], keys, "half")])
+                kept.append([brief for brief, _token in searcher._subsets])
+        finally:
+            for isa in simd:
+                numkong.enable_capability(isa)
+    assert kept == [[bool(simd)], [False]]
+    assert answers[0] == answers[1]
+
+
+def test_a_batch_scores_products_of_many_queries_in_float32(tmp_path):
+    """Products of ``Tuning.prescore_queries`` queries or more are scored from a float32 copy
+    (BLAS's float32 products overtake one thread's bfloat16 ones), fewer from a bfloat16 one;
+    the candidates are the same."""
+    rng = np.random.default_rng(8)
+    vecs = rng.standard_normal((300, 8)).astype(np.float32)
+    catalog = Catalog(tmp_path, tuning=Tuning(fold_rows=5, prescore_queries=3))
+    catalog.create("ix", 8, "dot-product")
+    with catalog.open("ix", write=True) as ix:
+        ix.insert([{"id": f"v{i:03d}", "values": v.tolist()} for i, v in enumerate(vecs)])
+    with catalog.open("ix") as ix, Searcher(ix.search_files, []) as searcher:
+        keys = np.sort(searcher.matrix.keys)[1::2]
+        few = searcher.candidates_within(vecs[:2], [5, 5], keys, "few")
+        many = searcher.candidates_within(vecs[:3], [5, 5, 5], keys, "many")
+        assert [(brief, token) for brief, token in searcher._subsets] == [(scoring.prescore_fast(), "few"),
+                                                                        (False, "many")]
+    assert [sorted(c) for c in few] == [sorted(c) for c in many[:2]]

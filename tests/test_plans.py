@@ -146,7 +146,8 @@ class Checker:
         time (as a large subset's are, to bound the memory of its distances); with blocks cut
         after a few queries' matches (as a batch of large top-k's are); and, on a graph, with every
         group searched in it because that is judged cheaper than gathering its rows, and with a
-        product of its own costing nothing (so that most filters go by their conditions' rows). On
+        product of its own costing nothing (so that most filters go by their conditions' rows,
+        scored from a bfloat16 copy first, and without that pre-score, from float32 at once). On
         a matrix, also with every filtered line of a block scored with the block's product and
         masked, and with none (each filter's rows gathered, its keys from the batch's masks), and
         with room for the bitmaps of only a few conditions, and blocks cut at each filter."""
@@ -161,7 +162,7 @@ class Checker:
         self.check()
         self.tune(batch_mask_bytes=Tuning().batch_mask_bytes, block_mask_bytes=Tuning().block_mask_bytes)
         for threshold in ({"group_floats": 300}, {"max_block_matches": 25}, {"graph_rows_per_depth": 0},
-                          {"product_rows": 0}):
+                          {"product_rows": 0}, {"product_rows": 0, "prescore": False}):
             self.tune(**threshold)
             try:
                 self.check()
@@ -245,6 +246,48 @@ def test_every_plan_gives_the_same_matches(vcli, tmp_path, data_dir, metric):
     c.tune(graph_min_floats=Tuning().graph_min_floats, fold_rows=5)
     c.delete([f"a{i:04d}" for i in range(260, 290)])
     assert [f.split("-")[0] for f in c.files(data_dir)] == ["matrix"]
+    c.check()
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean", "dot-product"])
+def test_near_copies_that_bfloat16_cannot_tell_apart(vcli, tmp_path, data_dir, metric):
+    """A batch's gathered rows are scored in bfloat16 first (``Tuning.prescore``), which cannot
+    tell apart vectors within ~2^-8 of each other: clusters of such near-copies, whose exact order
+    the rescoring must still find, on a matrix, every filtered line from its conditions' or its own
+    rows, gathered, with the pre-score and without. (Not on a graph: there the unfiltered lines'
+    candidates come from the graph's own bfloat16 ranking, which such clusters defeat.)"""
+    rng = np.random.default_rng(5)
+    c = Checker(vcli, tmp_path, metric)
+    base = rng.standard_normal((12, DIMS)).astype(np.float32) * 3
+    near = {f"n{i:04d}": (base[i % 12] * (1 + rng.uniform(-1e-3, 1e-3)) + rng.standard_normal(DIMS) * 1e-3)
+            .astype(np.float32) for i in range(300)}
+    c.queries = [(base[j] + rng.standard_normal(DIMS) * 0.01).astype(np.float32) for j in range(QUERIES)]
+    c.tune(fold_rows=100, masked_row_cost=1e12)
+    c.write("insert", near)
+    assert c.files(data_dir) == ["matrix-3.manifest"]
+    c.check()
+    c.tune(prescore=False)
+    c.check()
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean", "dot-product"])
+def test_a_crowd_of_near_copies_within_the_prescore_window(vcli, tmp_path, data_dir, metric):
+    """3,000 near-copies of one vector, all within the bfloat16 pre-score's window of each query
+    (far more than the ``MAX_EXTRA_TIES`` candidates kept beyond k): the window's rows are
+    rescored in float32 before any is left out, so the exact top k is never cut by bfloat16
+    order. On a matrix, every filtered line from its own or its conditions' rows, gathered."""
+    rng = np.random.default_rng(11)
+    c = Checker(vcli, tmp_path, metric)
+    base = rng.standard_normal(DIMS)
+    base *= 3 / np.linalg.norm(base)
+    c.queries = [(base + rng.standard_normal(DIMS) * 5e-3).astype(np.float32) for _ in range(QUERIES)]
+    c.tune(fold_rows=100, masked_row_cost=1e12)
+    noise = rng.standard_normal((3000, DIMS)) * 1e-2
+    noise -= np.outer(noise @ base, base) / 9  # across base: their dot products too differ by little
+    c.write("insert", {f"n{i:04d}": (base + n).astype(np.float32) for i, n in enumerate(noise)})
+    assert c.files(data_dir) == ["matrix-3.manifest"]
+    c.check()
+    c.tune(product_rows=0)
     c.check()
 
 

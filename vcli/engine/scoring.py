@@ -93,6 +93,98 @@ def batch_distances(metric: str, queries: np.ndarray, vecs: np.ndarray, norms: n
     return dists
 
 
+def to_bf16(vecs: np.ndarray, rows: np.ndarray | None = None, chunk: int = 4096):
+    """A bfloat16 copy of float32 ``vecs`` (of its ``rows`` if given), a NumKong tensor: taken a
+    few thousand rows at a time into a float32 buffer that stays in the cache and rounded there
+    (``bf16_bits``)."""
+    import numkong  # lazy: only filtered batches use it (and vcli imports it here alone)
+
+    src = np.asarray(vecs, np.float32)
+    rows = np.arange(len(src)) if rows is None else rows
+    out = numkong.empty((len(rows), src.shape[1]), dtype="bf16")
+    bits = np.asarray(out)  # (its memory, as uint16)
+    buf = np.empty((min(chunk, len(rows)), src.shape[1]), np.float32)
+    for start in range(0, len(rows), chunk):
+        part = rows[start : start + chunk]
+        np.take(src, part, axis=0, out=buf[: len(part)])
+        bf16_bits(buf[: len(part)], bits[start : start + len(part)])
+    return out
+
+
+def bf16_bits(vecs: np.ndarray, out: np.ndarray) -> None:
+    """Round float32 rows to bfloat16 (nearest; a tie away from zero) into ``out`` (uint16, the
+    memory of a NumKong bfloat16 tensor); ``vecs`` is overwritten. Each number is within 2^-8 of
+    its float32 value (relative), as with round-to-even, in two thirds of ``numkong.astype``'s time."""
+    bits = vecs.view(np.uint32)
+    bits += 0x8000  # (a carry into the exponent is the rounding up to the next power of two)
+    bits >>= 16
+    out[...] = bits
+
+
+def prescorable(norms: np.ndarray) -> bool:
+    """Whether vectors of these norms (queries' or rows') may be scored by ``prescore_distances``
+    rather than ``batch_distances``: none so large that float32 could overflow (``_huge``), none
+    but 0 so small that products of their bfloat16 parts fall below float32's normal range,
+    where the bfloat16 kernel flushes them to zero."""
+    live = norms[norms > 0]
+    return not len(live) or (float(live.max()) < SAFE_NORM and float(live.min()) > 1e-12)
+
+
+def prescore_fast() -> bool:
+    """Whether NumKong runs its bfloat16 kernel with SIMD instructions here (any capability but
+    ``serial``): its serial kernel is about fifty times slower than float32 BLAS."""
+    import numkong
+
+    return any(on for isa, on in numkong.get_capabilities().items() if isa != "serial")
+
+
+def prescore_distances(metric: str, queries: np.ndarray, vecs16, norms: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """``batch_distances`` against ``vecs16``, a bfloat16 copy of the rows (``to_bf16``) whose
+    float32 norms are ``norms``: the queries rounded to bfloat16 too, the products summed in
+    float32 by NumKong's kernel on one core, ``chunk`` rows at a time, each chunk's (rows x
+    queries) products written transposed into the (queries x rows) result (as fast as one call
+    and a transposed copy of its whole result, without that copy). Each distance within
+    ``prescore_error`` of the exact one."""
+    import numkong
+
+    qn = np.linalg.norm(queries, axis=1).astype(np.float32)
+    if metric == "cosine":  # as batch_distances: -(q / |q|).v / |v|, 0 where a norm is 0
+        with np.errstate(divide="ignore"):
+            scale = np.where(qn > 0, -1 / qn, 0).astype(np.float32)
+            inv_v = np.where(norms > 0, 1 / norms, 0).astype(np.float32)
+    else:
+        scale = np.full(len(queries), -2 if metric == "euclidean" else -1, np.float32)
+    packed = numkong.dots_pack(to_bf16(queries * scale[:, None]), dtype="bf16")
+    dists = np.empty((len(queries), len(vecs16)), np.float32)
+    for start in range(0, len(vecs16), chunk):
+        part = np.asarray(numkong.dots_packed(vecs16[start : start + chunk], packed)).T
+        if metric == "cosine":
+            np.multiply(part, inv_v[None, start : start + chunk], out=dists[:, start : start + chunk])
+        else:
+            dists[:, start : start + chunk] = part
+    if metric == "euclidean":  # |v|^2 - 2 q.v + |q|^2
+        dists += (norms * norms)[None, :]
+        dists += (qn * qn)[:, None]
+    return dists
+
+
+# Each of a bfloat16 query's and row's numbers is within 2^-8 of its float32 one (relative), so a
+# product of the two is within (2 * 2^-8 + 2^-16) |q| |v| of the exact one; float32 summing adds
+# at most dims * 2^-24 (2^-13.4 at 1,536 dimensions, ``limits.MAX_DIMENSIONS``: a generous 2^-12
+# here), float32 scaling a few 2^-24.
+BF16_RELATIVE = 2 * 2**-8 + 2**-16 + 2**-12
+
+
+def prescore_error(metric: str, q: np.ndarray, max_norm: float) -> float:
+    """How far a ``prescore_distances`` distance of query ``q`` to vectors of norm at most
+    ``max_norm`` may stray from the exact one: every row of the float32 top k is within twice
+    this plus twice ``tolerance`` of the k-th smallest pre-score (``Grouped._near``)."""
+    if metric == "cosine":
+        return BF16_RELATIVE
+    qn = float(np.linalg.norm(np.asarray(q, np.float64)))
+    return BF16_RELATIVE * qn * max_norm * (2 if metric == "euclidean" else 1)
+
+
 class Groups:
     """The columns of a block of distances in ``groups`` interleaved groups
     (``Tuning.score_groups``; column ``j`` in group ``j % groups``), each group's minimum per row,

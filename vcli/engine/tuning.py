@@ -49,8 +49,9 @@ class Tuning(NamedTuple):
     # either way in is slow, and counting further only adds to it.
     filter_entry_rows: int = 100_000
     # A batch's queries that share a namespace or filter are scored together against one
-    # contiguous copy of the matching vectors, kept for the batch: at most this many numbers in
-    # all (256 MiB). On a graph, a larger set of matches is searched in the graph instead.
+    # contiguous copy of the matching vectors, kept for the batch: at most this many float32
+    # numbers' worth of bytes in all (256 MiB; a bfloat16 copy takes half a row's). On a graph, a
+    # larger set of matches is searched in the graph instead.
     gather_floats: int = 64 * 2**20
     # A batch reads each condition of its filters (a namespace, a value, a range) once and keeps
     # the matrix's rows that hold it, as a list and as a bitmap (masks.py): at most this many
@@ -104,6 +105,15 @@ class Tuning(NamedTuple):
     # them costs milliseconds (at 59k, 320 products of a few lines took 3.1 s at load 7, the
     # same batch on one thread 0.8 s), which the block's one product pays once.
     product_rows: float = 150_000
+    # The rows a batch gathers (a condition's, a filter's) are kept as a bfloat16 copy (half the
+    # bytes) and scored with NumKong's bfloat16 kernel first; every row within twice that score's
+    # error bound (plus float32's tolerance) of the k-th is rescored in float32 from the matrix,
+    # then as before (``Grouped._near``): the same answers and scores. False: a float32 copy,
+    # scored in float32 at once.
+    prescore: bool = True
+    # ... but only for products of fewer queries than this: one thread's bfloat16 products grow
+    # with the queries faster than BLAS's float32 ones (docs/performance.md).
+    prescore_queries: int = 128
     # A block's distances are read once more per row for the minimum of each of this many
     # interleaved groups of columns (``scoring.Groups``): the k-th smallest minimum bounds the k-th
     # distance, and only the groups within it (plus the tolerance) are looked into.

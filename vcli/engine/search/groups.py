@@ -6,18 +6,30 @@ that costs less than answering them with their block: ``route``."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..scoring import Groups, batch_distances, max_norm, tolerance
+from ..scoring import (
+    Groups,
+    batch_distances,
+    max_norm,
+    prescorable,
+    prescore_distances,
+    prescore_error,
+    prescore_fast,
+    row_norms,
+    to_bf16,
+    tolerance,
+)
 from .blocks import Blocks
 from .common import _EMPTY_NORMS, in_sorted, nearest_keys
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
-Subset = tuple[np.ndarray, np.ndarray, np.ndarray]  # keys, float32 vectors, norms
+# keys, vectors (float32, or a NumKong bfloat16 tensor: ``scoring.to_bf16``), norms, matrix rows
+Subset = tuple[np.ndarray, Any, np.ndarray, np.ndarray]
 
 
 class Grouped(Blocks):
@@ -37,20 +49,20 @@ class Grouped(Blocks):
         d_keys, d_vecs, d_norms = self._delta_arrays()
         keep = in_sorted(d_keys, allowed)
         d_keys, d_vecs, d_norms = d_keys[keep], d_vecs[keep], d_norms[keep]
-        s_keys, s_vecs, s_norms = self._subset(allowed, token, busy)
+        brief = self._prescorable(queries, len(allowed))
+        s_keys, s_vecs, s_norms, s_rows = self._subset(allowed, token, busy, brief)
         bound = max_norm(d_norms, s_norms)
         step = max(1, self.tuning.group_floats // max(1, len(s_keys)))
         out = []
         for start in range(0, len(queries), step):
             qs, qks = queries[start : start + step], ks[start : start + step]
-            dists = batch_distances(self.metric, qs, s_vecs, s_norms)
+            dists = self._distances(qs, s_vecs, s_norms, brief)
             d_dists = batch_distances(self.metric, qs, d_vecs, d_norms)  # the delta's few rows: all kept
             # (each row read once more)
             groups = Groups(dists, qks, self.tuning.score_groups) if len(s_keys) else None
             for i, k in enumerate(qks):
-                tol = tolerance(self.metric, qs[i], bound)
-                near = groups.near(i, tol) if groups else np.zeros(0, np.intp)
-                out.append(nearest_keys([d_keys, s_keys[near]], [d_dists[i], dists[i, near]], k, tol))
+                near, found, tol = self._near(qs[i], groups, i, s_rows, s_norms, bound, brief)
+                out.append(nearest_keys([d_keys, s_keys[near]], [d_dists[i], found], k, tol))
         return out
 
     def candidates_in_rows(self, queries: np.ndarray, ks: Sequence[int], rows: np.ndarray, token: object,
@@ -68,14 +80,15 @@ class Grouped(Blocks):
         queries = np.ascontiguousarray(queries, np.float32).reshape(-1, self.dims)
         d_keys, d_vecs, d_norms = self._delta_arrays()
         # (a condition's rows are read from the store's snapshot, which holds no removed key)
-        s_keys, s_vecs, s_norms = self._kept(token, busy, len(rows), lambda: self._gather(rows))
+        brief = self._prescorable(queries, len(rows))
+        s_keys, s_vecs, s_norms, s_rows = self._kept(token, busy, len(rows), lambda: self._gather(rows, brief), brief)
         bound = max_norm(d_norms, s_norms)
         step = max(1, self.tuning.group_floats // max(1, len(s_keys)))
         out = []
         penalties: dict[int, np.ndarray] = {}  # inf where dropped, by the drops that share it (a filter's lines)
         for start in range(0, len(queries), step):
             qs, qks = queries[start : start + step], ks[start : start + step]
-            dists = batch_distances(self.metric, qs, s_vecs, s_norms)
+            dists = self._distances(qs, s_vecs, s_norms, brief)
             for i, drop in enumerate(drops[start : start + step]):
                 if drop is not None:  # an addition costs less than a masked store
                     if id(drop) not in penalties:
@@ -87,9 +100,8 @@ class Grouped(Blocks):
             d_dists = batch_distances(self.metric, qs, d_vecs, d_norms) \
                 if any(bits is not None and bits.any() for bits in chunk) else None
             for i, k in enumerate(qks):
-                tol = tolerance(self.metric, qs[i], bound)
-                near = groups.near(i, tol) if groups else np.zeros(0, np.intp)
-                keys, found = [s_keys[near]], [dists[i, near]]
+                near, scores, tol = self._near(qs[i], groups, i, s_rows, s_norms, bound, brief)
+                keys, found = [s_keys[near]], [scores]
                 bits = chunk[i]
                 if d_dists is not None and bits is not None:
                     keys.append(d_keys[bits])
@@ -110,40 +122,85 @@ class Grouped(Blocks):
         self._prepare()
         return self._background().submit(self.candidates_within, queries, ks, allowed, token, busy)
 
-    def _subset(self, allowed: np.ndarray, token: object, busy: frozenset):
-        """The keys, float32 vectors and norms of ``allowed`` in the search file (removed keys
-        left out), gathered once per token and kept (``_kept``)."""
+    def _subset(self, allowed: np.ndarray, token: object, busy: frozenset, brief: bool):
+        """The keys, vectors and norms of ``allowed`` in the search file (removed keys left out),
+        gathered once per token and kept (``_kept``)."""
         def gather():
+            if self.matrix is None:  # (every row is the delta's: an index too small for a matrix)
+                return self._gather(np.zeros(0, np.intp), brief)
             rows = self._matrix_rows(allowed)
             removed = self._removed()
             if removed is not None and len(removed):  # rewritten since: the delta has them now
                 rows = rows[~in_sorted(self._open_matrix().keys[rows], removed)]
-            return self._gather(rows)
+            return self._gather(rows, brief)
 
-        return self._kept(token, busy, len(allowed), gather)
+        return self._kept(token, busy, len(allowed), gather, brief)
 
-    def _kept(self, token: object, busy: frozenset, size: int, gather: Callable[[], Subset]) -> Subset:
-        """The subset ``gather()`` gives (of at most ``size`` rows), once per token and kept (at
-        most ``Tuning.gather_floats`` numbers in all, the oldest not ``busy`` given up first)."""
-        if token in self._subsets:
-            return self._subsets[token]
-        limit, size = self.tuning.gather_floats, size * self.dims
-        held = sum(v[1].size for v in self._subsets.values())
-        for old in [t for t in self._subsets if t not in busy]:  # the oldest first
+    def _kept(self, token: object, busy: frozenset, size: int, gather: Callable[[], Subset], brief: bool) -> Subset:
+        """The subset ``gather()`` gives (of at most ``size`` rows, bfloat16 if ``brief``), once
+        per token and kept (at most ``Tuning.gather_floats`` float32 numbers' worth of bytes in
+        all, the oldest not ``busy`` given up first). A float32 copy is kept apart from a
+        bfloat16 one (for queries the bfloat16 kernel cannot take, or too many a product)."""
+        if (brief, token) in self._subsets:
+            return self._subsets[brief, token]
+        limit, size = self.tuning.gather_floats, size * self.dims // (2 if brief else 1)
+        held = sum(v[1].nbytes // 4 for v in self._subsets.values())
+        for old in [t for t in self._subsets if t[1] not in busy]:  # the oldest first
             if held + size <= limit:
                 break
-            held -= self._subsets.pop(old)[1].size
+            held -= self._subsets.pop(old)[1].nbytes // 4
         found = gather()
         if held + size <= limit:
-            self._subsets[token] = found
+            self._subsets[brief, token] = found
         return found
 
-    def _gather(self, rows: np.ndarray) -> Subset:
-        """The keys, float32 vectors and norms of the matrix's ``rows``, as contiguous copies."""
+    def _gather(self, rows: np.ndarray, brief: bool = False) -> Subset:
+        """The keys, vectors and norms of the matrix's ``rows``, as contiguous copies (the vectors
+        in bfloat16 if ``brief``: ``scoring.to_bf16``), and ``rows``."""
         m = self.matrix
         if m is None:
-            return np.zeros(0, np.int64), np.zeros((0, self.dims), np.float32), _EMPTY_NORMS
-        return m.keys[rows], m.values[rows], m.norms[rows]
+            return np.zeros(0, np.int64), np.zeros((0, self.dims), np.float32), _EMPTY_NORMS, np.zeros(0, np.intp)
+        vecs = to_bf16(m.values, rows) if brief else m.values[rows]
+        return m.keys[rows], vecs, m.norms[rows], rows
+
+    def _prescorable(self, queries: np.ndarray, size: int) -> bool:
+        """Whether rows gathered for ``queries`` (at most ``size``) are scored from a bfloat16
+        copy first: ``Tuning.prescore``, fewer than ``Tuning.prescore_queries`` queries a product,
+        NumKong's kernel not its serial one (``scoring.prescore_fast``), and norms it can take
+        (``scoring.prescorable``, the matrix's checked once)."""
+        tuning = self.tuning
+        if not tuning.prescore or self.matrix is None:
+            return False
+        if min(len(queries), max(1, tuning.group_floats // max(1, size))) >= tuning.prescore_queries:
+            return False
+        if self._matrix_prescorable is None:
+            self._matrix_prescorable = prescore_fast() and prescorable(self.matrix.norms)
+        return self._matrix_prescorable and prescorable(row_norms(queries))
+
+    def _distances(self, queries: np.ndarray, vecs, norms: np.ndarray, brief: bool) -> np.ndarray:
+        if brief:
+            return prescore_distances(self.metric, queries, vecs, norms)
+        return batch_distances(self.metric, queries, vecs, norms)
+
+    def _near(self, q: np.ndarray, groups: Groups | None, i: int, rows: np.ndarray, norms: np.ndarray,
+              bound: float, brief: bool) -> tuple[np.ndarray, np.ndarray, float]:
+        """The columns of line ``i`` of ``groups`` (``q``'s distances to gathered ``rows`` of
+        ``norms``) that hold its top k and ties, their float32 distances, and float32's tolerance.
+        From a bfloat16 pre-score, every column within 2 (ε + t) of the k-th (ε its error bound,
+        ``prescore_error``; t float32's ``tolerance``) holds every row of the float32 top k, so
+        these are rescored in float32 from the matrix (inf where dropped) before any candidate
+        is cut by ``MAX_EXTRA_TIES``, which must never go by bfloat16 order."""
+        tol = tolerance(self.metric, q, bound)
+        if groups is None:
+            return np.zeros(0, np.intp), np.zeros(0, np.float32), tol
+        m = self.matrix
+        if not brief or m is None:
+            near = groups.near(i, tol)
+            return near, groups.dists[i, near], tol
+        near = groups.near(i, 2 * (prescore_error(self.metric, q, bound) + tol))
+        found = batch_distances(self.metric, q[None, :], m.values[rows[near]], norms[near])[0]
+        found[~np.isfinite(groups.dists[i, near])] = np.inf
+        return near, found, tol
 
     def route(self, queries: int, matches: int, conditions: Sequence[tuple[int, int]] | None = None) -> str:
         """How ``queries`` queries of a filter passing ``matches`` vectors cost least, in rows

@@ -5,7 +5,7 @@ written since the matrix, keys removed since), read once from the snapshot."""
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -56,8 +56,10 @@ class Opened:
         self._delta_cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         # a thread for the heavy part of batch queries (see ``begin``)
         self._pool: ThreadPoolExecutor | None = None
-        # ``candidates_within``: the keys, vectors and norms of a subset, by the caller's token
-        self._subsets: dict[object, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        # ``Grouped._kept``: the keys, vectors, norms and matrix rows of a subset, by (bfloat16?,
+        # the caller's token)
+        self._subsets: dict[tuple[bool, object], tuple[np.ndarray, Any, np.ndarray, np.ndarray]] = {}
+        self._matrix_prescorable: bool | None = None  # (``Grouped._prescorable``)
         # usearch keeps per-thread search contexts indexed from 0 in every call, so two searches
         # of one graph must not overlap (the background block and a filtered query of a batch).
         self._graph_lock = threading.Lock()
