@@ -362,9 +362,8 @@ def build(store: Store, folder: Folder, dimensions: int, compact_share: float) -
     with store.snapshot():
         seq = store.last_seq()
         cols = open_values(store, dimensions)
-        live = np.fromiter((r[0] for r in store.keys()), np.int64)
-        keep = cols.rows_of(live)  # (MissingValues: a column lacks rows the store has)
-        gone = len(cols.keys) - len(live)
+        keep = _live_rows(store, cols)  # (MissingValues: a column lacks rows the store has)
+        gone = len(cols.keys) - len(keep)
         in_place = cols.generation is not None and _fresh(folder, cols.generation) and (
             gone <= compact_share * len(cols.keys))
         if in_place:
@@ -374,6 +373,19 @@ def build(store: Store, folder: Folder, dimensions: int, compact_share: float) -
     if merge is not None:
         store.merge_appends(*merge)
     return path
+
+
+def _live_rows(store: Store, cols: Values, block: int = 1 << 16) -> np.ndarray:
+    """The rows of ``cols`` that hold the store's vectors (call in the snapshot ``cols`` was opened
+    in), ascending; ``MissingValues`` when one is not there. Found a block of keys at a time: the
+    whole list of keys, and the temporaries of finding them, cost ~40 bytes a vector at once
+    (841 MB of peak RSS after a 20M load), the rows alone 8."""
+    keep = np.empty(store.count(), np.intp)
+    cursor, at = store.keys(), 0
+    while rows := cursor.fetchmany(block):
+        keep[at : at + len(rows)] = cols.rows_of(np.fromiter((r[0] for r in rows), np.int64, len(rows)))
+        at += len(rows)
+    return keep[:at]
 
 
 def _records(store: Store, cols: Values, start: int) -> list[tuple[int, int, int, int]]:
@@ -469,7 +481,7 @@ def compact_values(store: Store, folder: Folder, dimensions: int) -> None:
     with store.snapshot():
         seq = store.last_seq()
         cols = open_values(store, dimensions)
-        keep = cols.rows_of(np.fromiter((r[0] for r in store.keys()), np.int64))
+        keep = _live_rows(store, cols)
     _copy_rows(store, folder, cols, keep, seq, norms=False)
 
 
