@@ -11,6 +11,7 @@ import sqlite3
 
 import numpy as np
 import orjson
+import pytest
 from helpers import as_older_vcli, column_files
 
 from vcli.engine import Catalog, Tuning
@@ -279,3 +280,26 @@ def test_a_refusal_whose_values_are_sound_again_is_reported_and_forgotten_by_rep
     assert res.code == 3 and "the index is healthy now" in res.out, (res.code, res.err)  # (repaired)
     assert column(folder, "f32").name != generation  # compacted at last: the dead half is gone
     assert vcli("check", "idx").code == 0
+
+
+def test_the_live_rows_are_found_a_block_at_a_time_as_all_at_once(data_dir):
+    """The first matrix finds the store's keys in the columns a block at a time (its memory):
+    the same rows as all at once, and a key the columns lack is found in any block."""
+    from vcli.engine.columns import MissingValues, open_values
+    from vcli.engine.matrix import _live_rows
+
+    rng = np.random.default_rng(4)
+    cat = Catalog(data_dir)
+    cat.create("idx", DIMS, "cosine")
+    batch, _model = records(rng, [f"v{i}" for i in range(50)])
+    with cat.open("idx", write=True) as ix:
+        ix.upsert(batch)
+        ix.delete([f"v{i}" for i in range(0, 50, 3)])
+        store = ix.store
+        with store.snapshot():
+            cols = open_values(store, DIMS)
+            whole = cols.rows_of(np.array([r[0] for r in store.keys()], np.int64))
+            assert np.array_equal(_live_rows(store, cols, block=7), whole)
+            short = type(cols)(cols.generation, cols.keys[:-1], cols.values[:-1])  # (the last row lost)
+            with pytest.raises(MissingValues):
+                _live_rows(store, short, block=7)
