@@ -65,16 +65,22 @@ def test_a_small_index_upserted_again_and_again_keeps_its_columns_bounded(data_d
     assert vcli("check", "idx").code == 0
 
 
-def loaded_and_damaged(data_dir, vcli, n=3000):
-    """``n`` vectors (a matrix) with one bit of row 100's values flipped: (catalog, model, rng)."""
-    rng = np.random.default_rng(2)
+def loaded(data_dir, n: int, seed: int):
+    """An index "idx" of ``n`` random vectors ``v0``...: (catalog, model, rng)."""
+    rng = np.random.default_rng(seed)
     cat = Catalog(data_dir)
     cat.create("idx", DIMS, "cosine")
     batch, model = records(rng, [f"v{i}" for i in range(n)])
     with cat.open("idx", write=True) as ix:
         ix.upsert(batch)
-    flip(column(data_dir / "idx", "f32"), 100 * DIMS * 4 + 1)
     return cat, model, rng
+
+
+def loaded_and_damaged(data_dir, vcli, n=3000):
+    """``n`` vectors (a matrix) with one bit of row 100's values flipped: (catalog, model, rng)."""
+    made = loaded(data_dir, n, 2)
+    flip(column(data_dir / "idx", "f32"), 100 * DIMS * 4 + 1)
+    return made
 
 
 def test_repair_does_not_launder_damaged_values(data_dir, vcli):
@@ -211,12 +217,7 @@ def test_an_index_of_a_newer_vcli_is_one_clear_error(data_dir, vcli):
 
 def test_values_missing_from_the_columns_are_named_by_the_vector_id(data_dir, vcli):
     """The error a read gives names the vector as `vcli check` does: by its id, not a key."""
-    rng = np.random.default_rng(7)
-    cat = Catalog(data_dir)
-    cat.create("idx", DIMS, "cosine")
-    batch, _model = records(rng, [f"v{i}" for i in range(10)])
-    with cat.open("idx", write=True) as ix:
-        ix.upsert(batch)
+    loaded(data_dir, 10, 7)
     keys = column(data_dir / "idx", "keys")
     data = bytearray(keys.read_bytes())
     data[-8:] = (2**62).to_bytes(8, "little")  # the last row's key, still the largest, no vector's
@@ -288,12 +289,8 @@ def test_the_live_rows_are_found_a_block_at_a_time_as_all_at_once(data_dir):
     from vcli.engine.columns import MissingValues, open_values
     from vcli.engine.matrix import _live_rows
 
-    rng = np.random.default_rng(4)
-    cat = Catalog(data_dir)
-    cat.create("idx", DIMS, "cosine")
-    batch, _model = records(rng, [f"v{i}" for i in range(50)])
+    cat, _model, _rng = loaded(data_dir, 50, 4)
     with cat.open("idx", write=True) as ix:
-        ix.upsert(batch)
         ix.delete([f"v{i}" for i in range(0, 50, 3)])
         store = ix.store
         with store.snapshot():

@@ -242,17 +242,22 @@ def test_a_filtered_batch_of_huge_and_tiny_queries(tmp_path, metric):
         assert [m.id for m in answer.matches] == [f"v{2 * i:04d}" for i in order]
 
 
+def three_hundred(tmp_path, seed: int, metric: str, tuning: Tuning) -> tuple[Catalog, np.ndarray]:
+    """An index "ix" of 300 random vectors of 8 dimensions, ``v000``..., with a matrix."""
+    vecs = np.random.default_rng(seed).standard_normal((300, 8)).astype(np.float32)
+    catalog = Catalog(tmp_path, tuning=tuning)
+    catalog.create("ix", 8, metric)
+    with catalog.open("ix", write=True) as ix:
+        ix.insert([{"id": f"v{i:03d}", "values": v.tolist()} for i, v in enumerate(vecs)])
+    return catalog, vecs
+
+
 @pytest.mark.parametrize("prescore", [True, False])
 def test_a_batch_keeps_the_gathered_copies_its_block_uses(tmp_path, prescore):
     """With room for one gathered copy, gathering a second gives up none that the current block
     uses (``busy``), whether the copies are bfloat16 or float32 (``Tuning.prescore``)."""
-    rng = np.random.default_rng(4)
-    vecs = rng.standard_normal((300, 8)).astype(np.float32)
-    catalog = Catalog(tmp_path, tuning=Tuning(fold_rows=5, gather_floats=200 * 8 // (2 if prescore else 1),
-                                              prescore=prescore))
-    catalog.create("ix", 8, "euclidean")
-    with catalog.open("ix", write=True) as ix:
-        ix.insert([{"id": f"v{i:03d}", "values": v.tolist()} for i, v in enumerate(vecs)])
+    catalog, vecs = three_hundred(tmp_path, 4, "euclidean", Tuning(
+        fold_rows=5, gather_floats=200 * 8 // (2 if prescore else 1), prescore=prescore))
     with catalog.open("ix") as ix, Searcher(ix.search_files, []) as searcher:
         assert searcher.matrix is not None and len(searcher.matrix.keys) == 300
         keys = np.sort(searcher.matrix.keys)
@@ -269,12 +274,7 @@ def test_a_batch_keeps_float32_where_numkong_has_only_its_serial_kernel(tmp_path
     answers are the same."""
     import numkong
 
-    rng = np.random.default_rng(6)
-    vecs = rng.standard_normal((300, 8)).astype(np.float32)
-    catalog = Catalog(tmp_path, tuning=Tuning(fold_rows=5, masked_row_cost=1e12))
-    catalog.create("ix", 8, "cosine")
-    with catalog.open("ix", write=True) as ix:
-        ix.insert([{"id": f"v{i:03d}", "values": v.tolist()} for i, v in enumerate(vecs)])
+    catalog, vecs = three_hundred(tmp_path, 6, "cosine", Tuning(fold_rows=5, masked_row_cost=1e12))
     answers, kept = [], []
     simd = [isa for isa, on in numkong.get_capabilities().items() if on and isa != "serial"]
     for serial in (False, True):
@@ -296,12 +296,7 @@ def test_a_batch_scores_products_of_many_queries_in_float32(tmp_path):
     """Products of ``Tuning.prescore_queries`` queries or more are scored from a float32 copy
     (BLAS's float32 products overtake one thread's bfloat16 ones), fewer from a bfloat16 one;
     the candidates are the same."""
-    rng = np.random.default_rng(8)
-    vecs = rng.standard_normal((300, 8)).astype(np.float32)
-    catalog = Catalog(tmp_path, tuning=Tuning(fold_rows=5, prescore_queries=3))
-    catalog.create("ix", 8, "dot-product")
-    with catalog.open("ix", write=True) as ix:
-        ix.insert([{"id": f"v{i:03d}", "values": v.tolist()} for i, v in enumerate(vecs)])
+    catalog, vecs = three_hundred(tmp_path, 8, "dot-product", Tuning(fold_rows=5, prescore_queries=3))
     with catalog.open("ix") as ix, Searcher(ix.search_files, []) as searcher:
         keys = np.sort(searcher.matrix.keys)[1::2]
         few = searcher.candidates_within(vecs[:2], [5, 5], keys, "few")
