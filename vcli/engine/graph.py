@@ -243,6 +243,70 @@ class Parts:
         return np.concatenate(keys, axis=1), np.concatenate(dists, axis=1)
 
 
+class PartValues:
+    """The bfloat16 values a graph part holds, read from its file: ``vectors`` (one row of
+    uint16 a node, in the order usearch added them) and the node of each key of the part's range.
+    A filtered batch gathers its rows' bfloat16 copies from here (``Grouped._gather``): half the
+    bytes of the matrix's float32, already rounded."""
+
+    def __init__(self, vectors: np.ndarray, nodes: np.ndarray, lo: int):
+        self.vectors, self._nodes, self._lo = vectors, nodes, lo
+
+    def nodes(self, keys: np.ndarray) -> np.ndarray:
+        """The node of each of ``keys`` (int64), -1 for those the part does not hold."""
+        at = keys - self._lo
+        inside = (at >= 0) & (at < len(self._nodes))
+        return np.where(inside, self._nodes[np.where(inside, at, 0)], -1)
+
+
+def part_values(part: SearchFile, m: Matrix, samples: int) -> PartValues | None:
+    """``PartValues`` of ``part``, or None where its file is not laid out as usearch 2 writes an
+    index (vectors first: two uint32, nodes and bytes a vector, then each node's vector; a
+    64-byte head that starts ``usearch``; the graph's header of five uint64 (nodes, connectivity,
+    connectivity of the base level, top level, entry node); a 16-bit level a node; then each node:
+    its uint64 key, its level, and a uint32 count and slots a level) to the byte, or where any of
+    ``samples`` of its vectors, drawn at random among those the matrix ``m`` holds, strays from the
+    matrix's float32 by more than rounding to bfloat16 does (2^-8 of each number): a pre-score
+    from these values is then as exact as one from ``scoring.to_bf16``'s."""
+    dims = m.values.shape[1]
+    try:
+        data = np.memmap(part.path, np.uint8, mode="r")
+        count, width = (int(x) for x in np.frombuffer(data[:8], np.uint32))
+        at = 8 + count * width
+        if width != 2 * dims or bytes(data[at : at + 7]) != b"usearch":
+            return None
+        at += 64
+        nodes, links, base_links, _, _ = (int(x) for x in np.frombuffer(data[at : at + 40], np.uint64))
+        at += 40
+        levels = np.frombuffer(data[at : at + 2 * nodes], np.int16).astype(np.int64)
+        at += 2 * nodes
+        sizes = 10 + 4 + 4 * base_links + (4 + 4 * links) * levels
+        starts = at + np.cumsum(sizes) - sizes
+        if nodes != count or not nodes or int(starts[-1] + sizes[-1]) != len(data) or levels.min() < 0:
+            return None
+        keys = np.ascontiguousarray(data[(starts[:, None] + np.arange(8)).ravel()].reshape(-1, 8)).view("<i8").ravel()
+    except (OSError, ValueError, IndexError):
+        return None
+    lo, hi = part.lo, part.hi
+    if keys.min() < lo or keys.max() > hi:
+        return None
+    table = np.full(hi - lo + 1, -1, np.int32)
+    table[keys - lo] = np.arange(nodes, dtype=np.int32)
+    if np.count_nonzero(table >= 0) != nodes:  # a key twice
+        return None
+    vectors = np.frombuffer(data, np.uint16, count=nodes * dims, offset=8).reshape(nodes, dims)
+    found = PartValues(vectors, table, lo)
+    rows = np.searchsorted(m.keys, keys)
+    held = np.flatnonzero((rows < len(m.keys)) & (m.keys[np.minimum(rows, len(m.keys) - 1)] == keys))
+    if len(held):
+        pick = np.random.default_rng().choice(held, min(samples, len(held)), replace=False)
+        exact = np.asarray(m.values[rows[pick]], np.float32)
+        rounded = (vectors[pick].astype(np.uint32) << 16).view(np.float32)
+        if not (np.abs(rounded - exact) <= np.abs(exact) * 2**-8).all():
+            return None
+    return found
+
+
 def nearest(keys: np.ndarray, dists: np.ndarray, usable: np.ndarray, keep: int) -> tuple[np.ndarray, np.ndarray]:
     """Of each row's candidates (``Parts.search``), the ``keep`` nearest of those ``usable`` by
     the graphs' distances: ``(keys, usable)`` of shape (rows, at most keep). So the matrix rows

@@ -96,16 +96,17 @@ class Answerer:
         started: list = []  # at most one block: (block, its _Started)
         filters: dict = {}  # the rows of each distinct namespace and filter of the pending queries
         held = 0  # their bytes
+        firsts: dict = {}  # the pending queries' distinct filters that have each condition in their narrowest part
         with Searcher(self.files, notes) as searcher:
             size = searcher.block_size()
             most_bytes = self.files.tuning.block_mask_bytes
 
             def advance(everything: bool) -> Iterator[QueryResult]:
                 """Start the pending block; answer the one started before it (or all)."""
-                nonlocal pending, done, asked, filters, held
+                nonlocal pending, done, asked, filters, held, firsts
                 if pending:
                     started.append((pending, self._begin_block(searcher, pending, filters)))
-                    pending, asked, filters, held = [], 0, {}, 0
+                    pending, asked, filters, held, firsts = [], 0, {}, 0, {}
                 while len(started) > (0 if everything else 1):
                     block, handle = started.pop(0)
                     for result in self._finish_block(searcher, block, handle, notes):
@@ -132,6 +133,7 @@ class Answerer:
                             if last.plan is not None and not last.plain and last.group not in filters:
                                 filters[last.group] = found = self._batch_masks(searcher).filter(last.plan)
                                 held += found.nbytes
+                                self._gather_ahead(searcher, found, firsts)
                     except StopIteration:
                         break
                     except VcliError:
@@ -246,17 +248,17 @@ class Answerer:
         return {key: filters.nest(found) for key, found in pairs.items()}
 
     def _begin_block(self, searcher: Searcher, block: list[Checked], rows: dict) -> _Started:
-        """Start the block's heavy part: its plain queries, and the filtered ones that
-        ``_routes`` sends with them, each with its filter's ``rows`` (by group)."""
+        """Start the block's heavy part in the background: its plain queries, and the filtered
+        ones that ``_routes`` sends with them, each with its filter's ``rows`` (by group); then
+        the others' (``_start_shared``)."""
         plain = [i for i, c in enumerate(block) if c.plain]
         routes = self._routes(searcher, block, rows)
         masked = [i for i, c in enumerate(block) if routes.get(c.group) == "block"]
         order = plain + masked
-        if not order:
-            return _Started(order, None, rows, routes)
-        handle = searcher.begin(np.stack([block[i].q for i in order]), [block[i].query.top_k for i in order],
-                                masks=[rows[block[i].group].rows() for i in masked])
-        return _Started(order, handle, rows, routes)
+        handle = None if not order else searcher.begin(
+            np.stack([block[i].q for i in order]), [block[i].query.top_k for i in order],
+            masks=[rows[block[i].group].rows() for i in masked])
+        return _Started(order, handle, self._start_shared(searcher, block, rows, routes))
 
     def _batch_masks(self, searcher: Searcher) -> BatchMasks:
         """The batch's rows of its filters' conditions (made on its first filter)."""
@@ -264,6 +266,20 @@ class Answerer:
             m_keys = searcher.matrix.keys if searcher.matrix is not None else np.zeros(0, np.int64)
             self._masks = BatchMasks(self.store, m_keys, searcher.delta_keys(), self.files.tuning.batch_mask_bytes)
         return self._masks
+
+    @staticmethod
+    def _gather_ahead(searcher: Searcher, found, firsts: dict) -> None:
+        """On a graph, where a block's filters nearly all go by their conditions' rows (``_routes``),
+        start gathering a condition's rows in the background as soon as a second distinct filter
+        of the pending block has it in its narrowest part (``found``: the new filter's rows):
+        the gather, a third of such a block's work, then overlaps the reading of its lines. (A
+        condition one filter alone uses goes by that filter's route, which may not gather it.)"""
+        if searcher.graph is None or found.parts is None:
+            return
+        for name, rows, _ in found.parts:
+            firsts[name] = firsts.get(name, 0) + 1
+            if firsts[name] == 2:
+                searcher.prefetch(("condition", name), rows)
 
     def _routes(self, searcher: Searcher, block: list[Checked], rows: dict) -> dict[tuple, str]:
         """How each filter's group of lines is answered (``Searcher.route``), given its ``rows``
@@ -290,7 +306,14 @@ class Answerer:
         if started.handle is not None:
             for i, found in zip(started.order, searcher.finish(started.handle), strict=True):
                 keys[i] = found
-        self._shared_candidates(searcher, block, keys, started.filter_rows, started.routes)
+        shared: set[int] = set()
+        for which, future in started.shared:
+            answers: list[list[int]] = future.result() if future is not None else [[] for _ in which]
+            for i, candidates in zip(which, answers, strict=True):
+                keys[i] = (keys[i] or []) + candidates
+                shared.add(i)
+        for i in shared:
+            keys[i] = list(dict.fromkeys(keys[i]))  # a row of two conditions of a $in is one candidate
         rows = {row[0]: row for row in self.store.rows_for_keys(k for ks in keys if ks for k in ks)}
         for c, candidates in zip(block, keys, strict=True):
             try:
@@ -298,22 +321,22 @@ class Answerer:
             except VcliError as exc:
                 raise _with_line(exc, c.query.line) from None
 
-
-    def _shared_candidates(self, searcher: Searcher, block: list[Checked], keys: list, filter_rows: dict,
-                           routes: dict) -> None:
-        """Fill in ``keys`` for the filtered queries of ``block`` not answered with the block, in
-        the background thread: those ``routes`` answers from their conditions' rows by condition
-        (the rows of each condition their filters need gathered once, and every query whose
-        filter has it as a part of its narrowest, ``BatchMasks.split``, scored against them at
-        once, keeping the rows its filter passes: ``Searcher.candidates_in_rows``), the others by
-        filter, against its own rows, gathered (``Searcher.candidates_within``)."""
+    def _start_shared(self, searcher: Searcher, block: list[Checked], filter_rows: dict,
+                      routes: dict) -> list[tuple[list[int], Any]]:
+        """Start, in the background, the candidates of the filtered queries of ``block`` that
+        ``routes`` does not answer with the block: those it answers from their conditions' rows
+        by condition (the rows of each condition their filters need gathered once, and every
+        query whose filter has it as a part of its narrowest, ``BatchMasks.split``, scored
+        against them at once, keeping the rows its filter passes:
+        ``Searcher.candidates_in_rows``), the others by filter, against its own rows, gathered
+        (``Searcher.candidates_within``). ``(the queries, the future of their candidates, or
+        None when nothing matches)`` for each."""
         groups: dict[tuple, list[int]] = {}
         for i, c in enumerate(block):
-            if not c.plain and keys[i] is None:
+            if not c.plain and routes[c.group] != "block":
                 groups.setdefault(c.group, []).append(i)
-                keys[i] = []
         if not groups:
-            return
+            return []
         masks = self._masks
         assert masks is not None  # (made for the batch's first filter)
         jobs: dict[tuple, tuple[np.ndarray, list]] = {}  # per condition: its rows, and its queries
@@ -327,7 +350,7 @@ class Answerer:
                 lines = jobs.setdefault(("condition", name), (rows, []))[1]
                 lines += [(i, drop, found.delta if n == 0 else None) for i in members]
         busy = frozenset(jobs) | frozenset(group for group, _, _ in whole)
-        started: list = []  # (the queries, the future of their candidates, or None when nothing matches)
+        started: list = []
         for token, (rows, lines) in jobs.items():
             which = [i for i, _, _ in lines]
             started.append((which, searcher.begin_in_rows(
@@ -336,24 +359,18 @@ class Answerer:
         for group, members, allowed in whole:
             started.append((members, None if not len(allowed) else searcher.begin_within(
                 np.stack([block[i].q for i in members]), [block[i].query.top_k for i in members], allowed,
-                group, busy)))  # searched in the background while the next group's keys are read
-        for which, future in started:
-            found = future.result() if future is not None else [[] for _ in which]
-            for i, candidates in zip(which, found, strict=True):
-                keys[i] += candidates
-        for i in (i for members in groups.values() for i in members):
-            keys[i] = list(dict.fromkeys(keys[i]))  # a row of two conditions of a $in is one candidate
+                group, busy)))
+        return started
 
 
 class _Started(NamedTuple):
     """A block begun: the lines its heavy part answers (in its order), the handle of that part
-    (None when there are none), and the rows of its filters and how each is answered (by
-    group)."""
+    (None when there are none), and the lines answered from gathered rows with the futures of
+    their candidates (``Answerer._start_shared``)."""
 
     order: list[int]
     handle: Any
-    filter_rows: dict
-    routes: dict
+    shared: list[tuple[list[int], Any]]
 
 
 def _at_line(check, obj: Any, line: int) -> Query:

@@ -114,6 +114,11 @@ class Tuning(NamedTuple):
     # ... but only for products of fewer queries than this: one thread's bfloat16 products grow
     # with the queries faster than BLAS's float32 ones (docs/performance.md).
     prescore_queries: int = 128
+    # The threads that do a batch's heavy parts (its blocks' products or graph searches, its
+    # filters' gathers and products: each runs without Python's lock) while the caller reads and
+    # answers lines; 0: one a core. The many-filter batch at 500k, whose conditions' products
+    # are a hundred jobs, ran in 0.75x the time on two threads of two cores as on one.
+    batch_threads: int = 0
     # A block's distances are read once more per row for the minimum of each of this many
     # interleaved groups of columns (``scoring.Groups``): the k-th smallest minimum bounds the k-th
     # distance, and only the groups within it (plus the tolerance) are looked into.

@@ -129,7 +129,8 @@ def sorted_keys(text: str):
     import numpy as np
 
     keys = np.fromstring(text, np.int64, sep=",")
-    keys.sort()
+    if len(keys) > 1 and not (keys[1:] >= keys[:-1]).all():  # (a range of one index's key is sorted already)
+        keys.sort()
     return keys
 
 

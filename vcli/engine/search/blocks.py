@@ -4,6 +4,7 @@ the block before; filtered queries as masks of the rows they pass (``masks.py``)
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -79,7 +80,8 @@ class Blocks(GraphBlocks):
         if self._pool is None:
             from concurrent.futures import ThreadPoolExecutor  # lazy: only batches use a thread
 
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="vcli-search")
+            self._pool = ThreadPoolExecutor(self.tuning.batch_threads or os.cpu_count() or 1,
+                                            thread_name_prefix="vcli-search")
         return self._pool
 
     def finish(self, block: _Block) -> list[list[int]]:

@@ -13,6 +13,7 @@ import numpy as np
 from ..scoring import (
     Groups,
     batch_distances,
+    bf16_tensor,
     max_norm,
     prescorable,
     prescore_distances,
@@ -49,7 +50,7 @@ class Grouped(Blocks):
         d_keys, d_vecs, d_norms = self._delta_arrays()
         keep = in_sorted(d_keys, allowed)
         d_keys, d_vecs, d_norms = d_keys[keep], d_vecs[keep], d_norms[keep]
-        brief = self._prescorable(queries, len(allowed))
+        brief = self._prescorable(queries, len(allowed), token)
         s_keys, s_vecs, s_norms, s_rows = self._subset(allowed, token, busy, brief)
         bound = max_norm(d_norms, s_norms)
         step = max(1, self.tuning.group_floats // max(1, len(s_keys)))
@@ -80,7 +81,7 @@ class Grouped(Blocks):
         queries = np.ascontiguousarray(queries, np.float32).reshape(-1, self.dims)
         d_keys, d_vecs, d_norms = self._delta_arrays()
         # (a condition's rows are read from the store's snapshot, which holds no removed key)
-        brief = self._prescorable(queries, len(rows))
+        brief = self._prescorable(queries, len(rows), token)
         s_keys, s_vecs, s_norms, s_rows = self._kept(token, busy, len(rows), lambda: self._gather(rows, brief), brief)
         bound = max_norm(d_norms, s_norms)
         step = max(1, self.tuning.group_floats // max(1, len(s_keys)))
@@ -136,22 +137,62 @@ class Grouped(Blocks):
 
         return self._kept(token, busy, len(allowed), gather, brief)
 
+    def prefetch(self, token: object, rows: np.ndarray) -> None:
+        """Start gathering the matrix's ``rows`` (a condition's) under ``token`` as a bfloat16
+        copy in the background, ahead of the block that will score against them, while the caller
+        reads the block's other lines: when they fit in what ``Tuning.gather_floats`` has left
+        without giving up a kept copy, and the copy would be pre-scored (``_prescorable``)."""
+        if not self._prescore_rows():
+            return
+        key, size = (True, token), len(rows) * self.dims // 2
+        with self._subsets_lock:
+            if key in self._subsets or key in self._gathering or self._held() + size > self.tuning.gather_floats:
+                return
+        self._background().submit(self._kept, token, frozenset(), len(rows), lambda: self._gather(rows, True), True)
+
+    def _held(self) -> int:
+        """The float32 numbers' worth of bytes of the kept copies and those being gathered (under
+        ``_subsets_lock``)."""
+        return sum(v[1].nbytes // 4 for v in self._subsets.values()) + sum(n for _, n in self._gathering.values())
+
     def _kept(self, token: object, busy: frozenset, size: int, gather: Callable[[], Subset], brief: bool) -> Subset:
         """The subset ``gather()`` gives (of at most ``size`` rows, bfloat16 if ``brief``), once
         per token and kept (at most ``Tuning.gather_floats`` float32 numbers' worth of bytes in
         all, the oldest not ``busy`` given up first). A float32 copy is kept apart from a
-        bfloat16 one (for queries the bfloat16 kernel cannot take, or too many a product)."""
-        if (brief, token) in self._subsets:
-            return self._subsets[brief, token]
-        limit, size = self.tuning.gather_floats, size * self.dims // (2 if brief else 1)
-        held = sum(v[1].nbytes // 4 for v in self._subsets.values())
-        for old in [t for t in self._subsets if t[1] not in busy]:  # the oldest first
-            if held + size <= limit:
-                break
-            held -= self._subsets.pop(old)[1].nbytes // 4
-        found = gather()
-        if held + size <= limit:
-            self._subsets[brief, token] = found
+        bfloat16 one (for queries the bfloat16 kernel cannot take, or too many a product). The
+        background threads share them: a copy another thread is gathering is waited for, not
+        gathered twice."""
+        from concurrent.futures import Future
+
+        key, size = (brief, token), size * self.dims // (2 if brief else 1)
+        with self._subsets_lock:
+            if key in self._subsets:
+                return self._subsets[key]
+            if key in self._gathering:
+                coming = self._gathering[key][0]
+            else:
+                coming = None
+                held, limit = self._held(), self.tuning.gather_floats
+                for old in [t for t in self._subsets if t[1] not in busy]:  # the oldest first
+                    if held + size <= limit:
+                        break
+                    held -= self._subsets.pop(old)[1].nbytes // 4
+                mine: Future = Future()
+                self._gathering[key] = (mine, size)
+        if coming is not None:
+            return coming.result()
+        try:
+            found = gather()
+        except BaseException as exc:
+            with self._subsets_lock:
+                del self._gathering[key]
+            mine.set_exception(exc)
+            raise
+        with self._subsets_lock:
+            del self._gathering[key]
+            if self._held() + size <= self.tuning.gather_floats:
+                self._subsets[key] = found
+        mine.set_result(found)
         return found
 
     def _gather(self, rows: np.ndarray, brief: bool = False) -> Subset:
@@ -160,22 +201,68 @@ class Grouped(Blocks):
         m = self.matrix
         if m is None:
             return np.zeros(0, np.int64), np.zeros((0, self.dims), np.float32), _EMPTY_NORMS, np.zeros(0, np.intp)
-        vecs = to_bf16(m.values, rows) if brief else m.values[rows]
+        vecs = self._bf16(rows) if brief else m.values[rows]
         return m.keys[rows], vecs, m.norms[rows], rows
 
-    def _prescorable(self, queries: np.ndarray, size: int) -> bool:
+    def _bf16(self, rows: np.ndarray):
+        """A bfloat16 copy of the matrix's ``rows``: taken from the graph parts' own values where
+        they hold them (``graph.PartValues``: half the bytes to read, already rounded; a gather of
+        a million rows at 500k took 0.2 s so, against 0.64 s from the matrix), rounded from the
+        matrix's float32 elsewhere (``scoring.to_bf16``)."""
+        m = self._open_matrix()
+        parts = self._part_values()
+        if not parts:
+            return to_bf16(m.values, rows)
+        keys = m.keys[rows]
+        bits = np.empty((len(rows), self.dims), np.uint16)
+        left = np.ones(len(rows), bool)
+        for values in parts:
+            nodes = values.nodes(keys)
+            got = (nodes >= 0) & left
+            if got.all():
+                np.take(values.vectors, nodes, axis=0, out=bits)
+                return bf16_tensor(bits)
+            bits[got] = values.vectors[nodes[got]]
+            left &= ~got
+        if left.any():
+            bits[left] = np.asarray(to_bf16(m.values, rows[left]))
+        return bf16_tensor(bits)
+
+    def _part_values(self) -> list:
+        """The usable ``graph.PartValues`` of the open graph parts (none without a graph), read once."""
+        if self.graph is None:
+            return []
+        with self._values_lock:
+            if self._values is None:
+                from ..graph import part_values  # lazy: usearch, imported already with the graph
+
+                found = (part_values(f, self._open_matrix(), self.tuning.check_samples) for f in self.graph.files)
+                self._values = [v for v in found if v is not None]
+            return self._values
+
+    def _prescorable(self, queries: np.ndarray, size: int, token: object = None) -> bool:
         """Whether rows gathered for ``queries`` (at most ``size``) are scored from a bfloat16
-        copy first: ``Tuning.prescore``, fewer than ``Tuning.prescore_queries`` queries a product,
-        NumKong's kernel not its serial one (``scoring.prescore_fast``), and norms it can take
-        (``scoring.prescorable``, the matrix's checked once)."""
-        tuning = self.tuning
-        if not tuning.prescore or self.matrix is None:
+        copy first: ``_prescore_rows``, query norms the kernel can take (``scoring.prescorable``),
+        and fewer than ``Tuning.prescore_queries`` queries a product, unless a bfloat16 copy of
+        ``token`` is kept or being gathered already (``prefetch``): its products then cost less
+        than gathering a float32 copy for BLAS."""
+        if not self._prescore_rows() or not prescorable(row_norms(queries)):
             return False
-        if min(len(queries), max(1, tuning.group_floats // max(1, size))) >= tuning.prescore_queries:
+        with self._subsets_lock:
+            if token is not None and ((True, token) in self._subsets or (True, token) in self._gathering):
+                return True
+        tuning = self.tuning
+        return min(len(queries), max(1, tuning.group_floats // max(1, size))) < tuning.prescore_queries
+
+    def _prescore_rows(self) -> bool:
+        """Whether the matrix's rows may be pre-scored in bfloat16: ``Tuning.prescore``, NumKong's
+        kernel not its serial one (``scoring.prescore_fast``) and the matrix's norms
+        (``scoring.prescorable``), checked once."""
+        if not self.tuning.prescore or self.matrix is None:
             return False
         if self._matrix_prescorable is None:
             self._matrix_prescorable = prescore_fast() and prescorable(self.matrix.norms)
-        return self._matrix_prescorable and prescorable(row_norms(queries))
+        return self._matrix_prescorable
 
     def _distances(self, queries: np.ndarray, vecs, norms: np.ndarray, brief: bool) -> np.ndarray:
         if brief:

@@ -16,7 +16,7 @@ from ..verify import StaleFile
 from .common import in_sorted
 
 if TYPE_CHECKING:
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import Future, ThreadPoolExecutor
     from contextlib import AbstractContextManager
 
     from ..graph import Parts
@@ -54,11 +54,15 @@ class Opened:
         self._uncovered_bound: float | None = None  # their largest norm (``_graph_block``), once found
         self._removed_rows: np.ndarray | None = None
         self._delta_cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-        # a thread for the heavy part of batch queries (see ``begin``)
+        # threads for the heavy part of batch queries (see ``begin``; ``Tuning.batch_threads``)
         self._pool: ThreadPoolExecutor | None = None
         # ``Grouped._kept``: the keys, vectors, norms and matrix rows of a subset, by (bfloat16?,
         # the caller's token)
         self._subsets: dict[tuple[bool, object], tuple[np.ndarray, Any, np.ndarray, np.ndarray]] = {}
+        self._gathering: dict[tuple[bool, object], tuple[Future, int]] = {}  # ... and those under way, their size
+        self._subsets_lock = threading.Lock()  # (the background threads share them)
+        self._values: list | None = None  # the graph parts' bfloat16 values (``Grouped._part_values``)
+        self._values_lock = threading.Lock()
         self._matrix_prescorable: bool | None = None  # (``Grouped._prescorable``)
         # usearch keeps per-thread search contexts indexed from 0 in every call, so two searches
         # of one graph must not overlap (the background block and a filtered query of a batch).
