@@ -351,12 +351,14 @@ class Answerer:
                 lines += [(i, drop, found.delta if n == 0 else None) for i in members]
         busy = frozenset(jobs) | frozenset(group for group, _, _ in whole)
         started: list = []
-        for token, (rows, lines) in jobs.items():
+        # the largest first (rows x lines), so that the threads finish together rather than one
+        # of them ending the block alone on a large job
+        for token, (rows, lines) in sorted(jobs.items(), key=lambda job: -len(job[1][0]) * len(job[1][1])):
             which = [i for i, _, _ in lines]
             started.append((which, searcher.begin_in_rows(
                 np.stack([block[i].q for i in which]), [block[i].query.top_k for i in which], rows, token,
                 [p for _, p, _ in lines], [d for _, _, d in lines], busy)))
-        for group, members, allowed in whole:
+        for group, members, allowed in sorted(whole, key=lambda job: -len(job[1]) * len(job[2])):
             started.append((members, None if not len(allowed) else searcher.begin_within(
                 np.stack([block[i].q for i in members]), [block[i].query.top_k for i in members], allowed,
                 group, busy)))

@@ -24,7 +24,14 @@ def tolerance(metric: str, q: np.ndarray, max_norm: float) -> float:
     stray from exact ones."""
     if metric == "cosine":
         return RELATIVE_TOLERANCE
-    qn = float(np.linalg.norm(np.asarray(q, np.float64)))
+    return float(tolerances(metric, np.asarray(q)[None, :], max_norm)[0])
+
+
+def tolerances(metric: str, queries: np.ndarray, max_norm: float) -> np.ndarray:
+    """``tolerance`` of each of ``queries``."""
+    if metric == "cosine":
+        return np.full(len(queries), RELATIVE_TOLERANCE)
+    qn = np.linalg.norm(np.asarray(queries, np.float64), axis=1)
     if metric == "dot-product":
         return RELATIVE_TOLERANCE * qn * max_norm
     return RELATIVE_TOLERANCE * (qn * qn + max_norm * max_norm)
@@ -190,10 +197,15 @@ BF16_RELATIVE = 2 * 2**-8 + 2**-16 + 2**-12
 def prescore_error(metric: str, q: np.ndarray, max_norm: float) -> float:
     """How far a ``prescore_distances`` distance of query ``q`` to vectors of norm at most
     ``max_norm`` may stray from the exact one: every row of the float32 top k is within twice
-    this plus twice ``tolerance`` of the k-th smallest pre-score (``Grouped._near``)."""
+    this plus twice ``tolerance`` of the k-th smallest pre-score (``Grouped._nears``)."""
+    return float(prescore_errors(metric, np.asarray(q)[None, :], max_norm)[0])
+
+
+def prescore_errors(metric: str, queries: np.ndarray, max_norm: float) -> np.ndarray:
+    """``prescore_error`` of each of ``queries``."""
     if metric == "cosine":
-        return BF16_RELATIVE
-    qn = float(np.linalg.norm(np.asarray(q, np.float64)))
+        return np.full(len(queries), BF16_RELATIVE)
+    qn = np.linalg.norm(np.asarray(queries, np.float64), axis=1)
     return BF16_RELATIVE * qn * max_norm * (2 if metric == "euclidean" else 1)
 
 
@@ -259,6 +271,20 @@ def paired_distances(metric: str, queries: np.ndarray, vecs: np.ndarray, norms: 
     if metric == "dot-product":
         return -dots
     qn = np.linalg.norm(queries, axis=1).astype(dots.dtype)[:, None]
+    if metric == "euclidean":
+        return norms * norms - 2 * dots + qn * qn
+    denom = norms * qn
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.where(denom > 0, dots / np.where(denom > 0, denom, 1), 0).astype(dots.dtype)
+
+
+def pair_distances(metric: str, queries: np.ndarray, vecs: np.ndarray, norms: np.ndarray) -> np.ndarray:
+    """``distances`` of each of ``queries`` to the row of ``vecs`` beside it (of norm ``norms``
+    beside it): many queries' few rows each scored at once. Norms as ``prescorable`` allows."""
+    dots = np.einsum("ij,ij->i", vecs, queries)
+    if metric == "dot-product":
+        return -dots
+    qn = np.linalg.norm(queries, axis=1).astype(dots.dtype)
     if metric == "euclidean":
         return norms * norms - 2 * dots + qn * qn
     denom = norms * qn

@@ -108,7 +108,7 @@ class Tuning(NamedTuple):
     # The rows a batch gathers (a condition's, a filter's) are kept as a bfloat16 copy (half the
     # bytes) and scored with NumKong's bfloat16 kernel first; every row within twice that score's
     # error bound (plus float32's tolerance) of the k-th is rescored in float32 from the matrix,
-    # then as before (``Grouped._near``): the same answers and scores. False: a float32 copy,
+    # then as before (``Grouped._nears``): the same answers and scores. False: a float32 copy,
     # scored in float32 at once.
     prescore: bool = True
     # ... but only for products of fewer queries than this: one thread's bfloat16 products grow

@@ -15,13 +15,14 @@ from ..scoring import (
     batch_distances,
     bf16_tensor,
     max_norm,
+    pair_distances,
     prescorable,
     prescore_distances,
-    prescore_error,
+    prescore_errors,
     prescore_fast,
     row_norms,
     to_bf16,
-    tolerance,
+    tolerances,
 )
 from .blocks import Blocks
 from .common import _EMPTY_NORMS, in_sorted, nearest_keys
@@ -31,6 +32,19 @@ if TYPE_CHECKING:
 
 # keys, vectors (float32, or a NumKong bfloat16 tensor: ``scoring.to_bf16``), norms, matrix rows
 Subset = tuple[np.ndarray, Any, np.ndarray, np.ndarray]
+
+
+class _Coming:
+    """A subset being gathered (or to be, ``Grouped.prefetch``): its size (float32 numbers'
+    worth), whether a thread has taken it on, and the future of it."""
+
+    __slots__ = ("size", "claimed", "future")
+
+    def __init__(self, size: int):
+        from concurrent.futures import Future
+
+        self.size, self.claimed = size, False
+        self.future: Future[Subset] = Future()
 
 
 class Grouped(Blocks):
@@ -61,8 +75,9 @@ class Grouped(Blocks):
             d_dists = batch_distances(self.metric, qs, d_vecs, d_norms)  # the delta's few rows: all kept
             # (each row read once more)
             groups = Groups(dists, qks, self.tuning.score_groups) if len(s_keys) else None
+            nears = self._nears(qs, groups, s_rows, s_norms, bound, brief)
             for i, k in enumerate(qks):
-                near, found, tol = self._near(qs[i], groups, i, s_rows, s_norms, bound, brief)
+                near, found, tol = nears[i]
                 out.append(nearest_keys([d_keys, s_keys[near]], [d_dists[i], found], k, tol))
         return out
 
@@ -100,8 +115,9 @@ class Grouped(Blocks):
             # the delta's few rows, all kept: one product for the chunk, not one a line
             d_dists = batch_distances(self.metric, qs, d_vecs, d_norms) \
                 if any(bits is not None and bits.any() for bits in chunk) else None
+            nears = self._nears(qs, groups, s_rows, s_norms, bound, brief)
             for i, k in enumerate(qks):
-                near, scores, tol = self._near(qs[i], groups, i, s_rows, s_norms, bound, brief)
+                near, scores, tol = nears[i]
                 keys, found = [s_keys[near]], [scores]
                 bits = chunk[i]
                 if d_dists is not None and bits is not None:
@@ -139,21 +155,36 @@ class Grouped(Blocks):
 
     def prefetch(self, token: object, rows: np.ndarray) -> None:
         """Start gathering the matrix's ``rows`` (a condition's) under ``token`` as a bfloat16
-        copy in the background, ahead of the block that will score against them, while the caller
-        reads the block's other lines: when they fit in what ``Tuning.gather_floats`` has left
-        without giving up a kept copy, and the copy would be pre-scored (``_prescorable``)."""
+        copy ahead of the block that will score against them, on a thread of its own while the
+        caller reads the block's other lines (so the caller keeps a core): when they fit in what
+        ``Tuning.gather_floats`` has left without giving up a kept copy, and would be pre-scored
+        (``_prescore_rows``). A job of the block that needs the copy before that thread has
+        started on it gathers it itself; one that needs it while it is under way waits for it."""
         if not self._prescore_rows():
             return
         key, size = (True, token), len(rows) * self.dims // 2
         with self._subsets_lock:
             if key in self._subsets or key in self._gathering or self._held() + size > self.tuning.gather_floats:
                 return
-        self._background().submit(self._kept, token, frozenset(), len(rows), lambda: self._gather(rows, True), True)
+            self._gathering[key] = _Coming(size)
+        if self._ahead is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._ahead = ThreadPoolExecutor(1, thread_name_prefix="vcli-gather")
+        self._ahead.submit(self._gather_ahead, key, rows)
+
+    def _gather_ahead(self, key: tuple[bool, object], rows: np.ndarray) -> None:
+        with self._subsets_lock:
+            coming = self._gathering.get(key)
+            if coming is None or coming.claimed:  # (a job of the block took it on first)
+                return
+            coming.claimed = True
+        self._fill(key, coming, lambda: self._gather(rows, True))
 
     def _held(self) -> int:
-        """The float32 numbers' worth of bytes of the kept copies and those being gathered (under
+        """The float32 numbers' worth of bytes of the kept copies and of those coming (under
         ``_subsets_lock``)."""
-        return sum(v[1].nbytes // 4 for v in self._subsets.values()) + sum(n for _, n in self._gathering.values())
+        return sum(v[1].nbytes // 4 for v in self._subsets.values()) + sum(c.size for c in self._gathering.values())
 
     def _kept(self, token: object, busy: frozenset, size: int, gather: Callable[[], Subset], brief: bool) -> Subset:
         """The subset ``gather()`` gives (of at most ``size`` rows, bfloat16 if ``brief``), once
@@ -162,37 +193,37 @@ class Grouped(Blocks):
         bfloat16 one (for queries the bfloat16 kernel cannot take, or too many a product). The
         background threads share them: a copy another thread is gathering is waited for, not
         gathered twice."""
-        from concurrent.futures import Future
-
         key, size = (brief, token), size * self.dims // (2 if brief else 1)
         with self._subsets_lock:
             if key in self._subsets:
                 return self._subsets[key]
-            if key in self._gathering:
-                coming = self._gathering[key][0]
-            else:
-                coming = None
+            coming = self._gathering.get(key)
+            mine = coming is None or not coming.claimed
+            if coming is None:
                 held, limit = self._held(), self.tuning.gather_floats
                 for old in [t for t in self._subsets if t[1] not in busy]:  # the oldest first
                     if held + size <= limit:
                         break
                     held -= self._subsets.pop(old)[1].nbytes // 4
-                mine: Future = Future()
-                self._gathering[key] = (mine, size)
-        if coming is not None:
-            return coming.result()
+                coming = self._gathering[key] = _Coming(size)
+            coming.claimed = True
+        return self._fill(key, coming, gather) if mine else coming.future.result()
+
+    def _fill(self, key: tuple[bool, object], coming: _Coming, gather: Callable[[], Subset]) -> Subset:
+        """Gather what ``coming`` (claimed by this thread) stands for, keep it if it fits, and hand
+        it to those waiting for it."""
         try:
             found = gather()
         except BaseException as exc:
             with self._subsets_lock:
                 del self._gathering[key]
-            mine.set_exception(exc)
+            coming.future.set_exception(exc)
             raise
         with self._subsets_lock:
             del self._gathering[key]
-            if self._held() + size <= self.tuning.gather_floats:
+            if self._held() + coming.size <= self.tuning.gather_floats:
                 self._subsets[key] = found
-        mine.set_result(found)
+        coming.future.set_result(found)
         return found
 
     def _gather(self, rows: np.ndarray, brief: bool = False) -> Subset:
@@ -269,25 +300,29 @@ class Grouped(Blocks):
             return prescore_distances(self.metric, queries, vecs, norms)
         return batch_distances(self.metric, queries, vecs, norms)
 
-    def _near(self, q: np.ndarray, groups: Groups | None, i: int, rows: np.ndarray, norms: np.ndarray,
-              bound: float, brief: bool) -> tuple[np.ndarray, np.ndarray, float]:
-        """The columns of line ``i`` of ``groups`` (``q``'s distances to gathered ``rows`` of
-        ``norms``) that hold its top k and ties, their float32 distances, and float32's tolerance.
-        From a bfloat16 pre-score, every column within 2 (ε + t) of the k-th (ε its error bound,
-        ``prescore_error``; t float32's ``tolerance``) holds every row of the float32 top k, so
-        these are rescored in float32 from the matrix (inf where dropped) before any candidate
-        is cut by ``MAX_EXTRA_TIES``, which must never go by bfloat16 order."""
-        tol = tolerance(self.metric, q, bound)
+    def _nears(self, qs: np.ndarray, groups: Groups | None, rows: np.ndarray, norms: np.ndarray, bound: float,
+               brief: bool) -> list[tuple[np.ndarray, np.ndarray, float]]:
+        """For each line ``i`` of ``groups`` (the distances of ``qs[i]`` to gathered ``rows`` of
+        ``norms``), the columns that hold its top k and ties, their float32 distances, and
+        float32's tolerance. From a bfloat16 pre-score, every column within 2 (ε + t) of the k-th
+        (ε its error bound, ``prescore_error``; t float32's ``tolerance``) holds every row of the
+        float32 top k, so these are rescored in float32 from the matrix (inf where dropped),
+        every line's at once, before any candidate is cut by ``MAX_EXTRA_TIES``, which must
+        never go by bfloat16 order."""
+        tols = tolerances(self.metric, qs, bound).tolist()
         if groups is None:
-            return np.zeros(0, np.intp), np.zeros(0, np.float32), tol
+            return [(np.zeros(0, np.intp), np.zeros(0, np.float32), tol) for tol in tols]
         m = self.matrix
         if not brief or m is None:
-            near = groups.near(i, tol)
-            return near, groups.dists[i, near], tol
-        near = groups.near(i, 2 * (prescore_error(self.metric, q, bound) + tol))
-        found = batch_distances(self.metric, q[None, :], m.values[rows[near]], norms[near])[0]
-        found[~np.isfinite(groups.dists[i, near])] = np.inf
-        return near, found, tol
+            return [(near, groups.dists[i, near], tol) for i, tol in enumerate(tols) for near in [groups.near(i, tol)]]
+        widths = 2 * (prescore_errors(self.metric, qs, bound) + tols)
+        nears = [groups.near(i, float(w)) for i, w in enumerate(widths)]
+        cols = np.concatenate(nears)
+        line = np.repeat(np.arange(len(qs)), [len(near) for near in nears])
+        found = pair_distances(self.metric, qs[line], m.values[rows[cols]], norms[cols])
+        found[~np.isfinite(groups.dists[line, cols])] = np.inf
+        ends = np.cumsum([len(near) for near in nears]).tolist()
+        return [(near, found[end - len(near) : end], tol) for near, end, tol in zip(nears, ends, tols, strict=True)]
 
     def route(self, queries: int, matches: int, conditions: Sequence[tuple[int, int]] | None = None) -> str:
         """How ``queries`` queries of a filter passing ``matches`` vectors cost least, in rows
