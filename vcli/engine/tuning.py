@@ -114,6 +114,14 @@ class Tuning(NamedTuple):
     # ... but only for products of fewer queries than this: one thread's bfloat16 products grow
     # with the queries faster than BLAS's float32 ones (docs/performance.md).
     prescore_queries: int = 128
+    # A condition's rows that its lines' other conditions (a namespace, a flag) split into cells
+    # (rows the same lines drop) are scored cell by cell, each against the lines that keep it,
+    # when that scores fewer row-line pairs than one product of every line, counting this many
+    # for each cell's product (packing its queries, the call) ...
+    cell_product_pairs: float = 4096
+    # ... and, for a copy kept in another order (an earlier block's cells), this many a row taken
+    # from it cell by cell (``groups._Cells``; docs/performance.md).
+    cell_take_pairs: float = 32
     # A block's distances are read once more per row for the minimum of each of this many
     # interleaved groups of columns (``scoring.Groups``): the k-th smallest minimum bounds the k-th
     # distance, and only the groups within it (plus the tolerance) are looked into.
