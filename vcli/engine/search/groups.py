@@ -77,15 +77,14 @@ class Grouped(Blocks):
         the same lines drop: a namespace, a flag) and scoring each cell against only the lines
         that keep it saves enough (``_Cells``), the rows are gathered cell by cell and each cell
         is one product of those lines; otherwise one product of every line and the dropped
-        rows' distances made inf. (Ordering by namespace alone and one product a namespace, all
-        the rows read three times, cost more: a 1,000-line batch at 500k took 5.5-6.0 CPU
-        seconds against 4.1-4.8.)"""
+        rows' distances made inf. (Before the bfloat16 pre-score, three float32 products a
+        condition, one a namespace, cost more than one: a 1,000-line batch at 500k took 5.5-6.0
+        CPU seconds against 4.1-4.8.)"""
         queries = np.ascontiguousarray(queries, np.float32).reshape(-1, self.dims)
         d_keys, d_vecs, d_norms = self._delta_arrays()
         # (a condition's rows are read from the store's snapshot, which holds no removed key)
         brief = self._prescorable(queries, len(rows))
-        cells = _Cells.of(drops, len(rows), self.tuning.cell_product_pairs)
-        order = rows if cells is None else rows[cells.order]
+        cells, order = self.cells_of(rows, drops)
         s_keys, s_vecs, s_norms, s_rows = self._kept(token, busy, len(rows), lambda: self._gather(order, brief), brief)
         # where each column of the copy is in ``rows`` (None: the same order), ``drops``' order
         at = cells.order if s_rows is order and cells is not None else _positions(rows, s_rows)
@@ -124,6 +123,14 @@ class Grouped(Blocks):
                 out.append(nearest_keys(keys, found, k, tol))
         return out
 
+    def cells_of(self, rows: np.ndarray, drops: Sequence[np.ndarray | None]) -> tuple[_Cells | None, np.ndarray]:
+        """The cells of a condition's ``rows`` by its lines' ``drops`` when they pay (``_Cells.of``),
+        and the order to gather its rows in: cell by cell, so that ``candidates_in_rows`` scores
+        each cell from its span of the copy (a copy in another order is taken from cell by cell,
+        or scored whole: ``_Cells.view``)."""
+        cells = _Cells.of(drops, len(rows), self.tuning.cell_product_pairs)
+        return cells, rows if cells is None else rows[cells.order]
+
     def _cell_distances(self, qs: np.ndarray, vecs, norms: np.ndarray, brief: bool, cells: _Cells, view: _View,
                         start: int) -> np.ndarray:
         """The distances of ``qs`` (the lines from ``start``) to the copy's rows in ``view``'s
@@ -135,7 +142,7 @@ class Grouped(Blocks):
             lines = np.flatnonzero(keep)
             if len(lines) < len(qs):
                 dists[~keep, a:b] = np.inf
-            if not len(lines) or a == b:
+            if not len(lines):
                 continue
             part = vecs[a:b] if view.take is None else _take(vecs, view.take[a:b], brief)
             if len(lines) == len(qs):
