@@ -480,3 +480,99 @@ def test_huge_values_on_a_graph_are_still_exact(vcli, tmp_path, data_dir, metric
     c.write("insert", {f"h{i:02d}": (v * s).astype(np.float32)
                        for i, (v, s) in enumerate(zip(rng.standard_normal((40, DIMS)), scale, strict=True))})
     c.check()  # and huge vectors in the matrix
+
+
+def test_a_condition_split_into_cells(vcli, tmp_path, data_dir, monkeypatch):
+    """The lines that share a condition (``cat``) but not its namespace (three) or ``flag`` drop
+    different rows of it: its rows split into cells (rows the same lines drop), each scored
+    against the lines that keep it (``groups._Cells``). On a matrix, every filtered line from its
+    conditions' rows: cells gathered cell by cell, scored from bfloat16 first and from float32; a
+    copy kept from an earlier block whose cells differ (blocks cut after a few lines), its rows
+    taken cell by cell or scored in one product with the drops in its order; and one product of
+    every line when the cells do not pay. Which of these ran is checked beside the answers."""
+    from vcli.engine.search import groups
+
+    ran: list[str] = []
+    view = groups._Cells.view
+
+    def spy(self, at, take):
+        found = view(self, at, take)
+        # (``at`` None: the copy is in the rows' order, not an earlier block's cells')
+        ran.append("one product" if found is None else "contiguous" if found.take is None else "taken")
+        ran.append("in row order" if at is None else "in cell order")
+        return found
+
+    monkeypatch.setattr(groups._Cells, "view", spy)
+    rng = np.random.default_rng(9)
+    stored = vectors(rng, 400, "a")
+    meta = {i: {"cat": f"c{n % 8}", "flag": bool(n // 3 % 2), "ns": ["left", "right"][n // 8 % 2] if n % 5 else ""}
+            for n, i in enumerate(stored)}  # (a cat's rows fewer than a namespace's or a flag's: its the narrowest)
+    rows = [{"id": i, "values": v.tolist(), "metadata": {"cat": meta[i]["cat"], "flag": meta[i]["flag"]},
+             **({"namespace": meta[i]["ns"]} if meta[i]["ns"] else {})} for i, v in stored.items()]
+    tuning = Tuning(fold_rows=100, masked_row_cost=1e12, product_rows=0, score_groups=4)
+    assert vcli("create", "cells", "--dimensions", DIMS, "--metric", "euclidean").code == 0
+    assert vcli("create-metadata-index", "cells", "--property-name", "cat", "--type", "string").code == 0
+    assert vcli("create-metadata-index", "cells", "--property-name", "flag", "--type", "boolean").code == 0
+    assert vcli("insert", "cells", "--file", "-", input=ndjson(rows), tuning=tuning).code == 0
+    assert [p.name for p in (data_dir / "cells").iterdir() if p.name.startswith(("matrix-", "graph-"))] \
+        == ["matrix-3.manifest"]
+    queries = [rng.standard_normal(DIMS).astype(np.float32) * 3 for _ in range(QUERIES)]
+    lines = []
+    for j in sorted(range(QUERIES), key=lambda j: j % 4):  # a condition's lines together, in several blocks
+        q, cat, other = queries[j], f"c{j % 4}", f"c{(j + 1) % 4}"
+        for extra in ({"filter": {"cat": cat}}, {"namespace": "left", "filter": {"cat": cat}},
+                      {"namespace": "right", "filter": {"cat": {"$in": [cat, other]}, "flag": True}},
+                      {"filter": {"cat": cat, "flag": {"$ne": True}}},
+                      {"namespace": ["left", "right"][j % 2], "filter": {"cat": other, "flag": False}}):
+            lines.append({"vector": q.tolist(), "topK": 4, **extra})
+
+    def passes_line(i: str, line: dict) -> bool:
+        f = line["filter"]
+        cats = f["cat"]["$in"] if isinstance(f["cat"], dict) else [f["cat"]]
+        flag = f.get("flag")
+        return (line.get("namespace", meta[i]["ns"]) == meta[i]["ns"] and meta[i]["cat"] in cats
+                and (flag is None or (meta[i]["flag"] != flag["$ne"] if isinstance(flag, dict) else meta[i]["flag"] == flag)))
+
+    def check(**change) -> list[str]:
+        ran.clear()
+        run = vcli("query", "cells", "--file", "-", input=ndjson(lines), tuning=tuning._replace(**change))
+        assert run.code == 0, run.err
+        for line, out in zip(lines, run.out.splitlines(), strict=True):
+            want = reference({i: v for i, v in stored.items() if passes_line(i, line)}, "euclidean",
+                             line["vector"], line["topK"])
+            same(orjson.loads(out)["matches"], want)
+        return ran
+
+    assert set(check(cell_product_pairs=0)) == {"contiguous", "in cell order"}
+    assert set(check(cell_product_pairs=0, prescore=False)) == {"contiguous", "in cell order"}
+    # blocks of three lines: a condition's copy kept from the block before, whose cells differ
+    assert set(check(cell_product_pairs=0, cell_take_pairs=0, max_block_matches=12)) \
+        == {"contiguous", "taken", "in cell order"}
+    for prescore in (True, False):
+        assert set(check(cell_product_pairs=0, cell_take_pairs=1e12, max_block_matches=12, prescore=prescore)) \
+            == {"contiguous", "one product", "in cell order"}
+    assert check() == []  # 50 rows a condition: a cell's product costs more than the pairs it saves  # 400 rows: a cell's product costs more than the pairs it saves
+
+
+@pytest.mark.parametrize("patterns", [3, 20])
+def test_cells_are_exactly_the_rows_the_same_lines_drop(patterns):
+    """``_Cells.of``: two rows share a cell exactly when every line drops both or neither, and a
+    line keeps a cell exactly when it drops none of its rows, for a few drop patterns (counted)
+    and for more than sixteen (sorted); lines share arrays and repeat one another's content."""
+    from vcli.engine.search.groups import _Cells
+
+    rng = np.random.default_rng(patterns)
+    n = 3000
+    factors = rng.random((5, n)) < 0.5  # (at most 32 cells, however many patterns combine them)
+    base = [factors[a] | ~factors[b] for a in range(5) for b in range(5) if a != b][:patterns]
+    drops = [None] + [base[j % patterns] if j % 3 else base[j % patterns].copy() for j in range(3 * patterns)]
+    cells = _Cells.of(drops, n, 0)
+    assert cells is not None
+    matrix = np.stack([np.zeros(n, bool) if d is None else d for d in drops], axis=1)  # (rows, lines)
+    kinds, truth = np.unique(matrix, axis=0, return_inverse=True)
+    assert len(cells.sizes) == len(kinds)
+    pairs = {(int(a), int(b)) for a, b in zip(cells.labels, truth.reshape(-1), strict=True)}
+    assert len(pairs) == len(kinds)  # a one-to-one map: no two cells merged, none split
+    assert (cells.keeps[cells.labels] == ~matrix).all()
+    assert np.array_equal(cells.labels[cells.order], np.sort(cells.labels))
+    assert cells.saved == int(matrix.sum()) and cells.pairs == matrix.size

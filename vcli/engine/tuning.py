@@ -114,6 +114,14 @@ class Tuning(NamedTuple):
     # ... but only for products of fewer queries than this: one thread's bfloat16 products grow
     # with the queries faster than BLAS's float32 ones (docs/performance.md).
     prescore_queries: int = 128
+    # A condition's rows that its lines' other conditions (a namespace, a flag) split into cells
+    # (rows the same lines drop) are scored cell by cell, each against the lines that keep it,
+    # when that scores fewer row-line pairs than one product of every line, counting this many
+    # for each cell's product (packing its queries, the call) ...
+    cell_product_pairs: float = 4096
+    # ... and, for a copy kept in another order (an earlier block's cells), this many a row taken
+    # from it cell by cell (``groups._Cells``; docs/performance.md).
+    cell_take_pairs: float = 32
     # The threads that do a batch's heavy parts (its blocks' products or graph searches, its
     # filters' gathers and products: each runs without Python's lock) while the caller reads and
     # answers lines; 0: one a core. The many-filter batch at 500k, whose conditions' products

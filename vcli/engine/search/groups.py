@@ -6,7 +6,7 @@ that costs less than answering them with their block: ``route``."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -85,31 +85,45 @@ class Grouped(Blocks):
                            drops: Sequence[np.ndarray | None], deltas: Sequence[np.ndarray | None],
                            busy: frozenset = frozenset()) -> list[list[int]]:
         """For each row of ``queries``, the candidates of its top ``ks[i]`` among the matrix's
-        ``rows`` (positions: the rows holding one condition, ``masks.BatchMasks``) that
+        ``rows`` (positions: the rows holding one condition, ``masks.BatchMasks``, sorted) that
         ``drops[i]`` does not drop (a bool per row of ``rows``; None: none), and the delta's rows
         that ``deltas[i]`` lets through (a bool per row of the delta; None: none). The rows'
         vectors are gathered once and kept under ``token`` for the batch, whichever filters use
-        the condition, and scored against the queries with one matrix product at a time; exact.
-        (Ordering the rows by namespace, so that a line in one is scored against its part alone,
-        cost more: three smaller products a condition instead of one took a 1,000-line batch at
-        500k from 4.1-4.8 to 5.5-6.0 CPU seconds.)"""
+        the condition; exact. When the lines' drops split the rows into a few cells (rows that
+        the same lines drop: a namespace, a flag) and scoring each cell against only the lines
+        that keep it saves enough (``_Cells``), the rows are gathered cell by cell and each cell
+        is one product of those lines; otherwise one product of every line and the dropped
+        rows' distances made inf. (Before the bfloat16 pre-score, three float32 products a
+        condition, one a namespace, cost more than one: a 1,000-line batch at 500k took 5.5-6.0
+        CPU seconds against 4.1-4.8.)"""
         queries = np.ascontiguousarray(queries, np.float32).reshape(-1, self.dims)
         d_keys, d_vecs, d_norms = self._delta_arrays()
         # (a condition's rows are read from the store's snapshot, which holds no removed key)
         brief = self._prescorable(queries, len(rows), token)
-        s_keys, s_vecs, s_norms, s_rows = self._kept(token, busy, len(rows), lambda: self._gather(rows, brief), brief)
+        cells, order = self.cells_of(rows, drops)
+        s_keys, s_vecs, s_norms, s_rows = self._kept(token, busy, len(rows), lambda: self._gather(order, brief), brief)
+        # where each column of the copy is in ``rows`` (None: the same order), ``drops``' order
+        at = cells.order if s_rows is order and cells is not None else _positions(rows, s_rows)
+        view = None if cells is None else cells.view(at, self.tuning.cell_take_pairs)
+        if view is not None:
+            s_keys, s_norms, s_rows = (a if view.take is None else a[view.take] for a in (s_keys, s_norms, s_rows))
         bound = max_norm(d_norms, s_norms)
         step = max(1, self.tuning.group_floats // max(1, len(s_keys)))
         out = []
         penalties: dict[int, np.ndarray] = {}  # inf where dropped, by the drops that share it (a filter's lines)
         for start in range(0, len(queries), step):
             qs, qks = queries[start : start + step], ks[start : start + step]
-            dists = self._distances(qs, s_vecs, s_norms, brief)
-            for i, drop in enumerate(drops[start : start + step]):
-                if drop is not None:  # an addition costs less than a masked store
-                    if id(drop) not in penalties:
-                        penalties[id(drop)] = np.where(drop, np.float32(np.inf), np.float32(0))
-                    dists[i] += penalties[id(drop)]
+            if view is not None:
+                assert cells is not None
+                dists = self._cell_distances(qs, s_vecs, s_norms, brief, cells, view, start)
+            else:
+                dists = self._distances(qs, s_vecs, s_norms, brief)
+                for i, drop in enumerate(drops[start : start + step]):
+                    if drop is not None:  # an addition costs less than a masked store
+                        if id(drop) not in penalties:
+                            dropped = drop if at is None else drop[at]
+                            penalties[id(drop)] = np.where(dropped, np.float32(np.inf), np.float32(0))
+                        dists[i] += penalties[id(drop)]
             groups = Groups(dists, qks, self.tuning.score_groups) if len(s_keys) else None
             chunk = deltas[start : start + step]
             # the delta's few rows, all kept: one product for the chunk, not one a line
@@ -125,6 +139,34 @@ class Grouped(Blocks):
                     found.append(d_dists[i, bits])
                 out.append(nearest_keys(keys, found, k, tol))
         return out
+
+    def cells_of(self, rows: np.ndarray, drops: Sequence[np.ndarray | None]) -> tuple[_Cells | None, np.ndarray]:
+        """The cells of a condition's ``rows`` by its lines' ``drops`` when they pay (``_Cells.of``),
+        and the order to gather its rows in: cell by cell, so that ``candidates_in_rows`` scores
+        each cell from its span of the copy (a copy in another order is taken from cell by cell,
+        or scored whole: ``_Cells.view``)."""
+        cells = _Cells.of(drops, len(rows), self.tuning.cell_product_pairs)
+        return cells, rows if cells is None else rows[cells.order]
+
+    def _cell_distances(self, qs: np.ndarray, vecs, norms: np.ndarray, brief: bool, cells: _Cells, view: _View,
+                        start: int) -> np.ndarray:
+        """The distances of ``qs`` (the lines from ``start``) to the copy's rows in ``view``'s
+        order (``norms`` already in it), each cell scored against the lines that keep it, inf
+        for the others."""
+        dists = np.empty((len(qs), len(norms)), np.float32)
+        for c, (a, b) in enumerate(view.spans):
+            keep = cells.keeps[c, start : start + len(qs)]
+            lines = np.flatnonzero(keep)
+            if len(lines) < len(qs):
+                dists[~keep, a:b] = np.inf
+            if not len(lines):
+                continue
+            part = vecs[a:b] if view.take is None else _take(vecs, view.take[a:b], brief)
+            if len(lines) == len(qs):
+                dists[:, a:b] = self._distances(qs, part, norms[a:b], brief)
+            else:
+                dists[lines, a:b] = self._distances(qs[lines], part, norms[a:b], brief)
+        return dists
 
     def begin_in_rows(self, *args) -> Future:
         """``candidates_in_rows`` in the background thread, after the work queued there before it."""
@@ -343,3 +385,100 @@ class Grouped(Blocks):
         if matches:  # (a filter nothing passes is answered at once, from its no rows)
             costs["block"] = queries * self._masked_cost(matches)
         return min(costs, key=lambda way: costs[way])
+
+
+MAX_CELLS = 64  # more, and a condition's rows are scored with one product of all its lines
+
+
+class _View(NamedTuple):
+    """A kept copy's columns cell by cell: each cell's span, and the copy's column of each (None:
+    the copy is in that order already)."""
+
+    spans: list[tuple[int, int]]
+    take: np.ndarray | None
+
+
+class _Cells(NamedTuple):
+    """The rows of a condition split by which lines drop them: ``labels`` (a cell a row),
+    ``order`` (the rows cell by cell), ``sizes`` (rows a cell), ``keeps`` (cells x lines: whether
+    a line keeps a cell's rows), and ``saved``: the row-line pairs the cells' products do not
+    score, of ``pairs`` that one product of every line would."""
+
+    labels: np.ndarray
+    order: np.ndarray
+    sizes: np.ndarray
+    keeps: np.ndarray
+    saved: int
+    pairs: int
+
+    @staticmethod
+    def of(drops: Sequence[np.ndarray | None], n: int, product: float) -> _Cells | None:
+        """The cells of ``drops`` (a bool per row of ``n``, or None, a line), when scoring each
+        against its lines alone costs less than one product of all of them, in row-line pairs
+        scored and ``product`` a cell's product (``Tuning.cell_product_pairs``); else None."""
+        index: dict[int, int] = {}  # a drop array's pattern, by id (a filter's lines share one)
+        by_bits: dict[bytes, int] = {}  # a pattern, by content: exact, no two merged
+        patterns: list[np.ndarray] = []
+        which = np.full(len(drops), -1, np.intp)  # each line's pattern (-1: it drops nothing)
+        for i, drop in enumerate(drops):
+            if drop is None:
+                continue
+            if id(drop) not in index:
+                j = by_bits.setdefault(np.packbits(drop).tobytes(), len(by_bits))
+                if j == len(patterns):
+                    patterns.append(drop)
+                index[id(drop)] = j
+            which[i] = index[id(drop)]
+        if not patterns or not n:
+            return None
+        bits = np.packbits(np.stack(patterns), axis=0, bitorder="little").T  # (rows, bytes) a row's pattern
+        if bits.shape[1] <= 2:  # (a few patterns: counted, not sorted)
+            word = np.zeros((n, 2), np.uint8)
+            word[:, : bits.shape[1]] = bits
+            sig = word.view("<u2").ravel()
+            found = np.flatnonzero(np.bincount(sig))
+            names = np.zeros(int(found[-1]) + 1, np.int16)
+            names[found] = np.arange(len(found))
+            labels = names[sig]
+            kinds = found.astype("<u2").view(np.uint8).reshape(-1, 2)
+        else:
+            kinds, labels = np.unique(bits, axis=0, return_inverse=True)
+        if len(kinds) > MAX_CELLS:
+            return None
+        dropped = np.unpackbits(kinds, axis=1, bitorder="little")[:, : len(patterns)].astype(bool)
+        keeps = ~np.concatenate([dropped, np.zeros((len(kinds), 1), bool)], axis=1)[:, which]
+        labels = labels.reshape(-1).astype(np.int16)
+        sizes = np.bincount(labels, minlength=len(kinds))
+        pairs = n * len(drops)
+        scored = int(sizes @ keeps.sum(axis=1))
+        if scored + len(kinds) * product >= pairs:
+            return None
+        return _Cells(labels, np.argsort(labels, kind="stable"), sizes, keeps, pairs - scored, pairs)
+
+    def view(self, at: np.ndarray | None, take: float) -> _View | None:
+        """The cells over a copy whose columns are ``at`` of the rows (None: in their order):
+        its own spans when they are contiguous there, else the columns to take from it, when
+        that costs less than the pairs the cells save (``take`` pairs a row,
+        ``Tuning.cell_take_pairs``); else None."""
+        labels = self.labels if at is None else self.labels[at]
+        ends = np.cumsum(self.sizes)
+        spans = list(zip((ends - self.sizes).tolist(), ends.tolist(), strict=True))
+        if not len(labels) or bool((labels[1:] >= labels[:-1]).all()):
+            return _View(spans, None)
+        if len(labels) * take >= self.saved:
+            return None
+        return _View(spans, np.argsort(labels, kind="stable"))
+
+
+def _positions(rows: np.ndarray, copy: np.ndarray) -> np.ndarray | None:
+    """Where each of ``copy`` (the same rows as ``rows``, sorted, in some order) is in ``rows``;
+    None when it is ``rows``."""
+    if copy is rows or np.array_equal(copy, rows):
+        return None
+    return np.searchsorted(rows, copy)
+
+
+def _take(vecs, cols: np.ndarray, brief: bool):
+    """The rows ``cols`` of a kept copy, as a copy of the same kind (a NumKong bfloat16 tensor
+    if ``brief``, wrapping the taken uint16 memory)."""
+    return bf16_tensor(np.asarray(vecs)[cols]) if brief else vecs[cols]
