@@ -1,8 +1,8 @@
 """A filtered batch on a graph gathers its rows' bfloat16 copies from the graph parts' own values
-(``graph.part_values``), and its gathers run ahead in background threads while its lines are read.
-Every answer stays exact: a part whose file is not laid out as expected, or whose values are not
-its vectors rounded to bfloat16, is not used, and the batch gives the same ids and scores with one
-thread or two, gathering ahead or not."""
+(``graph.part_values``), on as many background threads as the machine has cores. Every answer
+stays exact: a part whose file is not laid out as expected, or whose values are not its vectors
+rounded to bfloat16, is not used, and the batch gives the same ids and scores with one thread or
+two."""
 
 from __future__ import annotations
 
@@ -124,7 +124,7 @@ def answers(catalog: Catalog, batch: list[Query], tuning: Tuning) -> list[list[t
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean", "dot-product"])
 def test_a_many_filter_batch_is_exact_from_the_parts_values(tmp_path, metric):
-    """The batch from the parts' values (two threads, gathering ahead) gives what each of its
+    """The batch from the parts' values (on two threads, or one) gives what each of its
     lines gives alone through an exact scan of the matrix (the graph never consulted: its rows
     few enough for every filter)."""
     catalog, vals = build(tmp_path, metric=metric)

@@ -96,17 +96,16 @@ class Answerer:
         started: list = []  # at most one block: (block, its _Started)
         filters: dict = {}  # the rows of each distinct namespace and filter of the pending queries
         held = 0  # their bytes
-        firsts: dict = {}  # the pending queries' distinct filters that have each condition in their narrowest part
         with Searcher(self.files, notes) as searcher:
             size = searcher.block_size()
             most_bytes = self.files.tuning.block_mask_bytes
 
             def advance(everything: bool) -> Iterator[QueryResult]:
                 """Start the pending block; answer the one started before it (or all)."""
-                nonlocal pending, done, asked, filters, held, firsts
+                nonlocal pending, done, asked, filters, held
                 if pending:
                     started.append((pending, self._begin_block(searcher, pending, filters)))
-                    pending, asked, filters, held, firsts = [], 0, {}, 0, {}
+                    pending, asked, filters, held = [], 0, {}, 0
                 while len(started) > (0 if everything else 1):
                     block, handle = started.pop(0)
                     for result in self._finish_block(searcher, block, handle, notes):
@@ -133,7 +132,6 @@ class Answerer:
                             if last.plan is not None and not last.plain and last.group not in filters:
                                 filters[last.group] = found = self._batch_masks(searcher).filter(last.plan)
                                 held += found.nbytes
-                                self._gather_ahead(searcher, found, firsts)
                     except StopIteration:
                         break
                     except VcliError:
@@ -266,20 +264,6 @@ class Answerer:
             m_keys = searcher.matrix.keys if searcher.matrix is not None else np.zeros(0, np.int64)
             self._masks = BatchMasks(self.store, m_keys, searcher.delta_keys(), self.files.tuning.batch_mask_bytes)
         return self._masks
-
-    @staticmethod
-    def _gather_ahead(searcher: Searcher, found, firsts: dict) -> None:
-        """On a graph, where a block's filters nearly all go by their conditions' rows (``_routes``),
-        start gathering a condition's rows in the background as soon as a second distinct filter
-        of the pending block has it in its narrowest part (``found``: the new filter's rows):
-        the gather, a third of such a block's work, then overlaps the reading of its lines. (A
-        condition one filter alone uses goes by that filter's route, which may not gather it.)"""
-        if searcher.graph is None or found.parts is None:
-            return
-        for name, rows, _ in found.parts:
-            firsts[name] = firsts.get(name, 0) + 1
-            if firsts[name] == 2:
-                searcher.prefetch(("condition", name), rows)
 
     def _routes(self, searcher: Searcher, block: list[Checked], rows: dict) -> dict[tuple, str]:
         """How each filter's group of lines is answered (``Searcher.route``), given its ``rows``

@@ -35,15 +35,14 @@ Subset = tuple[np.ndarray, Any, np.ndarray, np.ndarray]
 
 
 class _Coming:
-    """A subset being gathered (or to be, ``Grouped.prefetch``): its size (float32 numbers'
-    worth), whether a thread has taken it on, and the future of it."""
+    """A subset a thread is gathering: its size (float32 numbers' worth) and the future of it."""
 
-    __slots__ = ("size", "claimed", "future")
+    __slots__ = ("size", "future")
 
     def __init__(self, size: int):
         from concurrent.futures import Future
 
-        self.size, self.claimed = size, False
+        self.size = size
         self.future: Future[Subset] = Future()
 
 
@@ -195,34 +194,6 @@ class Grouped(Blocks):
 
         return self._kept(token, busy, len(allowed), gather, brief)
 
-    def prefetch(self, token: object, rows: np.ndarray) -> None:
-        """Start gathering the matrix's ``rows`` (a condition's) under ``token`` as a bfloat16
-        copy ahead of the block that will score against them, on a thread of its own while the
-        caller reads the block's other lines (so the caller keeps a core): when they fit in what
-        ``Tuning.gather_floats`` has left without giving up a kept copy, and would be pre-scored
-        (``_prescore_rows``). A job of the block that needs the copy before that thread has
-        started on it gathers it itself; one that needs it while it is under way waits for it."""
-        if not self._prescore_rows():
-            return
-        key, size = (True, token), len(rows) * self.dims // 2
-        with self._subsets_lock:
-            if key in self._subsets or key in self._gathering or self._held() + size > self.tuning.gather_floats:
-                return
-            self._gathering[key] = _Coming(size)
-        if self._ahead is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._ahead = ThreadPoolExecutor(1, thread_name_prefix="vcli-gather")
-        self._ahead.submit(self._gather_ahead, key, rows)
-
-    def _gather_ahead(self, key: tuple[bool, object], rows: np.ndarray) -> None:
-        with self._subsets_lock:
-            coming = self._gathering.get(key)
-            if coming is None or coming.claimed:  # (a job of the block took it on first)
-                return
-            coming.claimed = True
-        self._fill(key, coming, lambda: self._gather(rows, True))
-
     def _held(self) -> int:
         """The float32 numbers' worth of bytes of the kept copies and of those coming (under
         ``_subsets_lock``)."""
@@ -240,20 +211,18 @@ class Grouped(Blocks):
             if key in self._subsets:
                 return self._subsets[key]
             coming = self._gathering.get(key)
-            mine = coming is None or not coming.claimed
-            if coming is None:
+            if coming is not None:
+                mine = False
+            else:
+                mine = True
                 held, limit = self._held(), self.tuning.gather_floats
                 for old in [t for t in self._subsets if t[1] not in busy]:  # the oldest first
                     if held + size <= limit:
                         break
                     held -= self._subsets.pop(old)[1].nbytes // 4
                 coming = self._gathering[key] = _Coming(size)
-            coming.claimed = True
-        return self._fill(key, coming, gather) if mine else coming.future.result()
-
-    def _fill(self, key: tuple[bool, object], coming: _Coming, gather: Callable[[], Subset]) -> Subset:
-        """Gather what ``coming`` (claimed by this thread) stands for, keep it if it fits, and hand
-        it to those waiting for it."""
+        if not mine:
+            return coming.future.result()
         try:
             found = gather()
         except BaseException as exc:
@@ -317,8 +286,8 @@ class Grouped(Blocks):
         """Whether rows gathered for ``queries`` (at most ``size``) are scored from a bfloat16
         copy first: ``_prescore_rows``, query norms the kernel can take (``scoring.prescorable``),
         and fewer than ``Tuning.prescore_queries`` queries a product, unless a bfloat16 copy of
-        ``token`` is kept or being gathered already (``prefetch``): its products then cost less
-        than gathering a float32 copy for BLAS."""
+        ``token`` is kept or being gathered already (by an earlier block's lines): its products
+        then cost less than gathering a float32 copy for BLAS."""
         if not self._prescore_rows() or not prescorable(row_norms(queries)):
             return False
         with self._subsets_lock:

@@ -56,7 +56,6 @@ class Opened:
         self._delta_cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         # threads for the heavy part of batch queries (see ``begin``; ``Tuning.batch_threads``)
         self._pool: ThreadPoolExecutor | None = None
-        self._ahead: ThreadPoolExecutor | None = None  # and one for gathers ahead of their block (``Grouped.prefetch``)
         # ``Grouped._kept``: the keys, vectors, norms and matrix rows of a subset, by (bfloat16?,
         # the caller's token)
         self._subsets: dict[tuple[bool, object], tuple[np.ndarray, Any, np.ndarray, np.ndarray]] = {}
@@ -206,10 +205,9 @@ class Opened:
             self._snapshot = None
 
     def __exit__(self, *exc) -> None:
-        for pool in (self._pool, self._ahead):  # (left early, by an error or Ctrl-C: what has not started, won't)
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
-        self._pool = self._ahead = None
+        if self._pool is not None:  # (left early, by an error or Ctrl-C: what has not started, won't)
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
         if self._snapshot is not None:
             self._snapshot.__exit__(*exc)
             self._snapshot = None
