@@ -509,7 +509,8 @@ def test_a_condition_split_into_cells(vcli, tmp_path, data_dir, monkeypatch):
             for n, i in enumerate(stored)}  # (a cat's rows fewer than a namespace's or a flag's: its the narrowest)
     rows = [{"id": i, "values": v.tolist(), "metadata": {"cat": meta[i]["cat"], "flag": meta[i]["flag"]},
              **({"namespace": meta[i]["ns"]} if meta[i]["ns"] else {})} for i, v in stored.items()]
-    tuning = Tuning(fold_rows=100, masked_row_cost=1e12, product_rows=0, score_groups=4)
+    # (one background thread: which block's job gathers a copy first, and so its order, is then fixed)
+    tuning = Tuning(fold_rows=100, masked_row_cost=1e12, product_rows=0, score_groups=4, batch_threads=1)
     assert vcli("create", "cells", "--dimensions", DIMS, "--metric", "euclidean").code == 0
     assert vcli("create-metadata-index", "cells", "--property-name", "cat", "--type", "string").code == 0
     assert vcli("create-metadata-index", "cells", "--property-name", "flag", "--type", "boolean").code == 0
