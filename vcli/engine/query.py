@@ -13,7 +13,7 @@
 
 ``Answerer.many`` answers a batch (``vcli query --file``) over one open searcher: queries without
 namespace or filter a block at a time (one matrix product or one graph search on all cores per
-block, in a background thread while the block before is answered). Queries of a block that share a
+block, on background threads while the block before is answered). Queries of a block that share a
 namespace and a filter form a group. Each filter is made of the batch's conditions
 (``masks.BatchMasks``: each condition read from SQLite once per batch), and its group is answered
 either from the rows of the conditions of its narrowest part, each condition's rows gathered once
@@ -21,7 +21,7 @@ for every group of the block that uses it and scored against all their queries a
 the block (its queries scored by a matrix product over every row and masked, or on a graph
 searched with the block's other masked queries of about its share, as deep as that calls for, and
 masked), or from the filter's own rows, gathered, whichever costs least (``Searcher.route``), in
-the background thread.
+the background threads (``Tuning.batch_threads``), largest first, started with the block.
 Answers come out in input order.
 """
 

@@ -124,8 +124,10 @@ class Tuning(NamedTuple):
     cell_take_pairs: float = 32
     # The threads that do a batch's heavy parts (its blocks' products or graph searches, its
     # filters' gathers and products: each runs without Python's lock) while the caller reads and
-    # answers lines; 0: one a core. The many-filter batch at 500k, whose conditions' products
-    # are a hundred jobs, ran in 0.75x the time on two threads of two cores as on one.
+    # answers lines; 0: one a core, at most four (each holds a product of up to
+    # ``group_floats`` and a gathered copy; the gathers, bound by memory, gain little past a few).
+    # The many-filter batch at 500k, whose conditions are a hundred jobs, ran in ~0.7x the time
+    # on two threads of two cores as on one (docs/performance.md).
     batch_threads: int = 0
     # A block's distances are read once more per row for the minimum of each of this many
     # interleaved groups of columns (``scoring.Groups``): the k-th smallest minimum bounds the k-th

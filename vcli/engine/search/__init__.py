@@ -11,7 +11,7 @@ delta; ``query.py`` then rescores them exactly.
 ``allowed`` (sorted int64 keys) restricts the search to a subset, for namespaces and filters that
 match few rows; ``accept`` (a check of candidate keys) for those that match many. Batch queries
 (``begin``/``finish``) search a block of queries at once: one matrix product, or one graph search
-on all cores, in a background thread while the block before is answered; filtered ones with a
+on all cores, on background threads while the block before is answered; filtered ones with a
 mask each (the rows they pass, ``masks.py``) or, sharing a filter, from a gathered copy of its
 rows (``candidates_within``).
 """

@@ -1,5 +1,5 @@
 """A batch's blocks: many queries searched at once, one matrix product (or one graph search,
-``graph_blocks.py``) per block, its heavy part in a background thread while the caller answers
+``graph_blocks.py``) per block, its heavy part on a background thread while the caller answers
 the block before; filtered queries as masks of the rows they pass (``masks.py``)."""
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class Blocks(GraphBlocks):
 
     def _prepare(self) -> None:
         """Everything read from the store, and all shared state, is set up in the caller's thread;
-        the background thread only computes from arrays (and alone touches the kept subsets)."""
+        the background threads only compute from arrays (and share the kept subsets under a lock)."""
         self._delta_arrays()
         self._removed()
         if self.matrix is not None:
@@ -80,7 +80,7 @@ class Blocks(GraphBlocks):
         if self._pool is None:
             from concurrent.futures import ThreadPoolExecutor  # lazy: only batches use a thread
 
-            self._pool = ThreadPoolExecutor(self.tuning.batch_threads or os.cpu_count() or 1,
+            self._pool = ThreadPoolExecutor(self.tuning.batch_threads or min(4, os.cpu_count() or 1),
                                             thread_name_prefix="vcli-search")
         return self._pool
 

@@ -168,13 +168,13 @@ class Grouped(Blocks):
         return dists
 
     def begin_in_rows(self, *args) -> Future:
-        """``candidates_in_rows`` in the background thread, after the work queued there before it."""
+        """``candidates_in_rows`` on a background thread, after the work queued there before it starts."""
         self._prepare()
         return self._background().submit(self.candidates_in_rows, *args)
 
     def begin_within(self, queries: np.ndarray, ks: Sequence[int], allowed: np.ndarray, token: object,
                      busy: frozenset = frozenset()):
-        """``candidates_within`` in the background thread, after the work queued there before it;
+        """``candidates_within`` on a background thread, after the work queued there before it starts;
         a future of its answer. Meanwhile the caller can read the next group's matching keys from
         SQLite, which, like the matrix products, runs without Python's lock."""
         self._prepare()
