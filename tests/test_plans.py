@@ -482,7 +482,8 @@ def test_huge_values_on_a_graph_are_still_exact(vcli, tmp_path, data_dir, metric
     c.check()  # and huge vectors in the matrix
 
 
-def test_a_condition_split_into_cells(vcli, tmp_path, data_dir, monkeypatch):
+@pytest.mark.parametrize("metric", ["cosine", "euclidean", "dot-product"])
+def test_a_condition_split_into_cells(vcli, tmp_path, data_dir, monkeypatch, metric):
     """The lines that share a condition (``cat``) but not its namespace (three) or ``flag`` drop
     different rows of it: its rows split into cells (rows the same lines drop), each scored
     against the lines that keep it (``groups._Cells``). On a matrix, every filtered line from its
@@ -510,7 +511,7 @@ def test_a_condition_split_into_cells(vcli, tmp_path, data_dir, monkeypatch):
     rows = [{"id": i, "values": v.tolist(), "metadata": {"cat": meta[i]["cat"], "flag": meta[i]["flag"]},
              **({"namespace": meta[i]["ns"]} if meta[i]["ns"] else {})} for i, v in stored.items()]
     tuning = Tuning(fold_rows=100, masked_row_cost=1e12, product_rows=0, score_groups=4)
-    assert vcli("create", "cells", "--dimensions", DIMS, "--metric", "euclidean").code == 0
+    assert vcli("create", "cells", "--dimensions", DIMS, "--metric", metric).code == 0
     assert vcli("create-metadata-index", "cells", "--property-name", "cat", "--type", "string").code == 0
     assert vcli("create-metadata-index", "cells", "--property-name", "flag", "--type", "boolean").code == 0
     assert vcli("insert", "cells", "--file", "-", input=ndjson(rows), tuning=tuning).code == 0
@@ -538,7 +539,7 @@ def test_a_condition_split_into_cells(vcli, tmp_path, data_dir, monkeypatch):
         run = vcli("query", "cells", "--file", "-", input=ndjson(lines), tuning=tuning._replace(**change))
         assert run.code == 0, run.err
         for line, out in zip(lines, run.out.splitlines(), strict=True):
-            want = reference({i: v for i, v in stored.items() if passes_line(i, line)}, "euclidean",
+            want = reference({i: v for i, v in stored.items() if passes_line(i, line)}, metric,
                              line["vector"], line["topK"])
             same(orjson.loads(out)["matches"], want)
         return ran
