@@ -69,7 +69,7 @@ class Grouped(Blocks):
                            drops: Sequence[np.ndarray | None], deltas: Sequence[np.ndarray | None],
                            busy: frozenset = frozenset()) -> list[list[int]]:
         """For each row of ``queries``, the candidates of its top ``ks[i]`` among the matrix's
-        ``rows`` (positions: the rows holding one condition, ``masks.BatchMasks``, sorted) that
+        ``rows`` (positions: the rows holding one condition, ``masks.BatchMasks``) that
         ``drops[i]`` does not drop (a bool per row of ``rows``; None: none), and the delta's rows
         that ``deltas[i]`` lets through (a bool per row of the delta; None: none). The rows'
         vectors are gathered once and kept under ``token`` for the batch, whichever filters use
@@ -349,11 +349,14 @@ class _Cells(NamedTuple):
 
 
 def _positions(rows: np.ndarray, copy: np.ndarray) -> np.ndarray | None:
-    """Where each of ``copy`` (the same rows as ``rows``, sorted, in some order) is in ``rows``;
-    None when it is ``rows``."""
+    """Where each of ``copy`` (the same rows as ``rows``, in some order) is in ``rows``; None when
+    it is ``rows``."""
     if copy is rows or np.array_equal(copy, rows):
         return None
-    return np.searchsorted(rows, copy)
+    if bool((rows[1:] >= rows[:-1]).all()):  # (a condition's rows are sorted)
+        return np.searchsorted(rows, copy)
+    by = np.argsort(rows, kind="stable")
+    return by[np.searchsorted(rows, copy, sorter=by)]
 
 
 def _take(vecs, cols: np.ndarray, brief: bool):
