@@ -577,3 +577,21 @@ def test_cells_are_exactly_the_rows_the_same_lines_drop(patterns):
     assert (cells.keeps[cells.labels] == ~matrix).all()
     assert np.array_equal(cells.labels[cells.order], np.sort(cells.labels))
     assert cells.saved == int(matrix.sum()) and cells.pairs == matrix.size
+
+
+def test_a_copy_in_the_same_cells_numbered_otherwise_is_read_in_its_runs():
+    """A block whose lines come in another order numbers the same cells otherwise: a copy gathered
+    in the first block's cells still holds each of the second's as one run, scored from there,
+    not taken (``_Cells.view``)."""
+    from vcli.engine.search.groups import _Cells
+
+    space = np.random.default_rng(4).integers(0, 3, 1000)  # no namespace, "left", "right"
+    left, right = space != 1, space != 2  # what a line in each namespace drops
+    first, second = _Cells.of([left, right], 1000, 0), _Cells.of([right, left], 1000, 0)
+    assert first is not None and second is not None
+    labels = second.labels[first.order]  # the second block's cells, over the first's copy
+    assert not (labels[1:] >= labels[:-1]).all()  # (numbered otherwise)
+    view = second.view(first.order, take=1e12)
+    assert view is not None and view.take is None
+    for cell, (a, b) in enumerate(view.spans):
+        assert b - a == second.sizes[cell] and (labels[a:b] == cell).all()

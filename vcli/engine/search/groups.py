@@ -335,17 +335,22 @@ class _Cells(NamedTuple):
 
     def view(self, at: np.ndarray | None, take: float) -> _View | None:
         """The cells over a copy whose columns are ``at`` of the rows (None: in their order):
-        its own spans when they are contiguous there, else the columns to take from it, when
-        that costs less than the pairs the cells save (``take`` pairs a row,
+        its own spans when each cell is one run of it (as in a copy an earlier block gathered
+        in the same cells, whatever their order), else the columns to take from it, when that
+        costs less than the pairs the cells save (``take`` pairs a row,
         ``Tuning.cell_take_pairs``); else None."""
         labels = self.labels if at is None else self.labels[at]
-        ends = np.cumsum(self.sizes)
-        spans = list(zip((ends - self.sizes).tolist(), ends.tolist(), strict=True))
-        if not len(labels) or bool((labels[1:] >= labels[:-1]).all()):
+        edges = (np.flatnonzero(labels[1:] != labels[:-1]) + 1).tolist()
+        if len(edges) == len(self.sizes) - 1:
+            spans = [(0, 0)] * len(self.sizes)
+            for a, b in zip([0, *edges], [*edges, len(labels)], strict=True):
+                spans[labels[a]] = (a, b)
             return _View(spans, None)
         if len(labels) * take >= self.saved:
             return None
-        return _View(spans, np.argsort(labels, kind="stable"))
+        ends = np.cumsum(self.sizes)
+        return _View(list(zip((ends - self.sizes).tolist(), ends.tolist(), strict=True)),
+                     np.argsort(labels, kind="stable"))
 
 
 def _positions(rows: np.ndarray, copy: np.ndarray) -> np.ndarray | None:
