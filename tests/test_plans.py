@@ -507,7 +507,7 @@ def test_a_condition_split_into_cells(vcli, tmp_path, data_dir, monkeypatch, met
     rng = np.random.default_rng(9)
     stored = vectors(rng, 400, "a")
     meta = {i: {"cat": f"c{n % 8}", "flag": bool(n // 3 % 2), "ns": ["left", "right"][n // 8 % 2] if n % 5 else ""}
-            for n, i in enumerate(stored)}  # (a cat's rows fewer than a namespace's or a flag's: its the narrowest)
+            for n, i in enumerate(stored)}  # (a cat has fewer rows than a namespace or a flag: the narrowest part)
     rows = [{"id": i, "values": v.tolist(), "metadata": {"cat": meta[i]["cat"], "flag": meta[i]["flag"]},
              **({"namespace": meta[i]["ns"]} if meta[i]["ns"] else {})} for i, v in stored.items()]
     tuning = Tuning(fold_rows=100, masked_row_cost=1e12, product_rows=0, score_groups=4)
@@ -552,7 +552,7 @@ def test_a_condition_split_into_cells(vcli, tmp_path, data_dir, monkeypatch, met
     for prescore in (True, False):
         assert set(check(cell_product_pairs=0, cell_take_pairs=1e12, max_block_matches=12, prescore=prescore)) \
             == {"contiguous", "one product", "in cell order"}
-    assert check() == []  # 50 rows a condition: a cell's product costs more than the pairs it saves  # 400 rows: a cell's product costs more than the pairs it saves
+    assert check() == []  # 50 rows a condition: a cell's product costs more than the pairs it saves
 
 
 @pytest.mark.parametrize("patterns", [3, 20])
