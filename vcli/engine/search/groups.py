@@ -269,8 +269,8 @@ MAX_CELLS = 64  # more, and a condition's rows are scored with one product of al
 
 
 class _View(NamedTuple):
-    """A kept copy's columns cell by cell: each cell's span, and the copy's column of each (None:
-    the copy is in that order already)."""
+    """A kept copy's columns cell by cell: each cell's span (by cell), of the copy itself when
+    ``take`` is None, else of the copy's columns ``take`` (cell by cell), taken from it."""
 
     spans: list[tuple[int, int]]
     take: np.ndarray | None
