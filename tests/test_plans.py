@@ -482,7 +482,8 @@ def test_huge_values_on_a_graph_are_still_exact(vcli, tmp_path, data_dir, metric
     c.check()  # and huge vectors in the matrix
 
 
-def test_a_condition_split_into_cells(vcli, tmp_path, data_dir, monkeypatch):
+@pytest.mark.parametrize("metric", ["cosine", "euclidean", "dot-product"])
+def test_a_condition_split_into_cells(vcli, tmp_path, data_dir, monkeypatch, metric):
     """The lines that share a condition (``cat``) but not its namespace (three) or ``flag`` drop
     different rows of it: its rows split into cells (rows the same lines drop), each scored
     against the lines that keep it (``groups._Cells``). On a matrix, every filtered line from its
@@ -506,12 +507,12 @@ def test_a_condition_split_into_cells(vcli, tmp_path, data_dir, monkeypatch):
     rng = np.random.default_rng(9)
     stored = vectors(rng, 400, "a")
     meta = {i: {"cat": f"c{n % 8}", "flag": bool(n // 3 % 2), "ns": ["left", "right"][n // 8 % 2] if n % 5 else ""}
-            for n, i in enumerate(stored)}  # (a cat's rows fewer than a namespace's or a flag's: its the narrowest)
+            for n, i in enumerate(stored)}  # (a cat has fewer rows than a namespace or a flag: the narrowest part)
     rows = [{"id": i, "values": v.tolist(), "metadata": {"cat": meta[i]["cat"], "flag": meta[i]["flag"]},
              **({"namespace": meta[i]["ns"]} if meta[i]["ns"] else {})} for i, v in stored.items()]
     # (one background thread: which block's job gathers a copy first, and so its order, is then fixed)
     tuning = Tuning(fold_rows=100, masked_row_cost=1e12, product_rows=0, score_groups=4, batch_threads=1)
-    assert vcli("create", "cells", "--dimensions", DIMS, "--metric", "euclidean").code == 0
+    assert vcli("create", "cells", "--dimensions", DIMS, "--metric", metric).code == 0
     assert vcli("create-metadata-index", "cells", "--property-name", "cat", "--type", "string").code == 0
     assert vcli("create-metadata-index", "cells", "--property-name", "flag", "--type", "boolean").code == 0
     assert vcli("insert", "cells", "--file", "-", input=ndjson(rows), tuning=tuning).code == 0
@@ -539,7 +540,7 @@ def test_a_condition_split_into_cells(vcli, tmp_path, data_dir, monkeypatch):
         run = vcli("query", "cells", "--file", "-", input=ndjson(lines), tuning=tuning._replace(**change))
         assert run.code == 0, run.err
         for line, out in zip(lines, run.out.splitlines(), strict=True):
-            want = reference({i: v for i, v in stored.items() if passes_line(i, line)}, "euclidean",
+            want = reference({i: v for i, v in stored.items() if passes_line(i, line)}, metric,
                              line["vector"], line["topK"])
             same(orjson.loads(out)["matches"], want)
         return ran
@@ -552,7 +553,7 @@ def test_a_condition_split_into_cells(vcli, tmp_path, data_dir, monkeypatch):
     for prescore in (True, False):
         assert set(check(cell_product_pairs=0, cell_take_pairs=1e12, max_block_matches=12, prescore=prescore)) \
             == {"contiguous", "one product", "in cell order"}
-    assert check() == []  # 50 rows a condition: a cell's product costs more than the pairs it saves  # 400 rows: a cell's product costs more than the pairs it saves
+    assert check() == []  # 50 rows a condition: a cell's product costs more than the pairs it saves
 
 
 @pytest.mark.parametrize("patterns", [3, 20])
@@ -577,3 +578,21 @@ def test_cells_are_exactly_the_rows_the_same_lines_drop(patterns):
     assert (cells.keeps[cells.labels] == ~matrix).all()
     assert np.array_equal(cells.labels[cells.order], np.sort(cells.labels))
     assert cells.saved == int(matrix.sum()) and cells.pairs == matrix.size
+
+
+def test_a_copy_in_the_same_cells_numbered_otherwise_is_read_in_its_runs():
+    """A block whose lines come in another order numbers the same cells otherwise: a copy gathered
+    in the first block's cells still holds each of the second's as one run, scored from there,
+    not taken (``_Cells.view``)."""
+    from vcli.engine.search.groups import _Cells
+
+    space = np.random.default_rng(4).integers(0, 3, 1000)  # no namespace, "left", "right"
+    left, right = space != 1, space != 2  # what a line in each namespace drops
+    first, second = _Cells.of([left, right], 1000, 0), _Cells.of([right, left], 1000, 0)
+    assert first is not None and second is not None
+    labels = second.labels[first.order]  # the second block's cells, over the first's copy
+    assert not (labels[1:] >= labels[:-1]).all()  # (numbered otherwise)
+    view = second.view(first.order, take=1e12)
+    assert view is not None and view.take is None
+    for cell, (a, b) in enumerate(view.spans):
+        assert b - a == second.sizes[cell] and (labels[a:b] == cell).all()

@@ -84,7 +84,7 @@ class Grouped(Blocks):
                            drops: Sequence[np.ndarray | None], deltas: Sequence[np.ndarray | None],
                            busy: frozenset = frozenset()) -> list[list[int]]:
         """For each row of ``queries``, the candidates of its top ``ks[i]`` among the matrix's
-        ``rows`` (positions: the rows holding one condition, ``masks.BatchMasks``, sorted) that
+        ``rows`` (positions: the rows holding one condition, ``masks.BatchMasks``) that
         ``drops[i]`` does not drop (a bool per row of ``rows``; None: none), and the delta's rows
         that ``deltas[i]`` lets through (a bool per row of the delta; None: none). The rows'
         vectors are gathered once and kept under ``token`` for the batch, whichever filters use
@@ -360,8 +360,8 @@ MAX_CELLS = 64  # more, and a condition's rows are scored with one product of al
 
 
 class _View(NamedTuple):
-    """A kept copy's columns cell by cell: each cell's span, and the copy's column of each (None:
-    the copy is in that order already)."""
+    """A kept copy's columns cell by cell: each cell's span (by cell), of the copy itself when
+    ``take`` is None, else of the copy's columns ``take`` (cell by cell), taken from it."""
 
     spans: list[tuple[int, int]]
     take: np.ndarray | None
@@ -426,25 +426,33 @@ class _Cells(NamedTuple):
 
     def view(self, at: np.ndarray | None, take: float) -> _View | None:
         """The cells over a copy whose columns are ``at`` of the rows (None: in their order):
-        its own spans when they are contiguous there, else the columns to take from it, when
-        that costs less than the pairs the cells save (``take`` pairs a row,
+        its own spans when each cell is one run of it (as in a copy an earlier block gathered
+        in the same cells, whatever their order), else the columns to take from it, when that
+        costs less than the pairs the cells save (``take`` pairs a row,
         ``Tuning.cell_take_pairs``); else None."""
         labels = self.labels if at is None else self.labels[at]
-        ends = np.cumsum(self.sizes)
-        spans = list(zip((ends - self.sizes).tolist(), ends.tolist(), strict=True))
-        if not len(labels) or bool((labels[1:] >= labels[:-1]).all()):
+        edges = (np.flatnonzero(labels[1:] != labels[:-1]) + 1).tolist()
+        if len(edges) == len(self.sizes) - 1:
+            spans = [(0, 0)] * len(self.sizes)
+            for a, b in zip([0, *edges], [*edges, len(labels)], strict=True):
+                spans[labels[a]] = (a, b)
             return _View(spans, None)
         if len(labels) * take >= self.saved:
             return None
-        return _View(spans, np.argsort(labels, kind="stable"))
+        ends = np.cumsum(self.sizes)
+        return _View(list(zip((ends - self.sizes).tolist(), ends.tolist(), strict=True)),
+                     np.argsort(labels, kind="stable"))
 
 
 def _positions(rows: np.ndarray, copy: np.ndarray) -> np.ndarray | None:
-    """Where each of ``copy`` (the same rows as ``rows``, sorted, in some order) is in ``rows``;
-    None when it is ``rows``."""
+    """Where each of ``copy`` (the same rows as ``rows``, in some order) is in ``rows``; None when
+    it is ``rows``."""
     if copy is rows or np.array_equal(copy, rows):
         return None
-    return np.searchsorted(rows, copy)
+    if bool((rows[1:] >= rows[:-1]).all()):  # (a condition's rows are sorted)
+        return np.searchsorted(rows, copy)
+    by = np.argsort(rows, kind="stable")
+    return by[np.searchsorted(rows, copy, sorter=by)]
 
 
 def _take(vecs, cols: np.ndarray, brief: bool):
