@@ -225,7 +225,7 @@ def test_a_filtered_batch_of_huge_and_tiny_queries(tmp_path, metric):
     and each line gets its exact top k."""
     rng = np.random.default_rng(2)
     vecs = rng.standard_normal((400, 16)).astype(np.float32)
-    catalog = Catalog(tmp_path, tuning=Tuning(fold_rows=5, masked_row_cost=1e12))
+    catalog = Catalog(tmp_path, tuning=Tuning(fold_rows=5, masked_row_cost=1e12, score_groups=16))
     catalog.create("ix", 16, metric)
     with catalog.open("ix", write=True) as ix:
         ix.create_metadata_index("t", "string")
@@ -257,7 +257,7 @@ def test_a_batch_keeps_the_gathered_copies_its_block_uses(tmp_path, prescore):
     """With room for one gathered copy, gathering a second gives up none that the current block
     uses (``busy``), whether the copies are bfloat16 or float32 (``Tuning.prescore``)."""
     catalog, vecs = three_hundred(tmp_path, 4, "euclidean", Tuning(
-        fold_rows=5, gather_floats=200 * 8 // (2 if prescore else 1), prescore=prescore))
+        fold_rows=5, gather_floats=200 * 8 // (2 if prescore else 1), prescore=prescore, score_groups=16))
     with catalog.open("ix") as ix, Searcher(ix.search_files, []) as searcher:
         assert searcher.matrix is not None and len(searcher.matrix.keys) == 300
         keys = np.sort(searcher.matrix.keys)
@@ -274,7 +274,7 @@ def test_a_batch_keeps_float32_where_numkong_has_only_its_serial_kernel(tmp_path
     answers are the same."""
     import numkong
 
-    catalog, vecs = three_hundred(tmp_path, 6, "cosine", Tuning(fold_rows=5, masked_row_cost=1e12))
+    catalog, vecs = three_hundred(tmp_path, 6, "cosine", Tuning(fold_rows=5, masked_row_cost=1e12, score_groups=16))
     answers, kept = [], []
     simd = [isa for isa, on in numkong.get_capabilities().items() if on and isa != "serial"]
     for serial in (False, True):
@@ -296,7 +296,7 @@ def test_a_batch_scores_products_of_many_queries_in_float32(tmp_path):
     """Products of ``Tuning.prescore_queries`` queries or more are scored from a float32 copy
     (BLAS's float32 products overtake one thread's bfloat16 ones), fewer from a bfloat16 one;
     the candidates are the same."""
-    catalog, vecs = three_hundred(tmp_path, 8, "dot-product", Tuning(fold_rows=5, prescore_queries=3))
+    catalog, vecs = three_hundred(tmp_path, 8, "dot-product", Tuning(fold_rows=5, prescore_queries=3, score_groups=16))
     with catalog.open("ix") as ix, Searcher(ix.search_files, []) as searcher:
         keys = np.sort(searcher.matrix.keys)[1::2]
         few = searcher.candidates_within(vecs[:2], [5, 5], keys, "few")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from vcli.engine import Catalog, Query, Tuning
-from vcli.engine.graph import part_values
+from vcli.engine.graph import PartValues, part_values
 from vcli.engine.layout import Folder
 from vcli.engine.lock import writer_lock
 from vcli.engine.scoring import to_bf16
@@ -123,14 +123,20 @@ def answers(catalog: Catalog, batch: list[Query], tuning: Tuning) -> list[list[t
 
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean", "dot-product"])
-def test_a_many_filter_batch_is_exact_from_the_parts_values(tmp_path, metric):
+def test_a_many_filter_batch_is_exact_from_the_parts_values(tmp_path, metric, monkeypatch):
     """The batch from the parts' values (on two threads, or one) gives what each of its
     lines gives alone through an exact scan of the matrix (the graph never consulted: its rows
     few enough for every filter)."""
     catalog, vals = build(tmp_path, metric=metric)
     batch = lines(vals, 120)
-    cheap = GRAPHS._replace(product_rows=0, graph_rows_per_depth=10**9)  # every filter by its conditions
+    # every filter by its conditions, in groups of columns few enough that the pre-score chooses
+    # which rows are rescored (with too few, every row is)
+    cheap = GRAPHS._replace(product_rows=0, graph_rows_per_depth=10**9, score_groups=16)
+    read: list[int] = []
+    nodes = PartValues.nodes
+    monkeypatch.setattr(PartValues, "nodes", lambda self, keys: read.append(len(keys)) or nodes(self, keys))
     got = answers(catalog, batch, cheap._replace(batch_threads=2))
+    assert sum(read) > 0  # the copies came from the parts' values
     assert got == answers(catalog, batch, cheap._replace(batch_threads=1))
     assert got == answers(catalog, batch, cheap._replace(prescore=False, batch_threads=1))
     with Catalog(catalog.data_dir, tuning=cheap._replace(filter_exact_rows=10**6)).open("ix") as ix:
@@ -166,3 +172,27 @@ def test_a_copy_being_gathered_is_waited_for_not_gathered_twice(tmp_path):
             t.join(30)
         assert len(calls) == 1 and len(got) == 3
         assert all(g is got[0] for g in got)
+
+
+def test_the_windows_are_rescored_a_bounded_run_of_lines_at_a_time(tmp_path, monkeypatch):
+    """The pre-score windows of a product's lines are rescored in float32 together, but never more
+    rows at once than ``groups.RESCORED`` (or one line's window, when that alone is more): the
+    batch's memory does not grow with its lines. The answers are those of the default runs."""
+    from vcli.engine.search import groups
+
+    catalog, vals = build(tmp_path)
+    batch = lines(vals, 80)
+    tuning = GRAPHS._replace(product_rows=0, graph_rows_per_depth=10**9, score_groups=16, batch_threads=1)
+    want = answers(catalog, batch, tuning)
+    calls: list[tuple[int, int]] = []  # (rows rescored in one call, the lines they are of)
+    paired = groups.paired_distances
+
+    def spy(metric, queries, vecs, norms):
+        calls.append((len(vecs), len(np.unique(queries, axis=0))))  # (each line has a query of its own)
+        return paired(metric, queries, vecs, norms)
+
+    monkeypatch.setattr(groups, "paired_distances", spy)
+    monkeypatch.setattr(groups, "RESCORED", 40)
+    assert answers(catalog, batch, tuning) == want
+    assert any(lines > 1 for _, lines in calls)  # (lines were rescored together)
+    assert all(rows <= 40 for rows, lines in calls if lines > 1)

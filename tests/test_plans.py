@@ -147,7 +147,8 @@ class Checker:
         after a few queries' matches (as a batch of large top-k's are); and, on a graph, with every
         group searched in it because that is judged cheaper than gathering its rows, and with a
         product of its own costing nothing (so that most filters go by their conditions' rows,
-        scored from a bfloat16 copy first, and without that pre-score, from float32 at once). On
+        scored from a bfloat16 copy first, in groups of columns few enough that the pre-score
+        chooses what is rescored, and without that pre-score, from float32 at once). On
         a matrix, also with every filtered line of a block scored with the block's product and
         masked, and with none (each filter's rows gathered, its keys from the batch's masks), and
         with room for the bitmaps of only a few conditions, and blocks cut at each filter."""
@@ -162,7 +163,7 @@ class Checker:
         self.check()
         self.tune(batch_mask_bytes=Tuning().batch_mask_bytes, block_mask_bytes=Tuning().block_mask_bytes)
         for threshold in ({"group_floats": 300}, {"max_block_matches": 25}, {"graph_rows_per_depth": 0},
-                          {"product_rows": 0}, {"product_rows": 0, "prescore": False}):
+                          {"product_rows": 0, "score_groups": 16}, {"product_rows": 0, "prescore": False}):
             self.tune(**threshold)
             try:
                 self.check()
@@ -262,7 +263,7 @@ def test_near_copies_that_bfloat16_cannot_tell_apart(vcli, tmp_path, data_dir, m
     near = {f"n{i:04d}": (base[i % 12] * (1 + rng.uniform(-1e-3, 1e-3)) + rng.standard_normal(DIMS) * 1e-3)
             .astype(np.float32) for i in range(300)}
     c.queries = [(base[j] + rng.standard_normal(DIMS) * 0.01).astype(np.float32) for j in range(QUERIES)]
-    c.tune(fold_rows=100, masked_row_cost=1e12)
+    c.tune(fold_rows=100, masked_row_cost=1e12, score_groups=16)  # (groups few enough that the pre-score chooses)
     c.write("insert", near)
     assert c.files(data_dir) == ["matrix-3.manifest"]
     c.check()
@@ -281,7 +282,7 @@ def test_a_crowd_of_near_copies_within_the_prescore_window(vcli, tmp_path, data_
     base = rng.standard_normal(DIMS)
     base *= 3 / np.linalg.norm(base)
     c.queries = [(base + rng.standard_normal(DIMS) * 5e-3).astype(np.float32) for _ in range(QUERIES)]
-    c.tune(fold_rows=100, masked_row_cost=1e12)
+    c.tune(fold_rows=100, masked_row_cost=1e12, score_groups=16)  # (groups few enough that the pre-score chooses)
     noise = rng.standard_normal((3000, DIMS)) * 1e-2
     noise -= np.outer(noise @ base, base) / 9  # across base: their dot products too differ by little
     c.write("insert", {f"n{i:04d}": (base + n).astype(np.float32) for i, n in enumerate(noise)})

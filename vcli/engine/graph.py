@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -246,17 +247,17 @@ class Parts:
 class PartValues:
     """The bfloat16 values a graph part holds, read from its file: ``vectors`` (one row of
     uint16 a node, in the order usearch added them) and the node of each key of the part's range.
-    A filtered batch gathers its rows' bfloat16 copies from here (``Grouped._gather``): half the
-    bytes of the matrix's float32, already rounded."""
+    A filtered batch gathers its rows' bfloat16 copies from here (``Grouped._bf16``): half the
+    bytes of the matrix's float32, already rounded. ``keys``: the part's keys, sorted, and
+    ``order`` the node of each."""
 
-    def __init__(self, vectors: np.ndarray, nodes: np.ndarray, lo: int):
-        self.vectors, self._nodes, self._lo = vectors, nodes, lo
+    def __init__(self, vectors: np.ndarray, keys: np.ndarray, order: np.ndarray):
+        self.vectors, self._keys, self._order = vectors, keys, order
 
     def nodes(self, keys: np.ndarray) -> np.ndarray:
         """The node of each of ``keys`` (int64), -1 for those the part does not hold."""
-        at = keys - self._lo
-        inside = (at >= 0) & (at < len(self._nodes))
-        return np.where(inside, self._nodes[np.where(inside, at, 0)], -1)
+        at = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
+        return np.where(self._keys[at] == keys, self._order[at], -1)
 
 
 def part_values(part: SearchFile, m: Matrix, samples: int) -> PartValues | None:
@@ -269,6 +270,8 @@ def part_values(part: SearchFile, m: Matrix, samples: int) -> PartValues | None:
     matrix's float32 by more than rounding to bfloat16 does (2^-8 of each number): a pre-score
     from these values is then as exact as one from ``scoring.to_bf16``'s."""
     dims = m.values.shape[1]
+    if sys.byteorder != "little":  # (usearch writes the machine's order; read as little-endian here)
+        return None
     try:
         data = np.memmap(part.path, np.uint8, mode="r")
         count, width = (int(x) for x in np.frombuffer(data[:8], np.uint32))
@@ -284,24 +287,26 @@ def part_values(part: SearchFile, m: Matrix, samples: int) -> PartValues | None:
         starts = at + np.cumsum(sizes) - sizes
         if nodes != count or not nodes or int(starts[-1] + sizes[-1]) != len(data) or levels.min() < 0:
             return None
-        keys = np.ascontiguousarray(data[(starts[:, None] + np.arange(8)).ravel()].reshape(-1, 8)).view("<i8").ravel()
+        key_bytes = np.empty((nodes, 8), np.uint8)
+        for i in range(8):  # (a byte at a time: an index of every byte would take 64 bytes a node)
+            key_bytes[:, i] = data[starts + i]
     except (OSError, ValueError, IndexError):
         return None
-    lo, hi = part.lo, part.hi
-    if keys.min() < lo or keys.max() > hi:
+    keys = key_bytes.view("<i8").ravel()
+    if keys.min() < part.lo or keys.max() > part.hi:
         return None
-    table = np.full(hi - lo + 1, -1, np.int32)
-    table[keys - lo] = np.arange(nodes, dtype=np.int32)
-    if np.count_nonzero(table >= 0) != nodes:  # a key twice
+    order = np.argsort(keys, kind="stable").astype(np.int32)
+    keys = keys[order]
+    if (keys[1:] == keys[:-1]).any():  # a key twice
         return None
     vectors = np.frombuffer(data, np.uint16, count=nodes * dims, offset=8).reshape(nodes, dims)
-    found = PartValues(vectors, table, lo)
+    found = PartValues(vectors, keys, order)
     rows = np.searchsorted(m.keys, keys)
     held = np.flatnonzero((rows < len(m.keys)) & (m.keys[np.minimum(rows, len(m.keys) - 1)] == keys))
     if len(held):
         pick = np.random.default_rng().choice(held, min(samples, len(held)), replace=False)
         exact = np.asarray(m.values[rows[pick]], np.float32)
-        rounded = (vectors[pick].astype(np.uint32) << 16).view(np.float32)
+        rounded = (vectors[order[pick]].astype(np.uint32) << 16).view(np.float32)
         if not (np.abs(rounded - exact) <= np.abs(exact) * 2**-8).all():
             return None
     return found

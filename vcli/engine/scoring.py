@@ -220,7 +220,7 @@ class Groups:
         rows, n = dists.shape
         self.groups = groups = min(groups, n)
         self.width = width = n // groups
-        self.whole = width < 2 or max(ks) > groups  # too few columns: look at all of them
+        self.whole = Groups.whole_of(n, ks, groups)  # too few columns: look at all of them
         if self.whole:
             return
         self.mins = dists[:, : groups * width].reshape(rows, width, groups).min(axis=1)
@@ -228,6 +228,13 @@ class Groups:
         self.bounds = np.partition(self.mins, kth, axis=1)[np.arange(rows), np.asarray(ks) - 1]
         self.steps = np.arange(width) * groups
         self.tail = np.arange(groups * width, n)  # the last columns, in no group
+
+    @staticmethod
+    def whole_of(columns: int, ks: Sequence[int], groups: int) -> bool:
+        """Whether ``Groups`` of so many columns looks into all of them: too few for the groups
+        to bound anything."""
+        groups = min(groups, columns)
+        return not groups or columns // groups < 2 or max(ks) > groups
 
     def near(self, i: int, tol: float) -> np.ndarray:
         """Columns of row ``i`` within ``tol`` of its bound: all of its k nearest, and ties."""
@@ -271,20 +278,6 @@ def paired_distances(metric: str, queries: np.ndarray, vecs: np.ndarray, norms: 
     if metric == "dot-product":
         return -dots
     qn = np.linalg.norm(queries, axis=1).astype(dots.dtype)[:, None]
-    if metric == "euclidean":
-        return norms * norms - 2 * dots + qn * qn
-    denom = norms * qn
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return -np.where(denom > 0, dots / np.where(denom > 0, denom, 1), 0).astype(dots.dtype)
-
-
-def pair_distances(metric: str, queries: np.ndarray, vecs: np.ndarray, norms: np.ndarray) -> np.ndarray:
-    """``distances`` of each of ``queries`` to the row of ``vecs`` beside it (of norm ``norms``
-    beside it): many queries' few rows each scored at once. Norms as ``prescorable`` allows."""
-    dots = np.einsum("ij,ij->i", vecs, queries)
-    if metric == "dot-product":
-        return -dots
-    qn = np.linalg.norm(queries, axis=1).astype(dots.dtype)
     if metric == "euclidean":
         return norms * norms - 2 * dots + qn * qn
     denom = norms * qn

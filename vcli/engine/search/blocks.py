@@ -4,14 +4,13 @@ the block before; filtered queries as masks of the rows they pass (``masks.py``)
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..scoring import Groups, batch_distances, max_norm, tolerance, top_candidates
-from .common import _EMPTY_NORMS
+from .common import _EMPTY_NORMS, cores
 from .graph_blocks import GraphBlocks
 
 if TYPE_CHECKING:
@@ -70,7 +69,8 @@ class Blocks(GraphBlocks):
 
     def _prepare(self) -> None:
         """Everything read from the store, and all shared state, is set up in the caller's thread;
-        the background threads only compute from arrays (and share the kept subsets under a lock)."""
+        the background threads compute from arrays (sharing the kept subsets under a lock; the
+        graph parts' values are mapped on first use, ``Grouped._part_values``)."""
         self._delta_arrays()
         self._removed()
         if self.matrix is not None:
@@ -80,8 +80,7 @@ class Blocks(GraphBlocks):
         if self._pool is None:
             from concurrent.futures import ThreadPoolExecutor  # lazy: only batches use a thread
 
-            self._pool = ThreadPoolExecutor(self.tuning.batch_threads or min(4, os.cpu_count() or 1),
-                                            thread_name_prefix="vcli-search")
+            self._pool = ThreadPoolExecutor(self.tuning.batch_threads or min(4, cores()), thread_name_prefix="vcli-search")
         return self._pool
 
     def finish(self, block: _Block) -> list[list[int]]:

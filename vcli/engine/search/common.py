@@ -4,6 +4,7 @@ ends each mode."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -12,6 +13,14 @@ from ..scoring import top_candidates
 
 Accept = Callable[[np.ndarray], np.ndarray]  # keys -> boolean mask of the keys that pass
 _EMPTY_NORMS = np.zeros(0, np.float32)
+
+
+def cores() -> int:
+    """The cores this process may run on (its affinity, where the system says)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def in_sorted(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:

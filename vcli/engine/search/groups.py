@@ -15,7 +15,7 @@ from ..scoring import (
     batch_distances,
     bf16_tensor,
     max_norm,
-    pair_distances,
+    paired_distances,
     prescorable,
     prescore_distances,
     prescore_errors,
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 # keys, vectors (float32, or a NumKong bfloat16 tensor: ``scoring.to_bf16``), norms, matrix rows
 Subset = tuple[np.ndarray, Any, np.ndarray, np.ndarray]
+RESCORED = 8192  # rows of the pre-score windows of a product's lines rescored in float32 at once (12 MiB at 384)
 
 
 class _Coming:
@@ -63,7 +64,7 @@ class Grouped(Blocks):
         d_keys, d_vecs, d_norms = self._delta_arrays()
         keep = in_sorted(d_keys, allowed)
         d_keys, d_vecs, d_norms = d_keys[keep], d_vecs[keep], d_norms[keep]
-        brief = self._prescorable(queries, len(allowed), token)
+        brief = self._prescorable(queries, ks, len(allowed), token)
         s_keys, s_vecs, s_norms, s_rows = self._subset(allowed, token, busy, brief)
         bound = max_norm(d_norms, s_norms)
         step = max(1, self.tuning.group_floats // max(1, len(s_keys)))
@@ -98,7 +99,7 @@ class Grouped(Blocks):
         queries = np.ascontiguousarray(queries, np.float32).reshape(-1, self.dims)
         d_keys, d_vecs, d_norms = self._delta_arrays()
         # (a condition's rows are read from the store's snapshot, which holds no removed key)
-        brief = self._prescorable(queries, len(rows), token)
+        brief = self._prescorable(queries, ks, len(rows), token)
         cells, order = self.cells_of(rows, drops)
         s_keys, s_vecs, s_norms, s_rows = self._kept(token, busy, len(rows), lambda: self._gather(order, brief), brief)
         # where each column of the copy is in ``rows`` (None: the same order), ``drops``' order
@@ -282,12 +283,16 @@ class Grouped(Blocks):
                 self._values = [v for v in found if v is not None]
             return self._values
 
-    def _prescorable(self, queries: np.ndarray, size: int, token: object = None) -> bool:
+    def _prescorable(self, queries: np.ndarray, ks: Sequence[int], size: int, token: object = None) -> bool:
         """Whether rows gathered for ``queries`` (at most ``size``) are scored from a bfloat16
         copy first: ``_prescore_rows``, query norms the kernel can take (``scoring.prescorable``),
-        and fewer than ``Tuning.prescore_queries`` queries a product, unless a bfloat16 copy of
-        ``token`` is kept or being gathered already (by an earlier block's lines): its products
-        then cost less than gathering a float32 copy for BLAS."""
+        rows enough that ``scoring.Groups`` narrows each line down (else every row would be
+        rescored in float32 anyway: conditions under 2 ``Tuning.score_groups`` rows), and fewer
+        than ``Tuning.prescore_queries`` queries a product, unless a bfloat16 copy of ``token``
+        is kept or being gathered already (by an earlier block's lines): its products then cost
+        less than gathering a float32 copy for BLAS."""
+        if Groups.whole_of(size, ks, self.tuning.score_groups):
+            return False
         if not self._prescore_rows() or not prescorable(row_norms(queries)):
             return False
         with self._subsets_lock:
@@ -328,12 +333,20 @@ class Grouped(Blocks):
             return [(near, groups.dists[i, near], tol) for i, tol in enumerate(tols) for near in [groups.near(i, tol)]]
         widths = 2 * (prescore_errors(self.metric, qs, bound) + tols)
         nears = [groups.near(i, float(w)) for i, w in enumerate(widths)]
-        cols = np.concatenate(nears)
-        line = np.repeat(np.arange(len(qs)), [len(near) for near in nears])
-        found = pair_distances(self.metric, qs[line], m.values[rows[cols]], norms[cols])
-        found[~np.isfinite(groups.dists[line, cols])] = np.inf
-        ends = np.cumsum([len(near) for near in nears]).tolist()
-        return [(near, found[end - len(near) : end], tol) for near, end, tol in zip(nears, ends, tols, strict=True)]
+        found: list[np.ndarray] = []
+        start = 0
+        while start < len(nears):  # lines a run at a time, one gather each of at most RESCORED rows
+            stop, count = start + 1, len(nears[start])
+            while stop < len(nears) and count + len(nears[stop]) <= RESCORED:
+                count += len(nears[stop])
+                stop += 1
+            cols = np.concatenate(nears[start:stop])
+            line = np.repeat(np.arange(start, stop), [len(near) for near in nears[start:stop]])
+            dists = paired_distances(self.metric, qs[line], m.values[rows[cols]][:, None, :], norms[cols][:, None])[:, 0]
+            dists[~np.isfinite(groups.dists[line, cols])] = np.inf
+            found += np.split(dists, np.cumsum([len(near) for near in nears[start : stop - 1]]))
+            start = stop
+        return list(zip(nears, found, tols, strict=True))
 
     def route(self, queries: int, matches: int, conditions: Sequence[tuple[int, int]] | None = None) -> str:
         """How ``queries`` queries of a filter passing ``matches`` vectors cost least, in rows
@@ -357,6 +370,9 @@ class Grouped(Blocks):
 
 
 MAX_CELLS = 64  # more, and a condition's rows are scored with one product of all its lines
+# Past 16 drop patterns a condition's rows are sorted by theirs, which at 500k rows and 300
+# patterns took 5.9 s: rows x patterns past this, one product of all its lines instead
+SORTED_PATTERNS = 2**22
 
 
 class _View(NamedTuple):
@@ -398,7 +414,7 @@ class _Cells(NamedTuple):
                     patterns.append(drop)
                 index[id(drop)] = j
             which[i] = index[id(drop)]
-        if not patterns or not n:
+        if not patterns or not n or (len(patterns) > 16 and n * len(patterns) > SORTED_PATTERNS):
             return None
         bits = np.packbits(np.stack(patterns), axis=0, bitorder="little").T  # (rows, bytes) a row's pattern
         if bits.shape[1] <= 2:  # (a few patterns: counted, not sorted)
