@@ -268,7 +268,9 @@ def part_values(part: SearchFile, m: Matrix, samples: int) -> PartValues | None:
     its uint64 key, its level, and a uint32 count and slots a level) to the byte, or where any of
     ``samples`` of its vectors, drawn at random among those the matrix ``m`` holds, strays from the
     matrix's float32 by more than rounding to bfloat16 does (2^-8 of each number): a pre-score
-    from these values is then as exact as one from ``scoring.to_bf16``'s."""
+    from these values is then as exact as one from ``scoring.to_bf16``'s. (Damage to a few
+    vectors of a part that the samples miss would bias which rows a filtered batch rescores, as
+    it biases which candidates the part's searches find; ``vcli check`` samples the parts too.)"""
     dims = m.values.shape[1]
     if sys.byteorder != "little":  # (usearch writes the machine's order; read as little-endian here)
         return None
