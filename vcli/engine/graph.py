@@ -246,18 +246,22 @@ class Parts:
 
 class PartValues:
     """The bfloat16 values a graph part holds, read from its file: ``vectors`` (one row of
-    uint16 a node, in the order usearch added them) and the node of each key of the part's range.
-    A filtered batch gathers its rows' bfloat16 copies from here (``Grouped._bf16``): half the
-    bytes of the matrix's float32, already rounded. ``keys``: the part's keys, sorted, and
-    ``order`` the node of each."""
+    uint16 a node, in the order usearch added them) and the node of each row of the matrix in
+    the part's range of keys (a contiguous run of rows, from ``first``). A filtered batch gathers
+    its rows' bfloat16 copies from here (``Grouped._bf16``): half the bytes of the matrix's
+    float32, already rounded, each row's node one lookup (a binary search of the part's keys a
+    row took 0.12 s of the 1,000-line batch at 500k)."""
 
-    def __init__(self, vectors: np.ndarray, keys: np.ndarray, order: np.ndarray):
-        self.vectors, self._keys, self._order = vectors, keys, order
+    def __init__(self, vectors: np.ndarray, first: int, run: np.ndarray):
+        self.vectors, self._first, self._run = vectors, first, run
 
-    def nodes(self, keys: np.ndarray) -> np.ndarray:
-        """The node of each of ``keys`` (int64), -1 for those the part does not hold."""
-        at = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
-        return np.where(self._keys[at] == keys, self._order[at], -1)
+    def nodes(self, rows: np.ndarray) -> np.ndarray:
+        """The node of each of the matrix's ``rows``, -1 for those the part does not hold."""
+        at = np.asarray(rows, np.int64) - self._first
+        inside = (at >= 0) & (at < len(self._run))
+        if inside.all():
+            return self._run[at]
+        return np.where(inside, self._run[np.where(inside, at, 0)], -1) if len(self._run) else np.full(len(at), -1)
 
 
 def part_values(part: SearchFile, m: Matrix, samples: int) -> PartValues | None:
@@ -302,9 +306,12 @@ def part_values(part: SearchFile, m: Matrix, samples: int) -> PartValues | None:
     if (keys[1:] == keys[:-1]).any():  # a key twice
         return None
     vectors = np.frombuffer(data, np.uint16, count=nodes * dims, offset=8).reshape(nodes, dims)
-    found = PartValues(vectors, keys, order)
     rows = np.searchsorted(m.keys, keys)
     held = np.flatnonzero((rows < len(m.keys)) & (m.keys[np.minimum(rows, len(m.keys) - 1)] == keys))
+    first, last = (int(np.searchsorted(m.keys, x, side)) for x, side in ((part.lo, "left"), (part.hi, "right")))
+    run = np.full(last - first, -1, np.int32)
+    run[rows[held] - first] = order[held]
+    found = PartValues(vectors, first, run)
     if len(held):
         pick = np.random.default_rng().choice(held, min(samples, len(held)), replace=False)
         exact = np.asarray(m.values[rows[pick]], np.float32)

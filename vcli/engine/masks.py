@@ -39,12 +39,15 @@ class _Condition(NamedTuple):
     delta: np.ndarray  # a bool per row of the delta
 
 
-class Split(NamedTuple):
-    """A plan as the conditions one of which a row must hold (named, as ``BatchMasks`` keeps
-    them) and the others, each (must hold or must not, a condition of which one is enough)."""
+Named = list[tuple[tuple, _Condition]]  # conditions with their names (as ``BatchMasks`` keeps them)
 
-    first: list[tuple[tuple, _Condition]]
-    rest: list[tuple[bool, list[_Condition]]]
+
+class Split(NamedTuple):
+    """A plan as the conditions one of which a row must hold and the others, each (must hold or
+    must not, conditions of which one is enough)."""
+
+    first: Named
+    rest: list[tuple[bool, Named]]
 
 
 class FilterRows:
@@ -93,6 +96,8 @@ class BatchMasks:
         self._kept: dict[tuple, _Condition] = {}  # the least recently used first
         self._held = 0
         self._table: np.ndarray | None = None  # the matrix's row of each key from its first (``rows_of``)
+        self._within: dict[tuple, np.ndarray] = {}  # (a condition, another): which of its rows hold the other
+        self._within_bytes = 0
 
     def split(self, plan: Plan) -> Split | None:
         """``plan`` (its namespace and filter) as the conditions of its positive part with the
@@ -106,7 +111,7 @@ class BatchMasks:
         at = min(range(len(parts)),
                  key=lambda i: sum(len(c.rows) for _, c in parts[i][1]) if parts[i][0] else len(self.matrix_keys) + 1)
         first = parts.pop(at)[1]
-        return Split(first, [(keep, [c for _, c in named]) for keep, named in parts])
+        return Split(first, parts)
 
     def filter(self, plan: Plan) -> FilterRows:
         """The rows of the matrix and of the delta that pass ``plan`` (its namespace and filter),
@@ -119,39 +124,56 @@ class BatchMasks:
         split = self.split(plan)
         if split is None:  # every row, less those the negative conditions exclude
             rows = np.arange(len(self.matrix_keys), dtype=np.int32)
-            rest = [(keep, [c for _, c in named]) for keep, named in self._parts(plan)]
+            rest = self._parts(plan)
             passing = self.passing(rest, rows)
             return FilterRows(None, ((rows if passing is None else rows[passing]), self.delta_passing(rest)))
         parts = []
         for name, c in split.first:
-            passing = self.passing(split.rest, c.rows)
+            passing = self.passing(split.rest, c.rows, name)
             parts.append((name, c.rows, None if passing is None else ~passing))
         return FilterRows(parts, delta=self.delta_of(split))
 
-    def passing(self, rest: list[tuple[bool, list[_Condition]]], rows: np.ndarray) -> np.ndarray | None:
+    def passing(self, rest: list[tuple[bool, Named]], rows: np.ndarray, of: tuple | None = None) -> np.ndarray | None:
         """Which of the matrix's ``rows`` pass the conditions ``rest`` (a bool each; None when
-        there are none)."""
+        there are none). ``of``: the name of the condition whose rows they are: which of them
+        hold each other condition is then kept for the batch's other filters that pair the two
+        (hundreds of filters of a batch are often a few dozen such pairs)."""
         if not rest:
             return None
         inside = np.ones(len(rows), bool)
         for keep, conditions in rest:
-            held = np.logical_or.reduce([c.bits[rows] for c in conditions])
+            held = np.logical_or.reduce([self._within_of(of, name, c, rows) for name, c in conditions])
             inside &= held if keep else ~held
         return inside
+
+    def _within_of(self, of: tuple | None, name: tuple, c: _Condition, rows: np.ndarray) -> np.ndarray:
+        """``c.bits[rows]``, kept by (``of``, ``name``) while they fit in a quarter of the budget."""
+        if of is None:
+            return c.bits[rows]
+        pair = (of, name)
+        found = self._within.get(pair)
+        if found is None:
+            found = c.bits[rows]
+            if self._within_bytes + found.nbytes > self.budget // 4:
+                self._within.clear()
+                self._within_bytes = 0
+            self._within[pair] = found
+            self._within_bytes += found.nbytes
+        return found
 
     def delta_of(self, split: Split) -> np.ndarray:
         """A bool per row of the delta: whether it passes ``split``'s plan."""
         delta = np.logical_or.reduce([c.delta for _, c in split.first])
         return delta & self.delta_passing(split.rest)
 
-    def delta_passing(self, rest: list[tuple[bool, list[_Condition]]]) -> np.ndarray:
+    def delta_passing(self, rest: list[tuple[bool, Named]]) -> np.ndarray:
         delta = np.ones(len(self.delta_keys), bool)
         for keep, conditions in rest:
-            either = np.logical_or.reduce([c.delta for c in conditions])
+            either = np.logical_or.reduce([c.delta for _, c in conditions])
             delta &= either if keep else ~either
         return delta
 
-    def _parts(self, plan: Plan) -> list[tuple[bool, list[tuple[tuple, _Condition]]]]:
+    def _parts(self, plan: Plan) -> list[tuple[bool, Named]]:
         """Each condition of ``plan`` (the namespace, each clause): whether a row must hold it or
         must not, and the named conditions of which one is enough."""
         parts = [(True, [self._named(("namespace", plan.namespace), None)])] if plan.namespace is not None else []
@@ -161,7 +183,7 @@ class BatchMasks:
         """The sorted keys of ``rows``."""
         return np.sort(np.concatenate([self.matrix_keys[rows[0]], self.delta_keys[rows[1]]]))
 
-    def _clause(self, clause: Clause) -> list[tuple[tuple, _Condition]]:
+    def _clause(self, clause: Clause) -> Named:
         """The conditions (named) of which the rows with a value passing the clause's test hold one."""
         (op, value), *more = clause.test
         if more or op not in ("=", "in"):  # a range: read as it is

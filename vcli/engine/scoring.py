@@ -100,10 +100,9 @@ def batch_distances(metric: str, queries: np.ndarray, vecs: np.ndarray, norms: n
     return dists
 
 
-def to_bf16(vecs: np.ndarray, rows: np.ndarray | None = None, chunk: int = 4096):
-    """A bfloat16 copy of float32 ``vecs`` (of its ``rows`` if given), a NumKong tensor: taken a
-    few thousand rows at a time into a float32 buffer that stays in the cache and rounded there
-    (``bf16_bits``)."""
+def to_bf16(vecs: np.ndarray, rows: np.ndarray | None = None, chunk: int = 4096) -> Bf16Rows:
+    """A bfloat16 copy of float32 ``vecs`` (of its ``rows`` if given): taken a few thousand rows
+    at a time into a float32 buffer that stays in the cache and rounded there (``bf16_bits``)."""
     src = np.asarray(vecs, np.float32)
     rows = np.arange(len(src)) if rows is None else rows
     # NumPy's memory, not NumKong's: NumPy asks the kernel for huge pages for a large array,
@@ -112,9 +111,48 @@ def to_bf16(vecs: np.ndarray, rows: np.ndarray | None = None, chunk: int = 4096)
     buf = np.empty((min(chunk, len(rows)), src.shape[1]), np.float32)
     for start in range(0, len(rows), chunk):
         part = rows[start : start + chunk]
-        np.take(src, part, axis=0, out=buf[: len(part)])
+        np.take(src, part, axis=0, out=buf[: len(part)], mode="clip")  # ("raise" would copy twice)
         bf16_bits(buf[: len(part)], bits[start : start + len(part)])
-    return bf16_tensor(bits)
+    return Bf16Rows(bits)
+
+
+class Bf16Rows:
+    """bfloat16 rows where they lie: rows ``nodes`` of ``bits`` (uint16, the numbers' upper
+    halves; None: all of its rows, in order), such as a graph part's own values
+    (``graph.PartValues``). ``prescore_distances`` reads them a thousand rows at a time into a
+    buffer that stays in the cache; they are never copied whole. (Copied whole, the million rows
+    of the 1,000-line many-filter batch at 500k were 768 MB of fresh memory a batch, whose
+    zeroing by the kernel took 0.4-1.5 CPU seconds, against 1.3 for everything else.) Slicing
+    or indexing (``rows[a:b]``, ``rows[cols]``) picks rows without reading them."""
+
+    __slots__ = ("bits", "nodes")
+
+    def __init__(self, bits: np.ndarray, nodes: np.ndarray | None = None):
+        self.bits, self.nodes = bits, nodes
+
+    def __len__(self) -> int:
+        return len(self.bits) if self.nodes is None else len(self.nodes)
+
+    @property
+    def nbytes(self) -> int:
+        """The bytes these rows hold of their own (a copy's rows, or only the nodes)."""
+        return self.bits.nbytes if self.nodes is None else self.nodes.nbytes
+
+    def __getitem__(self, which) -> Bf16Rows:
+        if self.nodes is not None:
+            return Bf16Rows(self.bits, self.nodes[which])
+        return Bf16Rows(self.bits[which]) if isinstance(which, slice) else Bf16Rows(self.bits, np.asarray(which))
+
+    def tensor(self, start: int, stop: int, buf: np.ndarray | None = None):
+        """Rows ``start:stop`` as a NumKong bfloat16 tensor: a view of ``bits`` when they are its
+        rows in order, else taken into ``buf`` (uint16, as many rows at least)."""
+        if self.nodes is None:
+            return bf16_tensor(self.bits[start:stop])
+        if buf is None:
+            buf = np.empty((stop - start, self.bits.shape[1]), np.uint16)
+        out = buf[: stop - start]
+        np.take(self.bits, self.nodes[start:stop], axis=0, out=out, mode="clip")  # (nodes are valid)
+        return bf16_tensor(out)
 
 
 def bf16_tensor(bits: np.ndarray):
@@ -152,15 +190,16 @@ def prescore_fast() -> bool:
     return any(on for isa, on in numkong.get_capabilities().items() if isa != "serial")
 
 
-def prescore_distances(metric: str, queries: np.ndarray, vecs16, norms: np.ndarray, chunk: int = 1024,
+def prescore_distances(metric: str, queries: np.ndarray, rows16: Bf16Rows, norms: np.ndarray, chunk: int = 1024,
                        per_call: int = 64) -> np.ndarray:
-    """``batch_distances`` against ``vecs16``, a bfloat16 copy of the rows (``to_bf16``) whose
-    float32 norms are ``norms``: the queries rounded to bfloat16 too, the products summed in
-    float32 by NumKong's kernel on one core, ``per_call`` queries and ``chunk`` rows at a time,
-    each call's (rows x queries) products written transposed into the (queries x rows) result.
-    Calls of that size cost ~7 ns a pair at 384 dimensions whatever the queries; one call for all
-    of them cost ~12 ns at 1,000 (its result outgrows the cache before it is transposed). Each
-    distance within ``prescore_error`` of the exact one."""
+    """``batch_distances`` against ``rows16``, the rows in bfloat16 (``Bf16Rows``) whose float32
+    norms are ``norms``: the queries rounded to bfloat16 too, the products summed in float32 by
+    NumKong's kernel on one core, ``chunk`` rows at a time (read into one buffer, when they are
+    not a copy's rows in order) against ``per_call`` queries a call, each call's (rows x queries)
+    products written transposed into the (queries x rows) result. Calls of that size cost ~7 ns
+    a pair at 384 dimensions whatever the queries; one call for all of them cost ~12 ns at 1,000
+    (its result outgrows the cache before it is transposed). Each distance within
+    ``prescore_error`` of the exact one."""
     import numkong
 
     qn = np.linalg.norm(queries, axis=1).astype(np.float32)
@@ -171,16 +210,20 @@ def prescore_distances(metric: str, queries: np.ndarray, vecs16, norms: np.ndarr
     else:
         scale = np.full(len(queries), -2 if metric == "euclidean" else -1, np.float32)
     scaled = to_bf16(queries * scale[:, None])
-    dists = np.empty((len(queries), len(vecs16)), np.float32)
-    for q0 in range(0, len(queries), per_call):
-        packed = numkong.dots_pack(scaled[q0 : q0 + per_call], dtype="bf16")
-        out = dists[q0 : q0 + per_call]
-        for start in range(0, len(vecs16), chunk):
-            part = np.asarray(numkong.dots_packed(vecs16[start : start + chunk], packed)).T
+    packed = [(q0, numkong.dots_pack(scaled.tensor(q0, min(q0 + per_call, len(queries))), dtype="bf16"))
+              for q0 in range(0, len(queries), per_call)]
+    dists = np.empty((len(queries), len(rows16)), np.float32)
+    buf = None if rows16.nodes is None else np.empty((min(chunk, len(rows16)), rows16.bits.shape[1]), np.uint16)
+    for start in range(0, len(rows16), chunk):
+        stop = min(start + chunk, len(rows16))
+        rows = rows16.tensor(start, stop, buf)
+        for q0, queries16 in packed:
+            part = np.asarray(numkong.dots_packed(rows, queries16)).T
+            out = dists[q0 : q0 + per_call, start:stop]
             if metric == "cosine":
-                np.multiply(part, inv_v[None, start : start + chunk], out=out[:, start : start + chunk])
+                np.multiply(part, inv_v[None, start:stop], out=out)
             else:
-                out[:, start : start + chunk] = part
+                out[...] = part
     if metric == "euclidean":  # |v|^2 - 2 q.v + |q|^2
         dists += (norms * norms)[None, :]
         dists += (qn * qn)[:, None]

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from ..scoring import (
+    Bf16Rows,
     Groups,
     batch_distances,
-    bf16_tensor,
     max_norm,
     paired_distances,
     prescorable,
@@ -30,7 +30,7 @@ from .common import _EMPTY_NORMS, in_sorted, nearest_keys
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
-# keys, vectors (float32, or a NumKong bfloat16 tensor: ``scoring.to_bf16``), norms, matrix rows
+# keys, vectors (float32, or bfloat16: ``scoring.Bf16Rows``), norms, matrix rows
 Subset = tuple[np.ndarray, Any, np.ndarray, np.ndarray]
 RESCORED = 8192  # rows of the pre-score windows of a product's lines rescored in float32 at once (12 MiB at 384)
 
@@ -161,7 +161,7 @@ class Grouped(Blocks):
                 dists[~keep, a:b] = np.inf
             if not len(lines):
                 continue
-            part = vecs[a:b] if view.take is None else _take(vecs, view.take[a:b], brief)
+            part = vecs[a:b] if view.take is None else vecs[view.take[a:b]]
             if len(lines) == len(qs):
                 dists[:, a:b] = self._distances(qs, part, norms[a:b], brief)
             else:
@@ -207,7 +207,7 @@ class Grouped(Blocks):
         bfloat16 one (for queries the bfloat16 kernel cannot take, or too many a product). The
         background threads share them: a copy another thread is gathering is waited for, not
         gathered twice."""
-        key, size = (brief, token), size * self.dims // (2 if brief else 1)
+        key, size = (brief, token), self._copy_floats(size, brief)
         with self._subsets_lock:
             if key in self._subsets:
                 return self._subsets[key]
@@ -233,7 +233,7 @@ class Grouped(Blocks):
             raise
         with self._subsets_lock:
             del self._gathering[key]
-            if self._held() + coming.size <= self.tuning.gather_floats:
+            if self._held() + found[1].nbytes // 4 <= self.tuning.gather_floats:
                 self._subsets[key] = found
         coming.future.set_result(found)
         return found
@@ -247,29 +247,35 @@ class Grouped(Blocks):
         vecs = self._bf16(rows) if brief else m.values[rows]
         return m.keys[rows], vecs, m.norms[rows], rows
 
-    def _bf16(self, rows: np.ndarray):
-        """A bfloat16 copy of the matrix's ``rows``: taken from the graph parts' own values where
-        they hold them (``graph.PartValues``: half the bytes to read, already rounded; the million
-        rows of the 1,000-line many-filter batch at 500k took 0.52 s so, against 0.68 s from the
-        matrix), rounded from the matrix's float32 elsewhere (``scoring.to_bf16``)."""
+    def _bf16(self, rows: np.ndarray) -> Bf16Rows:
+        """The matrix's ``rows`` in bfloat16: where one graph part holds them all, its own values
+        (``graph.PartValues``: half the bytes of float32 to read, already rounded), read where
+        they lie as they are scored (``scoring.Bf16Rows``); else a copy, from the parts' values
+        where they hold the rows and rounded from the matrix's float32 elsewhere
+        (``scoring.to_bf16``)."""
         m = self._open_matrix()
         parts = self._part_values()
         if not parts:
             return to_bf16(m.values, rows)
-        keys = m.keys[rows]
         bits = np.empty((len(rows), self.dims), np.uint16)
         left = np.ones(len(rows), bool)
         for values in parts:
-            nodes = values.nodes(keys)
+            nodes = values.nodes(rows)
             got = (nodes >= 0) & left
             if got.all():
-                np.take(values.vectors, nodes, axis=0, out=bits)
-                return bf16_tensor(bits)
+                return Bf16Rows(values.vectors, nodes)
             bits[got] = values.vectors[nodes[got]]
             left &= ~got
         if left.any():
-            bits[left] = np.asarray(to_bf16(m.values, rows[left]))
-        return bf16_tensor(bits)
+            bits[left] = to_bf16(m.values, rows[left]).bits
+        return Bf16Rows(bits)
+
+    def _copy_floats(self, rows: int, brief: bool) -> int:
+        """What a copy of ``rows`` rows holds, in float32 numbers' worth of bytes (``_kept``): in
+        bfloat16 from one graph part, only their nodes (``_bf16``)."""
+        if brief and len(self._part_values()) == 1:
+            return 2 * rows
+        return rows * self.dims // (2 if brief else 1)
 
     def _part_values(self) -> list:
         """The usable ``graph.PartValues`` of the open graph parts (none without a graph), read once."""
@@ -470,8 +476,3 @@ def _positions(rows: np.ndarray, copy: np.ndarray) -> np.ndarray | None:
     by = np.argsort(rows, kind="stable")
     return by[np.searchsorted(rows, copy, sorter=by)]
 
-
-def _take(vecs, cols: np.ndarray, brief: bool):
-    """The rows ``cols`` of a kept copy, as a copy of the same kind (a NumKong bfloat16 tensor
-    if ``brief``, wrapping the taken uint16 memory)."""
-    return bf16_tensor(np.asarray(vecs)[cols]) if brief else vecs[cols]
