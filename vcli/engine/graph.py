@@ -308,7 +308,7 @@ def part_values(part: SearchFile, m: Matrix, samples: int) -> PartValues | None:
     vectors = np.frombuffer(data, np.uint16, count=nodes * dims, offset=8).reshape(nodes, dims)
     rows = np.searchsorted(m.keys, keys)
     held = np.flatnonzero((rows < len(m.keys)) & (m.keys[np.minimum(rows, len(m.keys) - 1)] == keys))
-    first, last = (int(np.searchsorted(m.keys, x, side)) for x, side in ((part.lo, "left"), (part.hi, "right")))
+    first, last = int(np.searchsorted(m.keys, part.lo, "left")), int(np.searchsorted(m.keys, part.hi, "right"))
     run = np.full(last - first, -1, np.int32)
     run[rows[held] - first] = order[held]
     found = PartValues(vectors, first, run)
