@@ -22,13 +22,17 @@ chooses, per filter.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import queue
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from .filters import Clause, Plan, sorted_keys
 from .search import in_sorted
 from .store import filtering
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 Rows = tuple[np.ndarray, np.ndarray]  # (the matrix's rows, int32 positions in no order; a bool per delta row)
 
@@ -98,6 +102,57 @@ class BatchMasks:
         self._table: np.ndarray | None = None  # the matrix's row of each key from its first (``rows_of``)
         self._within: dict[tuple, np.ndarray] = {}  # (a condition, another): which of its rows hold the other
         self._within_bytes = 0
+        self._coming: dict[tuple, Future] = {}  # conditions being read ahead (``want``): their keys
+        self._reader: ThreadPoolExecutor | None = None
+        self._stores: queue.SimpleQueue | None = None  # the connections the reading threads take turns on
+        self._twin = None  # ``Store.twin``: a second connection in the same snapshot
+
+    def want(self, plan: Plan) -> None:
+        """Start reading the conditions of ``plan`` that are not read yet, in the order asked, on
+        threads of the batch's own: on the store's connection, in its snapshot, and on a second
+        one in the same snapshot when there is one (``Store.twin``) and two cores: SQLite runs
+        a scan without Python's lock. The caller reads the batch's next lines meanwhile, and
+        ``filter`` finds them read (a 1,000-line batch's 114 conditions at 500k: 0.21 s of scans
+        on one connection). ``close`` ends it."""
+        if plan.nothing:
+            return
+        for _, named in self._names(plan):
+            for name, clause in named:
+                if name not in self._kept and name not in self._coming:
+                    self._coming[name] = self._reading().submit(self._read_ahead, name, clause)
+
+    def _reading(self) -> ThreadPoolExecutor:
+        if self._reader is None:
+            from concurrent.futures import ThreadPoolExecutor  # lazy: only batches read ahead
+
+            from .search.common import cores
+
+            self._stores = queue.SimpleQueue()
+            self._stores.put(self.store)
+            self._twin = self.store.twin() if cores() > 1 else None
+            if self._twin is not None:
+                self._stores.put(self._twin)
+            self._reader = ThreadPoolExecutor(self._stores.qsize(), thread_name_prefix="vcli-conditions")
+        return self._reader
+
+    def _read_ahead(self, name: tuple, clause: Clause | None) -> np.ndarray:
+        assert self._stores is not None
+        store = self._stores.get()
+        try:
+            return self._keys_of(name, clause, store)
+        finally:
+            self._stores.put(store)
+
+    def close(self) -> None:
+        """Stop reading ahead: conditions not begun are dropped, those being read are waited for
+        (the store's snapshot must outlive them)."""
+        if self._reader is not None:
+            self._reader.shutdown(wait=True, cancel_futures=True)
+            self._reader = None
+        if self._twin is not None:
+            self._twin.close()
+            self._twin = None
+        self._coming.clear()
 
     def split(self, plan: Plan) -> Split | None:
         """``plan`` (its namespace and filter) as the conditions of its positive part with the
@@ -176,29 +231,24 @@ class BatchMasks:
     def _parts(self, plan: Plan) -> list[tuple[bool, Named]]:
         """Each condition of ``plan`` (the namespace, each clause): whether a row must hold it or
         must not, and the named conditions of which one is enough."""
-        parts = [(True, [self._named(("namespace", plan.namespace), None)])] if plan.namespace is not None else []
-        return parts + [(clause.positive, self._clause(clause)) for clause in plan.clauses]
+        return [(keep, [(name, self._condition(name, clause)) for name, clause in named])
+                for keep, named in self._names(plan)]
+
+    def _names(self, plan: Plan) -> list[tuple[bool, list[tuple[tuple, Clause | None]]]]:
+        """``_parts``, each condition by its name and the clause that reads it (None: the namespace)."""
+        parts: list = [(True, [(("namespace", plan.namespace), None)])] if plan.namespace is not None else []
+        return parts + [(clause.positive, _clause_names(clause)) for clause in plan.clauses]
 
     def keys(self, rows: Rows) -> np.ndarray:
         """The sorted keys of ``rows``."""
         return np.sort(np.concatenate([self.matrix_keys[rows[0]], self.delta_keys[rows[1]]]))
 
-    def _clause(self, clause: Clause) -> Named:
-        """The conditions (named) of which the rows with a value passing the clause's test hold one."""
-        (op, value), *more = clause.test
-        if more or op not in ("=", "in"):  # a range: read as it is
-            return [self._named((clause.slot, clause.test), clause)]
-        return [self._named((clause.slot, (("=", v),)), Clause(clause.slot, True, (("=", v),)))
-                for v in (value if op == "in" else (value,))]
-
-    def _named(self, name: tuple, clause: Clause | None) -> tuple[tuple, _Condition]:
-        return name, self._condition(name, clause)
-
     def _condition(self, name: tuple, clause: Clause | None) -> _Condition:
         if name in self._kept:
             self._kept[name] = found = self._kept.pop(name)  # now the most recently used
             return found
-        keys = sorted_keys(filtering.condition_keys(self.store, clause, None if clause else name[1]))
+        coming = self._coming.pop(name, None)
+        keys = coming.result() if coming is not None else self._keys_of(name, clause)
         rows = self.rows_of(keys)
         bits = np.zeros(len(self.matrix_keys), bool)
         bits[rows] = True
@@ -233,6 +283,22 @@ class BatchMasks:
         inside = keys[(keys >= lo) & (keys < lo + span)]
         rows = self._table[inside - lo]
         return rows[rows >= 0]
+
+
+    def _keys_of(self, name: tuple, clause: Clause | None, store=None) -> np.ndarray:
+        """The sorted keys of the condition ``name`` (read by ``clause``; None: a namespace), from
+        ``store`` (by default the batch's)."""
+        return sorted_keys(filtering.condition_keys(store or self.store, clause, None if clause else name[1]))
+
+
+def _clause_names(clause: Clause) -> list[tuple[tuple, Clause]]:
+    """The conditions of which the rows with a value passing the clause's test hold one, each by
+    its name and the clause that reads it."""
+    (op, value), *more = clause.test
+    if more or op not in ("=", "in"):  # a range: read as it is
+        return [((clause.slot, clause.test), clause)]
+    return [((clause.slot, (("=", v),)), Clause(clause.slot, True, (("=", v),)))
+            for v in (value if op == "in" else (value,))]
 
 
 def _size(c: _Condition) -> int:

@@ -44,6 +44,8 @@ from .searchfiles import SearchFiles
 from .store import Store
 from .validate import check_query, check_query_namespace, check_top_k, pack_values
 
+READ_AHEAD = 16  # a batch's filters whose conditions are being read while the lines after them are
+
 
 class Checked(NamedTuple):
     """A query checked against the index: its float32 vector, and the plan of its namespace and
@@ -96,13 +98,23 @@ class Answerer:
         started: list = []  # at most one block: (block, its _Started)
         filters: dict = {}  # the rows of each distinct namespace and filter of the pending queries
         held = 0  # their bytes
+        unread: dict = {}  # the plans of the pending queries' filters not in ``filters`` yet, in order
         with Searcher(self.files, notes) as searcher:
             size = searcher.block_size()
             most_bytes = self.files.tuning.block_mask_bytes
 
+            def settle(most: int) -> None:
+                """Find the rows of the first of the ``unread`` filters, till at most ``most`` are left."""
+                nonlocal held
+                while len(unread) > most:
+                    group = next(iter(unread))
+                    filters[group] = found = self._batch_masks(searcher).filter(unread.pop(group))
+                    held += found.nbytes
+
             def advance(everything: bool) -> Iterator[QueryResult]:
                 """Start the pending block; answer the one started before it (or all)."""
                 nonlocal pending, done, asked, filters, held
+                settle(0)
                 if pending:
                     started.append((pending, self._begin_block(searcher, pending, filters)))
                     pending, asked, filters, held = [], 0, {}, 0
@@ -129,9 +141,12 @@ class Answerer:
                                 raise _with_line(exc, query.line or n) from None
                             asked += pending[-1].query.top_k
                             last = pending[-1]
-                            if last.plan is not None and not last.plain and last.group not in filters:
-                                filters[last.group] = found = self._batch_masks(searcher).filter(last.plan)
-                                held += found.nbytes
+                            if last.plan is not None and not last.plain and last.group not in filters \
+                                    and last.group not in unread:
+                                # its conditions read ahead while the next lines are read
+                                self._batch_masks(searcher).want(last.plan)
+                                unread[last.group] = last.plan
+                                settle(READ_AHEAD)
                     except StopIteration:
                         break
                     except VcliError:
@@ -144,6 +159,9 @@ class Answerer:
             except VcliError as exc:
                 exc.notes = (*exc.notes, *notes)  # what arose since the last answer
                 raise
+            finally:
+                if self._masks is not None:
+                    self._masks.close()
 
     # -- checking -------------------------------------------------------------------------------
     def check(self, query: Query) -> Checked:

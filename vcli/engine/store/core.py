@@ -73,6 +73,31 @@ class Store:
     def open(cls, path: Path, readonly: bool = False) -> Store:
         return cls(connect(path, readonly), path)
 
+    def twin(self) -> Store | None:
+        """Another connection to this store, reading in the same snapshot as this one's open read
+        transaction, so that two scans run at once (SQLite runs each without Python's lock, on
+        each connection apart: a batch's filters' conditions, ``masks.BatchMasks``); None when
+        that cannot be made sure of. Every write that changes what a reader sees is a mutation,
+        which takes the next number of ``mutations``' sequence: the twin is used only when its
+        snapshot's last number is this one's. The caller closes it."""
+        if not self.conn.in_transaction:
+            return None
+        try:
+            twin = Store(connect(self.path, readonly=True), self.path)
+        except Exception:  # (a folder SQLite will not open twice: the caller reads on one connection)
+            return None
+        try:
+            twin.conn.execute("BEGIN")
+            if twin._last_mutation() == self._last_mutation():
+                return twin
+        except sqlite3.Error:
+            pass
+        twin.close()
+        return None
+
+    def _last_mutation(self) -> tuple | None:
+        return self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'mutations'").fetchone()
+
     def close(self) -> None:
         # A Ctrl-C can land where no ``except`` runs (e.g. on entry to a context manager's
         # ``__exit__``): whatever transaction is still open is rolled back here, never committed.
