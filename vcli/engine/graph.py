@@ -293,18 +293,24 @@ def part_values(part: SearchFile, m: Matrix, samples: int) -> PartValues | None:
         starts = at + np.cumsum(sizes) - sizes
         if nodes != count or not nodes or int(starts[-1] + sizes[-1]) != len(data) or levels.min() < 0:
             return None
-        key_bytes = np.empty((nodes, 8), np.uint8)
-        for i in range(8):  # (a byte at a time: an index of every byte would take 64 bytes a node)
-            key_bytes[:, i] = data[starts + i]
+        keys = np.empty(nodes, np.int64)
+        offsets = starts % 8
+        for a in range(8):  # the keys that start at each offset from a multiple of 8, one 8-byte read each
+            which = np.flatnonzero(offsets == a)
+            if len(which):
+                words = np.frombuffer(data, "<i8", count=(len(data) - a) // 8, offset=a)
+                keys[which] = words[(starts[which] - a) // 8]
     except (OSError, ValueError, IndexError):
         return None
-    keys = key_bytes.view("<i8").ravel()
     if keys.min() < part.lo or keys.max() > part.hi:
         return None
-    order = np.argsort(keys, kind="stable").astype(np.int32)
-    keys = keys[order]
-    if (keys[1:] == keys[:-1]).any():  # a key twice
-        return None
+    if (keys[1:] > keys[:-1]).all():  # (as a part is built: in key order)
+        order = np.arange(nodes, dtype=np.int32)
+    else:
+        order = np.argsort(keys, kind="stable").astype(np.int32)
+        keys = keys[order]
+        if (keys[1:] == keys[:-1]).any():  # a key twice
+            return None
     vectors = np.frombuffer(data, np.uint16, count=nodes * dims, offset=8).reshape(nodes, dims)
     rows = np.searchsorted(m.keys, keys)
     held = np.flatnonzero((rows < len(m.keys)) & (m.keys[np.minimum(rows, len(m.keys) - 1)] == keys))

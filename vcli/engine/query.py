@@ -281,6 +281,7 @@ class Answerer:
         if self._masks is None:
             m_keys = searcher.matrix.keys if searcher.matrix is not None else np.zeros(0, np.int64)
             self._masks = BatchMasks(self.store, m_keys, searcher.delta_keys(), self.files.tuning.batch_mask_bytes)
+            searcher.values_ahead()
         return self._masks
 
     def _routes(self, searcher: Searcher, block: list[Checked], rows: dict) -> dict[tuple, str]:

@@ -277,6 +277,13 @@ class Grouped(Blocks):
             return 2 * rows
         return rows * self.dims // (2 if brief else 1)
 
+    def values_ahead(self) -> None:
+        """Start reading the graph parts' values (``_part_values``, 0.05 s a part of 500k) on a
+        background thread, so that a filtered batch's first block does not wait for them: the
+        threads are idle while its lines are read."""
+        if self.graph is not None and self._prescore_rows():
+            self._background().submit(self._part_values)
+
     def _part_values(self) -> list:
         """The usable ``graph.PartValues`` of the open graph parts (none without a graph), read once."""
         if self.graph is None:
