@@ -15,9 +15,10 @@
 namespace or filter a block at a time (one matrix product or one graph search on all cores per
 block, on background threads while the block before is answered). Queries of a block that share a
 namespace and a filter form a group. Each filter is made of the batch's conditions
-(``masks.BatchMasks``: each condition read from SQLite once per batch), and its group is answered
-either from the rows of the conditions of its narrowest part, each condition's rows gathered once
-for every group of the block that uses it and scored against all their queries at once, or with
+(``masks.BatchMasks``: each condition read from SQLite once per batch, ahead of the lines that
+need it), and its group is answered either from the rows of the conditions of its narrowest
+part, each condition's rows gathered once for every group of the block that uses it and scored
+against all their queries at once, or with
 the block (its queries scored by a matrix product over every row and masked, or on a graph
 searched with the block's other masked queries of about its share, as deep as that calls for, and
 masked), or from the filter's own rows, gathered, whichever costs least (``Searcher.route``), in

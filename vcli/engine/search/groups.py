@@ -1,7 +1,8 @@
 """A batch's groups: the queries of a batch that share a namespace or filter, scored together
-against one contiguous copy of the vectors it matches or of the rows of the conditions it is made
-of (each kept for the rest of the batch, and shared by every filter that uses the condition), when
-that costs less than answering them with their block: ``route``."""
+against one copy of the vectors it matches or of the rows of the conditions it is made of (each
+kept for the rest of the batch, and shared by every filter that uses the condition; bfloat16 rows
+that one graph part holds are read from it where they lie, ``scoring.Bf16Rows``), when that costs
+less than answering them with their block: ``route``."""
 
 from __future__ import annotations
 
