@@ -24,7 +24,7 @@ from pathlib import Path
 
 import orjson
 
-from ...errors import Interrupted
+from ...errors import Interrupted, StorageError
 from .. import fsutil
 from ..records import Mutation
 from . import listing
@@ -84,7 +84,7 @@ class Store:
             return None
         try:
             twin = Store(connect(self.path, readonly=True), self.path)
-        except Exception:  # (a folder SQLite will not open twice: the caller reads on one connection)
+        except StorageError:  # (SQLite refused a second connection: the caller reads on one)
             return None
         try:
             twin.conn.execute("BEGIN")
