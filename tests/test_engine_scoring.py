@@ -160,3 +160,24 @@ def test_top_candidates_keeps_every_tie_of_the_kth():
     assert sorted(scoring.top_candidates(keys, dists, 20, 0.0).tolist()) == [10, 11, 12, 13, 14, 15, 17, 18, 19]
     rows = scoring.top_candidates_rows(np.vstack([keys, keys]), np.vstack([dists, dists]), [3, 1], [0.0, 0.0])
     assert [sorted(r.tolist()) for r in rows] == [[11, 12, 13, 15, 19], [11, 19]]
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean", "dot-product"])
+def test_bfloat16_rows_read_in_place_score_as_a_copy_of_them(metric):
+    """``Bf16Rows`` over some rows of a larger array (a graph part's values, by node), sliced and
+    picked as a batch's cells are, scores exactly as a copy of those rows does, across the
+    chunks ``prescore_distances`` reads them in; rows outside the array are refused."""
+    rng = np.random.default_rng(8)
+    vecs = rng.standard_normal((5000, 48)).astype(np.float32)
+    everything = scoring.to_bf16(vecs)
+    nodes = rng.choice(len(vecs), 2600, replace=False)
+    queries = rng.standard_normal((70, 48)).astype(np.float32)
+    in_place = scoring.Bf16Rows(everything.bits, nodes)
+    copy = scoring.to_bf16(vecs, nodes)
+    norms = scoring.row_norms(vecs[nodes])
+    for got, want, picked in [(in_place, copy, slice(None)), (in_place[100:2300], copy[100:2300], slice(100, 2300)),
+                              (in_place[nodes % 3 == 0][7:], copy[nodes % 3 == 0][7:], np.flatnonzero(nodes % 3 == 0)[7:])]:
+        assert np.array_equal(scoring.prescore_distances(metric, queries, got, norms[picked], chunk=1000),
+                              scoring.prescore_distances(metric, queries, want, norms[picked], chunk=1000))
+    with pytest.raises(ValueError):
+        scoring.Bf16Rows(everything.bits, np.array([0, 5000]))

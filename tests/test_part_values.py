@@ -18,14 +18,16 @@ from vcli.engine.layout import Folder
 from vcli.engine.lock import writer_lock
 from vcli.engine.scoring import to_bf16
 from vcli.engine.search import Searcher
+from vcli.engine.search.groups import Grouped
 
 DIMS = 24
 N = 900
 GRAPHS = Tuning(graph_min_floats=1, graph_part_rows=300, graph_in_background=False, fold_rows=5)
 
 
-def build(tmp_path, tuning: Tuning = GRAPHS, metric: str = "cosine") -> tuple[Catalog, np.ndarray]:
-    """An index of ``N`` vectors in three graph parts, then 40 more no part covers yet."""
+def build(tmp_path, tuning: Tuning = GRAPHS, metric: str = "cosine", uncovered: int = 40) -> tuple[Catalog, np.ndarray]:
+    """An index of ``N`` vectors in graph parts (three of ``GRAPHS``' size), then ``uncovered``
+    more no part covers yet."""
     rng = np.random.default_rng(3)
     catalog = Catalog(tmp_path / "indexes", tuning=tuning)
     catalog.create("ix", DIMS, metric)
@@ -37,9 +39,11 @@ def build(tmp_path, tuning: Tuning = GRAPHS, metric: str = "cosine") -> tuple[Ca
         ids = [f"v{i:04d}" for i in range(N + 40)]
         ix.insert_arrays(ids[:N], vals[:N], meta[:N], [("even", "odd")[i % 2] for i in range(N)])
     folder = Folder(tmp_path / "indexes" / "ix")
-    with writer_lock(folder.build_lock, 0), catalog.open("ix", write=True) as ix:  # (no part built for them)
-        ix.insert_arrays(ids[N:], vals[N:], meta[N:], [("even", "odd")[i % 2] for i in range(N, N + 40)])
-    return catalog, vals
+    if uncovered:
+        with writer_lock(folder.build_lock, 0), catalog.open("ix", write=True) as ix:  # (no part built for them)
+            ix.insert_arrays(ids[N : N + uncovered], vals[N : N + uncovered], meta[N : N + uncovered],
+                             [("even", "odd")[i % 2] for i in range(N, N + uncovered)])
+    return catalog, vals[: N + uncovered]
 
 
 def parts(searcher: Searcher) -> list:
@@ -197,3 +201,23 @@ def test_the_windows_are_rescored_a_bounded_run_of_lines_at_a_time(tmp_path, mon
     assert answers(catalog, batch, tuning) == want
     assert any(lines > 1 for _, lines in calls)  # (lines were rescored together)
     assert all(rows <= 40 for rows, lines in calls if lines > 1)
+
+
+def test_rows_one_part_holds_are_read_where_they_lie(tmp_path, monkeypatch):
+    """With one part holding every row, a condition's bfloat16 rows are read from the part's
+    values in place (``scoring.Bf16Rows`` over its nodes: no copy is made), and the batch gives
+    what each line gives alone, on one thread or two."""
+    catalog, vals = build(tmp_path, GRAPHS._replace(graph_part_rows=N), uncovered=0)
+    batch = lines(vals, 120)
+    cheap = GRAPHS._replace(graph_part_rows=N, product_rows=0, graph_rows_per_depth=10**9, score_groups=16)
+    made: list = []
+    bf16 = Grouped._bf16
+    monkeypatch.setattr(Grouped, "_bf16", lambda self, rows: made.append(bf16(self, rows)) or made[-1])
+    got = answers(catalog, batch, cheap._replace(batch_threads=2))
+    assert made and all(r.nodes is not None for r in made)  # every condition read in place
+    assert got == answers(catalog, batch, cheap._replace(batch_threads=1))
+    assert got == answers(catalog, batch, cheap._replace(prescore=False, batch_threads=1))
+    with Catalog(catalog.data_dir, tuning=cheap._replace(filter_exact_rows=10**6)).open("ix") as ix:
+        for line, found in zip(batch, got, strict=True):
+            alone = ix.query(line.vector, top_k=line.top_k, filter=line.filter, namespace=line.namespace)
+            assert [(m.id, m.score) for m in alone.matches] == found

@@ -261,7 +261,9 @@ class PartValues:
         inside = (at >= 0) & (at < len(self._run))
         if inside.all():
             return self._run[at]
-        return np.where(inside, self._run[np.where(inside, at, 0)], -1) if len(self._run) else np.full(len(at), -1)
+        out = np.full(len(at), -1, np.int32)
+        out[inside] = self._run[at[inside]]
+        return out
 
 
 def part_values(part: SearchFile, m: Matrix, samples: int) -> PartValues | None:

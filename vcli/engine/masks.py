@@ -104,54 +104,58 @@ class BatchMasks:
         self._within_bytes = 0
         self._coming: dict[tuple, Future] = {}  # conditions being read ahead (``want``): their keys
         self._reader: ThreadPoolExecutor | None = None
-        self._stores: queue.SimpleQueue | None = None  # the connections the reading threads take turns on
-        self._twin = None  # ``Store.twin``: a second connection in the same snapshot
+        self._twins: queue.SimpleQueue | None = None  # the reading threads' connections (``Store.twin``)
+        self._opened: list = []  # all of them, to close
 
     def want(self, plan: Plan) -> None:
         """Start reading the conditions of ``plan`` that are not read yet, in the order asked, on
-        threads of the batch's own: on the store's connection, in its snapshot, and on a second
-        one in the same snapshot when there is one (``Store.twin``) and two cores: SQLite runs
-        a scan without Python's lock. The caller reads the batch's next lines meanwhile, and
-        ``filter`` finds them read (a 1,000-line batch's 114 conditions at 500k: 0.21 s of scans
-        on one connection). ``close`` ends it."""
-        if plan.nothing:
+        two threads of the batch's own (on a machine of two cores or more), each with a
+        connection of its own in the store's snapshot (``Store.twin``; SQLite runs a scan without
+        Python's lock, and two connections scan at once). The caller reads the batch's next lines
+        meanwhile, and ``filter`` finds them read (a 1,000-line batch's 114 conditions at 500k:
+        0.21 s of scans on one connection). Where no such connection can be had (a write
+        committed since the batch's snapshot) nothing is read ahead: ``filter`` reads on the
+        caller's thread, on the store's connection, which the threads never use. ``close`` ends it."""
+        reader = self._reading()
+        if plan.nothing or reader is None:
             return
         for _, named in self._names(plan):
             for name, clause in named:
                 if name not in self._kept and name not in self._coming:
-                    self._coming[name] = self._reading().submit(self._read_ahead, name, clause)
+                    self._coming[name] = reader.submit(self._read_ahead, name, clause)
 
-    def _reading(self) -> ThreadPoolExecutor:
-        if self._reader is None:
-            from concurrent.futures import ThreadPoolExecutor  # lazy: only batches read ahead
-
+    def _reading(self) -> ThreadPoolExecutor | None:
+        if self._twins is None:
             from .search.common import cores
 
-            self._stores = queue.SimpleQueue()
-            self._stores.put(self.store)
-            self._twin = self.store.twin() if cores() > 1 else None
-            if self._twin is not None:
-                self._stores.put(self._twin)
-            self._reader = ThreadPoolExecutor(self._stores.qsize(), thread_name_prefix="vcli-conditions")
+            self._twins = queue.SimpleQueue()
+            for _ in range(2 if cores() > 1 else 0):
+                twin = self.store.twin()
+                if twin is not None:
+                    self._opened.append(twin)
+                    self._twins.put(twin)
+            if self._opened:
+                from concurrent.futures import ThreadPoolExecutor  # lazy: only batches read ahead
+
+                self._reader = ThreadPoolExecutor(len(self._opened), thread_name_prefix="vcli-conditions")
         return self._reader
 
     def _read_ahead(self, name: tuple, clause: Clause | None) -> np.ndarray:
-        assert self._stores is not None
-        store = self._stores.get()
+        assert self._twins is not None
+        store = self._twins.get()
         try:
             return self._keys_of(name, clause, store)
         finally:
-            self._stores.put(store)
+            self._twins.put(store)
 
     def close(self) -> None:
-        """Stop reading ahead: conditions not begun are dropped, those being read are waited for
-        (the store's snapshot must outlive them)."""
+        """Stop reading ahead: conditions not begun are dropped, those being read are waited for,
+        and the reading connections closed."""
         if self._reader is not None:
             self._reader.shutdown(wait=True, cancel_futures=True)
             self._reader = None
-        if self._twin is not None:
-            self._twin.close()
-            self._twin = None
+        while self._opened:
+            self._opened.pop().close()
         self._coming.clear()
 
     def split(self, plan: Plan) -> Split | None:
@@ -248,7 +252,7 @@ class BatchMasks:
             self._kept[name] = found = self._kept.pop(name)  # now the most recently used
             return found
         coming = self._coming.pop(name, None)
-        keys = coming.result() if coming is not None else self._keys_of(name, clause)
+        keys = coming.result() if coming is not None else self._keys_of(name, clause, self.store)
         rows = self.rows_of(keys)
         bits = np.zeros(len(self.matrix_keys), bool)
         bits[rows] = True
@@ -260,6 +264,12 @@ class BatchMasks:
             self._kept[name] = found
             self._held += size
         return found
+
+    @staticmethod
+    def _keys_of(name: tuple, clause: Clause | None, store) -> np.ndarray:
+        """The sorted keys of the condition ``name`` (read by ``clause``; None: a namespace), from
+        ``store``'s connection."""
+        return sorted_keys(filtering.condition_keys(store, clause, None if clause else name[1]))
 
     def rows_of(self, keys: np.ndarray) -> np.ndarray:
         """The matrix's rows (sorted int32 positions) of those of ``keys`` (sorted) that it holds.
@@ -283,12 +293,6 @@ class BatchMasks:
         inside = keys[(keys >= lo) & (keys < lo + span)]
         rows = self._table[inside - lo]
         return rows[rows >= 0]
-
-
-    def _keys_of(self, name: tuple, clause: Clause | None, store=None) -> np.ndarray:
-        """The sorted keys of the condition ``name`` (read by ``clause``; None: a namespace), from
-        ``store`` (by default the batch's)."""
-        return sorted_keys(filtering.condition_keys(store or self.store, clause, None if clause else name[1]))
 
 
 def _clause_names(clause: Clause) -> list[tuple[tuple, Clause]]:

@@ -128,6 +128,8 @@ class Bf16Rows:
     __slots__ = ("bits", "nodes")
 
     def __init__(self, bits: np.ndarray, nodes: np.ndarray | None = None):
+        if nodes is not None and len(nodes) and not (0 <= int(nodes.min()) and int(nodes.max()) < len(bits)):
+            raise ValueError("rows outside the values")  # (``tensor`` takes them unchecked)
         self.bits, self.nodes = bits, nodes
 
     def __len__(self) -> int:
@@ -139,9 +141,13 @@ class Bf16Rows:
         return self.bits.nbytes if self.nodes is None else self.nodes.nbytes
 
     def __getitem__(self, which) -> Bf16Rows:
+        """Rows by a slice, positions or a mask of them."""
         if self.nodes is not None:
             return Bf16Rows(self.bits, self.nodes[which])
-        return Bf16Rows(self.bits[which]) if isinstance(which, slice) else Bf16Rows(self.bits, np.asarray(which))
+        if isinstance(which, slice):
+            return Bf16Rows(self.bits[which])
+        which = np.asarray(which)
+        return Bf16Rows(self.bits, np.flatnonzero(which) if which.dtype == bool else which)
 
     def tensor(self, start: int, stop: int, buf: np.ndarray | None = None):
         """Rows ``start:stop`` as a NumKong bfloat16 tensor: a view of ``bits`` when they are its

@@ -207,8 +207,9 @@ class Grouped(Blocks):
         all, the oldest not ``busy`` given up first). A float32 copy is kept apart from a
         bfloat16 one (for queries the bfloat16 kernel cannot take, or too many a product). The
         background threads share them: a copy another thread is gathering is waited for, not
-        gathered twice."""
-        key, size = (brief, token), self._copy_floats(size, brief)
+        gathered twice. Room is made for what a copy is expected to hold (``_copy_floats``)
+        before it is gathered, and for what it holds after."""
+        key = (brief, token)
         with self._subsets_lock:
             if key in self._subsets:
                 return self._subsets[key]
@@ -217,11 +218,8 @@ class Grouped(Blocks):
                 mine = False
             else:
                 mine = True
-                held, limit = self._held(), self.tuning.gather_floats
-                for old in [t for t in self._subsets if t[1] not in busy]:  # the oldest first
-                    if held + size <= limit:
-                        break
-                    held -= self._subsets.pop(old)[1].nbytes // 4
+                size = self._copy_floats(size, brief)
+                self._make_room(size, busy)
                 coming = self._gathering[key] = _Coming(size)
         if not mine:
             return coming.future.result()
@@ -234,10 +232,21 @@ class Grouped(Blocks):
             raise
         with self._subsets_lock:
             del self._gathering[key]
-            if self._held() + found[1].nbytes // 4 <= self.tuning.gather_floats:
+            size = found[1].nbytes // 4
+            if self._make_room(size, busy):
                 self._subsets[key] = found
         coming.future.set_result(found)
         return found
+
+    def _make_room(self, size: int, busy: frozenset) -> bool:
+        """Give up kept copies not ``busy``, the oldest first, till ``size`` more float32 numbers'
+        worth fit in ``Tuning.gather_floats``; whether they do (under ``_subsets_lock``)."""
+        held, limit = self._held(), self.tuning.gather_floats
+        for old in [t for t in self._subsets if t[1] not in busy]:  # the oldest first
+            if held + size <= limit:
+                break
+            held -= self._subsets.pop(old)[1].nbytes // 4
+        return held + size <= limit
 
     def _gather(self, rows: np.ndarray, brief: bool = False) -> Subset:
         """The keys, vectors and norms of the matrix's ``rows``, as contiguous copies (the vectors
@@ -272,10 +281,11 @@ class Grouped(Blocks):
         return Bf16Rows(bits)
 
     def _copy_floats(self, rows: int, brief: bool) -> int:
-        """What a copy of ``rows`` rows holds, in float32 numbers' worth of bytes (``_kept``): in
-        bfloat16 from one graph part, only their nodes (``_bf16``)."""
-        if brief and len(self._part_values()) == 1:
-            return 2 * rows
+        """What a copy of ``rows`` rows is expected to hold, in float32 numbers' worth of bytes
+        (``_kept``): in bfloat16 on a graph, only their nodes (``_bf16``: where one part holds
+        them all, as it does for most conditions; ``_kept`` counts the copy again once made)."""
+        if brief and self._part_values():
+            return rows  # (an int32 node a row)
         return rows * self.dims // (2 if brief else 1)
 
     def values_ahead(self) -> None:

@@ -74,12 +74,14 @@ class Store:
         return cls(connect(path, readonly), path)
 
     def twin(self) -> Store | None:
-        """Another connection to this store, reading in the same snapshot as this one's open read
-        transaction, so that two scans run at once (SQLite runs each without Python's lock, on
-        each connection apart: a batch's filters' conditions, ``masks.BatchMasks``); None when
-        that cannot be made sure of. Every write that changes what a reader sees is a mutation,
-        which takes the next number of ``mutations``' sequence: the twin is used only when its
-        snapshot's last number is this one's. The caller closes it."""
+        """Another connection to this store, in a read transaction that holds the same mutations
+        as this one's open one, so that scans run beside it (SQLite runs each without Python's
+        lock, on each connection apart: a batch's filters' conditions, ``masks.BatchMasks``);
+        None when that cannot be made sure of. Every write to the vectors and their metadata
+        values is a mutation, which takes the next number of ``mutations``' sequence: the twin
+        is used only when its last number is this one's. (Housekeeping writes, which are not
+        mutations, may differ between the two: the twin is for reading vectors and metadata
+        values only.) The caller closes it."""
         if not self.conn.in_transaction:
             return None
         try:
