@@ -116,8 +116,8 @@ class BatchMasks:
         0.21 s of scans on one connection). Where no such connection can be had (a write
         committed since the batch's snapshot) nothing is read ahead: ``filter`` reads on the
         caller's thread, on the store's connection, which the threads never use. ``close`` ends it."""
-        reader = self._reading()
-        if plan.nothing or reader is None:
+        reader = None if plan.nothing else self._reading()
+        if reader is None:
             return
         for _, named in self._names(plan):
             for name, clause in named:

@@ -267,15 +267,18 @@ class Grouped(Blocks):
         parts = self._part_values()
         if not parts:
             return to_bf16(m.values, rows)
-        bits = np.empty((len(rows), self.dims), np.uint16)
+        bits = None
         left = np.ones(len(rows), bool)
         for values in parts:
             nodes = values.nodes(rows)
             got = (nodes >= 0) & left
             if got.all():
                 return Bf16Rows(values.vectors, nodes)
+            if bits is None:
+                bits = np.empty((len(rows), self.dims), np.uint16)
             bits[got] = values.vectors[nodes[got]]
             left &= ~got
+        assert bits is not None  # (a part that held every row returned above)
         if left.any():
             bits[left] = to_bf16(m.values, rows[left]).bits
         return Bf16Rows(bits)
