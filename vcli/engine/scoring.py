@@ -141,11 +141,12 @@ class Bf16Rows:
         return self.bits.nbytes if self.nodes is None else self.nodes.nbytes
 
     def __getitem__(self, which) -> Bf16Rows:
-        """Rows by a slice, positions or a mask of them."""
+        """Rows by a slice, positions or a mask of them (picked from rows already checked: a
+        batch's cells slice them per product, and are not checked again)."""
         if self.nodes is not None:
-            return Bf16Rows(self.bits, self.nodes[which])
+            return _picked(self.bits, self.nodes[which])
         if isinstance(which, slice):
-            return Bf16Rows(self.bits[which])
+            return _picked(self.bits[which], None)
         which = np.asarray(which)
         return Bf16Rows(self.bits, np.flatnonzero(which) if which.dtype == bool else which)
 
@@ -159,6 +160,13 @@ class Bf16Rows:
         out = buf[: stop - start]
         np.take(self.bits, self.nodes[start:stop], axis=0, out=out, mode="clip")  # (nodes are valid)
         return bf16_tensor(out)
+
+
+def _picked(bits: np.ndarray, nodes: np.ndarray | None) -> Bf16Rows:
+    """``Bf16Rows`` of nodes known to be inside ``bits``, unchecked."""
+    rows = Bf16Rows.__new__(Bf16Rows)
+    rows.bits, rows.nodes = bits, nodes
+    return rows
 
 
 def bf16_tensor(bits: np.ndarray):
